@@ -1,0 +1,31 @@
+"""Backends registered by name. Modules are imported only when a backend is used."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from branchdb.daemon.errors import ConfigError
+
+if TYPE_CHECKING:
+    from branchdb.daemon.backends.base import Backend
+    from branchdb.daemon.config import Config
+
+REGISTRY: dict[str, str] = {
+    "libsql": "branchdb.daemon.backends.libsql_backend:LibsqlBackend",
+    "postgres": "branchdb.daemon.backends.postgres_backend:PostgresBackend",
+    "memory": "branchdb.daemon.backends.memory_backend:MemoryBackend",
+}
+
+
+def get_backend(config: Config, **kwargs: Any) -> Backend:
+    """Build the backend named by ``[database] backend`` for *config*."""
+    target = REGISTRY.get(config.database.backend)
+    if target is None:
+        raise ConfigError(
+            f"unknown backend {config.database.backend!r}; "
+            f"choose one of: {', '.join(sorted(REGISTRY))}"
+        )
+    module, cls = target.split(":")
+    backend: Backend = getattr(importlib.import_module(module), cls)(config, **kwargs)
+    return backend

@@ -1,0 +1,241 @@
+"""``branchdb.toml``: finding it, reading it, and refusing anything it does not know.
+
+The file is found like git finds ``.git``: walking up from the working directory.
+``--config`` and ``BRANCHDB_CONFIG`` override the search. Every error names the file
+and the dotted key, and suggests the closest known key for typos.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from branchdb.daemon.errors import ConfigError
+
+CONFIG_NAME = "branchdb.toml"
+DEFAULT_DATA_DIR = ".branchdb"
+BACKENDS = ("libsql", "postgres", "docker", "memory")
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str, key: str) -> int:
+    """``"90s"``, ``"30m"``, ``"12h"``, ``"14d"``, ``"2w"`` → seconds."""
+    m = _DURATION.match(value)
+    if not m:
+        raise ConfigError(
+            f"{key}: invalid duration {value!r} (use a number and s, m, h, d or w, "
+            'e.g. "14d")'
+        )
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+@dataclass(frozen=True)
+class ProjectSection:
+    name: str
+    default_branch: str = "main"
+
+
+@dataclass(frozen=True)
+class DatabaseSection:
+    backend: str = "libsql"
+    from_snapshot: str | None = None  # ``from`` in the file
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    server: str | None = None  # postgres admin URL
+    reset_on_drift: bool = False
+    env_var: str = "DATABASE_URL"
+
+
+@dataclass(frozen=True)
+class MigrationsSection:
+    dir: Path | None = None  # None: detect
+    format: str = "auto"
+    command: str | None = None
+    timeout: int = 600
+
+
+@dataclass(frozen=True)
+class BranchesSection:
+    protected: tuple[str, ...] = ("main", "master")
+    ttl: int | None = None  # seconds
+
+
+@dataclass(frozen=True)
+class ServerSection:
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path  # directory holding branchdb.toml
+    path: Path | None
+    project: ProjectSection
+    database: DatabaseSection = field(default_factory=DatabaseSection)
+    migrations: MigrationsSection = field(default_factory=MigrationsSection)
+    branches: BranchesSection = field(default_factory=BranchesSection)
+    server: ServerSection = field(default_factory=ServerSection)
+
+    @property
+    def data_dir(self) -> Path:
+        return (self.root / self.database.data_dir).resolve()
+
+    @property
+    def migrations_dir(self) -> Path | None:
+        d = self.migrations.dir
+        return None if d is None else (self.root / d).resolve()
+
+
+# ---------------------------------------------------------------- schema and parsing
+
+_SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "project": {"name": str, "default_branch": str},
+    "database": {
+        "backend": str,
+        "from": str,
+        "data_dir": str,
+        "server": str,
+        "reset_on_drift": bool,
+        "env_var": str,
+    },
+    "migrations": {"dir": str, "format": str, "command": str, "timeout": str},
+    "branches": {"protected": list, "ttl": str},
+    "server": {"url": str},
+}
+
+
+def _unknown(key: str, known: list[str], where: str) -> ConfigError:
+    hint = difflib.get_close_matches(key.split(".")[-1], known, n=1)
+    more = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return ConfigError(f"{where}: unknown key {key!r}{more}")
+
+
+def _check(raw: Mapping[str, Any], where: str) -> None:
+    for section, body in raw.items():
+        if section not in _SCHEMA:
+            raise _unknown(section, list(_SCHEMA), where)
+        if not isinstance(body, dict):
+            raise ConfigError(f"{where}: {section!r} must be a table ([{section}])")
+        for key, value in body.items():
+            dotted = f"{section}.{key}"
+            want = _SCHEMA[section].get(key)
+            if want is None:
+                raise _unknown(dotted, list(_SCHEMA[section]), where)
+            if not isinstance(value, want) or (want is not bool and value is True):
+                tname = want.__name__ if isinstance(want, type) else "value"
+                raise ConfigError(
+                    f"{where}: {dotted} must be a {tname}, got {value!r}"
+                )
+
+
+def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Config:
+    """Validate *raw* (parsed TOML) and build a Config. Raises ConfigError."""
+    where = str(path) if path else "configuration"
+    _check(raw, where)
+    p = raw.get("project", {})
+    d = raw.get("database", {})
+    m = raw.get("migrations", {})
+    b = raw.get("branches", {})
+    s = raw.get("server", {})
+
+    name = p.get("name") or root.name or "project"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
+        raise ConfigError(
+            f"{where}: project.name {name!r} must be 1-63 characters of letters, "
+            "digits, '.', '_' or '-'"
+        )
+    backend = d.get("backend", "libsql")
+    if backend not in BACKENDS:
+        raise ConfigError(
+            f"{where}: database.backend {backend!r} is not one of {', '.join(BACKENDS)}"
+        )
+    fmt = m.get("format", "auto")
+    from branchdb.daemon.migrations import REGISTRY as FORMATS
+
+    if fmt != "auto" and fmt not in FORMATS:
+        raise ConfigError(
+            f"{where}: migrations.format {fmt!r} is not one of auto, "
+            f"{', '.join(FORMATS)}"
+        )
+    if fmt == "command" and not m.get("command"):
+        raise ConfigError(f'{where}: migrations.format = "command" needs migrations.command')
+    protected = b.get("protected", ["main", "master"])
+    if not all(isinstance(x, str) and x for x in protected):
+        raise ConfigError(f"{where}: branches.protected must be a list of glob strings")
+    snapshot = d.get("from")
+    if snapshot is not None:
+        from branchdb.daemon.naming import snapshot_key
+
+        try:
+            snapshot_key(snapshot.split("@")[0])
+        except ValueError as e:
+            raise ConfigError(f"{where}: database.from: {e}") from None
+    server_url = os.environ.get("BRANCHDB_PG_URL") or d.get("server")
+    return Config(
+        root=root,
+        path=path,
+        project=ProjectSection(
+            name=name, default_branch=p.get("default_branch", "main")
+        ),
+        database=DatabaseSection(
+            backend=backend,
+            from_snapshot=snapshot,
+            data_dir=Path(d.get("data_dir", DEFAULT_DATA_DIR)),
+            server=server_url,
+            reset_on_drift=d.get("reset_on_drift", False),
+            env_var=d.get("env_var", "DATABASE_URL"),
+        ),
+        migrations=MigrationsSection(
+            dir=Path(m["dir"]) if "dir" in m else None,
+            format=fmt,
+            command=m.get("command"),
+            timeout=parse_duration(m["timeout"], "migrations.timeout")
+            if "timeout" in m
+            else 600,
+        ),
+        branches=BranchesSection(
+            protected=tuple(protected),
+            ttl=parse_duration(b["ttl"], "branches.ttl") if "ttl" in b else None,
+        ),
+        server=ServerSection(
+            url=os.environ.get("BRANCHDB_SERVER") or s.get("url"),
+        ),
+    )
+
+
+def find_config(start: Path) -> Path | None:
+    """Walk up from *start* to the file-system root looking for branchdb.toml."""
+    here = start.resolve()
+    for d in (here, *here.parents):
+        candidate = d / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load(path: Path | None = None, cwd: Path | None = None) -> Config:
+    """Load the configuration: *path*, else ``$BRANCHDB_CONFIG``, else the search."""
+    if path is None and os.environ.get("BRANCHDB_CONFIG"):
+        path = Path(os.environ["BRANCHDB_CONFIG"])
+    if path is None:
+        path = find_config(cwd or Path.cwd())
+        if path is None:
+            raise ConfigError(
+                f"no {CONFIG_NAME} found in {cwd or Path.cwd()} or any parent "
+                "directory; run `branchdb init` in your repository"
+            )
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    return from_mapping(raw, path.parent.resolve(), path.resolve())

@@ -1,0 +1,141 @@
+"""One exception tree for branchdb.
+
+::
+
+    BranchdbError                    every error branchdb raises on purpose
+    ├── ConfigError                  branchdb.toml missing, unknown key, bad value
+    ├── GitError                     not a repository, detached HEAD, unreadable ref
+    ├── NotFound                     no such branch database / snapshot
+    ├── Refused                      a safe refusal: protected branch, foreign object,
+    │                                confirmation needed, lock busy
+    ├── BackendError                 the database server or file system said no
+    └── MigrationError               anything about migrations
+        ├── MigrationFailed          a statement failed; rolled back; names file + stmt
+        ├── MigrationEdited          an applied migration's file changed
+        └── MigrationDrift           the ledger and the branch's files disagree
+
+Messages say what happened and what to do next. They never contain secrets: the edges
+(CLI, API) redact URLs once more with :func:`redact` before showing anything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_URL_PASSWORD = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+
+
+def redact(text: str) -> str:
+    """Replace the password of every ``scheme://user:password@`` in *text* by ``***``."""
+    return _URL_PASSWORD.sub(r"\g<pre>***@", text)
+
+
+class BranchdbError(Exception):
+    """Base of every error branchdb raises on purpose; ``str()`` is the user message."""
+
+    #: HTTP status the API answers with; the CLI exits with ``exit_code``.
+    http_status = 400
+    exit_code = 1
+
+
+class ConfigError(BranchdbError):
+    """The configuration is missing or invalid; the message names the file and key."""
+
+    exit_code = 2
+
+
+class GitError(BranchdbError):
+    """git could not tell the branch, or the directory is not a repository."""
+
+    exit_code = 2
+
+
+class NotFound(BranchdbError):
+    http_status = 404
+
+
+class Refused(BranchdbError):
+    """branchdb refused to do something unsafe; nothing was changed."""
+
+    http_status = 409
+
+
+class BackendError(BranchdbError):
+    """The database server or file system failed; nothing half-made is left behind."""
+
+    http_status = 502
+
+
+class MigrationError(BranchdbError):
+    http_status = 422
+
+
+class MigrationFailed(MigrationError):
+    """A migration statement failed and its transaction was rolled back."""
+
+    def __init__(
+        self,
+        file: str,
+        statement_no: int,
+        statement: str,
+        db_error: str,
+        *,
+        rolled_back: bool = True,
+    ) -> None:
+        self.file = file
+        self.statement_no = statement_no
+        self.statement = statement
+        self.db_error = db_error
+        self.rolled_back = rolled_back
+        head = " ".join(statement.split())
+        if len(head) > 120:
+            head = head[:117] + "..."
+        tail = (
+            "the migration was rolled back; the database is as it was before it"
+            if rolled_back
+            else "this statement cannot run in a transaction: statements before it "
+            "in this migration stay applied"
+        )
+        super().__init__(
+            f"migration {file} failed at statement {statement_no} ({head}): "
+            f"{db_error.strip()} — {tail}"
+        )
+
+
+class MigrationEdited(MigrationError):
+    """An applied migration's file no longer matches what was applied."""
+
+    def __init__(self, files: list[str]) -> None:
+        self.files = files
+        names = ", ".join(files)
+        super().__init__(
+            f"applied migration changed since it was applied: {names}. Restore the "
+            "file, or rebuild this branch's database with `branchdb reset` (its data "
+            "is recreated from its source)"
+        )
+
+
+@dataclass
+class Divergence:
+    """One way the branch database's ledger disagrees with the branch's files."""
+
+    kind: str  # "missing" (applied, not on branch) | "out-of-order" (pending < applied)
+    migration: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.migration}: {self.detail}"
+
+
+class MigrationDrift(MigrationError):
+    """The ledger holds migrations the branch no longer has, or in another order."""
+
+    def __init__(self, items: list[Divergence]) -> None:
+        self.items = items
+        lines = "; ".join(str(i) for i in items)
+        super().__init__(
+            f"migrations drifted from this branch's files ({lines}). Rebuild with "
+            "`branchdb up --reset-on-drift` (or `branchdb reset`), or set "
+            "[database] reset_on_drift = true"
+        )

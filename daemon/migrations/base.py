@@ -1,0 +1,89 @@
+"""What a migration format is: a reader of files and a keeper of its tool's ledger."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+from branchdb.daemon.dbsession import DbSession, Executor
+from branchdb.daemon.models import Applied, Migration
+
+
+class MigrationFiles(Protocol):
+    """A read-only tree of migration files: a directory, or a git tree at a commit."""
+
+    def paths(self) -> list[str]:
+        """Every file, as a POSIX path relative to the migrations directory, sorted."""
+        ...
+
+    def read(self, path: str) -> bytes: ...
+
+
+class DirFiles:
+    """Migration files in a directory on disk."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def paths(self) -> list[str]:
+        out: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel = os.path.relpath(dirpath, self.root)
+            for f in filenames:
+                if f.startswith("."):
+                    continue
+                out.append(f if rel == "." else f"{rel}/{f}".replace(os.sep, "/"))
+        return sorted(out)
+
+    def read(self, path: str) -> bytes:
+        return (self.root / path).read_bytes()
+
+
+class Format(Protocol):
+    """A migration format, registered by name in :mod:`branchdb.daemon.migrations`.
+
+    Formats are stateless; one instance serves every database.
+    """
+
+    name: ClassVar[str]
+    #: True for ``command``: the team's own tool applies migrations; there is no
+    #: per-migration plan and the runner just calls :meth:`run_command`.
+    runs_command: ClassVar[bool] = False
+
+    def detect(self, files: MigrationFiles) -> bool:
+        """True if *files* look like this format (used by ``format = "auto"``)."""
+        ...
+
+    def load(self, files: MigrationFiles) -> list[Migration]:
+        """All up-migrations in apply order. Raises MigrationError on malformed files."""
+        ...
+
+    def applied(self, db: Executor) -> list[Applied]:
+        """What the tool's own ledger says is applied (empty if it has no ledger yet).
+
+        Read-only. Raises MigrationError if the ledger is in a state the tool itself
+        would refuse (golang-migrate's ``dirty`` flag).
+        """
+        ...
+
+    def ensure_ledger(self, db: Executor) -> None:
+        """Create the tool's ledger table if missing, exactly as the tool would."""
+        ...
+
+    def before(self, db: Executor, migration: Migration) -> None:
+        """Called before a non-transactional migration runs (golang-migrate: dirty)."""
+        ...
+
+    def record(self, db: Executor, migration: Migration, duration_ms: int) -> None:
+        """Record *migration* as applied; runs in the migration's transaction."""
+        ...
+
+
+def applied_keys(applied: Iterable[Applied]) -> set[str]:
+    return {a.key for a in applied}
+
+
+__all__ = ["Applied", "DbSession", "DirFiles", "Executor", "Format", "Migration"]

@@ -1,0 +1,69 @@
+"""The one place that turns branch and project names into database, file and role names.
+
+Every name is ``<readable slug>-<hash>`` where the hash is taken over the *exact*
+original string, so two branches that differ only in case, punctuation or unicode
+normalisation never share a name, and the slug keeps names recognisable in ``ls`` or
+``\\l``. All outputs are pure functions of their inputs (tested in tests/test_naming.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+#: Every object branchdb creates starts with this prefix (files, databases, roles).
+PREFIX = "bdb"
+_HASH_LEN = 10  # 40 bits: a collision needs ~1M branches in one project
+PG_MAX_IDENT = 63  # NAMEDATALEN - 1 bytes
+
+
+def _slug(text: str, limit: int) -> str:
+    ascii_text = (
+        unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    )
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:limit].strip("-") or "x"
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:_HASH_LEN]
+
+
+def branch_key(branch: str) -> str:
+    """File-system-safe, collision-free name for *branch* (at most 52 characters).
+
+    ``branch_key("feature/Login")`` is ``"feature-login-"`` plus ten hex digits.
+    """
+    return f"{_slug(branch, 40)}-{_digest(branch)}"
+
+
+def _pg_name(kind: str, project: str, name: str, extra: str = "") -> str:
+    # kind + _ + 16 + _ + 24 + extra + _ + 10 <= 63 bytes, ASCII only.
+    slug = f"{_slug(project, 16)}_{_slug(name, 24)}{extra}"
+    return f"{kind}_{slug}_{_digest(project, name)}".replace("-", "_")
+
+
+def pg_database(project: str, branch: str) -> str:
+    """PostgreSQL database name for *branch* of *project*, within 63 bytes."""
+    return _pg_name(PREFIX, project, branch)
+
+
+def pg_role(project: str, branch: str) -> str:
+    """Login role that owns the branch database (same shape as the database name)."""
+    return _pg_name(PREFIX + "r", project, branch)
+
+
+def snapshot_key(name: str) -> str:
+    """Validated snapshot name: 1-40 characters of ``[a-z0-9_-]``, starting alnum."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", name):
+        raise ValueError(
+            f"invalid snapshot name {name!r}: use 1-40 characters a-z, 0-9, '-', '_'"
+        )
+    return name
+
+
+def pg_snapshot_database(project: str, snapshot: str, version: int) -> str:
+    """Template database name holding version *version* of *snapshot*."""
+    return _pg_name(PREFIX + "s", project, snapshot, f"_v{version}")
