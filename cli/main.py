@@ -1,7 +1,518 @@
-"""Entry point of the ``branchdb`` console script (placeholder, replaced below)."""
+"""The ``branchdb`` command: argument parsing and one short adapter per command.
+
+Errors are translated here, once: a BranchdbError becomes ``branchdb: error: ...`` on
+stderr (secrets redacted) and its exit code; anything else is a bug and says so.
+Only the modules a command needs are imported, so the hook's fast path stays fast.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-def main() -> int:
+from branchdb.daemon.errors import BranchdbError, Refused, redact
+
+if TYPE_CHECKING:
+    from branchdb.daemon.config import Config
+    from branchdb.daemon.engine import Engine
+
+
+class _Ctx:
+    """Per-invocation context: parsed args, lazily loaded config and engine."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.cwd = Path(args.directory).resolve() if args.directory else Path.cwd()
+        self._engine: Engine | None = None
+
+    @property
+    def config(self) -> Config:
+        return self.engine.config
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from branchdb.daemon import config as config_mod
+            from branchdb.daemon.engine import Engine
+
+            path = Path(self.args.config) if self.args.config else None
+            self._engine = Engine(config_mod.load(path, cwd=self.cwd))
+        return self._engine
+
+    def branch(self) -> str:
+        name: str | None = getattr(self.args, "branch", None)
+        if name:
+            from branchdb.daemon.git_repo import validate_branch_name
+
+            return validate_branch_name(name)
+        from branchdb.daemon.git_repo import current_branch
+
+        return current_branch(self.cwd)
+
+    def progress(self, message: str) -> None:
+        if sys.stderr.isatty() and not getattr(self.args, "json", False):
+            sys.stderr.write(f"  {message}\n")
+
+
+def _print(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+# ------------------------------------------------------------------ commands
+def cmd_up(ctx: _Ctx) -> int:
+    a = ctx.args
+    if a.hook:
+        return _up_hook(ctx)
+    branch = ctx.branch()
+    res = ctx.engine.up(
+        branch,
+        fresh=a.fresh,
+        from_snapshot=a.from_snapshot,
+        reset_on_drift=True if a.reset_on_drift else None,
+        progress=ctx.progress,
+    )
+    if a.json:
+        from branchdb.cli.output import branch_json, emit_json
+
+        emit_json(
+            {
+                **branch_json(res.record),
+                "created": res.created,
+                "reset": res.reset,
+                "up_to_date": res.up_to_date,
+                "applied": res.applied,
+            }
+        )
+    elif not a.quiet:
+        _print(f"{branch}: {_up_summary(res)}")
+        _print(res.record.url)
     return 0
+
+
+def _up_summary(res: object) -> str:
+    from branchdb.daemon.engine import UpResult
+
+    assert isinstance(res, UpResult)
+    if res.up_to_date:
+        return "up to date"
+    what = []
+    if res.created:
+        what.append(f"created ({res.record.source})")
+    if res.reset:
+        what.append(f"rebuilt from {res.record.source} after drift")
+    n = len(res.applied)
+    what.append(
+        f"{n} migration{'s' if n != 1 else ''} applied"
+        if n
+        else "no pending migrations"
+    )
+    return ", ".join(what)
+
+
+def _up_hook(ctx: _Ctx) -> int:
+    """``up`` as run by the post-checkout hook: never fails, one line of output."""
+    from branchdb.daemon.errors import ConfigError, GitError
+
+    try:
+        try:
+            branch = ctx.branch()
+            engine = ctx.engine
+        except (GitError, ConfigError):
+            return 0  # detached HEAD or no branchdb.toml here: nothing to do
+        res = engine.up(branch, lock_timeout=60, progress=ctx.progress)
+        sys.stderr.write(f"branchdb: {branch}: {_up_summary(res)}\n")
+    except BranchdbError as e:
+        sys.stderr.write(f"branchdb: warning: {redact(str(e))}\n")
+    except Exception as e:  # the checkout must never fail because of us
+        sys.stderr.write(f"branchdb: warning: {type(e).__name__}: {redact(str(e))}\n")
+    return 0
+
+
+def cmd_url(ctx: _Ctx) -> int:
+    _print(ctx.engine.url(ctx.branch()))
+    return 0
+
+
+def cmd_env(ctx: _Ctx) -> int:
+    from branchdb.cli.files import dotenv_value, update_dotenv
+
+    url = ctx.engine.url(ctx.branch())
+    var = ctx.args.var or ctx.config.database.env_var
+    if ctx.args.write:
+        path = Path(ctx.args.write)
+        if not path.is_absolute():
+            path = ctx.cwd / path
+        changed = update_dotenv(path, var, url)
+        sys.stderr.write(f"{'updated' if changed else 'unchanged'}: {var} in {path}\n")
+    else:
+        _print(f"{var}={dotenv_value(url)}")
+    return 0
+
+
+def cmd_ls(ctx: _Ctx) -> int:
+    from branchdb.cli.output import branch_json, emit_json, iso, table
+
+    recs = ctx.engine.list_branches()
+    if ctx.args.json:
+        emit_json([branch_json(r) for r in recs])
+        return 0
+    if not recs:
+        _print("no branch databases yet (run `branchdb up`)")
+        return 0
+    rows = [
+        [
+            r.branch,
+            r.status,
+            r.source,
+            str(len(r.applied)),
+            iso(r.last_used_at),
+            r.database,
+        ]
+        for r in recs
+    ]
+    _print(
+        table(
+            rows, ["BRANCH", "STATUS", "SOURCE", "MIGRATIONS", "LAST USED", "DATABASE"]
+        )
+    )
+    return 0
+
+
+def cmd_status(ctx: _Ctx) -> int:
+    from branchdb.cli.output import branch_json, emit_json, human_size
+
+    st = ctx.engine.status(ctx.branch())
+    rec = st["record"]
+    data = {
+        **branch_json(rec),
+        "exists": st["exists"],
+        "size_bytes": st["size_bytes"],
+        "pending": st["pending"],
+        "problem": redact(st["problem"]) if st["problem"] else None,
+        "protected": ctx.engine.is_protected(rec.branch),
+    }
+    if ctx.args.json:
+        emit_json(data)
+        return 0
+    lines = [
+        f"branch:      {rec.branch}{' (protected)' if data['protected'] else ''}",
+        f"database:    {rec.database} ({rec.backend}, {human_size(st['size_bytes'])})",
+        f"url:         {rec.url}",
+        f"source:      {rec.source}"
+        + (f" (clone: {data['strategy']})" if data["strategy"] else ""),
+        f"status:      {rec.status}" + ("" if st["exists"] else " — database missing!"),
+        f"migrations:  {len(rec.applied)} applied, {len(st['pending'])} pending",
+        f"created:     {data['created_at']}",
+        f"last used:   {data['last_used_at']}",
+    ]
+    lines += [f"  pending:   {p}" for p in st["pending"]]
+    if data["problem"]:
+        lines.append(f"problem:     {data['problem']}")
+    _print("\n".join(lines))
+    return 0
+
+
+def cmd_migrate(ctx: _Ctx) -> int:
+    res = ctx.engine.migrate(
+        ctx.branch(), dry_run=ctx.args.dry_run, progress=ctx.progress
+    )
+    if ctx.args.json:
+        from branchdb.cli.output import emit_json
+
+        emit_json(
+            {
+                "branch": res.record.branch,
+                "dry_run": res.dry_run,
+                "applied": res.applied,
+                "pending": res.pending,
+            }
+        )
+    elif res.dry_run:
+        _print("\n".join(res.pending) if res.pending else "nothing to apply")
+    else:
+        n = len(res.applied)
+        _print(f"{res.record.branch}: {n} migration{'s' if n != 1 else ''} applied")
+    return 0
+
+
+def cmd_reset(ctx: _Ctx) -> int:
+    a = ctx.args
+    branch = ctx.branch()
+    if ctx.engine.is_protected(branch) and not a.force:
+        raise Refused(
+            f"{branch!r} is protected (branches.protected); pass --force to reset it"
+        )
+    res = ctx.engine.reset(
+        branch, fresh=a.fresh, from_snapshot=a.from_snapshot, progress=ctx.progress
+    )
+    if a.json:
+        from branchdb.cli.output import branch_json, emit_json
+
+        emit_json({**branch_json(res.record), "applied": res.applied})
+    else:
+        _print(
+            f"{branch}: recreated from {res.record.source}, "
+            f"{len(res.applied)} migrations applied"
+        )
+        _print(res.record.url)
+    return 0
+
+
+def cmd_down(ctx: _Ctx) -> int:
+    a = ctx.args
+    branch = ctx.branch()
+    if not a.yes:
+        if not sys.stdin.isatty():
+            raise Refused(
+                f"dropping {branch!r}'s database needs confirmation: pass --yes"
+            )
+        answer = input(f"drop the database of {branch!r}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            _print("kept")
+            return 1
+    rec = ctx.engine.down(branch, force=a.force)
+    if a.json:
+        from branchdb.cli.output import branch_json, emit_json
+
+        emit_json({**branch_json(rec), "dropped": True})
+    else:
+        _print(f"{branch}: dropped {rec.database}")
+    return 0
+
+
+def cmd_init(ctx: _Ctx) -> int:
+    from branchdb.cli.files import write_starter
+
+    path, found = write_starter(
+        ctx.cwd, default_branch=ctx.args.default_branch, force=ctx.args.force
+    )
+    _print(f"wrote {path} ({found}); .branchdb/ added to .gitignore")
+    _print("next: `branchdb hook install`, then `branchdb up`")
+    return 0
+
+
+def cmd_hook(ctx: _Ctx) -> int:
+    from branchdb.cli import hook
+
+    if ctx.args.action == "install":
+        _print(f"installed {hook.install(ctx.cwd)}")
+    elif ctx.args.action == "uninstall":
+        path = hook.uninstall(ctx.cwd)
+        _print(f"removed {path}" if path else "no branchdb hook installed")
+    else:
+        _print("installed" if hook.installed(ctx.cwd) else "not installed")
+    return 0
+
+
+def cmd_snapshot(ctx: _Ctx) -> int:
+    from branchdb.cli.output import emit_json, human_size, iso, snapshot_json, table
+
+    a = ctx.args
+    eng = ctx.engine
+    if a.action == "create":
+        if not a.source:
+            raise Refused("snapshot create needs --source PATH_OR_URL")
+        snap = eng.snapshot_create(a.name, a.source, progress=ctx.progress)
+        if a.json:
+            emit_json(snapshot_json(snap))
+        else:
+            _print(f"snapshot {snap.ref} created ({human_size(snap.size_bytes)})")
+    elif a.action == "ls":
+        snaps = eng.snapshot_list()
+        if a.json:
+            emit_json([snapshot_json(s) for s in snaps])
+        elif not snaps:
+            _print("no snapshots")
+        else:
+            rows = [
+                [s.ref, human_size(s.size_bytes), iso(s.created_at), redact(s.source)]
+                for s in snaps
+            ]
+            _print(table(rows, ["SNAPSHOT", "SIZE", "CREATED", "SOURCE"]))
+    else:
+        removed = eng.snapshot_rm(a.name)
+        if a.json:
+            emit_json([snapshot_json(s) for s in removed])
+        else:
+            _print("removed " + ", ".join(s.ref for s in removed))
+    return 0
+
+
+# ------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="branchdb",
+        description="An isolated database for every git branch.",
+    )
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="branchdb.toml to use (default: $BRANCHDB_CONFIG or search upwards)",
+    )
+    p.add_argument(
+        "-C", dest="directory", metavar="DIR", help="run as if started in DIR"
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[_Ctx], int], help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(func=fn)
+        return sp
+
+    def branch_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "branch",
+            nargs="?",
+            metavar="BRANCH",
+            help="git branch (default: the checked-out branch)",
+        )
+
+    def json_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def source_args(sp: argparse.ArgumentParser) -> None:
+        g = sp.add_mutually_exclusive_group()
+        g.add_argument(
+            "--fresh", action="store_true", help="start from an empty database"
+        )
+        g.add_argument(
+            "--from",
+            dest="from_snapshot",
+            metavar="SNAPSHOT",
+            help="clone from SNAPSHOT (NAME or NAME@VERSION)",
+        )
+
+    sp = add("up", cmd_up, "create or update the branch's database and print its URL")
+    branch_arg(sp)
+    source_args(sp)
+    sp.add_argument(
+        "--reset-on-drift",
+        action="store_true",
+        help="rebuild the database when its migrations drifted (rebase)",
+    )
+    json_arg(sp)
+    sp.add_argument(
+        "--quiet", "-q", action="store_true", help="print nothing on success"
+    )
+    sp.add_argument("--hook", action="store_true", help=argparse.SUPPRESS)
+
+    sp = add("url", cmd_url, "print the branch database's connection URL")
+    branch_arg(sp)
+
+    sp = add("env", cmd_env, "print or write DATABASE_URL=... for the branch")
+    branch_arg(sp)
+    sp.add_argument(
+        "--var", metavar="NAME", help="variable name (default: database.env_var)"
+    )
+    sp.add_argument(
+        "--write",
+        metavar="FILE",
+        help="update that variable in a dotenv FILE, keeping its other lines",
+    )
+
+    sp = add("ls", cmd_ls, "list this project's branch databases")
+    json_arg(sp)
+
+    sp = add("status", cmd_status, "show a branch database: source, size, migrations")
+    branch_arg(sp)
+    json_arg(sp)
+
+    sp = add("migrate", cmd_migrate, "apply the branch's pending migrations")
+    branch_arg(sp)
+    sp.add_argument(
+        "--dry-run", action="store_true", help="only list pending migrations"
+    )
+    json_arg(sp)
+
+    sp = add(
+        "reset",
+        cmd_reset,
+        "recreate the branch database from its source and re-apply migrations",
+    )
+    branch_arg(sp)
+    source_args(sp)
+    sp.add_argument(
+        "--force", action="store_true", help="allow resetting a protected branch"
+    )
+    json_arg(sp)
+
+    sp = add("down", cmd_down, "drop the branch's database")
+    branch_arg(sp)
+    sp.add_argument(
+        "--yes", "-y", action="store_true", help="do not ask for confirmation"
+    )
+    sp.add_argument(
+        "--force", action="store_true", help="allow dropping a protected branch"
+    )
+    json_arg(sp)
+
+    sp = add("init", cmd_init, "write a starter branchdb.toml and ignore .branchdb/")
+    sp.add_argument(
+        "--default-branch", default="main", help="the project's main branch"
+    )
+    sp.add_argument(
+        "--force", action="store_true", help="overwrite an existing branchdb.toml"
+    )
+
+    sp = add(
+        "hook", cmd_hook, "manage the git post-checkout hook that runs `branchdb up`"
+    )
+    sp.add_argument("action", choices=["install", "uninstall", "status"])
+
+    sp = add(
+        "snapshot", cmd_snapshot, "create, list and remove snapshots to clone from"
+    )
+    sp.add_argument("action", choices=["create", "ls", "rm"])
+    sp.add_argument(
+        "name", nargs="?", metavar="NAME", help="snapshot name (rm: NAME[@VERSION])"
+    )
+    sp.add_argument(
+        "--source",
+        metavar="PATH_OR_URL",
+        help="create: the database to copy (a SQLite/libsql file)",
+    )
+    json_arg(sp)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from importlib.metadata import version
+
+        _print(f"branchdb {version('branchdb')}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "snapshot" and args.action in ("create", "rm") and not args.name:
+        parser.error(f"snapshot {args.action} needs a NAME")
+    try:
+        code: int = args.func(_Ctx(args))
+        return code
+    except BranchdbError as e:
+        sys.stderr.write(f"branchdb: error: {redact(str(e))}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("branchdb: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:
+        if os.environ.get("BRANCHDB_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"branchdb: internal error: {type(e).__name__}: {redact(str(e))} "
+            "(set BRANCHDB_DEBUG=1 for a traceback, and please report it)\n"
+        )
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

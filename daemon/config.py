@@ -20,18 +20,18 @@ from branchdb.daemon.errors import ConfigError
 
 CONFIG_NAME = "branchdb.toml"
 DEFAULT_DATA_DIR = ".branchdb"
-BACKENDS = ("libsql", "postgres", "docker", "memory")
+BACKENDS = ("libsql", "postgres")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_duration(value: str, key: str) -> int:
+def parse_duration(value: str, key: str, where: str = "configuration") -> int:
     """``"90s"``, ``"30m"``, ``"12h"``, ``"14d"``, ``"2w"`` → seconds."""
     m = _DURATION.match(value)
     if not m:
         raise ConfigError(
-            f"{key}: invalid duration {value!r} (use a number and s, m, h, d or w, "
+            f"{where}: {key}: invalid duration {value!r} (use a number and s, m, h, d or w, "
             'e.g. "14d")'
         )
     return int(m.group(1)) * _UNITS[m.group(2)]
@@ -129,9 +129,7 @@ def _check(raw: Mapping[str, Any], where: str) -> None:
                 raise _unknown(dotted, list(_SCHEMA[section]), where)
             if not isinstance(value, want) or (want is not bool and value is True):
                 tname = want.__name__ if isinstance(want, type) else "value"
-                raise ConfigError(
-                    f"{where}: {dotted} must be a {tname}, got {value!r}"
-                )
+                raise ConfigError(f"{where}: {dotted} must be a {tname}, got {value!r}")
 
 
 def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Config:
@@ -164,7 +162,9 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
             f"{', '.join(FORMATS)}"
         )
     if fmt == "command" and not m.get("command"):
-        raise ConfigError(f'{where}: migrations.format = "command" needs migrations.command')
+        raise ConfigError(
+            f'{where}: migrations.format = "command" needs migrations.command'
+        )
     protected = b.get("protected", ["main", "master"])
     if not all(isinstance(x, str) and x for x in protected):
         raise ConfigError(f"{where}: branches.protected must be a list of glob strings")
@@ -195,13 +195,13 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
             dir=Path(m["dir"]) if "dir" in m else None,
             format=fmt,
             command=m.get("command"),
-            timeout=parse_duration(m["timeout"], "migrations.timeout")
+            timeout=parse_duration(m["timeout"], "migrations.timeout", where)
             if "timeout" in m
             else 600,
         ),
         branches=BranchesSection(
             protected=tuple(protected),
-            ttl=parse_duration(b["ttl"], "branches.ttl") if "ttl" in b else None,
+            ttl=parse_duration(b["ttl"], "branches.ttl", where) if "ttl" in b else None,
         ),
         server=ServerSection(
             url=os.environ.get("BRANCHDB_SERVER") or s.get("url"),

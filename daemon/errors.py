@@ -9,6 +9,7 @@
     ├── Refused                      a safe refusal: protected branch, foreign object,
     │                                confirmation needed, lock busy
     ├── BackendError                 the database server or file system said no
+    │   └── DatabaseError            a statement failed: the server's own message
     └── MigrationError               anything about migrations
         ├── MigrationFailed          a statement failed; rolled back; names file + stmt
         ├── MigrationEdited          an applied migration's file changed
@@ -27,7 +28,7 @@ _URL_PASSWORD = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]
 
 
 def redact(text: str) -> str:
-    """Replace the password of every ``scheme://user:password@`` in *text* by ``***``."""
+    """Replace the password of each ``scheme://user:password@`` in *text* by ***."""
     return _URL_PASSWORD.sub(r"\g<pre>***@", text)
 
 
@@ -65,6 +66,10 @@ class BackendError(BranchdbError):
     """The database server or file system failed; nothing half-made is left behind."""
 
     http_status = 502
+
+
+class DatabaseError(BackendError):
+    """A statement failed; ``str()`` is the database's own message (no secrets)."""
 
 
 class MigrationError(BranchdbError):

@@ -3,7 +3,7 @@
 Every name is ``<readable slug>-<hash>`` where the hash is taken over the *exact*
 original string, so two branches that differ only in case, punctuation or unicode
 normalisation never share a name, and the slug keeps names recognisable in ``ls`` or
-``\\l``. All outputs are pure functions of their inputs (tested in tests/test_naming.py).
+``\\l``. All outputs are pure functions of their inputs (tests/test_naming.py).
 """
 
 from __future__ import annotations
@@ -40,9 +40,12 @@ def branch_key(branch: str) -> str:
 
 
 def _pg_name(kind: str, project: str, name: str, extra: str = "") -> str:
-    # kind + _ + 16 + _ + 24 + extra + _ + 10 <= 63 bytes, ASCII only.
-    slug = f"{_slug(project, 16)}_{_slug(name, 24)}{extra}"
-    return f"{kind}_{slug}_{_digest(project, name)}".replace("-", "_")
+    # <kind>_<project slug>_<name slug><extra>_<hash>, at most 63 ASCII bytes: the
+    # name slug gets whatever the fixed parts leave.
+    head = f"{kind}_{_slug(project, 16)}_"
+    tail = f"{extra}_{_digest(project, name)}"
+    slug = _slug(name, min(24, PG_MAX_IDENT - len(head) - len(tail)))
+    return f"{head}{slug}{tail}".replace("-", "_")
 
 
 def pg_database(project: str, branch: str) -> str:

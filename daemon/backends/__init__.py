@@ -14,7 +14,6 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "libsql": "branchdb.daemon.backends.libsql_backend:LibsqlBackend",
     "postgres": "branchdb.daemon.backends.postgres_backend:PostgresBackend",
-    "memory": "branchdb.daemon.backends.memory_backend:MemoryBackend",
 }
 
 

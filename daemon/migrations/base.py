@@ -58,7 +58,7 @@ class Format(Protocol):
         ...
 
     def load(self, files: MigrationFiles) -> list[Migration]:
-        """All up-migrations in apply order. Raises MigrationError on malformed files."""
+        """All up-migrations in apply order; MigrationError on malformed files."""
         ...
 
     def applied(self, db: Executor) -> list[Applied]:

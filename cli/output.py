@@ -1,0 +1,70 @@
+"""Turning engine answers into stable JSON and short human text.
+
+The JSON shapes here are documented in README.md ("JSON output") and are the same in
+embedded and remote mode: the API returns exactly these dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from branchdb.daemon.errors import redact
+from branchdb.daemon.models import BranchRecord, SnapshotRecord
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def branch_json(rec: BranchRecord) -> dict[str, Any]:
+    return {
+        "branch": rec.branch,
+        "database": rec.database,
+        "backend": rec.backend,
+        "url": rec.url,
+        "source": rec.source,
+        "status": rec.status,
+        "created_at": iso(rec.created_at),
+        "last_used_at": iso(rec.last_used_at),
+        "migrations_applied": len(rec.applied),
+        "strategy": rec.info.get("strategy"),
+    }
+
+
+def snapshot_json(s: SnapshotRecord) -> dict[str, Any]:
+    return {
+        "name": s.name,
+        "version": s.version,
+        "ref": s.ref,
+        "backend": s.backend,
+        "location": s.location,
+        "source": redact(s.source),
+        "size_bytes": s.size_bytes,
+        "created_at": iso(s.created_at),
+    }
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,208 @@
+"""The embedded default: one libsql/SQLite file per branch under the data directory.
+
+Layout (everything under ``<data_dir>`` is branchdb's; nothing outside is touched)::
+
+    branches/bdb-<branch key>.db        a branch database
+    branches/.tmp-<name>-<random>       a clone being written (never the final name)
+    snapshots/<name>/<version>.db       sealed snapshot files (read-only, 0444)
+
+Clones use a reflink (``FICLONE``) where the file system offers one, otherwise the
+kernel's in-place copy (``copy_file_range``), and appear under their final name only by
+an atomic ``rename`` after ``fsync``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from branchdb.daemon.backends.base import Info
+from branchdb.daemon.backends.libsql_session import LibsqlSession
+from branchdb.daemon.config import Config
+from branchdb.daemon.errors import BackendError, NotFound, Refused
+from branchdb.daemon.models import SnapshotRecord
+
+_FICLONE = 0x40049409  # _IOW(0x94, 9, int) from linux/fs.h
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def clone_file(src: Path, dst: Path) -> str:
+    """Copy *src* to the new file *dst*; return the method used.
+
+    Tries a reflink (instant, copy-on-write), then ``copy_file_range`` (in-kernel,
+    may share extents on XFS/Btrfs/NFS), then a plain buffered copy.
+    """
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        try:
+            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+            return "reflink"
+        except OSError:
+            pass
+        size = os.fstat(fin.fileno()).st_size
+        method = "copy_file_range"
+        try:
+            copied = 0
+            while copied < size:
+                n = os.copy_file_range(fin.fileno(), fout.fileno(), size - copied)
+                if n == 0:
+                    break
+                copied += n
+        except OSError:
+            method = "copy"
+            fin.seek(0)
+            fout.seek(0)
+            fout.truncate()
+            while chunk := fin.read(1 << 20):
+                fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+        return method
+
+
+class LibsqlBackend:
+    name: ClassVar[str] = "libsql"
+    cheap_exists: ClassVar[bool] = True  # a stat(): safe on the hook fast path
+    dialect: ClassVar[str] = "sqlite"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.root = config.data_dir
+        self.branches = self.root / "branches"
+        self.snapshots = self.root / "snapshots"
+
+    # -------------------------------------------------------------- databases
+    def path(self, database: str) -> Path:
+        return self.branches / f"{database}.db"
+
+    def _url(self, database: str) -> str:
+        return f"file:{self.path(database)}"
+
+    def exists(self, database: str) -> bool:
+        return self.path(database).exists()
+
+    def create(
+        self,
+        database: str,
+        *,
+        branch: str,
+        snapshot: SnapshotRecord | None,
+        info: Info,
+    ) -> Info:
+        self.branches.mkdir(parents=True, exist_ok=True)
+        final = self.path(database)
+        if final.exists():
+            raise Refused(f"database file {final} already exists")
+        # Leftovers of an interrupted clone of this database (the caller holds the
+        # branch lock, so nobody else is writing them).
+        for stale in self.branches.glob(f".tmp-{database}-*"):
+            stale.unlink(missing_ok=True)
+        tmp = self.branches / f".tmp-{database}-{secrets.token_hex(4)}"
+        try:
+            if snapshot is None:
+                method = "fresh"
+                # An empty file is a valid empty SQLite database; write a real header
+                # so tools that sniff the file recognise it.
+                con = sqlite3.connect(tmp)
+                con.execute("PRAGMA user_version = 0")
+                con.execute("VACUUM")
+                con.close()
+            else:
+                src = Path(snapshot.location)
+                if not src.is_file():
+                    raise NotFound(
+                        f"snapshot {snapshot.ref} file {src} is missing; "
+                        f"recreate it with `branchdb snapshot create {snapshot.name}`"
+                    )
+                method = clone_file(src, tmp)
+                os.chmod(tmp, 0o644)
+            os.rename(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return {"url": self._url(database), "strategy": method}
+
+    def drop(self, database: str, info: Info) -> None:
+        base = self.path(database)
+        for suffix in ("", "-wal", "-shm", "-journal", ".migrate-lock"):
+            Path(str(base) + suffix).unlink(missing_ok=True)
+
+    def connect(self, database: str, info: Info) -> LibsqlSession:
+        return LibsqlSession(self._url(database))
+
+    def list_owned(self) -> list[str]:
+        if not self.branches.is_dir():
+            return []
+        return sorted(p.stem for p in self.branches.glob("bdb-*.db"))
+
+    def size_bytes(self, database: str) -> int:
+        base = self.path(database)
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                total += Path(str(base) + suffix).stat().st_size
+        return total
+
+    # -------------------------------------------------------------- snapshots
+    def snapshot_create(
+        self, name: str, version: int, source: str, *, progress: Any = None
+    ) -> SnapshotRecord:
+        src = Path(source.removeprefix("file:")).expanduser().resolve()
+        if not src.is_file():
+            raise NotFound(f"snapshot source {src} does not exist")
+        with open(src, "rb") as f:
+            if f.read(16) != _SQLITE_MAGIC:
+                raise BackendError(f"snapshot source {src} is not a SQLite database")
+        folder = self.snapshots / name
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"{version}.db"
+        if final.exists():
+            raise Refused(f"snapshot file {final} already exists")
+        tmp = folder / f".tmp-{version}-{secrets.token_hex(4)}"
+        try:
+            # The online backup API copies one consistent view (it holds a read
+            # transaction), even while another process writes the source.
+            source_db = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+            target_db = sqlite3.connect(tmp)
+            try:
+                source_db.backup(target_db)
+                # A sealed snapshot is self-contained: no WAL, no journal beside it.
+                target_db.execute("PRAGMA journal_mode=DELETE")
+                ok = target_db.execute("PRAGMA quick_check").fetchone()[0]
+            finally:
+                target_db.close()
+                source_db.close()
+            if ok != "ok":
+                raise BackendError(
+                    f"snapshot of {src} failed its integrity check: {ok}"
+                )
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o444)
+            os.rename(tmp, final)  # sealed last
+        except sqlite3.Error as e:
+            raise BackendError(f"cannot snapshot {src}: {e}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return SnapshotRecord(
+            project=self.config.project.name,
+            name=name,
+            version=version,
+            backend=self.name,
+            location=str(final),
+            created_at=time.time(),
+            source=str(src),
+            size_bytes=final.stat().st_size,
+        )
+
+    def snapshot_drop(self, snapshot: SnapshotRecord) -> None:
+        path = Path(snapshot.location)
+        if path.parent.parent == self.snapshots:  # only files in our own layout
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()

@@ -1,0 +1,594 @@
+"""The one orchestrator: decides what happens to a branch's database.
+
+Every CLI command, API route and scheduled job is a thin caller of a method here. The
+engine never prints: it reports progress through an optional callback and answers with
+plain data. Mutating methods take a per-branch lock (an ``flock`` on a file under the
+data directory), so two ``branchdb up`` for one branch end with one database.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import fnmatch
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from branchdb.daemon import naming
+from branchdb.daemon.config import Config
+from branchdb.daemon.errors import (
+    ConfigError,
+    MigrationDrift,
+    NotFound,
+    Refused,
+)
+from branchdb.daemon.git_repo import validate_branch_name
+from branchdb.daemon.migrations.base import DirFiles, MigrationFiles
+from branchdb.daemon.models import BranchRecord, Migration, SnapshotRecord
+from branchdb.daemon.store.sqlite_store import SqliteStore
+
+if TYPE_CHECKING:
+    from branchdb.daemon.backends.base import Backend
+    from branchdb.daemon.dbsession import DbSession
+    from branchdb.daemon.migrations.base import Format
+
+Progress = Callable[[str], None]
+
+#: Where ``auto`` looks for migrations, relative to the project root, in this order.
+MIGRATION_DIRS = (
+    "drizzle",
+    "migrations",
+    "db/migrations",
+    "prisma/migrations",
+    "sql/migrations",
+    "src/db/migrations",
+    "database/migrations",
+    "supabase/migrations",
+)
+
+
+@dataclass
+class UpResult:
+    record: BranchRecord
+    created: bool = False
+    reset: bool = False
+    applied: list[str] = field(default_factory=list)  # migration names applied now
+    up_to_date: bool = False  # the fast path: nothing to do
+
+
+@dataclass
+class MigrateResult:
+    record: BranchRecord
+    applied: list[str]
+    pending: list[str]
+    dry_run: bool = False
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+class Engine:
+    """Branch databases of one project (one ``branchdb.toml``)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        store: SqliteStore | None = None,
+        backend: Backend | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.project = config.project.name
+        self._store = store
+        self._backend = backend
+        self.clock = clock
+
+    # ------------------------------------------------------------------ parts
+    @property
+    def store(self) -> SqliteStore:
+        if self._store is None:
+            self._store = SqliteStore(self.config.data_dir / "state.db")
+        return self._store
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            from branchdb.daemon.backends import get_backend
+
+            self._backend = get_backend(self.config)
+        return self._backend
+
+    def database_name(self, branch: str) -> str:
+        if self.config.database.backend == "postgres":
+            return naming.pg_database(self.project, branch)
+        return f"{naming.PREFIX}-{naming.branch_key(branch)}"
+
+    def is_protected(self, branch: str) -> bool:
+        return any(
+            fnmatch.fnmatchcase(branch, p) for p in self.config.branches.protected
+        )
+
+    @contextmanager
+    def lock(
+        self, branch: str, *, timeout: float | None = None, progress: Progress = _noop
+    ) -> Iterator[None]:
+        """Hold the per-branch lock; raise Refused after *timeout* seconds."""
+        locks = self.config.data_dir / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        fd = os.open(
+            locks / f"{naming.branch_key(branch)}.lock", os.O_CREAT | os.O_RDWR
+        )
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                progress(f"waiting for another branchdb working on {branch!r}")
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if deadline is not None and time.monotonic() > deadline:
+                            raise Refused(
+                                f"another branchdb is still working on {branch!r}; "
+                                "try again in a moment"
+                            ) from None
+                        time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------- migrations
+    def migration_source(self) -> tuple[str, MigrationFiles] | None:
+        """The format name and files of this project's migrations, or None."""
+        cfg = self.config.migrations
+        if cfg.format == "command":
+            root = self.config.migrations_dir or self.config.root
+            return "command", DirFiles(root)
+        folder = self.config.migrations_dir
+        if folder is None:
+            for rel in MIGRATION_DIRS:
+                if (self.config.root / rel).is_dir():
+                    folder = self.config.root / rel
+                    break
+            else:
+                return None
+        elif not folder.is_dir():
+            raise ConfigError(
+                f"migrations.dir {cfg.dir} does not exist (looked in {folder})"
+            )
+        files = DirFiles(folder)
+        name = cfg.format
+        if name == "auto":
+            from branchdb.daemon.migrations import detect_format
+
+            detected = detect_format(files)
+            if detected is None:
+                if not files.paths():
+                    return None
+                raise ConfigError(
+                    f"cannot tell the migrations format of {folder}; set "
+                    "[migrations] format (drizzle, prisma, golang-migrate, flyway, "
+                    "dbmate, sql or command)"
+                )
+            name = detected
+        return name, files
+
+    def fingerprint(self, source: tuple[str, MigrationFiles] | None) -> str:
+        """Hash of everything that decides what ``migrate`` would do (cheap)."""
+        h = hashlib.sha256(b"v1\0")
+        if source is not None:
+            name, files = source
+            h.update(name.encode() + b"\0")
+            if name == "command":
+                h.update((self.config.migrations.command or "").encode())
+                return "cmd:" + h.hexdigest()  # never "up to date": the tool decides
+            for path in files.paths():
+                h.update(path.encode() + b"\0")
+                h.update(hashlib.sha256(files.read(path)).digest())
+        return h.hexdigest()
+
+    def _format(self, name: str) -> Format:
+        from branchdb.daemon.migrations import get_format
+
+        return get_format(name)
+
+    def _run_migrations(
+        self,
+        rec: BranchRecord,
+        session: DbSession,
+        source: tuple[str, MigrationFiles] | None,
+        *,
+        dry_run: bool,
+        progress: Progress,
+    ) -> tuple[list[Migration], list[Migration], dict[str, str]]:
+        """(applied now, pending, key→checksum of everything applied)."""
+        if source is None:
+            return [], [], dict(rec.applied)
+        name, files = source
+        fmt = self._format(name)
+        if fmt.runs_command:
+            if dry_run:
+                return [], [], dict(rec.applied)
+            progress(f"running {self.config.migrations.command}")
+            fmt.run_command(  # type: ignore[attr-defined]
+                self.config.migrations.command,
+                session.url,
+                self.config.root,
+                self.config.migrations.timeout,
+            )
+            return [], [], dict(rec.applied)
+        from branchdb.daemon.migrations import runner
+
+        migrations = fmt.load(files)
+        plan = runner.plan(fmt, migrations, session, known=rec.applied)
+        if dry_run:
+            return [], plan.pending, dict(rec.applied)
+
+        def announce(m: Migration) -> None:
+            progress(f"applying {m.name}")
+
+        done = runner.apply(fmt, plan, session, progress=announce)
+        pending_keys = {m.key for m in plan.pending}
+        applied = {m.key: m.checksum for m in migrations if m.key not in pending_keys}
+        applied.update({m.key: m.checksum for m in done})
+        return done, [], applied
+
+    # ---------------------------------------------------------------- sources
+    def resolve_snapshot(self, ref: str) -> SnapshotRecord:
+        """``NAME`` (latest version) or ``NAME@N`` → the snapshot record."""
+        name, _, version = ref.partition("@")
+        versions = self.store.list_snapshots(self.project, name)
+        if version:
+            versions = [s for s in versions if str(s.version) == version]
+        if not versions:
+            raise NotFound(
+                f"snapshot {ref!r} does not exist; create it with "
+                f"`branchdb snapshot create {name} --source ...`"
+            )
+        return versions[-1]
+
+    def _source_for(
+        self, fresh: bool, from_snapshot: str | None
+    ) -> SnapshotRecord | None:
+        if fresh:
+            return None
+        ref = from_snapshot or self.config.database.from_snapshot
+        return self.resolve_snapshot(ref) if ref else None
+
+    # --------------------------------------------------------------------- up
+    def up(
+        self,
+        branch: str,
+        *,
+        fresh: bool = False,
+        from_snapshot: str | None = None,
+        reset_on_drift: bool | None = None,
+        lock_timeout: float | None = None,
+        progress: Progress = _noop,
+    ) -> UpResult:
+        """Make sure *branch* has a database with all its migrations applied.
+
+        Idempotent: when the database exists and the migrations did not change since
+        they were last applied, this only refreshes ``last_used`` (the hook's fast
+        path: no database connection, no heavy import). Raises MigrationFailed (the
+        failing migration rolled back, the database still usable), MigrationEdited,
+        MigrationDrift (unless *reset_on_drift*).
+        """
+        validate_branch_name(branch)
+        if fresh and from_snapshot:
+            raise Refused("choose one of --fresh and --from")
+        source = self.migration_source()
+        fp = self.fingerprint(source)
+        now = self.clock()
+        rec = self.store.get_branch(self.project, branch)
+        if (
+            rec is not None
+            and rec.status == "ready"
+            and rec.fingerprint == fp
+            and not (fresh or from_snapshot)
+            and self._cheap_exists(rec)
+        ):
+            self.store.touch_branch(self.project, branch, now)
+            rec.last_used_at = max(rec.last_used_at, now)
+            return UpResult(record=rec, up_to_date=True)
+
+        with self.lock(branch, timeout=lock_timeout, progress=progress):
+            rec = self.store.get_branch(self.project, branch)
+            created = False
+            if (
+                rec is not None
+                and rec.status == "ready"
+                and self.backend.exists(rec.database)
+            ):
+                if fresh or from_snapshot:
+                    wanted = self._source_for(fresh, from_snapshot)
+                    want = "fresh" if wanted is None else f"snapshot:{wanted.ref}"
+                    if want != rec.source:
+                        raise Refused(
+                            f"{branch!r} already has a database (from {rec.source}); "
+                            f"run `branchdb reset {branch}"
+                            + (" --fresh`" if fresh else f" --from {from_snapshot}`")
+                            + " to rebuild it"
+                        )
+            else:
+                rec = self._create(branch, rec, fresh, from_snapshot, progress)
+                created = True
+            do_reset = (
+                self.config.database.reset_on_drift
+                if reset_on_drift is None
+                else reset_on_drift
+            )
+            try:
+                applied = self._migrate_locked(rec, source, fp, progress)
+            except MigrationDrift as drift:
+                if not do_reset:
+                    raise
+                progress(f"migrations drifted ({drift.items[0]}); rebuilding")
+                rec = self._reset_locked(rec, self._record_source(rec), progress)
+                applied = self._migrate_locked(rec, source, fp, progress)
+                return UpResult(
+                    record=rec, created=created, reset=True, applied=applied
+                )
+            return UpResult(record=rec, created=created, applied=applied)
+
+    def _cheap_exists(self, rec: BranchRecord) -> bool:
+        # Only backends whose existence check is a stat() are asked on the fast
+        # path; a server round-trip there would cost more than the whole budget.
+        if getattr(self.backend, "cheap_exists", False):
+            return self.backend.exists(rec.database)
+        return True
+
+    def _create(
+        self,
+        branch: str,
+        old: BranchRecord | None,
+        fresh: bool,
+        from_snapshot: str | None,
+        progress: Progress,
+    ) -> BranchRecord:
+        database = self.database_name(branch)
+        other = self.store.branch_by_database(self.config.database.backend, database)
+        if other is not None and (other.project, other.branch) != (
+            self.project,
+            branch,
+        ):
+            raise Refused(
+                f"database name {database} is already used by branch {other.branch!r}"
+            )
+        snapshot = self._source_for(fresh, from_snapshot)
+        now = self.clock()
+        rec = BranchRecord(
+            project=self.project,
+            branch=branch,
+            database=database,
+            backend=self.config.database.backend,
+            source="fresh" if snapshot is None else f"snapshot:{snapshot.ref}",
+            status="creating",
+            created_at=now,
+            last_used_at=now,
+            info=old.info if old else {},
+        )
+        if self.backend.exists(database):
+            # A database with our marker but no ready record: a crash between
+            # create and record. It is ours; rebuild it.
+            self.backend.drop(database, rec.info)
+        self.store.put_branch(rec)
+        progress(
+            f"creating {database} "
+            + ("(fresh)" if snapshot is None else f"from snapshot {snapshot.ref}")
+        )
+        try:
+            rec.info = self.backend.create(
+                database, branch=branch, snapshot=snapshot, info=rec.info
+            )
+        except BaseException:
+            self.store.delete_branch(self.project, branch)
+            raise
+        rec.url = str(rec.info.get("url", ""))
+        rec.status = "ready"
+        self.store.put_branch(rec)
+        return rec
+
+    def _migrate_locked(
+        self,
+        rec: BranchRecord,
+        source: tuple[str, MigrationFiles] | None,
+        fp: str,
+        progress: Progress,
+    ) -> list[str]:
+        session = self.backend.connect(rec.database, rec.info)
+        try:
+            try:
+                done, _, applied = self._run_migrations(
+                    rec, session, source, dry_run=False, progress=progress
+                )
+            except BaseException:
+                # Whatever did apply before the failure is in the ledger; forget
+                # the fingerprint so the next `up` plans again.
+                rec.fingerprint = ""
+                self.store.put_branch(rec)
+                raise
+        finally:
+            session.close()
+        rec.applied = applied
+        rec.fingerprint = fp
+        rec.last_used_at = max(rec.last_used_at, self.clock())
+        self.store.put_branch(rec)
+        return [m.name for m in done]
+
+    # ------------------------------------------------------- other verbs
+    def get(self, branch: str) -> BranchRecord:
+        rec = self.store.get_branch(self.project, branch)
+        if rec is None:
+            raise NotFound(
+                f"branch {branch!r} has no database; "
+                f"create it with `branchdb up {branch}`"
+            )
+        return rec
+
+    def url(self, branch: str) -> str:
+        """The branch's connection URL; counts as a use (refreshes last-used)."""
+        rec = self.get(branch)
+        self.store.touch_branch(self.project, branch, self.clock())
+        return rec.url
+
+    def list_branches(self) -> list[BranchRecord]:
+        return self.store.list_branches(self.project)
+
+    def migrate(
+        self, branch: str, *, dry_run: bool = False, progress: Progress = _noop
+    ) -> MigrateResult:
+        """Apply the branch's pending migrations (or list them with *dry_run*)."""
+        rec = self.get(branch)
+        source = self.migration_source()
+        if not dry_run:
+            with self.lock(branch, progress=progress):
+                rec = self.get(branch)
+                applied = self._migrate_locked(
+                    rec, source, self.fingerprint(source), progress
+                )
+            return MigrateResult(record=rec, applied=applied, pending=[])
+        session = self.backend.connect(rec.database, rec.info)
+        try:
+            _, pending, _ = self._run_migrations(
+                rec, session, source, dry_run=True, progress=progress
+            )
+        finally:
+            session.close()
+        return MigrateResult(
+            record=rec, applied=[], pending=[m.name for m in pending], dry_run=True
+        )
+
+    def status(self, branch: str) -> dict[str, Any]:
+        """Record plus live facts: size, applied and pending migrations, drift."""
+        rec = self.get(branch)
+        out: dict[str, Any] = {
+            "record": rec,
+            "exists": self.backend.exists(rec.database),
+        }
+        out["size_bytes"] = (
+            self.backend.size_bytes(rec.database) if out["exists"] else 0
+        )
+        out["pending"] = []
+        out["problem"] = None
+        if out["exists"]:
+            try:
+                out["pending"] = self.migrate(branch, dry_run=True).pending
+            except Exception as e:  # reported, not raised: status must always answer
+                out["problem"] = str(e)
+        return out
+
+    def reset(
+        self,
+        branch: str,
+        *,
+        fresh: bool = False,
+        from_snapshot: str | None = None,
+        progress: Progress = _noop,
+    ) -> UpResult:
+        """Recreate *branch*'s database from its source and re-apply migrations.
+
+        Keeps the database name and credentials, so the URL stays the same.
+        """
+        source = self.migration_source()
+        with self.lock(branch, progress=progress):
+            rec = self.get(branch)
+            snapshot = (
+                self._source_for(fresh, from_snapshot)
+                if fresh or from_snapshot
+                else self._record_source(rec)
+            )
+            rec = self._reset_locked(rec, snapshot, progress)
+            applied = self._migrate_locked(
+                rec, source, self.fingerprint(source), progress
+            )
+        return UpResult(record=rec, reset=True, applied=applied)
+
+    def _reset_locked(
+        self, rec: BranchRecord, snapshot: SnapshotRecord | None, progress: Progress
+    ) -> BranchRecord:
+        what = "a fresh database" if snapshot is None else snapshot.ref
+        progress(f"recreating {rec.database} from {what}")
+        self.backend.drop(rec.database, rec.info)
+        rec.status = "creating"
+        rec.applied = {}
+        rec.fingerprint = ""
+        rec.source = "fresh" if snapshot is None else f"snapshot:{snapshot.ref}"
+        self.store.put_branch(rec)
+        rec.info = self.backend.create(
+            rec.database, branch=rec.branch, snapshot=snapshot, info=rec.info
+        )
+        rec.url = str(rec.info.get("url", rec.url))
+        rec.status = "ready"
+        self.store.put_branch(rec)
+        return rec
+
+    def _record_source(self, rec: BranchRecord) -> SnapshotRecord | None:
+        if not rec.source.startswith("snapshot:"):
+            return None
+        ref = rec.source.removeprefix("snapshot:")
+        try:
+            return self.resolve_snapshot(ref)
+        except NotFound:
+            # The pinned version is gone; fall back to the newest of that name.
+            return self.resolve_snapshot(ref.partition("@")[0])
+
+    def down(self, branch: str, *, force: bool = False) -> BranchRecord:
+        """Drop *branch*'s database and forget it. Protected branches need *force*."""
+        if self.is_protected(branch) and not force:
+            raise Refused(
+                f"{branch!r} is protected (branches.protected); pass --force to drop it"
+            )
+        with self.lock(branch):
+            rec = self.get(branch)
+            self.backend.drop(rec.database, rec.info)
+            self.store.delete_branch(self.project, branch)
+        return rec
+
+    # -------------------------------------------------------------- snapshots
+    def snapshot_create(
+        self, name: str, source: str, *, progress: Progress = _noop
+    ) -> SnapshotRecord:
+        try:
+            naming.snapshot_key(name)
+        except ValueError as e:
+            raise Refused(str(e)) from None
+        with self.lock(f"snapshot\0{name}"):
+            version = self.store.next_snapshot_version(self.project, name)
+            progress(f"copying {source} into snapshot {name}@{version}")
+            snap = self.backend.snapshot_create(
+                name, version, source, progress=progress
+            )
+            self.store.put_snapshot(snap)
+        return snap
+
+    def snapshot_list(self) -> list[SnapshotRecord]:
+        return self.store.list_snapshots(self.project)
+
+    def snapshot_rm(self, ref: str) -> list[SnapshotRecord]:
+        """Remove ``NAME`` (every version) or ``NAME@N``; refuse versions in use."""
+        name, _, version = ref.partition("@")
+        snaps = self.store.list_snapshots(self.project, name)
+        if version:
+            snaps = [s for s in snaps if str(s.version) == version]
+        if not snaps:
+            raise NotFound(f"snapshot {ref!r} does not exist")
+        users = {r.source.removeprefix("snapshot:"): r.branch for r in self.list_branches()}
+        for s in snaps:
+            if s.ref in users:
+                raise Refused(
+                    f"snapshot {s.ref} is the source of branch {users[s.ref]!r}; "
+                    f"drop or reset that branch first"
+                )
+        for s in snaps:
+            self.backend.snapshot_drop(s)
+            self.store.delete_snapshot(self.project, s.name, s.version)
+        return snaps

@@ -1,0 +1,235 @@
+"""The embedded state store: one SQLite file under the data directory.
+
+Uses only the stdlib ``sqlite3`` (14 ms to import) so the hook path stays fast. The
+schema is versioned with ``PRAGMA user_version``; :meth:`SqliteStore.open` upgrades an
+older file in place. Writers take SQLite's write lock with ``BEGIN IMMEDIATE``;
+cross-process serialisation of a branch's lifecycle is the engine's per-branch lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from branchdb.daemon.models import BranchRecord, SnapshotRecord
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS = {
+    1: """
+    CREATE TABLE branches (
+        project TEXT NOT NULL,
+        branch TEXT NOT NULL,
+        database TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        source TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_used_at REAL NOT NULL,
+        url TEXT NOT NULL DEFAULT '',
+        fingerprint TEXT NOT NULL DEFAULT '',
+        applied TEXT NOT NULL DEFAULT '{}',
+        info TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (project, branch)
+    );
+    CREATE UNIQUE INDEX branches_database ON branches (backend, database);
+    CREATE TABLE snapshots (
+        project TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        backend TEXT NOT NULL,
+        location TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        source TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL DEFAULT 0,
+        info TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (project, name, version)
+    );
+    """,
+}
+
+_BRANCH_COLS = (
+    "project, branch, database, backend, source, status, created_at, last_used_at, "
+    "url, fingerprint, applied, info"
+)
+
+
+def _branch(row: sqlite3.Row) -> BranchRecord:
+    return BranchRecord(
+        project=row["project"],
+        branch=row["branch"],
+        database=row["database"],
+        backend=row["backend"],
+        source=row["source"],
+        status=row["status"],
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        url=row["url"],
+        fingerprint=row["fingerprint"],
+        applied=json.loads(row["applied"]),
+        info=json.loads(row["info"]),
+    )
+
+
+def _snapshot(row: sqlite3.Row) -> SnapshotRecord:
+    return SnapshotRecord(
+        project=row["project"],
+        name=row["name"],
+        version=row["version"],
+        backend=row["backend"],
+        location=row["location"],
+        created_at=row["created_at"],
+        source=row["source"],
+        size_bytes=row["size_bytes"],
+        info=json.loads(row["info"]),
+    )
+
+
+class SqliteStore:
+    """Branch and snapshot records in a SQLite file (0600: URLs hold secrets)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.touch(mode=0o600)
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version >= SCHEMA_VERSION:
+            return
+        self._db.execute("PRAGMA journal_mode=WAL")
+        with self._write():
+            # Re-read under the write lock: another process may have upgraded.
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                for stmt in _MIGRATIONS[v].split(";"):
+                    if stmt.strip():
+                        self._db.execute(stmt)
+                self._db.execute(f"PRAGMA user_version = {v}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ------------------------------------------------------------------ branches
+    def get_branch(self, project: str, branch: str) -> BranchRecord | None:
+        row = self._db.execute(
+            f"SELECT {_BRANCH_COLS} FROM branches WHERE project = ? AND branch = ?",
+            (project, branch),
+        ).fetchone()
+        return _branch(row) if row else None
+
+    def branch_by_database(self, backend: str, database: str) -> BranchRecord | None:
+        row = self._db.execute(
+            f"SELECT {_BRANCH_COLS} FROM branches WHERE backend = ? AND database = ?",
+            (backend, database),
+        ).fetchone()
+        return _branch(row) if row else None
+
+    def list_branches(self, project: str) -> list[BranchRecord]:
+        rows = self._db.execute(
+            f"SELECT {_BRANCH_COLS} FROM branches WHERE project = ? ORDER BY branch",
+            (project,),
+        ).fetchall()
+        return [_branch(r) for r in rows]
+
+    def put_branch(self, rec: BranchRecord) -> None:
+        """Insert or replace the record of ``(rec.project, rec.branch)``."""
+        with self._write() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO branches ({_BRANCH_COLS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rec.project,
+                    rec.branch,
+                    rec.database,
+                    rec.backend,
+                    rec.source,
+                    rec.status,
+                    rec.created_at,
+                    rec.last_used_at,
+                    rec.url,
+                    rec.fingerprint,
+                    json.dumps(rec.applied, sort_keys=True),
+                    json.dumps(rec.info, sort_keys=True),
+                ),
+            )
+
+    def touch_branch(self, project: str, branch: str, when: float) -> None:
+        """Refresh last-used time (never moves it backwards)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE branches SET last_used_at = max(last_used_at, ?) "
+                "WHERE project = ? AND branch = ?",
+                (when, project, branch),
+            )
+
+    def delete_branch(self, project: str, branch: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM branches WHERE project = ? AND branch = ?",
+                (project, branch),
+            )
+
+    # ----------------------------------------------------------------- snapshots
+    def list_snapshots(
+        self, project: str, name: str | None = None
+    ) -> list[SnapshotRecord]:
+        sql = "SELECT * FROM snapshots WHERE project = ?"
+        args: list[Any] = [project]
+        if name is not None:
+            sql += " AND name = ?"
+            args.append(name)
+        rows = self._db.execute(sql + " ORDER BY name, version", args).fetchall()
+        return [_snapshot(r) for r in rows]
+
+    def next_snapshot_version(self, project: str, name: str) -> int:
+        row = self._db.execute(
+            "SELECT coalesce(max(version), 0) FROM snapshots "
+            "WHERE project = ? AND name = ?",
+            (project, name),
+        ).fetchone()
+        return int(row[0]) + 1
+
+    def put_snapshot(self, rec: SnapshotRecord) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO snapshots (project, name, version, backend, location, "
+                "created_at, source, size_bytes, info) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    rec.project,
+                    rec.name,
+                    rec.version,
+                    rec.backend,
+                    rec.location,
+                    rec.created_at,
+                    rec.source,
+                    rec.size_bytes,
+                    json.dumps(rec.info, sort_keys=True),
+                ),
+            )
+
+    def delete_snapshot(self, project: str, name: str, version: int) -> None:
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM snapshots WHERE project = ? AND name = ? AND version = ?",
+                (project, name, version),
+            )
