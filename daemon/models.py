@@ -13,6 +13,12 @@ class Migration:
     ``key`` is the identity the format's own bookkeeping uses (drizzle: the journal's
     ``when``; golang-migrate/flyway/dbmate: the version; plain sql/prisma: the name).
     ``order`` sorts migrations the way the team's tool applies them.
+
+    ``statements`` is filled only by formats whose files carry their own breakpoints
+    (drizzle's ``--> statement-breakpoint``); each entry is run as it is. When it is
+    empty the runner splits ``sql`` itself with
+    :func:`branchdb.daemon.migrations.sqlsplit.split` for the database's dialect,
+    because a format does not know the dialect when it loads files.
     """
 
     key: str

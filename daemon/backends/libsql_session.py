@@ -14,9 +14,10 @@ from typing import Any
 
 from branchdb.daemon.dbsession import Row
 from branchdb.daemon.errors import BackendError
+from branchdb.daemon.errors import DatabaseError as _DatabaseError
 
 
-class DatabaseError(BackendError):
+class DatabaseError(_DatabaseError):
     """A statement failed; ``str()`` is the database's own message."""
 
 

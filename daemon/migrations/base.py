@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar, Protocol
 
 from branchdb.daemon.dbsession import DbSession, Executor
+from branchdb.daemon.errors import MigrationError
 from branchdb.daemon.models import Applied, Migration
 
 
@@ -52,6 +54,9 @@ class Format(Protocol):
     #: True for ``command``: the team's own tool applies migrations; there is no
     #: per-migration plan and the runner just calls :meth:`run_command`.
     runs_command: ClassVar[bool] = False
+    #: True when the ledger keeps only the latest applied key (golang-migrate's one
+    #: ``schema_migrations`` row): everything ordered at or before it is applied.
+    ledger_is_high_water_mark: ClassVar[bool] = False
 
     def detect(self, files: MigrationFiles) -> bool:
         """True if *files* look like this format (used by ``format = "auto"``)."""
@@ -84,6 +89,42 @@ class Format(Protocol):
 
 def applied_keys(applied: Iterable[Applied]) -> set[str]:
     return {a.key for a in applied}
+
+
+def read_text(files: MigrationFiles, path: str) -> str:
+    """*path* decoded as UTF-8; MigrationError naming the file if it is not."""
+    try:
+        return files.read(path).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MigrationError(
+            f"migration {path} is not valid UTF-8 ({e.reason} at byte {e.start}); "
+            "save it as UTF-8"
+        ) from None
+
+
+def sha256_hex(data: str | bytes) -> str:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return hashlib.sha256(raw).hexdigest()
+
+
+def table_exists(db: Executor, table: str, schema: str | None = None) -> bool:
+    """True if *table* exists (PostgreSQL: in *schema*, else on the search path).
+
+    Read-only and error-free on both dialects, so it is safe inside a PostgreSQL
+    transaction (a failed probe would abort it).
+    """
+    if db.dialect == "sqlite":
+        rows = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [table]
+        )
+        return bool(rows)
+    name = _quote(table) if schema is None else f"{_quote(schema)}.{_quote(table)}"
+    rows = db.execute("SELECT to_regclass(?) IS NOT NULL", [name])
+    return bool(rows and rows[0][0])
+
+
+def _quote(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
 
 
 __all__ = ["Applied", "DbSession", "DirFiles", "Executor", "Format", "Migration"]

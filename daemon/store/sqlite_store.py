@@ -99,6 +99,9 @@ class SqliteStore:
             path.touch(mode=0o600)
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
         self._db.row_factory = sqlite3.Row
+        # WAL + NORMAL: commits do not fsync (the hook path writes last-used on every
+        # checkout); a power cut may lose the last timestamps, never corrupt the file.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._upgrade()
 
     def _upgrade(self) -> None:
