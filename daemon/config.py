@@ -31,8 +31,8 @@ def parse_duration(value: str, key: str, where: str = "configuration") -> int:
     m = _DURATION.match(value)
     if not m:
         raise ConfigError(
-            f"{where}: {key}: invalid duration {value!r} (use a number and s, m, h, d or w, "
-            'e.g. "14d")'
+            f"{where}: {key}: invalid duration {value!r} "
+            '(use a number and s, m, h, d or w, e.g. "14d")'
         )
     return int(m.group(1)) * _UNITS[m.group(2)]
 

@@ -404,6 +404,11 @@ class Engine:
         fp: str,
         progress: Progress,
     ) -> list[str]:
+        if source is None:  # nothing to apply: do not even open the database
+            rec.fingerprint = fp
+            rec.last_used_at = max(rec.last_used_at, self.clock())
+            self.store.put_branch(rec)
+            return []
         session = self.backend.connect(rec.database, rec.info)
         try:
             try:
@@ -581,7 +586,9 @@ class Engine:
             snaps = [s for s in snaps if str(s.version) == version]
         if not snaps:
             raise NotFound(f"snapshot {ref!r} does not exist")
-        users = {r.source.removeprefix("snapshot:"): r.branch for r in self.list_branches()}
+        users = {
+            r.source.removeprefix("snapshot:"): r.branch for r in self.list_branches()
+        }
         for s in snaps:
             if s.ref in users:
                 raise Refused(

@@ -8,7 +8,8 @@ Layout (everything under ``<data_dir>`` is branchdb's; nothing outside is touche
 
 Clones use a reflink (``FICLONE``) where the file system offers one, otherwise the
 kernel's in-place copy (``copy_file_range``), and appear under their final name only by
-an atomic ``rename`` after ``fsync``.
+an atomic ``rename`` after ``fsync``. Migrations talk to the file through
+:class:`SqliteFileSession` (see its docstring for why not libsql-client here).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from branchdb.daemon.backends.base import Info
-from branchdb.daemon.backends.libsql_session import LibsqlSession
+from branchdb.daemon.backends.sqlite_session import SqliteFileSession
 from branchdb.daemon.config import Config
 from branchdb.daemon.errors import BackendError, NotFound, Refused
 from branchdb.daemon.models import SnapshotRecord
@@ -132,8 +133,8 @@ class LibsqlBackend:
         for suffix in ("", "-wal", "-shm", "-journal", ".migrate-lock"):
             Path(str(base) + suffix).unlink(missing_ok=True)
 
-    def connect(self, database: str, info: Info) -> LibsqlSession:
-        return LibsqlSession(self._url(database))
+    def connect(self, database: str, info: Info) -> SqliteFileSession:
+        return SqliteFileSession(self._url(database))
 
     def list_owned(self) -> list[str]:
         if not self.branches.is_dir():
