@@ -342,6 +342,37 @@ def cmd_snapshot(ctx: _Ctx) -> int:
     return 0
 
 
+def cmd_gc(ctx: _Ctx) -> int:
+    from branchdb.cli.output import emit_json, gc_json, human_size, iso, table
+
+    report = ctx.engine.gc(dry_run=ctx.args.dry_run, progress=ctx.progress)
+    if ctx.args.json:
+        emit_json(gc_json(report, dry_run=ctx.args.dry_run))
+        return 0
+    deleted = {id(c) for c in report.deleted}
+    rows = []
+    for c in report.candidates:
+        if id(c) in deleted:
+            state = "deleted"
+        elif c.marked_at is None:
+            state = (
+                "collectable (a `gc` run marks it)" if ctx.args.dry_run else "marked"
+            )
+        else:
+            state = f"marked {iso(c.marked_at)}, due {iso(c.due_at)}"
+        rows.append([c.branch or "-", c.database, c.reason, state, c.evidence])
+    if rows:
+        _print(table(rows, ["BRANCH", "DATABASE", "POLICY", "STATE", "EVIDENCE"]))
+    else:
+        _print("nothing to collect")
+    for branch in report.missing:
+        _print(f"warning: {branch!r} has a record but its database is missing")
+    if not ctx.args.dry_run:
+        freed = sum(c.size_bytes for c in report.deleted)
+        _print(f"deleted {len(report.deleted)} database(s), freed {human_size(freed)}")
+    return 0
+
+
 # ------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -463,6 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
         "hook", cmd_hook, "manage the git post-checkout hook that runs `branchdb up`"
     )
     sp.add_argument("action", choices=["install", "uninstall", "status"])
+
+    sp = add("gc", cmd_gc, "delete databases of merged, deleted and idle branches")
+    sp.add_argument(
+        "--dry-run", action="store_true", help="only print what would go and why"
+    )
+    json_arg(sp)
 
     sp = add(
         "snapshot", cmd_snapshot, "create, list and remove snapshots to clone from"

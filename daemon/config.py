@@ -65,6 +65,8 @@ class MigrationsSection:
 class BranchesSection:
     protected: tuple[str, ...] = ("main", "master")
     ttl: int | None = None  # seconds
+    grace: int = 3600  # seconds between "collectable" and deletion
+    max_branches: int | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "env_var": str,
     },
     "migrations": {"dir": str, "format": str, "command": str, "timeout": str},
-    "branches": {"protected": list, "ttl": str},
+    "branches": {"protected": list, "ttl": str, "grace": str, "max_branches": int},
     "server": {"url": str},
 }
 
@@ -165,6 +167,8 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
         raise ConfigError(
             f'{where}: migrations.format = "command" needs migrations.command'
         )
+    if b.get("max_branches", 1) < 1:
+        raise ConfigError(f"{where}: branches.max_branches must be at least 1")
     protected = b.get("protected", ["main", "master"])
     if not all(isinstance(x, str) and x for x in protected):
         raise ConfigError(f"{where}: branches.protected must be a list of glob strings")
@@ -202,6 +206,10 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
         branches=BranchesSection(
             protected=tuple(protected),
             ttl=parse_duration(b["ttl"], "branches.ttl", where) if "ttl" in b else None,
+            grace=parse_duration(b["grace"], "branches.grace", where)
+            if "grace" in b
+            else 3600,
+            max_branches=b.get("max_branches"),
         ),
         server=ServerSection(
             url=os.environ.get("BRANCHDB_SERVER") or s.get("url"),

@@ -46,3 +46,75 @@ def validate_branch_name(name: str) -> str:
     if not name or len(name) > 1024 or any(ord(c) < 32 or c == "\x7f" for c in name):
         raise GitError(f"invalid branch name {name!r}")
     return name
+
+
+class BranchFacts:
+    """What git knows about branches, read once per GC plan (a few git calls total).
+
+    ``merged_into`` answers for a merge commit or fast-forward (the tip is an ancestor
+    of the default branch) and for a squash or rebase merge (merging the branch into
+    the default branch would change nothing: its changes are already contained).
+    """
+
+    def __init__(self, cwd: Path, default_branch: str) -> None:
+        self.cwd = cwd
+        self.default = default_branch
+        r = _git(
+            cwd,
+            "for-each-ref",
+            "--format=%(refname)%00%(objectname)",
+            "refs/heads",
+            "refs/remotes",
+        )
+        if r.returncode != 0:
+            raise GitError(f"{cwd} is not inside a git repository")
+        self.local: dict[str, str] = {}
+        self.remote: dict[str, str] = {}  # branch name -> sha, over every remote
+        for line in r.stdout.splitlines():
+            ref, _, sha = line.partition("\0")
+            if ref.startswith("refs/heads/"):
+                self.local[ref.removeprefix("refs/heads/")] = sha
+            elif ref.startswith("refs/remotes/") and not ref.endswith("/HEAD"):
+                name = ref.removeprefix("refs/remotes/").partition("/")[2]
+                self.remote.setdefault(name, sha)
+        self.default_sha = self.local.get(default_branch) or self.remote.get(
+            default_branch
+        )
+
+    def exists(self, branch: str) -> bool:
+        return branch in self.local or branch in self.remote
+
+    def tip(self, branch: str) -> str | None:
+        return self.local.get(branch) or self.remote.get(branch)
+
+    def merged_into_default(self, branch: str, since: float) -> str | None:
+        """How *branch* is merged into the default branch, or None if it is not.
+
+        *since* is when its database was made. A tip that is an ancestor of the default
+        branch but was committed no later than that is a branch with no work of its own
+        (made from an older default branch), not a fast-forward merge: it is kept.
+        """
+        tip = self.tip(branch)
+        if tip is None or self.default_sha is None or branch == self.default:
+            return None
+        if tip == self.default_sha:
+            return None  # just created from the default branch: nothing merged yet
+        r = _git(self.cwd, "merge-base", "--is-ancestor", tip, self.default_sha)
+        if r.returncode == 0:
+            when = _git(self.cwd, "log", "-1", "--format=%ct", tip).stdout.strip()
+            if not when or int(when) <= since:
+                return None
+            return (
+                f"{tip[:10]} is an ancestor of {self.default} (merge or fast-forward)"
+            )
+        # Squash and rebase merges leave no ancestry: merge the branch into the
+        # default branch in memory; if the result is the default's own tree, every
+        # change of the branch is already there.
+        tree = _git(self.cwd, "merge-tree", "--write-tree", self.default_sha, tip)
+        own = _git(self.cwd, "rev-parse", f"{self.default_sha}^{{tree}}")
+        if tree.returncode == 0 and tree.stdout.split("\n", 1)[0] == own.stdout.strip():
+            return (
+                f"the changes of {tip[:10]} are contained in {self.default} "
+                "(squash or rebase merge)"
+            )
+        return None

@@ -17,7 +17,7 @@ from typing import Any
 
 from branchdb.daemon.models import BranchRecord, SnapshotRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS = {
     1: """
@@ -48,6 +48,17 @@ _MIGRATIONS = {
         size_bytes INTEGER NOT NULL DEFAULT 0,
         info TEXT NOT NULL DEFAULT '{}',
         PRIMARY KEY (project, name, version)
+    );
+    """,
+    # GC marks: when a garbage-collection run first saw a branch ("branch") or an
+    # unrecorded database ("orphan") collectable. Deletion waits a grace period.
+    2: """
+    CREATE TABLE gc_marks (
+        project TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        marked_at REAL NOT NULL,
+        PRIMARY KEY (project, kind, name)
     );
     """,
 }
@@ -235,4 +246,24 @@ class SqliteStore:
             db.execute(
                 "DELETE FROM snapshots WHERE project = ? AND name = ? AND version = ?",
                 (project, name, version),
+            )
+
+    # ------------------------------------------------------------------ gc marks
+    def gc_marks(self, project: str, kind: str) -> dict[str, float]:
+        rows = self._db.execute(
+            "SELECT name, marked_at FROM gc_marks WHERE project = ? AND kind = ?",
+            (project, kind),
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def set_gc_marks(self, project: str, kind: str, marks: dict[str, float]) -> None:
+        """Replace every mark of *kind* for *project* by *marks*."""
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM gc_marks WHERE project = ? AND kind = ?", (project, kind)
+            )
+            db.executemany(
+                "INSERT INTO gc_marks (project, kind, name, marked_at) "
+                "VALUES (?, ?, ?, ?)",
+                [(project, kind, n, t) for n, t in marks.items()],
             )

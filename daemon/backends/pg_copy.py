@@ -1,0 +1,132 @@
+"""Copy a live PostgreSQL database into a new one with ``pg_dump | pg_restore``.
+
+Used to build snapshots from ``--source postgresql://…``. ``pg_dump`` reads one
+consistent MVCC snapshot (REPEATABLE READ, READ ONLY) and writes nothing to the
+source, so the source may be in use. Passwords travel in ``PGPASSWORD``, never on a
+command line (which ``ps`` shows to every user of the machine).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from branchdb.daemon.errors import BackendError, redact
+
+_TAIL = 20
+
+
+def find_bin(major: int) -> str:
+    """Directory holding pg_dump/pg_restore able to read a server of version *major*."""
+    candidates = [
+        os.environ.get("BRANCHDB_PG_BIN", ""),
+        f"/usr/lib/postgresql/{major}/bin",
+        os.path.dirname(shutil.which("pg_dump") or ""),
+    ]
+    for d in candidates:
+        if d and (Path(d) / "pg_dump").is_file() and (Path(d) / "pg_restore").is_file():
+            return d
+    raise BackendError(
+        f"pg_dump/pg_restore for PostgreSQL {major} not found: install the client "
+        "(Debian: postgresql-client) or set BRANCHDB_PG_BIN to its bin directory"
+    )
+
+
+def _split(url: str) -> tuple[str, dict[str, str]]:
+    """(conninfo without password, environment carrying it)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(url)
+    password = params.pop("password", None)
+    env = {**os.environ, "PGAPPNAME": "branchdb"}
+    if password:
+        env["PGPASSWORD"] = str(password)
+    return make_conninfo("", **params), env
+
+
+def source_encoding(url: str) -> tuple[str, str, str]:
+    """(encoding, LC_COLLATE, LC_CTYPE) of the database at *url* (read-only)."""
+    from branchdb.daemon.backends.pg_session import connect
+
+    conn = connect(url, what="snapshot source")
+    try:
+        row = conn.execute(
+            "SELECT pg_encoding_to_char(encoding), datcollate, datctype "
+            "FROM pg_database WHERE datname = current_database()"
+        ).fetchone()
+    finally:
+        conn.close()
+    assert row is not None
+    return str(row[0]), str(row[1]), str(row[2])
+
+
+def _run(cmd: list[str], env: dict[str, str], what: str) -> str:
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if p.returncode != 0:
+        tail = "\n".join((p.stderr or p.stdout).strip().splitlines()[-_TAIL:])
+        raise BackendError(f"{what} failed (exit {p.returncode}): {redact(tail)}")
+    return p.stdout
+
+
+def copy(
+    source: str,
+    target: str,
+    role: str,
+    bindir: str,
+    progress: Callable[[str], Any] | None = None,
+) -> None:
+    """Dump *source* and restore it into the empty database *target*.
+
+    Objects are created as *role* (``pg_restore --role``) so that they are owned by
+    it, except extensions, which may need the admin's rights and stay the admin's.
+    Source owners and privileges are not copied (``--no-owner --no-acl``).
+    """
+    say = progress if callable(progress) else (lambda _msg: None)
+    src, src_env = _split(source)
+    dst, dst_env = _split(target)
+    with tempfile.TemporaryDirectory(prefix="branchdb-dump-") as tmp:
+        dump = os.path.join(tmp, "db.dump")
+        say("dumping source")
+        _run(
+            [
+                f"{bindir}/pg_dump",
+                "--format=custom",
+                "--no-owner",
+                "--no-acl",
+                "--no-publications",
+                "--no-subscriptions",
+                "--no-security-labels",
+                "--no-tablespaces",
+                "--lock-wait-timeout=120000",
+                f"--file={dump}",
+                f"--dbname={src}",
+            ],
+            src_env,
+            "pg_dump of the snapshot source",
+        )
+        toc = _run([f"{bindir}/pg_restore", "--list", dump], dst_env, "pg_restore -l")
+        entries = [ln for ln in toc.splitlines() if ln and not ln.startswith(";")]
+        ext = [ln for ln in entries if " EXTENSION " in ln]
+        rest = [ln for ln in entries if " EXTENSION " not in ln]
+        base = [
+            f"{bindir}/pg_restore",
+            "--no-owner",
+            "--no-acl",
+            "--exit-on-error",
+            f"--dbname={dst}",
+        ]
+        for lines, extra in (
+            (ext, []),
+            (rest, [f"--role={role}", "--jobs=2"]),
+        ):
+            if not lines:
+                continue
+            listing = os.path.join(tmp, "toc.list")
+            Path(listing).write_text("\n".join(lines) + "\n")
+            say("restoring" if extra else "creating extensions")
+            _run([*base, *extra, f"--use-list={listing}", dump], dst_env, "pg_restore")

@@ -1,0 +1,348 @@
+"""PostgreSQL: one database and one login role per branch on a shared server.
+
+Everything branchdb creates carries a name prefix *and* a ``COMMENT`` marker
+(``branchdb:{"project": …, "kind": …}``); nothing unmarked is ever dropped.
+
+Names (all ≤ 63 bytes, from :mod:`branchdb.daemon.naming`)::
+
+    bdb_<project>_<branch>_<hash>      branch database, owned by its role
+    bdbr_<project>_<branch>_<hash>     branch login role (generated password)
+    bdbs_<project>_<snap>_vN_<hash>    sealed snapshot: a template that refuses
+                                       connections, owned by the admin role
+    bdbo_<project>_<snap>_vN_<hash>    NOLOGIN role owning the objects *inside* a
+                                       snapshot; each clone reassigns them to its
+                                       branch role
+    bdbt_<digest of final>_<random>    a database being built
+
+Build protocol: a database is created under a ``bdbt_`` name, completed (ownership,
+privileges, marker; a snapshot is also sealed), and only then renamed to its final
+name, so an interrupted create never leaves a half-made database under the final
+name. The next create of the same final name drops those leftovers first.
+
+Why a content role: objects restored into a snapshot must belong to *someone*; if they
+belonged to the admin, ``REASSIGN OWNED BY admin`` in a clone would also hand over
+every database the admin owns (REASSIGN moves shared objects too). The content role
+owns nothing but objects inside snapshot databases, so reassigning it in a clone moves
+exactly the clone's objects to the branch role, which can then migrate them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from branchdb.daemon import naming
+from branchdb.daemon.backends import pg_copy
+from branchdb.daemon.backends.base import Info
+from branchdb.daemon.backends.pg_admin import (
+    Admin,
+    content_role,
+    marker,
+    parse_marker,
+)
+from branchdb.daemon.backends.pg_session import PgSession, connect
+from branchdb.daemon.config import Config
+from branchdb.daemon.errors import ConfigError, NotFound, Refused, redact
+from branchdb.daemon.models import SnapshotRecord
+
+#: Below this size a WAL-logged copy beats FILE_COPY's two checkpoints
+#: (bench/bench_pg_clone.py measures both).
+WAL_LOG_MAX_BYTES = 64 << 20
+
+
+class PostgresBackend:
+    name: ClassVar[str] = "postgres"
+    dialect: ClassVar[str] = "postgres"
+
+    def __init__(self, config: Config) -> None:
+        from psycopg.conninfo import conninfo_to_dict
+
+        if not config.database.server:
+            raise ConfigError(
+                'backend = "postgres" needs an admin URL: set [database] server in '
+                "branchdb.toml or BRANCHDB_PG_URL (postgresql://user:pass@host:port/db)"
+            )
+        self.config = config
+        self.project = config.project.name
+        self.admin_url = config.database.server
+        try:
+            params = conninfo_to_dict(self.admin_url)
+        except Exception:  # psycopg.ProgrammingError: say it plainly
+            raise ConfigError(
+                "[database] server is not a valid PostgreSQL URL"
+            ) from None
+        self.host = str(params.get("host") or "localhost")
+        self.port = int(params.get("port") or 5432)
+        self.admin_user = str(params.get("user") or "")
+        self.sslmode = params.get("sslmode")
+        self.server = f"{self.host}:{self.port}"
+        self._superuser: bool | None = None
+
+    # -------------------------------------------------------------- plumbing
+    def _db_url(self, database: str) -> str:
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(self.admin_url, dbname=database)
+
+    @contextmanager
+    def _admin(self, database: str | None = None) -> Iterator[Admin]:
+        url = self.admin_url if database is None else self._db_url(database)
+        conn = connect(url, what="admin connection to database")
+        try:
+            admin = Admin(conn, self.server, self.project, bool(self._superuser))
+            if self._superuser is None:
+                admin.check_privileges(self.admin_user)
+                self._superuser = admin.superuser
+            yield admin
+        finally:
+            conn.close()
+
+    def _url(self, role: str, password: str, database: str) -> str:
+        from urllib.parse import quote
+
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        url = (
+            f"postgresql://{quote(role, safe='')}:{quote(password, safe='')}"
+            f"@{host}:{self.port}/{quote(database, safe='')}"
+        )
+        return url + (f"?sslmode={self.sslmode}" if self.sslmode else "")
+
+    # -------------------------------------------------------------- databases
+    def exists(self, database: str) -> bool:
+        with self._admin() as admin:
+            return admin.db_comment(database) is not None
+
+    def create(
+        self,
+        database: str,
+        *,
+        branch: str,
+        snapshot: SnapshotRecord | None,
+        info: Info,
+    ) -> Info:
+        from psycopg import sql
+
+        # reset hands back the previous info: same role and password, same URL.
+        role = str(info.get("role") or naming.pg_role(self.project, branch))
+        password = str(info.get("password") or secrets.token_urlsafe(24))
+        with self._admin() as admin:
+            if admin.db_comment(database) is not None:
+                raise Refused(f"database {database} already exists on {self.server}")
+            admin.drop_leftovers(database)
+            admin.ensure_role(role, password, branch=branch)
+            if snapshot is None:
+                strategy = "fresh"
+                tmp = admin.new_tmp(
+                    database,
+                    "CREATE DATABASE {tmp} OWNER {} TEMPLATE template0",
+                    sql.Identifier(role),
+                )
+            else:
+                strategy, tmp = self._clone(admin, database, role, snapshot)
+            try:
+                ident, who = sql.Identifier(tmp), sql.Identifier(role)
+                admin.run(
+                    sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident),
+                    f"revoke public access to {database}",
+                )
+                admin.run(
+                    sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
+                        ident, who
+                    ),
+                    f"grant {role} access to {database}",
+                )
+                admin.comment_on(
+                    tmp, marker(self.project, "branch", branch=branch, role=role)
+                )
+                admin.rename(tmp, database)
+            except BaseException:
+                admin.drop_database(tmp)
+                raise
+        return {
+            "url": self._url(role, password, database),
+            "role": role,
+            "password": password,
+            "strategy": strategy,
+            "host": self.host,
+            "port": self.port,
+            "database": database,
+        }
+
+    def _clone(
+        self, admin: Admin, database: str, role: str, snapshot: SnapshotRecord
+    ) -> tuple[str, str]:
+        """Copy *snapshot* to a temp database owned (objects included) by *role*."""
+        from psycopg import sql
+
+        src = snapshot.location
+        rows = admin.query(
+            "SELECT datistemplate, datallowconn, pg_database_size(oid), "
+            "shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            src,
+        )
+        if not rows:
+            raise NotFound(
+                f"snapshot {snapshot.ref} (database {src}) is missing on "
+                f"{self.server}; recreate it with "
+                f"`branchdb snapshot create {snapshot.name}`"
+            )
+        sealed, allow_conn, size, comment = rows[0]
+        if not (sealed and not allow_conn and admin.ours(comment, "snapshot")):
+            raise Refused(f"snapshot database {src} is not sealed; recreate it")
+        strategy = self._strategy(admin, int(size))
+        create = "CREATE DATABASE {tmp} OWNER {} TEMPLATE {}"
+        if strategy != "default":
+            create += " STRATEGY " + strategy.split("+")[0]
+        tmp = admin.new_tmp(database, create, sql.Identifier(role), sql.Identifier(src))
+        try:
+            owner = str(snapshot.info.get("content_role") or content_role(src))
+            admin.ensure_member(owner)
+            with self._admin(tmp) as inner:
+                # The content role owns no database or tablespace, so REASSIGN
+                # moves exactly the objects inside this clone (see module doc).
+                inner.run(
+                    sql.SQL("REASSIGN OWNED BY {} TO {}").format(
+                        sql.Identifier(owner), sql.Identifier(role)
+                    ),
+                    f"give {role} ownership of the objects in {database}",
+                )
+        except BaseException:
+            admin.drop_database(tmp)
+            raise
+        return strategy, tmp
+
+    def _strategy(self, admin: Admin, size: int) -> str:
+        version = admin.conn.info.server_version
+        if version < 150000:
+            return "default"  # no STRATEGY option before 15 (always a file copy)
+        if version >= 180000:
+            got = admin.query("SELECT current_setting('file_copy_method', true)")
+            if got and got[0][0] == "clone":
+                return "FILE_COPY+clone"  # reflinks: instant on XFS/Btrfs/ZFS
+        return "WAL_LOG" if size < WAL_LOG_MAX_BYTES else "FILE_COPY"
+
+    def drop(self, database: str, info: Info) -> None:
+        """Drop *database* and its role if they carry this project's marker.
+
+        Sessions still connected are terminated. Idempotent; a database without
+        the marker is left alone.
+        """
+        with self._admin() as admin:
+            comment = admin.db_comment(database)
+            if comment is not None:
+                if not admin.ours(comment, "branch"):
+                    return  # not ours: never touched
+                admin.drop_database(database)
+            role = info.get("role") or (parse_marker(comment) or {}).get("role")
+            if role:
+                admin.drop_role(str(role))
+
+    def connect(self, database: str, info: Info) -> PgSession:
+        url = info.get("url")
+        if not url:
+            raise NotFound(f"no credentials recorded for database {database}")
+        return PgSession(str(url))
+
+    def list_owned(self) -> list[str]:
+        with self._admin() as admin:
+            rows = admin.query(
+                "SELECT datname, shobj_description(oid, 'pg_database') "
+                "FROM pg_database ORDER BY datname"
+            )
+            return [str(n) for n, c in rows if admin.ours(c, "branch")]
+
+    def size_bytes(self, database: str) -> int:
+        with self._admin() as admin:
+            return admin.size(database)
+
+    # -------------------------------------------------------------- snapshots
+    def snapshot_create(
+        self, name: str, version: int, source: str, *, progress: Any = None
+    ) -> SnapshotRecord:
+        """Copy the live database at *source* into a sealed template database.
+
+        ``pg_dump`` reads one consistent snapshot and writes nothing to the
+        source. The copy is built under a temp name, vacuumed (frozen, analysed),
+        owned by the admin, closed to PUBLIC, sealed (a template refusing
+        connections) and only then renamed to its final name.
+        """
+        from psycopg import sql
+
+        final = naming.pg_snapshot_database(self.project, name, version)
+        owner = content_role(final)
+        with self._admin() as admin:
+            if admin.db_comment(final) is not None:
+                raise Refused(
+                    f"snapshot database {final} already exists on {self.server}"
+                )
+            admin.drop_leftovers(final)
+            admin.ensure_role(owner, None, snapshot=name, version=version)
+            tmp = admin.new_tmp(
+                final,
+                "CREATE DATABASE {tmp} OWNER {} TEMPLATE template0 ENCODING {} "
+                "LC_COLLATE {} LC_CTYPE {}",
+                sql.Identifier(owner),
+                *(sql.Literal(v) for v in pg_copy.source_encoding(source)),
+            )
+            try:
+                bindir = pg_copy.find_bin(admin.conn.info.server_version // 10000)
+                pg_copy.copy(source, self._db_url(tmp), owner, bindir, progress)
+                with self._admin(tmp) as inner:
+                    inner.run(
+                        sql.SQL("SET ROLE {}").format(sql.Identifier(owner)),
+                        f"switch to role {owner}",
+                    )
+                    # Frozen, analysed pages: clones never rewrite hint bits.
+                    inner.run("VACUUM (FREEZE, ANALYZE)", f"vacuum {final}")
+                ident = sql.Identifier(tmp)
+                admin.run(
+                    sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(ident),
+                    f"take ownership of {final}",
+                )
+                admin.run(
+                    sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident),
+                    f"revoke access to {final}",
+                )
+                admin.comment_on(
+                    tmp,
+                    marker(self.project, "snapshot", snapshot=name, version=version),
+                )
+                # Sealed before it gets its final name: a database under that name
+                # is always a complete template refusing connections.
+                admin.run(
+                    sql.SQL(
+                        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false "
+                        "IS_TEMPLATE true"
+                    ).format(ident),
+                    f"seal {final}",
+                )
+                admin.rename(tmp, final)
+            except BaseException:
+                admin.drop_database(tmp)
+                raise
+            size = admin.size(final)
+        return SnapshotRecord(
+            project=self.project,
+            name=name,
+            version=version,
+            backend=self.name,
+            location=final,
+            created_at=time.time(),
+            source=redact(source),
+            size_bytes=size,
+            info={"content_role": owner},
+        )
+
+    def snapshot_drop(self, snapshot: SnapshotRecord) -> None:
+        """Drop the snapshot database and its content role, if marked as ours."""
+        with self._admin() as admin:
+            if admin.ours(admin.db_comment(snapshot.location), "snapshot"):
+                admin.drop_database(snapshot.location)
+            admin.drop_role(
+                str(
+                    snapshot.info.get("content_role") or content_role(snapshot.location)
+                )
+            )
