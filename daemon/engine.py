@@ -230,6 +230,7 @@ class Engine:
                 session.url,
                 self.config.root,
                 self.config.migrations.timeout,
+                env_var=self.config.database.env_var,
             )
             return [], [], dict(rec.applied)
         from branchdb.daemon.migrations import runner
