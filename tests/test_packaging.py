@@ -36,7 +36,9 @@ def _imports(folder: str) -> set[str]:
 def test_daemon_never_imports_the_cli() -> None:
     assert not {m for m in _imports("daemon") if m.startswith("branchdb.cli")}
     banned = {"daemon", "cli"}
-    assert not {m for m in _imports("daemon") | _imports("cli") if m.split(".")[0] in banned}
+    assert not {
+        m for m in _imports("daemon") | _imports("cli") if m.split(".")[0] in banned
+    }
 
 
 def test_every_cli_command_has_help_and_is_documented(tmp_path: Path) -> None:
