@@ -349,8 +349,11 @@ class Engine:
 
     def _cheap_exists(self, rec: BranchRecord) -> bool:
         # Only backends whose existence check is a stat() are asked on the fast
-        # path; a server round-trip there would cost more than the whole budget.
-        if getattr(self.backend, "cheap_exists", False):
+        # path; a server round-trip (or just importing psycopg, ~120 ms) would cost
+        # more than the hook's whole budget.
+        from branchdb.daemon.backends import STAT_EXISTS
+
+        if self.config.database.backend in STAT_EXISTS:
             return self.backend.exists(rec.database)
         return True
 

@@ -70,6 +70,11 @@ def test_branches_get_isolated_postgres_databases(
     main = json.loads(r.out)
     assert main["applied"] == ["0000_init.sql", "0001_products.sql"]
     assert main["url"].startswith("postgresql://bdbr_")
+    # The hook's fast path answers from the state store: no server round-trip (the
+    # server URL here points at a closed port).
+    down = {"BRANCHDB_PG_URL": "postgresql://postgres@127.0.0.1:9/postgres"}
+    r = run(repo, "up", env=down)
+    assert r.code == 0 and r.out.startswith("main: up to date"), r.err
     git(repo, "checkout", "-q", "-b", "feature/coupons")
     use_stage(repo, 3)
     r = run(repo, "up", "--json", env=env)

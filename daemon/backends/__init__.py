@@ -16,6 +16,10 @@ REGISTRY: dict[str, str] = {
     "postgres": "branchdb.daemon.backends.postgres_backend:PostgresBackend",
 }
 
+#: Backends that are cheap to build (no heavy import) and whose ``exists`` is a
+#: ``stat()``: the hook's fast path may ask them whether a database still exists.
+STAT_EXISTS = frozenset({"libsql"})
+
 
 def get_backend(config: Config, **kwargs: Any) -> Backend:
     """Build the backend named by ``[database] backend`` for *config*."""

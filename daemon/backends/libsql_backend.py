@@ -68,7 +68,6 @@ def clone_file(src: Path, dst: Path) -> str:
 
 class LibsqlBackend:
     name: ClassVar[str] = "libsql"
-    cheap_exists: ClassVar[bool] = True  # a stat(): safe on the hook fast path
     dialect: ClassVar[str] = "sqlite"
 
     def __init__(self, config: Config) -> None:
