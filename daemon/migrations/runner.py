@@ -235,7 +235,8 @@ def _run_without_transaction(
 ) -> None:
     number, current = 0, f"mark as started in the {fmt.name} ledger"
     try:
-        fmt.before(db, m)
+        with db.transaction() as tx:
+            fmt.before(tx, m)
         started = time.monotonic()
         for number, current in enumerate(statements, 1):  # noqa: B007
             db.execute(current)
