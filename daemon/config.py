@@ -7,14 +7,12 @@ and the dotted key, and suggests the closest known key for typos.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from branchdb.daemon.errors import ConfigError
 
@@ -37,14 +35,12 @@ def parse_duration(value: str, key: str, where: str = "configuration") -> int:
     return int(m.group(1)) * _UNITS[m.group(2)]
 
 
-@dataclass(frozen=True)
-class ProjectSection:
+class ProjectSection(NamedTuple):
     name: str
     default_branch: str = "main"
 
 
-@dataclass(frozen=True)
-class DatabaseSection:
+class DatabaseSection(NamedTuple):
     backend: str = "libsql"
     from_snapshot: str | None = None  # ``from`` in the file
     data_dir: Path = Path(DEFAULT_DATA_DIR)
@@ -53,36 +49,32 @@ class DatabaseSection:
     env_var: str = "DATABASE_URL"
 
 
-@dataclass(frozen=True)
-class MigrationsSection:
+class MigrationsSection(NamedTuple):
     dir: Path | None = None  # None: detect
     format: str = "auto"
     command: str | None = None
     timeout: int = 600
 
 
-@dataclass(frozen=True)
-class BranchesSection:
+class BranchesSection(NamedTuple):
     protected: tuple[str, ...] = ("main", "master")
     ttl: int | None = None  # seconds
     grace: int = 3600  # seconds between "collectable" and deletion
     max_branches: int | None = None
 
 
-@dataclass(frozen=True)
-class ServerSection:
+class ServerSection(NamedTuple):
     url: str | None = None
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     root: Path  # directory holding branchdb.toml
     path: Path | None
     project: ProjectSection
-    database: DatabaseSection = field(default_factory=DatabaseSection)
-    migrations: MigrationsSection = field(default_factory=MigrationsSection)
-    branches: BranchesSection = field(default_factory=BranchesSection)
-    server: ServerSection = field(default_factory=ServerSection)
+    database: DatabaseSection = DatabaseSection()
+    migrations: MigrationsSection = MigrationsSection()
+    branches: BranchesSection = BranchesSection()
+    server: ServerSection = ServerSection()
 
     @property
     def data_dir(self) -> Path:
@@ -113,6 +105,8 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
 
 
 def _unknown(key: str, known: list[str], where: str) -> ConfigError:
+    import difflib
+
     hint = difflib.get_close_matches(key.split(".")[-1], known, n=1)
     more = f" (did you mean {hint[0]!r}?)" if hint else ""
     return ConfigError(f"{where}: unknown key {key!r}{more}")

@@ -15,7 +15,6 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon import naming
@@ -51,28 +50,44 @@ MIGRATION_DIRS = (
 )
 
 
-@dataclass
 class UpResult:
-    record: BranchRecord
-    created: bool = False
-    reset: bool = False
-    applied: list[str] = field(default_factory=list)  # migration names applied now
-    up_to_date: bool = False  # the fast path: nothing to do
+    """What ``up`` (and ``reset``) did."""
+
+    def __init__(
+        self,
+        record: BranchRecord,
+        *,
+        created: bool = False,
+        reset: bool = False,
+        applied: list[str] | None = None,  # migration names applied by this call
+        up_to_date: bool = False,  # the fast path: nothing to do
+    ) -> None:
+        self.record = record
+        self.created = created
+        self.reset = reset
+        self.applied = applied or []
+        self.up_to_date = up_to_date
 
 
-@dataclass
 class GcReport:
-    candidates: list[Any]  # gc.Candidate, oldest due first
-    missing: list[str]  # branches whose record has no database any more
-    deleted: list[Any] = field(default_factory=list)
+    def __init__(self, candidates: list[Any], missing: list[str]) -> None:
+        self.candidates = candidates  # gc.Candidate, oldest due first
+        self.missing = missing  # branches whose record has no database any more
+        self.deleted: list[Any] = []
 
 
-@dataclass
 class MigrateResult:
-    record: BranchRecord
-    applied: list[str]
-    pending: list[str]
-    dry_run: bool = False
+    def __init__(
+        self,
+        record: BranchRecord,
+        applied: list[str],
+        pending: list[str],
+        dry_run: bool = False,
+    ) -> None:
+        self.record = record
+        self.applied = applied
+        self.pending = pending
+        self.dry_run = dry_run
 
 
 def _noop(_: str) -> None:

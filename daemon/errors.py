@@ -22,7 +22,7 @@ Messages say what happened and what to do next. They never contain secrets: the 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _URL_PASSWORD = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
 
@@ -121,8 +121,7 @@ class MigrationEdited(MigrationError):
         )
 
 
-@dataclass
-class Divergence:
+class Divergence(NamedTuple):
     """One way the branch database's ledger disagrees with the branch's files."""
 
     kind: str  # "missing" (applied, not on branch) | "out-of-order" (pending < applied)

@@ -1,13 +1,16 @@
-"""Plain data passed between the engine and its callees. No behaviour, no I/O."""
+"""Plain data passed between the engine and its callees. No behaviour, no I/O.
+
+These are NamedTuples and plain classes rather than dataclasses on purpose: the
+checkout hook imports this module, and ``import dataclasses`` (it pulls in ``inspect``)
+plus generating each class costs ~20 ms of the hook's 120 ms budget.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class Migration:
+class Migration(NamedTuple):
     """One migration as a format read it from a directory or a git tree.
 
     ``key`` is the identity the format's own bookkeeping uses (drizzle: the journal's
@@ -28,11 +31,10 @@ class Migration:
     statements: tuple[str, ...]
     order: tuple[Any, ...]
     transactional: bool = True
-    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    meta: dict[str, Any] = {}  # noqa: RUF012 - shared default, never mutated
 
 
-@dataclass(frozen=True)
-class Applied:
+class Applied(NamedTuple):
     """One entry of the format's own ledger in a branch database.
 
     ``checksum`` is None when the tool does not record one (golang-migrate, dbmate);
@@ -44,43 +46,76 @@ class Applied:
     label: str = ""  # how to name it when the branch has no file for it
 
 
-@dataclass
 class MigrationPlan:
     """What ``migrate`` would do: pending migrations in order, and known applied."""
 
-    pending: list[Migration]
-    applied: list[Applied]
+    def __init__(self, pending: list[Migration], applied: list[Applied]) -> None:
+        self.pending = pending
+        self.applied = applied
 
 
-@dataclass
 class BranchRecord:
-    """A branch database as the store knows it."""
+    """A branch database as the store knows it (mutable: the engine updates it)."""
 
-    project: str
-    branch: str
-    database: str  # backend-specific physical name (file stem or database name)
-    backend: str
-    source: str  # "fresh" or "snapshot:NAME@N"
-    status: str  # "creating" | "ready" | "failed"
-    created_at: float
-    last_used_at: float
-    url: str = ""
-    fingerprint: str = ""  # hash of the migrations last applied successfully
-    applied: dict[str, str] = field(default_factory=dict)  # key -> checksum
-    info: dict[str, Any] = field(default_factory=dict)  # backend extras (strategy…)
+    def __init__(
+        self,
+        project: str,
+        branch: str,
+        database: str,  # backend-specific physical name (file stem or db name)
+        backend: str,
+        source: str,  # "fresh" or "snapshot:NAME@N"
+        status: str,  # "creating" | "ready"
+        created_at: float,
+        last_used_at: float,
+        url: str = "",
+        fingerprint: str = "",  # hash of the migrations last applied successfully
+        applied: dict[str, str] | None = None,  # key -> checksum
+        info: dict[str, Any] | None = None,  # backend extras (role, strategy…)
+    ) -> None:
+        self.project = project
+        self.branch = branch
+        self.database = database
+        self.backend = backend
+        self.source = source
+        self.status = status
+        self.created_at = created_at
+        self.last_used_at = last_used_at
+        self.url = url
+        self.fingerprint = fingerprint
+        self.applied: dict[str, str] = applied if applied is not None else {}
+        self.info: dict[str, Any] = info if info is not None else {}
+
+    def __repr__(self) -> str:
+        return f"BranchRecord({self.project!r}, {self.branch!r}, {self.database!r})"
 
 
-@dataclass
 class SnapshotRecord:
-    project: str
-    name: str
-    version: int
-    backend: str
-    location: str  # file path or database name
-    created_at: float
-    source: str  # redacted description of where it came from
-    size_bytes: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
+    """One sealed version of a snapshot."""
+
+    def __init__(
+        self,
+        project: str,
+        name: str,
+        version: int,
+        backend: str,
+        location: str,  # file path or database name
+        created_at: float,
+        source: str,  # redacted description of where it came from
+        size_bytes: int = 0,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        self.project = project
+        self.name = name
+        self.version = version
+        self.backend = backend
+        self.location = location
+        self.created_at = created_at
+        self.source = source
+        self.size_bytes = size_bytes
+        self.info: dict[str, Any] = info if info is not None else {}
+
+    def __repr__(self) -> str:
+        return f"SnapshotRecord({self.project!r}, {self.ref!r})"
 
     @property
     def ref(self) -> str:

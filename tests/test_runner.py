@@ -205,7 +205,7 @@ def test_drift_reported_before_edit(tmp_path: Path, db: LibsqlSession) -> None:
     fmt = PlainSqlFormat()
     one, two, three = fmt.load(layout("sql", tmp_path / "m"))
     runner.apply(fmt, runner.plan(fmt, [one, three], db), db)
-    changed = Migration(**{**one.__dict__, "checksum": "edited"})
+    changed = one._replace(checksum="edited")
     with pytest.raises(MigrationDrift):
         runner.plan(fmt, [changed, two, three], db, {})
 
