@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -17,20 +19,55 @@ def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
         raise GitError("git is not installed or not on PATH") from None
 
 
+def _git_dir(cwd: Path) -> Path | None:
+    """The git directory for *cwd*, found like git does (``$GIT_DIR``, ``.git``)."""
+    env = os.environ.get("GIT_DIR")
+    if env:
+        return cwd / env
+    for d in (cwd, *cwd.parents):
+        dot = d / ".git"
+        if dot.is_dir():
+            return dot
+        if dot.is_file():  # a worktree or submodule: "gitdir: <path>"
+            text = dot.read_text(errors="replace").strip()
+            if text.startswith("gitdir:"):
+                return d / text.removeprefix("gitdir:").strip()
+            return None
+    return None
+
+
+_SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+
+
 def current_branch(cwd: Path) -> str:
     """Name of the branch checked out in *cwd* (worktrees included).
 
-    Raises GitError outside a repository or on a detached HEAD.
+    Reads ``HEAD`` directly when it can (the hook path: no git process), and asks
+    git otherwise. Raises GitError outside a repository or on a detached HEAD.
     """
+    gd = _git_dir(cwd)
+    if gd is not None:
+        try:
+            head = (gd / "HEAD").read_text(errors="replace").strip()
+        except OSError:
+            head = ""
+        branch = head.removeprefix("ref: refs/heads/")
+        if head.startswith("ref: refs/heads/") and branch != ".invalid":
+            return branch  # (".invalid" marks a reftable repository: ask git)
+        if _SHA.fullmatch(head):
+            raise GitError(_DETACHED)
     r = _git(cwd, "symbolic-ref", "--quiet", "--short", "HEAD")
     if r.returncode == 0:
         return r.stdout.strip()
     if r.returncode == 1:
-        raise GitError(
-            "HEAD is detached (no branch is checked out); name the branch, "
-            "e.g. `branchdb up feature/x`"
-        )
+        raise GitError(_DETACHED)
     raise GitError(f"{cwd} is not inside a git repository; name the branch explicitly")
+
+
+_DETACHED = (
+    "HEAD is detached (no branch is checked out); name the branch, "
+    "e.g. `branchdb up feature/x`"
+)
 
 
 def hooks_dir(cwd: Path) -> Path:

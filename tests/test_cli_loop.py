@@ -323,3 +323,16 @@ def test_init_writes_config_and_gitignore(repo: Path) -> None:
     assert run(repo, "init").code != 0  # never overwrites silently
     r = run(repo, "up")
     assert r.code == 0, r.err
+
+
+def test_worktrees_and_git_dir(repo: Path, tmp_path: Path) -> None:
+    setup_repo(repo)
+    wt = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "in-worktree", str(wt))
+    r = run(wt, "up", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["branch"] == "in-worktree"
+    # GIT_DIR as git sets it for hooks; a subdirectory of the work tree.
+    sub = repo / "migrations"
+    r = run(sub, "up", "--json", env={"GIT_DIR": "../.git"})
+    assert r.code == 0 and json.loads(r.out)["branch"] == "main", r.err

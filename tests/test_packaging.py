@@ -58,3 +58,10 @@ def test_every_cli_command_has_help_and_is_documented(tmp_path: Path) -> None:
 def test_version() -> None:
     r = run(REPO, "--version")
     assert r.code == 0 and re.fullmatch(r"branchdb \d+\.\d+\.\d+\n", r.out)
+
+
+def test_fast_dispatch_knows_every_command(tmp_path: Path) -> None:
+    from branchdb.cli.main import COMMANDS
+
+    top = run(tmp_path, "--help")
+    assert set(re.findall(r"^    ([a-z]+) ", top.out, flags=re.M)) == COMMANDS

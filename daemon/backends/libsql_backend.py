@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 import sqlite3
 import time
 from pathlib import Path
@@ -102,7 +101,7 @@ class LibsqlBackend:
         # branch lock, so nobody else is writing them).
         for stale in self.branches.glob(f".tmp-{database}-*"):
             stale.unlink(missing_ok=True)
-        tmp = self.branches / f".tmp-{database}-{secrets.token_hex(4)}"
+        tmp = self.branches / f".tmp-{database}-{os.urandom(4).hex()}"
         try:
             if snapshot is None:
                 method = "fresh"
@@ -163,7 +162,7 @@ class LibsqlBackend:
         final = folder / f"{version}.db"
         if final.exists():
             raise Refused(f"snapshot file {final} already exists")
-        tmp = folder / f".tmp-{version}-{secrets.token_hex(4)}"
+        tmp = folder / f".tmp-{version}-{os.urandom(4).hex()}"
         try:
             # The online backup API copies one consistent view (it holds a read
             # transaction), even while another process writes the source.
