@@ -2,9 +2,13 @@
 
     .venv/bin/python bench/bench_up.py [--clone-gib 1.0] [--runs 30]
 
+branchdb is measured as users run it: a regular (not editable) `pip install` of this
+checkout into a throwaway virtualenv, byte-compiled. (An editable install adds ~25 ms to
+every Python start in that venv: its import finder loads pathlib and urllib.)
+
 1. `branchdb up` when the database exists and nothing is pending (the checkout hook's
-   common case): median wall time, process start included, vs `python -c pass`.
-   Target: median <= 120 ms.
+   common case): median wall time, process start included, vs `python -c pass` of the
+   same interpreter. Target: median <= 120 ms.
 2. A fresh database plus 50 migrations (`branchdb up NEW-BRANCH`). Target <= 0.5 s.
 3. Clone of a 1 GiB snapshot file (`branchdb up NEW --from big`) vs `cp` of the same
    file on the same file system. Target <= 1.2x.
@@ -24,12 +28,40 @@ import tempfile
 import time
 from pathlib import Path
 
-BIN = Path(sys.executable).with_name("branchdb")
+REPO = Path(__file__).resolve().parent.parent
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def install(work: Path) -> tuple[Path, Path]:
+    """A venv with branchdb installed from this checkout; (python, branchdb)."""
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    subprocess.run(
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            str(REPO),
+        ],
+        check=True,
+        env=ENV,
+        cwd=work,
+    )
+    subprocess.run(
+        [str(py), "-m", "compileall", "-q", str(venv / "lib")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return py, venv / "bin" / "branchdb"
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, env=ENV)
     return time.perf_counter() - t0
 
 
@@ -42,6 +74,10 @@ def git_repo(root: Path, config: str) -> None:
     ):
         subprocess.run(["git", *args], cwd=root, check=True)
     (root / "branchdb.toml").write_text(config)
+    # A project's config is old news by the time the hook runs (branchdb caches the
+    # parsed file, except within two seconds of an edit).
+    past = time.time() - 3600
+    os.utime(root / "branchdb.toml", (past, past))
 
 
 def main() -> None:
@@ -53,6 +89,8 @@ def main() -> None:
         tempfile.mkdtemp(prefix="branchdb-bench-", dir=os.environ.get("TMPDIR"))
     )
     try:
+        py_bin, bin_path = install(work)
+        bdb = str(bin_path)
         # ---------------------------------------------------------------- 1 + 2
         app = work / "app"
         git_repo(
@@ -71,9 +109,9 @@ def main() -> None:
         subprocess.run(["git", "add", "-A"], cwd=app, check=True)
         subprocess.run(["git", "commit", "-qm", "m"], cwd=app, check=True)
 
-        fresh = [timed([str(BIN), "up", f"fresh-{i}"], app) for i in range(7)]
-        py = [timed([sys.executable, "-c", "pass"], app) for _ in range(args.runs)]
-        hot = [timed([str(BIN), "up"], app) for _ in range(args.runs)]
+        fresh = [timed([bdb, "up", f"fresh-{i}"], app) for i in range(7)]
+        py = [timed([str(py_bin), "-c", "pass"], app) for _ in range(args.runs)]
+        hot = [timed([bdb, "up"], app) for _ in range(args.runs)]
         med_py, med_hot = statistics.median(py), statistics.median(hot)
         print(f"python -c pass            median {med_py * 1000:7.1f} ms")
         print(
@@ -103,7 +141,7 @@ def main() -> None:
         clone_app = work / "clone"
         git_repo(clone_app, '[project]\nname = "clone"\n')
         subprocess.run(
-            [str(BIN), "snapshot", "create", "big", "--source", str(big)],
+            [bdb, "snapshot", "create", "big", "--source", str(big)],
             cwd=clone_app,
             check=True,
             stdout=subprocess.DEVNULL,
@@ -115,15 +153,15 @@ def main() -> None:
             target = clone_app / ".branchdb" / f"cp-{i}.db"
             cps.append(timed(["cp", str(snap), str(target)], clone_app))
             target.unlink()
-            ups.append(timed([str(BIN), "up", f"c{i}", "--from", "big"], clone_app))
+            ups.append(timed([bdb, "up", f"c{i}", "--from", "big"], clone_app))
             subprocess.run(
-                [str(BIN), "down", f"c{i}", "--yes"],
+                [bdb, "down", f"c{i}", "--yes"],
                 cwd=clone_app,
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
         probe = subprocess.run(
-            [str(BIN), "up", "probe", "--from", "big", "--json"],
+            [bdb, "up", "probe", "--from", "big", "--json"],
             cwd=clone_app,
             check=True,
             capture_output=True,

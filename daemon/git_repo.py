@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from branchdb.daemon.errors import GitError
 
+if TYPE_CHECKING:
+    import subprocess
+
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    import subprocess  # not at module level: the hook's fast path never needs it
+
     try:
         return subprocess.run(
             ["git", *args], cwd=cwd, capture_output=True, text=True, check=False

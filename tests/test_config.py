@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,35 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, needle: str) -> None
 def test_missing_config_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="branchdb init"):
         config.load(cwd=tmp_path)
+
+
+def test_parsed_config_is_cached_and_invalidated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache = tmp_path / "cache" / "branchdb"
+
+    def age(p: Path) -> None:  # as if edited a minute ago
+        old = time.time() - 60
+        os.utime(p, (old, old))
+
+    p = write(tmp_path, '[project]\nname = "one"\n')
+    assert config.load(cwd=tmp_path).project.name == "one"
+    assert not cache.exists()  # just modified: never cached (racy)
+    age(p)
+    assert config.load(cwd=tmp_path).project.name == "one"
+    cached = list(cache.glob("config-*.json"))
+    assert len(cached) == 1
+    assert config.load(cwd=tmp_path).project.name == "one"  # from the cache
+    p.write_text('[project]\nname = "two"\n')  # same size: the stat still differs
+    assert config.load(cwd=tmp_path).project.name == "two"
+    p.write_text('[project]\nname = "three"\nbogus = 1\n')
+    age(p)
+    with pytest.raises(ConfigError, match="bogus"):
+        config.load(cwd=tmp_path)
+    # A corrupt cache is ignored, never trusted.
+    cached[0].write_text("{not json")
+    p.write_text('[project]\nname = "four"\n')
+    age(p)
+    assert config.load(cwd=tmp_path).project.name == "four"
+    assert config.load(cwd=tmp_path).project.name == "four"
