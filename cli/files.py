@@ -97,7 +97,7 @@ protected = ["main", "master"]
 
 def detect_migrations(root: Path) -> tuple[str | None, str]:
     """(migrations dir relative to *root* or None, format name or "auto")."""
-    from branchdb.daemon.engine import MIGRATION_DIRS
+    from branchdb.daemon.light import MIGRATION_DIRS
     from branchdb.daemon.migrations import detect_format
 
     for rel in MIGRATION_DIRS:

@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Any
 
 from branchdb.daemon.errors import redact
-from branchdb.daemon.models import BranchRecord, SnapshotRecord
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (hook path)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from branchdb.daemon.models import BranchRecord, SnapshotRecord
 
 
 def iso(ts: float) -> str:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from branchdb.daemon import light
 from branchdb.daemon.errors import ConfigError
 
-CONFIG_NAME = "branchdb.toml"
-DEFAULT_DATA_DIR = ".branchdb"
+CONFIG_NAME = light.CONFIG_NAME
+DEFAULT_DATA_DIR = light.DEFAULT_DATA_DIR
 BACKENDS = ("libsql", "postgres")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
@@ -138,7 +138,7 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
     b = raw.get("branches", {})
     s = raw.get("server", {})
 
-    name = p.get("name") or root.name or "project"
+    name = light.project_name(dict(raw), str(root))
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
         raise ConfigError(
             f"{where}: project.name {name!r} must be 1-63 characters of letters, "
@@ -213,16 +213,15 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
 
 def find_config(start: Path) -> Path | None:
     """Walk up from *start* to the file-system root looking for branchdb.toml."""
-    here = start.resolve()
-    for d in (here, *here.parents):
-        candidate = d / CONFIG_NAME
-        if candidate.is_file():
-            return candidate
-    return None
+    found = light.find_config(str(start))
+    return None if found is None else Path(found)
 
 
 def load(path: Path | None = None, cwd: Path | None = None) -> Config:
-    """Load the configuration: *path*, else ``$BRANCHDB_CONFIG``, else the search."""
+    """Load the configuration: *path*, else ``$BRANCHDB_CONFIG``, else the search.
+
+    The parse of a file that validated is cached (see :mod:`branchdb.daemon.light`).
+    """
     if path is None and os.environ.get("BRANCHDB_CONFIG"):
         path = Path(os.environ["BRANCHDB_CONFIG"])
     if path is None:
@@ -235,8 +234,8 @@ def load(path: Path | None = None, cwd: Path | None = None) -> Config:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     path = path.resolve()
-    stamp = _stamp(path)
-    raw = _cached(path, stamp)
+    file_stamp = light.stamp(str(path))
+    raw = light.cached_config(str(path), file_stamp)
     if raw is not None:
         return from_mapping(raw, path.parent, path)
     import tomllib
@@ -248,52 +247,5 @@ def load(path: Path | None = None, cwd: Path | None = None) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     config = from_mapping(raw, path.parent, path)
-    # Only configurations that validated, and (like git's "racy clean" rule) only
-    # files not modified in the last two seconds: an edit within the same
-    # timestamp tick would otherwise look unchanged.
-    if time.time_ns() - stamp[2] > 2_000_000_000:
-        _store_cache(path, stamp, raw)
+    light.store_config_cache(str(path), file_stamp, raw)
     return config
-
-
-# Parsed files are cached as JSON keyed by the file's stat: `import tomllib` alone
-# costs ~10 ms, a tenth of the checkout hook's budget, and the file rarely changes.
-def _cache_path(path: Path) -> Path:
-    import hashlib
-
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    digest = hashlib.sha256(str(path).encode("utf-8", "surrogatepass")).hexdigest()
-    return Path(base) / "branchdb" / f"config-{digest[:20]}.json"
-
-
-def _stamp(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-
-
-def _cached(path: Path, stamp: list[int]) -> dict[str, Any] | None:
-    import json
-
-    try:
-        data = json.loads(_cache_path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("stamp") != stamp:
-        return None
-    if data.get("path") != str(path) or not isinstance(data.get("raw"), dict):
-        return None
-    raw: dict[str, Any] = data["raw"]
-    return raw
-
-
-def _store_cache(path: Path, stamp: list[int], raw: dict[str, Any]) -> None:
-    import json
-
-    target = _cache_path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"path": str(path), "stamp": stamp, "raw": raw}))
-        os.replace(tmp, target)
-    except (OSError, TypeError, ValueError):
-        pass  # a cache that cannot be written only costs speed

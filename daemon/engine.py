@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import fcntl
 import fnmatch
-import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon import naming
+from branchdb.daemon import light, naming
 from branchdb.daemon.config import Config
 from branchdb.daemon.errors import (
     ConfigError,
@@ -36,18 +36,6 @@ if TYPE_CHECKING:
     from branchdb.daemon.migrations.base import Format
 
 Progress = Callable[[str], None]
-
-#: Where ``auto`` looks for migrations, relative to the project root, in this order.
-MIGRATION_DIRS = (
-    "drizzle",
-    "migrations",
-    "db/migrations",
-    "prisma/migrations",
-    "sql/migrations",
-    "src/db/migrations",
-    "database/migrations",
-    "supabase/migrations",
-)
 
 
 class UpResult:
@@ -168,25 +156,25 @@ class Engine:
             os.close(fd)
 
     # ------------------------------------------------------------- migrations
+    def _migrations_dir(self) -> str | None:
+        cfg = self.config.migrations
+        return light.migrations_dir(
+            str(self.config.root), str(cfg.dir) if cfg.dir else None, cfg.format
+        )
+
     def migration_source(self) -> tuple[str, MigrationFiles] | None:
         """The format name and files of this project's migrations, or None."""
         cfg = self.config.migrations
+        folder = self._migrations_dir()
         if cfg.format == "command":
-            root = self.config.migrations_dir or self.config.root
-            return "command", DirFiles(root)
-        folder = self.config.migrations_dir
+            return "command", DirFiles(Path(folder or self.config.root))
         if folder is None:
-            for rel in MIGRATION_DIRS:
-                if (self.config.root / rel).is_dir():
-                    folder = self.config.root / rel
-                    break
-            else:
-                return None
-        elif not folder.is_dir():
+            return None
+        if not os.path.isdir(folder):
             raise ConfigError(
                 f"migrations.dir {cfg.dir} does not exist (looked in {folder})"
             )
-        files = DirFiles(folder)
+        files = DirFiles(Path(folder))
         name = cfg.format
         if name == "auto":
             from branchdb.daemon.migrations import detect_format
@@ -203,19 +191,10 @@ class Engine:
             name = detected
         return name, files
 
-    def fingerprint(self, source: tuple[str, MigrationFiles] | None) -> str:
+    def fingerprint(self) -> str:
         """Hash of everything that decides what ``migrate`` would do (cheap)."""
-        h = hashlib.sha256(b"v1\0")
-        if source is not None:
-            name, files = source
-            h.update(name.encode() + b"\0")
-            if name == "command":
-                h.update((self.config.migrations.command or "").encode())
-                return "cmd:" + h.hexdigest()  # never "up to date": the tool decides
-            for path in files.paths():
-                h.update(path.encode() + b"\0")
-                h.update(hashlib.sha256(files.read(path)).digest())
-        return h.hexdigest()
+        cfg = self.config.migrations
+        return light.fingerprint(self._migrations_dir(), cfg.format, cfg.command)
 
     def _format(self, name: str) -> Format:
         from branchdb.daemon.migrations import get_format
@@ -308,8 +287,7 @@ class Engine:
         validate_branch_name(branch)
         if fresh and from_snapshot:
             raise Refused("choose one of --fresh and --from")
-        source = self.migration_source()
-        fp = self.fingerprint(source)
+        fp = self.fingerprint()
         now = self.clock()
         rec = self.store.get_branch(self.project, branch)
         if (
@@ -323,6 +301,7 @@ class Engine:
             rec.last_used_at = max(rec.last_used_at, now)
             return UpResult(record=rec, up_to_date=True)
 
+        source = self.migration_source()
         with self.lock(branch, timeout=lock_timeout, progress=progress):
             rec = self.store.get_branch(self.project, branch)
             created = False
@@ -484,7 +463,7 @@ class Engine:
             with self.lock(branch, progress=progress):
                 rec = self.get(branch)
                 applied = self._migrate_locked(
-                    rec, source, self.fingerprint(source), progress
+                    rec, source, self.fingerprint(), progress
                 )
             return MigrateResult(record=rec, applied=applied, pending=[])
         session = self.backend.connect(rec.database, rec.info)
@@ -538,9 +517,7 @@ class Engine:
                 else self._record_source(rec)
             )
             rec = self._reset_locked(rec, snapshot, progress)
-            applied = self._migrate_locked(
-                rec, source, self.fingerprint(source), progress
-            )
+            applied = self._migrate_locked(rec, source, self.fingerprint(), progress)
         return UpResult(record=rec, reset=True, applied=applied)
 
     def _reset_locked(

@@ -22,7 +22,6 @@ Messages say what happened and what to do next. They never contain secrets: the 
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 _URL_PASSWORD = re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
 
@@ -121,15 +120,31 @@ class MigrationEdited(MigrationError):
         )
 
 
-class Divergence(NamedTuple):
+class Divergence:
     """One way the branch database's ledger disagrees with the branch's files."""
 
-    kind: str  # "missing" (applied, not on branch) | "out-of-order" (pending < applied)
-    migration: str
-    detail: str
+    # A plain class, not a NamedTuple: this module is on the hook's fast path and
+    # must not import typing.
+    __slots__ = ("detail", "kind", "migration")
+
+    def __init__(self, kind: str, migration: str, detail: str) -> None:
+        self.kind = kind  # "missing" (applied, not on branch) | "out-of-order"
+        self.migration = migration
+        self.detail = detail
 
     def __str__(self) -> str:
         return f"{self.migration}: {self.detail}"
+
+    def __repr__(self) -> str:
+        return f"Divergence({self.kind!r}, {self.migration!r}, {self.detail!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Divergence) and (
+            (self.kind, self.migration, self.detail)
+            == (other.kind, other.migration, other.detail)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class MigrationDrift(MigrationError):

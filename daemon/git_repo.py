@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from branchdb.daemon import light
 from branchdb.daemon.errors import GitError
 
 if TYPE_CHECKING:
@@ -24,43 +23,18 @@ def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
         raise GitError("git is not installed or not on PATH") from None
 
 
-def _git_dir(cwd: Path) -> Path | None:
-    """The git directory for *cwd*, found like git does (``$GIT_DIR``, ``.git``)."""
-    env = os.environ.get("GIT_DIR")
-    if env:
-        return cwd / env
-    for d in (cwd, *cwd.parents):
-        dot = d / ".git"
-        if dot.is_dir():
-            return dot
-        if dot.is_file():  # a worktree or submodule: "gitdir: <path>"
-            text = dot.read_text(errors="replace").strip()
-            if text.startswith("gitdir:"):
-                return d / text.removeprefix("gitdir:").strip()
-            return None
-    return None
-
-
-_SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
-
-
 def current_branch(cwd: Path) -> str:
     """Name of the branch checked out in *cwd* (worktrees included).
 
     Reads ``HEAD`` directly when it can (the hook path: no git process), and asks
     git otherwise. Raises GitError outside a repository or on a detached HEAD.
     """
-    gd = _git_dir(cwd)
-    if gd is not None:
-        try:
-            head = (gd / "HEAD").read_text(errors="replace").strip()
-        except OSError:
-            head = ""
-        branch = head.removeprefix("ref: refs/heads/")
-        if head.startswith("ref: refs/heads/") and branch != ".invalid":
-            return branch  # (".invalid" marks a reftable repository: ask git)
-        if _SHA.fullmatch(head):
-            raise GitError(_DETACHED)
+    head = light.read_head(str(cwd))
+    if head is not None:
+        kind, value = head
+        if kind == "branch":
+            return value
+        raise GitError(_DETACHED)
     r = _git(cwd, "symbolic-ref", "--quiet", "--short", "HEAD")
     if r.returncode == 0:
         return r.stdout.strip()
@@ -85,7 +59,7 @@ def hooks_dir(cwd: Path) -> Path:
 
 def validate_branch_name(name: str) -> str:
     """Refuse names git itself could never have (empty, NUL, control characters)."""
-    if not name or len(name) > 1024 or any(ord(c) < 32 or c == "\x7f" for c in name):
+    if not light.valid_branch_name(name):
         raise GitError(f"invalid branch name {name!r}")
     return name
 

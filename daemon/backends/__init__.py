@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from branchdb.daemon import light
 from branchdb.daemon.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -16,9 +17,7 @@ REGISTRY: dict[str, str] = {
     "postgres": "branchdb.daemon.backends.postgres_backend:PostgresBackend",
 }
 
-#: Backends that are cheap to build (no heavy import) and whose ``exists`` is a
-#: ``stat()``: the hook's fast path may ask them whether a database still exists.
-STAT_EXISTS = frozenset({"libsql"})
+STAT_EXISTS = light.STAT_EXISTS
 
 
 def get_backend(config: Config, **kwargs: Any) -> Backend:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+from branchdb.daemon import light
 from branchdb.daemon.backends.base import Info
 from branchdb.daemon.backends.sqlite_session import SqliteFileSession
 from branchdb.daemon.config import Config
@@ -77,7 +78,7 @@ class LibsqlBackend:
 
     # -------------------------------------------------------------- databases
     def path(self, database: str) -> Path:
-        return self.branches / f"{database}.db"
+        return Path(light.libsql_path(str(self.root), database))
 
     def _url(self, database: str) -> str:
         return f"file:{self.path(database)}"

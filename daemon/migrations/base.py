@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar, Protocol
 
+from branchdb.daemon import light
 from branchdb.daemon.dbsession import DbSession, Executor
 from branchdb.daemon.errors import MigrationError
 from branchdb.daemon.models import Applied, Migration
@@ -30,15 +30,7 @@ class DirFiles:
         self.root = root
 
     def paths(self) -> list[str]:
-        out: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            rel = os.path.relpath(dirpath, self.root)
-            for f in filenames:
-                if f.startswith("."):
-                    continue
-                out.append(f if rel == "." else f"{rel}/{f}".replace(os.sep, "/"))
-        return sorted(out)
+        return light.list_files(str(self.root))
 
     def read(self, path: str) -> bytes:
         return (self.root / path).read_bytes()

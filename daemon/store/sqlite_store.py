@@ -15,9 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from branchdb.daemon import light
 from branchdb.daemon.models import BranchRecord, SnapshotRecord
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = light.STORE_SCHEMA_VERSION
 
 _MIGRATIONS = {
     1: """

@@ -1,0 +1,146 @@
+"""``branchdb up`` when there is nothing to do, answered with the standard library.
+
+This is what a post-checkout hook runs on almost every checkout: the branch's database
+exists and its migrations did not change. It is answered here from the cached parse of
+branchdb.toml, HEAD and the state store — without argparse, pathlib, the engine, a
+backend or tomllib — and printed exactly as the full path prints it. Anything unusual
+(no cache yet, a flag this module does not know, a changed migration, a missing file,
+remote mode) returns None and the full CLI takes over, so correctness never depends
+on this module: it only ever confirms "up to date".
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import time
+from types import SimpleNamespace
+
+from branchdb.daemon import light
+
+_FLAGS = frozenset({"-q", "--quiet", "--json", "--hook"})
+
+
+def try_up(argv: list[str]) -> int | None:
+    """Exit code if ``branchdb <argv>`` was fully handled here, else None."""
+    if not argv or argv[0] != "up" or os.environ.get("BRANCHDB_NO_FASTPATH"):
+        return None
+    flags: set[str] = set()
+    branch: str | None = None
+    for arg in argv[1:]:
+        if arg in _FLAGS:
+            flags.add(arg)
+        elif not arg.startswith("-") and branch is None:
+            branch = arg
+        else:
+            return None
+    if os.environ.get("BRANCHDB_SERVER"):
+        return None  # remote mode: the daemon answers
+    try:
+        rec = _up_to_date(branch)
+    except (OSError, sqlite3.Error, ValueError, TypeError, KeyError):
+        return None
+    if rec is None:
+        return None
+    _print(rec, flags)
+    return 0
+
+
+def _section(raw: dict[str, object], name: str) -> dict[str, object]:
+    body = raw.get(name)
+    return body if isinstance(body, dict) else {}
+
+
+def _up_to_date(branch: str | None) -> SimpleNamespace | None:
+    cwd = os.getcwd()
+    path = os.environ.get("BRANCHDB_CONFIG") or light.find_config(cwd)
+    if not path:
+        return None
+    path = os.path.realpath(path)
+    raw = light.cached_config(path, light.stamp(path))
+    if raw is None or _section(raw, "server").get("url"):
+        return None
+    if branch is None:
+        head = light.read_head(cwd)
+        if head is None or head[0] != "branch":
+            return None
+        branch = head[1]
+    if not light.valid_branch_name(branch):
+        return None
+    root = os.path.dirname(path)
+    db = _section(raw, "database")
+    mig = _section(raw, "migrations")
+    backend = str(db.get("backend", "libsql"))
+    data_dir = os.path.realpath(
+        os.path.join(root, str(db.get("data_dir", light.DEFAULT_DATA_DIR)))
+    )
+    fmt = str(mig.get("format", "auto"))
+    folder = light.migrations_dir(root, mig.get("dir"), fmt)  # type: ignore[arg-type]
+    command = mig.get("command")
+    fp = light.fingerprint(folder, fmt, command if isinstance(command, str) else None)
+
+    state = os.path.join(data_dir, light.STATE_FILE)
+    if not os.path.isfile(state):
+        return None
+    con = sqlite3.connect(state, timeout=5, isolation_level=None)
+    try:
+        if con.execute("PRAGMA user_version").fetchone()[0] != (
+            light.STORE_SCHEMA_VERSION
+        ):
+            return None
+        project = light.project_name(raw, root)
+        row = con.execute(
+            "SELECT database, backend, url, source, status, created_at, "
+            "last_used_at, fingerprint, applied, info FROM branches "
+            "WHERE project = ? AND branch = ?",
+            (project, branch),
+        ).fetchone()
+        if row is None or row[4] != "ready" or row[7] != fp or row[1] != backend:
+            return None
+        if backend in light.STAT_EXISTS and not os.path.exists(
+            light.libsql_path(data_dir, row[0])
+        ):
+            return None
+        now = time.time()
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.execute(
+            "UPDATE branches SET last_used_at = max(last_used_at, ?) "
+            "WHERE project = ? AND branch = ?",
+            (now, project, branch),
+        )
+    finally:
+        con.close()
+    import json
+
+    return SimpleNamespace(
+        branch=branch,
+        database=row[0],
+        backend=row[1],
+        url=row[2],
+        source=row[3],
+        status=row[4],
+        created_at=row[5],
+        last_used_at=max(row[6], now),
+        applied=json.loads(row[8]),
+        info=json.loads(row[9]),
+    )
+
+
+def _print(rec: SimpleNamespace, flags: set[str]) -> None:
+    if "--hook" in flags:
+        sys.stderr.write(f"branchdb: {rec.branch}: up to date\n")
+    elif "--json" in flags:
+        from branchdb.cli.output import branch_json, emit_json
+
+        emit_json(
+            {
+                **branch_json(rec),  # type: ignore[arg-type]
+                "created": False,
+                "reset": False,
+                "up_to_date": True,
+                "applied": [],
+            }
+        )
+    elif not flags & {"-q", "--quiet"}:
+        sys.stdout.write(f"{rec.branch}: up to date\n{rec.url}\n")
