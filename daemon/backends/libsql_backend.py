@@ -38,6 +38,12 @@ def clone_file(src: Path, dst: Path) -> str:
 
     Tries a reflink (instant, copy-on-write), then ``copy_file_range`` (in-kernel,
     may share extents on XFS/Btrfs/NFS), then a plain buffered copy.
+
+    Like ``cp``, the copy is not fsynced: forcing 1 GiB to disk took 0.6 s here,
+    longer than the copy itself. A clone is a disposable copy of a sealed snapshot;
+    the caller's atomic rename keeps a killed or crashed process from leaving a
+    partial file under the final name, and after a power cut `branchdb reset`
+    rebuilds it from the snapshot.
     """
     with open(src, "rb") as fin, open(dst, "xb") as fout:
         try:
@@ -61,8 +67,6 @@ def clone_file(src: Path, dst: Path) -> str:
             fout.truncate()
             while chunk := fin.read(1 << 20):
                 fout.write(chunk)
-        fout.flush()
-        os.fsync(fout.fileno())
         return method
 
 
