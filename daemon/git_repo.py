@@ -65,29 +65,24 @@ def validate_branch_name(name: str) -> str:
 
 
 class BranchFacts:
-    """What git knows about branches, read once per GC plan (a few git calls total).
+    """What git knows about branches, read once per GC plan.
 
-    ``merged_into`` answers for a merge commit or fast-forward (the tip is an ancestor
-    of the default branch) and for a squash or rebase merge (merging the branch into
-    the default branch would change nothing: its changes are already contained).
+    Three git calls answer for every branch at once (refs with tip commit times; the
+    refs merged into the default branch; its tree); only a branch that exists, is not
+    an ancestor of the default branch, and has a record costs one more call (the
+    squash/rebase check). ``merged_into_default`` answers for a merge commit or
+    fast-forward (the tip is an ancestor of the default branch) and for a squash or
+    rebase merge (merging the branch into the default branch would change nothing).
     """
 
     def __init__(self, cwd: Path, default_branch: str) -> None:
         self.cwd = cwd
         self.default = default_branch
-        r = _git(
-            cwd,
-            "for-each-ref",
-            "--format=%(refname)%00%(objectname)",
-            "refs/heads",
-            "refs/remotes",
-        )
-        if r.returncode != 0:
-            raise GitError(f"{cwd} is not inside a git repository")
         self.local: dict[str, str] = {}
         self.remote: dict[str, str] = {}  # branch name -> sha, over every remote
-        for line in r.stdout.splitlines():
-            ref, _, sha = line.partition("\0")
+        self.committed: dict[str, int] = {}  # sha -> committer time
+        for ref, sha, when in self._refs():
+            self.committed[sha] = when
             if ref.startswith("refs/heads/"):
                 self.local[ref.removeprefix("refs/heads/")] = sha
             elif ref.startswith("refs/remotes/") and not ref.endswith("/HEAD"):
@@ -96,6 +91,28 @@ class BranchFacts:
         self.default_sha = self.local.get(default_branch) or self.remote.get(
             default_branch
         )
+        self.ancestors: set[str] = set()  # tips reachable from the default branch
+        self.default_tree = ""
+        if self.default_sha is not None:
+            self.ancestors = {sha for _, sha, _ in self._refs(self.default_sha)}
+            own = _git(cwd, "rev-parse", f"{self.default_sha}^{{tree}}")
+            self.default_tree = own.stdout.strip()
+
+    def _refs(self, merged_into: str | None = None) -> list[tuple[str, str, int]]:
+        args = [
+            "for-each-ref",
+            "--format=%(refname)%00%(objectname)%00%(committerdate:unix)",
+        ]
+        if merged_into is not None:
+            args.append(f"--merged={merged_into}")
+        r = _git(self.cwd, *args, "refs/heads", "refs/remotes")
+        if r.returncode != 0:
+            raise GitError(f"{self.cwd} is not inside a git repository")
+        out = []
+        for line in r.stdout.splitlines():
+            ref, sha, when = line.split("\0")
+            out.append((ref, sha, int(when or 0)))
+        return out
 
     def exists(self, branch: str) -> bool:
         return branch in self.local or branch in self.remote
@@ -115,10 +132,8 @@ class BranchFacts:
             return None
         if tip == self.default_sha:
             return None  # just created from the default branch: nothing merged yet
-        r = _git(self.cwd, "merge-base", "--is-ancestor", tip, self.default_sha)
-        if r.returncode == 0:
-            when = _git(self.cwd, "log", "-1", "--format=%ct", tip).stdout.strip()
-            if not when or int(when) <= since:
+        if tip in self.ancestors:
+            if self.committed.get(tip, 0) <= since:
                 return None
             return (
                 f"{tip[:10]} is an ancestor of {self.default} (merge or fast-forward)"
@@ -127,8 +142,7 @@ class BranchFacts:
         # default branch in memory; if the result is the default's own tree, every
         # change of the branch is already there.
         tree = _git(self.cwd, "merge-tree", "--write-tree", self.default_sha, tip)
-        own = _git(self.cwd, "rev-parse", f"{self.default_sha}^{{tree}}")
-        if tree.returncode == 0 and tree.stdout.split("\n", 1)[0] == own.stdout.strip():
+        if tree.returncode == 0 and tree.stdout.split("\n", 1)[0] == self.default_tree:
             return (
                 f"the changes of {tip[:10]} are contained in {self.default} "
                 "(squash or rebase merge)"
