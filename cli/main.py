@@ -373,6 +373,78 @@ def cmd_gc(ctx: _Ctx) -> int:
     return 0
 
 
+def _daemon_settings(ctx: _Ctx) -> Any:
+    from branchdb.daemon import daemon_config
+
+    a = ctx.args
+    return daemon_config.load(
+        Path(a.daemon_config) if a.daemon_config else None,
+        cwd=ctx.cwd,
+        project_path=Path(a.config) if a.config else None,
+        host=getattr(a, "host", None),
+        port=getattr(a, "port", None),
+    )
+
+
+def cmd_serve(ctx: _Ctx) -> int:
+    import uvicorn
+
+    from branchdb.daemon.api.app import create_app
+
+    settings = _daemon_settings(ctx)
+    app = create_app(settings)
+    sys.stderr.write(
+        f"branchdb: serving {', '.join(settings.projects)} "
+        f"on http://{settings.host}:{settings.port} (API docs: /docs)\n"
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def cmd_token(ctx: _Ctx) -> int:
+    from branchdb.daemon import tokens
+    from branchdb.daemon.store.sqlite_store import SqliteStore
+
+    a = ctx.args
+    store = SqliteStore(_daemon_settings(ctx).data_dir / "state.db")
+    if a.action == "create":
+        if not a.scope:
+            raise Refused("token create needs --scope read, ci or admin")
+        secret, tok = tokens.create(store, a.scope, a.name)
+        sys.stderr.write(
+            f"token {tok.name!r} ({tok.scope}, id {tok.id}): shown once, keep it\n"
+        )
+        _print(secret)
+    elif a.action == "ls":
+        rows = [
+            {k: r[k] for k in ("id", "name", "scope", "created_at", "last_used_at")}
+            for r in store.list_tokens()
+        ]
+        if a.json:
+            from branchdb.cli.output import emit_json
+
+            emit_json(rows)
+        else:
+            from branchdb.cli.output import iso, table
+
+            _print(
+                table(
+                    [
+                        [r["id"], r["name"], r["scope"], iso(r["created_at"])]
+                        for r in rows
+                    ],
+                    ["ID", "NAME", "SCOPE", "CREATED"],
+                )
+                if rows
+                else "no tokens"
+            )
+    else:
+        if not a.id or not tokens.revoke(store, a.id):
+            raise Refused(f"no token with id {a.id!r} (see `branchdb token ls`)")
+        _print(f"revoked {a.id}")
+    return 0
+
+
 # ------------------------------------------------------------------- parser
 class _Skipped:
     """Stands in for the sub-parsers of commands not being run (see build_parser)."""
@@ -531,6 +603,33 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         help="create: the database to copy (a SQLite/libsql file)",
     )
     json_arg(sp)
+
+    def daemon_config_arg(sp: Any) -> None:
+        sp.add_argument(
+            "--config",
+            dest="daemon_config",
+            metavar="FILE",
+            help="daemon config (TOML; default: $BRANCHDB_DAEMON_CONFIG, else serve "
+            "the project found from the working directory)",
+        )
+
+    sp = add("serve", cmd_serve, "run the daemon: the HTTP API and webhooks")
+    sp.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    sp.add_argument("--port", type=int, help="port to listen on (default 8765)")
+    daemon_config_arg(sp)
+
+    sp = add("token", cmd_token, "create, list and revoke the daemon's API tokens")
+    sp.add_argument("action", choices=["create", "ls", "revoke"])
+    sp.add_argument("id", nargs="?", metavar="ID", help="revoke: the token's id")
+    sp.add_argument(
+        "--scope",
+        choices=["read", "ci", "admin"],
+        help="create: read (get, list), ci (also create, migrate, reset, delete), "
+        "admin",
+    )
+    sp.add_argument("--name", metavar="NAME", help="create: a label for the token")
+    daemon_config_arg(sp)
+    json_arg(sp)
     return p
 
 
@@ -548,6 +647,8 @@ COMMANDS = frozenset(
         "hook",
         "gc",
         "snapshot",
+        "serve",
+        "token",
     }
 )
 

@@ -162,19 +162,29 @@ class Engine:
             str(self.config.root), str(cfg.dir) if cfg.dir else None, cfg.format
         )
 
-    def migration_source(self) -> tuple[str, MigrationFiles] | None:
-        """The format name and files of this project's migrations, or None."""
+    def migration_source(
+        self, files: MigrationFiles | None = None
+    ) -> tuple[str, MigrationFiles] | None:
+        """The format name and files of this project's migrations, or None.
+
+        *files* replaces the migrations directory on disk (the daemon passes a git
+        tree at a pull request's head commit).
+        """
         cfg = self.config.migrations
-        folder = self._migrations_dir()
-        if cfg.format == "command":
-            return "command", DirFiles(Path(folder or self.config.root))
-        if folder is None:
-            return None
-        if not os.path.isdir(folder):
-            raise ConfigError(
-                f"migrations.dir {cfg.dir} does not exist (looked in {folder})"
-            )
-        files = DirFiles(Path(folder))
+        if files is not None:
+            if cfg.format == "command":
+                return "command", files
+        else:
+            folder = self._migrations_dir()
+            if cfg.format == "command":
+                return "command", DirFiles(Path(folder or self.config.root))
+            if folder is None:
+                return None
+            if not os.path.isdir(folder):
+                raise ConfigError(
+                    f"migrations.dir {cfg.dir} does not exist (looked in {folder})"
+                )
+            files = DirFiles(Path(folder))
         name = cfg.format
         if name == "auto":
             from branchdb.daemon.migrations import detect_format
@@ -183,17 +193,22 @@ class Engine:
             if detected is None:
                 if not files.paths():
                     return None
+                where = getattr(files, "root", files)
                 raise ConfigError(
-                    f"cannot tell the migrations format of {folder}; set "
+                    f"cannot tell the migrations format of {where}; set "
                     "[migrations] format (drizzle, prisma, golang-migrate, flyway, "
                     "dbmate, sql or command)"
                 )
             name = detected
         return name, files
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, files: MigrationFiles | None = None) -> str:
         """Hash of everything that decides what ``migrate`` would do (cheap)."""
         cfg = self.config.migrations
+        if files is not None:
+            return light.fingerprint_files(
+                files.paths(), files.read, cfg.format, cfg.command
+            )
         return light.fingerprint(self._migrations_dir(), cfg.format, cfg.command)
 
     def _format(self, name: str) -> Format:
@@ -275,8 +290,12 @@ class Engine:
         reset_on_drift: bool | None = None,
         lock_timeout: float | None = None,
         progress: Progress = _noop,
+        files: MigrationFiles | None = None,
     ) -> UpResult:
         """Make sure *branch* has a database with all its migrations applied.
+
+        *files*: the migrations to apply instead of the project's directory on disk
+        (a git tree at a commit, for webhooks).
 
         Idempotent: when the database exists and the migrations did not change since
         they were last applied, this only refreshes ``last_used`` (the hook's fast
@@ -287,7 +306,7 @@ class Engine:
         validate_branch_name(branch)
         if fresh and from_snapshot:
             raise Refused("choose one of --fresh and --from")
-        fp = self.fingerprint()
+        fp = self.fingerprint(files)
         now = self.clock()
         rec = self.store.get_branch(self.project, branch)
         if (
@@ -301,7 +320,7 @@ class Engine:
             rec.last_used_at = max(rec.last_used_at, now)
             return UpResult(record=rec, up_to_date=True)
 
-        source = self.migration_source()
+        source = self.migration_source(files)
         with self.lock(branch, timeout=lock_timeout, progress=progress):
             rec = self.store.get_branch(self.project, branch)
             created = False
@@ -446,9 +465,28 @@ class Engine:
 
     def url(self, branch: str) -> str:
         """The branch's connection URL; counts as a use (refreshes last-used)."""
+        return self.use(branch).url
+
+    def use(self, branch: str) -> BranchRecord:
+        """The branch's record, counted as a use (refreshes last-used)."""
         rec = self.get(branch)
-        self.store.touch_branch(self.project, branch, self.clock())
-        return rec.url
+        now = self.clock()
+        self.store.touch_branch(self.project, branch, now)
+        rec.last_used_at = max(rec.last_used_at, now)
+        return rec
+
+    def pull_request_closed(self, branch: str, *, merged: bool, reference: str) -> None:
+        """Record that *branch*'s pull request was closed (a hint for GC).
+
+        Idempotent; :meth:`pull_request_opened` clears it. The database itself is
+        left to garbage collection and its grace period.
+        """
+        # TODO(gc): let gc.plan treat these as collectable (policy "closed").
+        self.store.mark_closed(self.project, branch, merged, self.clock(), reference)
+
+    def pull_request_opened(self, branch: str) -> None:
+        """Forget a closed mark of *branch* (the pull request was reopened)."""
+        self.store.clear_closed(self.project, branch)
 
     def list_branches(self) -> list[BranchRecord]:
         return self.store.list_branches(self.project)

@@ -13,12 +13,16 @@ import json
 import os
 import time
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (hook path)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 CONFIG_NAME = "branchdb.toml"
 DEFAULT_DATA_DIR = ".branchdb"
 STATE_FILE = "state.db"
 #: Version of the state store's schema (store/sqlite_store.py upgrades to it; the
 #: fast path reads only a store of exactly this version).
-STORE_SCHEMA_VERSION = 2
+STORE_SCHEMA_VERSION = 3
 #: Backends that are cheap to build and whose ``exists`` is a ``stat()`` of
 #: :func:`libsql_path`: the hook's fast path checks the file is still there.
 STAT_EXISTS = frozenset({"libsql"})
@@ -135,12 +139,29 @@ def list_files(folder: str) -> list[str]:
 def fingerprint(folder: str | None, fmt: str, command: str | None) -> str:
     """Hash of everything that decides what ``migrate`` would do: the configured
     format and command, and every file's path and content. Cheap (no parsing)."""
+    if folder is None or not os.path.isdir(folder):
+        return fingerprint_files([], _read_file, fmt, command)
+
+    def read(rel: str) -> bytes:
+        return _read_file(os.path.join(folder, rel))
+
+    return fingerprint_files(list_files(folder), read, fmt, command)
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def fingerprint_files(
+    paths: list[str], read: Callable[[str], bytes], fmt: str, command: str | None
+) -> str:
+    """:func:`fingerprint` over any tree (*read* maps a relative path to bytes), so
+    a git tree at a commit and the same files on disk have the same fingerprint."""
     h = hashlib.sha256(f"v2\0{fmt}\0{command or ''}\0".encode())
-    if folder is not None and os.path.isdir(folder):
-        for rel in list_files(folder):
-            with open(os.path.join(folder, rel), "rb") as f:
-                digest = hashlib.sha256(f.read()).digest()
-            h.update(rel.encode("utf-8", "surrogatepass") + b"\0" + digest)
+    for rel in paths:
+        digest = hashlib.sha256(read(rel)).digest()
+        h.update(rel.encode("utf-8", "surrogatepass") + b"\0" + digest)
     return h.hexdigest()
 
 

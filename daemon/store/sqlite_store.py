@@ -62,6 +62,37 @@ _MIGRATIONS = {
         PRIMARY KEY (project, kind, name)
     );
     """,
+    # The daemon: API tokens (only their sha256 is kept), webhook deliveries (a
+    # redelivered event is recognised by its id), and branches whose pull request
+    # was closed (garbage collection's hint; cleared when it is reopened).
+    3: """
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        sha256 TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        last_used_at REAL
+    );
+    CREATE TABLE webhook_deliveries (
+        provider TEXT NOT NULL,
+        delivery TEXT NOT NULL,
+        project TEXT NOT NULL,
+        event TEXT NOT NULL,
+        status TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (provider, delivery)
+    );
+    CREATE TABLE closed_branches (
+        project TEXT NOT NULL,
+        branch TEXT NOT NULL,
+        merged INTEGER NOT NULL,
+        closed_at REAL NOT NULL,
+        reference TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (project, branch)
+    );
+    """,
 }
 
 _BRANCH_COLS = (
@@ -268,3 +299,107 @@ class SqliteStore:
                 "VALUES (?, ?, ?, ?)",
                 [(project, kind, n, t) for n, t in marks.items()],
             )
+
+    # ---------------------------------------------------------------- api tokens
+    def put_token(
+        self, token_id: str, name: str, scope: str, sha256: str, when: float
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO api_tokens (id, name, scope, sha256, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (token_id, name, scope, sha256, when),
+            )
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        """Every token as a dict (id, name, scope, sha256, created_at, last_used_at)."""
+        rows = self._db.execute("SELECT * FROM api_tokens ORDER BY created_at")
+        return [dict(r) for r in rows.fetchall()]
+
+    def delete_token(self, token_id: str) -> bool:
+        with self._write() as db:
+            cur = db.execute("DELETE FROM api_tokens WHERE id = ?", (token_id,))
+        return cur.rowcount > 0
+
+    def touch_token(self, token_id: str, when: float) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (when, token_id)
+            )
+
+    # --------------------------------------------------------- webhook deliveries
+    def claim_delivery(
+        self, provider: str, delivery: str, project: str, event: str, when: float
+    ) -> bool:
+        """Record a delivery as being processed; False if it was seen before.
+
+        A delivery whose processing failed may be claimed again (a redelivery is
+        how a provider retries), one that succeeded or is in progress may not.
+        """
+        with self._write() as db:
+            row = db.execute(
+                "SELECT status FROM webhook_deliveries "
+                "WHERE provider = ? AND delivery = ?",
+                (provider, delivery),
+            ).fetchone()
+            if row is not None and row[0] != "failed":
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO webhook_deliveries "
+                "(provider, delivery, project, event, status, received_at) "
+                "VALUES (?, ?, ?, ?, 'processing', ?)",
+                (provider, delivery, project, event, when),
+            )
+        return True
+
+    def finish_delivery(
+        self, provider: str, delivery: str, status: str, detail: str = ""
+    ) -> None:
+        """Set a claimed delivery's outcome: ``done``, ``ignored`` or ``failed``."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE webhook_deliveries SET status = ?, detail = ? "
+                "WHERE provider = ? AND delivery = ?",
+                (status, detail, provider, delivery),
+            )
+
+    def delivery(self, provider: str, delivery: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT * FROM webhook_deliveries WHERE provider = ? AND delivery = ?",
+            (provider, delivery),
+        ).fetchone()
+        return dict(row) if row else None
+
+    # ----------------------------------------------------------- closed branches
+    def mark_closed(
+        self, project: str, branch: str, merged: bool, when: float, reference: str
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO closed_branches "
+                "(project, branch, merged, closed_at, reference) VALUES (?,?,?,?,?)",
+                (project, branch, int(merged), when, reference),
+            )
+
+    def clear_closed(self, project: str, branch: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM closed_branches WHERE project = ? AND branch = ?",
+                (project, branch),
+            )
+
+    def closed_branches(self, project: str) -> dict[str, dict[str, Any]]:
+        """branch -> {merged, closed_at, reference} for *project*."""
+        rows = self._db.execute(
+            "SELECT branch, merged, closed_at, reference FROM closed_branches "
+            "WHERE project = ?",
+            (project,),
+        ).fetchall()
+        return {
+            r["branch"]: {
+                "merged": bool(r["merged"]),
+                "closed_at": r["closed_at"],
+                "reference": r["reference"],
+            }
+            for r in rows
+        }

@@ -1,0 +1,160 @@
+"""``create_app(settings)``: the daemon's FastAPI application.
+
+Nothing is built at import time: the factory receives the settings (see
+:mod:`branchdb.daemon.daemon_config`), builds the :class:`~.deps.Daemon` (projects,
+job table, state store access) and hands it to routes through ``Annotated``
+dependencies. Errors are translated here, once: a BranchdbError answers its
+``http_status`` with ``{"error": {"type", "message"}}`` (message redacted), validation
+errors 422, unknown routes 404 — all JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from branchdb.daemon.api import branches, schemas, webhooks
+from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken
+from branchdb.daemon.api.schemas import errors
+from branchdb.daemon.daemon_config import DaemonSettings
+from branchdb.daemon.errors import BranchdbError, NotFound, redact
+
+log = logging.getLogger("branchdb.api")
+
+
+def _error(status: int, kind: str, message: str, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"error": {"type": kind, "message": redact(message)}}
+    body["error"].update(extra)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def branchdb_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, BranchdbError)
+        return _error(exc.http_status, type(exc).__name__, str(exc))
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        details = [
+            {"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        message = f"{'.'.join(first['loc'])}: {first['msg']}"
+        return _error(422, "ValidationError", message, details=details)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTP")
+        return _error(exc.status_code, kind, str(exc.detail))
+
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return _error(500, "InternalError", "internal error (see the daemon's log)")
+
+    app.add_exception_handler(BranchdbError, branchdb_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, internal_error)
+
+
+meta = APIRouter(prefix="/v1")
+
+
+@meta.get("/health", tags=["health"], summary="The process is up (no token needed)")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@meta.get(
+    "/ready",
+    tags=["health"],
+    summary="Every project's state store opens (no token needed)",
+    responses={503: {"model": schemas.ErrorBody, "description": "Not ready"}},
+)
+async def ready(daemon: DaemonDep) -> JSONResponse:
+    def check() -> list[str]:
+        problems = []
+        daemon.store()
+        for p in daemon.projects.values():
+            try:
+                p.engine().store.list_snapshots(p.settings.config.project.name)
+            except Exception as e:  # reported, not raised: readiness must answer
+                problems.append(f"{p.name}: {e}")
+        return problems
+
+    problems = await run_in_threadpool(check)
+    if problems:
+        return _error(503, "NotReady", "; ".join(problems))
+    return JSONResponse({"status": "ready", "projects": sorted(daemon.projects)})
+
+
+@meta.get(
+    "/projects",
+    tags=["health"],
+    summary="The projects this daemon serves",
+    responses=errors(401, 403),
+)
+async def projects(token: ReadToken, daemon: DaemonDep) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": p.name,
+            "backend": p.settings.config.database.backend,
+            "default_branch": p.settings.config.project.default_branch,
+            "webhooks": bool(p.settings.webhook_secret and p.mirror),
+        }
+        for p in daemon.projects.values()
+    ]
+
+
+@meta.get(
+    "/jobs/{job_id}",
+    tags=["jobs"],
+    response_model=schemas.Job,
+    responses=errors(401, 403, 404),
+    summary="A background job: running, succeeded (result) or failed (error)",
+)
+async def get_job(token: ReadToken, daemon: DaemonDep, job_id: str) -> dict[str, Any]:
+    job = daemon.jobs.get(job_id)
+    if job is None:
+        raise NotFound(
+            f"no job {job_id!r} (jobs are forgotten when the daemon restarts)"
+        )
+    return job.json()
+
+
+def create_app(settings: DaemonSettings) -> FastAPI:
+    """Build the application for *settings*. No I/O until the first request."""
+    from importlib.metadata import version
+
+    daemon = Daemon(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await daemon.jobs.drain(timeout=30)  # let background work finish cleanly
+
+    app = FastAPI(
+        title="branchdb",
+        version=version("branchdb"),
+        description="An isolated database for every git branch.",
+        lifespan=lifespan,
+    )
+    app.state.daemon = daemon
+    _install_error_handlers(app)
+    app.include_router(meta)
+    app.include_router(branches.router)
+    app.include_router(webhooks.router)
+    return app
+
+
+__all__ = ["Daemon", "create_app"]

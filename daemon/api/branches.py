@@ -1,0 +1,190 @@
+"""``/v1/projects/{project}/...``: branches, snapshots; one Engine call per route.
+
+Engine calls block (files, database servers, migrations), so every one runs in the
+thread pool. Long verbs (create, reset, migrate) take ``?wait=false`` to answer 202
+with a job to poll at ``/v1/jobs/{id}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from branchdb.daemon.api import schemas
+from branchdb.daemon.api.deps import (
+    BranchDep,
+    CiToken,
+    DaemonDep,
+    ProjectDep,
+    ReadToken,
+)
+from branchdb.daemon.api.schemas import errors
+from branchdb.daemon.errors import Refused
+
+router = APIRouter(prefix="/v1/projects/{project}", tags=["branches"])
+
+#: How long a request waits for another one working on the same branch.
+LOCK_TIMEOUT = 300.0
+
+Wait = Query(True, description="false: answer 202 with a job id at once")
+Fresh = Query(False, description="start from an empty database")
+FromSnapshot = Query(None, alias="from", description="clone from NAME or NAME@N")
+
+
+async def _long(
+    daemon: DaemonDep,
+    wait: bool,
+    kind: str,
+    project: str,
+    branch: str,
+    work: Callable[[], tuple[int, dict[str, Any]]],
+) -> JSONResponse:
+    if wait:
+        status, body = await run_in_threadpool(work)
+        return JSONResponse(body, status_code=status)
+    job = daemon.jobs.start(kind, project, branch, work, key=f"{project}\0{branch}")
+    return JSONResponse(
+        job.json(), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"}
+    )
+
+
+_ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {"model": schemas.Job, "description": "Started (wait=false)"}
+}
+
+
+@router.put(
+    "/branches/{branch:path}",
+    response_model=schemas.UpBranch,
+    responses={
+        201: {"model": schemas.UpBranch, "description": "Created"},
+        **_ACCEPTED,
+        **errors(400, 401, 403, 404, 409, 422, 502),
+    },
+    summary="Create the branch's database if missing and apply its migrations",
+)
+async def put_branch(
+    token: CiToken,
+    daemon: DaemonDep,
+    project: ProjectDep,
+    branch: BranchDep,
+    fresh: bool = Fresh,
+    from_snapshot: str | None = FromSnapshot,
+    reset_on_drift: bool | None = Query(None),
+    wait: bool = Wait,
+) -> JSONResponse:
+    """Idempotent: a second call changes nothing and answers 200 (the first, 201)."""
+
+    def work() -> tuple[int, dict[str, Any]]:
+        res = project.engine().up(
+            branch,
+            fresh=fresh,
+            from_snapshot=from_snapshot,
+            reset_on_drift=reset_on_drift,
+            lock_timeout=LOCK_TIMEOUT,
+        )
+        return (201 if res.created else 200), schemas.up_dict(res)
+
+    return await _long(daemon, wait, "up", project.name, branch, work)
+
+
+@router.get(
+    "/branches/{branch:path}",
+    response_model=schemas.Branch,
+    responses=errors(400, 401, 403, 404),
+    summary="A branch database (counts as a use: refreshes last-used)",
+)
+async def get_branch(
+    token: ReadToken, project: ProjectDep, branch: BranchDep
+) -> dict[str, Any]:
+    rec = await run_in_threadpool(lambda: project.engine().use(branch))
+    return schemas.branch_dict(rec)
+
+
+@router.get(
+    "/branches",
+    response_model=list[schemas.Branch],
+    responses=errors(401, 403, 404),
+    summary="Every branch database of the project",
+)
+async def list_branches(token: ReadToken, project: ProjectDep) -> list[dict[str, Any]]:
+    recs = await run_in_threadpool(lambda: project.engine().list_branches())
+    return [schemas.branch_dict(r) for r in recs]
+
+
+@router.delete(
+    "/branches/{branch:path}",
+    response_model=schemas.DroppedBranch,
+    responses=errors(400, 401, 403, 404, 409, 502),
+    summary="Drop the branch's database (protected branches need force=true)",
+)
+async def delete_branch(
+    token: CiToken, project: ProjectDep, branch: BranchDep, force: bool = False
+) -> dict[str, Any]:
+    rec = await run_in_threadpool(lambda: project.engine().down(branch, force=force))
+    return {**schemas.branch_dict(rec), "dropped": True}
+
+
+@router.post(
+    "/branches/{branch:path}/reset",
+    response_model=schemas.ResetBranch,
+    responses={**_ACCEPTED, **errors(400, 401, 403, 404, 409, 422, 502)},
+    summary="Recreate from its source and re-apply migrations; the URL stays",
+)
+async def reset_branch(
+    token: CiToken,
+    daemon: DaemonDep,
+    project: ProjectDep,
+    branch: BranchDep,
+    fresh: bool = Fresh,
+    from_snapshot: str | None = FromSnapshot,
+    force: bool = Query(False, description="allow resetting a protected branch"),
+    wait: bool = Wait,
+) -> JSONResponse:
+    def work() -> tuple[int, dict[str, Any]]:
+        engine = project.engine()
+        if engine.is_protected(branch) and not force:
+            raise Refused(
+                f"{branch!r} is protected (branches.protected); pass force=true"
+            )
+        res = engine.reset(branch, fresh=fresh, from_snapshot=from_snapshot)
+        return 200, {**schemas.branch_dict(res.record), "applied": res.applied}
+
+    return await _long(daemon, wait, "reset", project.name, branch, work)
+
+
+@router.post(
+    "/branches/{branch:path}/migrate",
+    response_model=schemas.Migrate,
+    responses={**_ACCEPTED, **errors(400, 401, 403, 404, 409, 422, 502)},
+    summary="Apply (or with dry_run=true, list) the branch's pending migrations",
+)
+async def migrate_branch(
+    token: CiToken,
+    daemon: DaemonDep,
+    project: ProjectDep,
+    branch: BranchDep,
+    dry_run: bool = False,
+    wait: bool = Wait,
+) -> JSONResponse:
+    def work() -> tuple[int, dict[str, Any]]:
+        res = project.engine().migrate(branch, dry_run=dry_run)
+        return 200, schemas.migrate_dict(res)
+
+    return await _long(daemon, wait, "migrate", project.name, branch, work)
+
+
+@router.get(
+    "/snapshots",
+    response_model=list[schemas.Snapshot],
+    responses=errors(401, 403, 404),
+    tags=["snapshots"],
+    summary="Every snapshot version of the project",
+)
+async def list_snapshots(token: ReadToken, project: ProjectDep) -> list[dict[str, Any]]:
+    snaps = await run_in_threadpool(lambda: project.engine().snapshot_list())
+    return [schemas.snapshot_dict(s) for s in snaps]

@@ -1,0 +1,146 @@
+"""What routes receive through ``Annotated`` dependencies: the daemon, a project's
+engine, the caller's token. Built once by ``create_app``; nothing at import time.
+
+SQLite connections belong to the thread that opened them, and routes run engine calls
+in a thread pool: each pool thread therefore gets its own Engine (and state-store
+connection) per project, made on first use. Engines are cheap to build and share
+nothing but files, which the engine already serialises with its per-branch lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from branchdb.daemon import tokens
+from branchdb.daemon.api.jobs import JobTable
+from branchdb.daemon.daemon_config import DaemonSettings, ProjectSettings
+from branchdb.daemon.engine import Engine
+from branchdb.daemon.errors import BranchdbError, NotFound
+from branchdb.daemon.git_repo import validate_branch_name
+from branchdb.daemon.git_tree import Mirror
+from branchdb.daemon.store.sqlite_store import SqliteStore
+
+
+# These exist only at the HTTP edge, so they live here rather than in errors.py.
+class Unauthorized(BranchdbError):
+    """No token, an unknown token, or a webhook signature that does not verify."""
+
+    http_status = 401
+
+
+class Forbidden(BranchdbError):
+    """A valid token whose scope does not allow the call."""
+
+    http_status = 403
+
+
+class BadRequest(BranchdbError):
+    """A request the API cannot read (malformed JSON, missing header)."""
+
+    http_status = 400
+
+
+class PayloadTooLarge(BranchdbError):
+    http_status = 413
+
+
+class ProjectRuntime:
+    """One served project: its settings, per-thread engines, its repository mirror."""
+
+    def __init__(self, settings: ProjectSettings, data_dir: Path) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self._local = threading.local()
+        self.mirror = (
+            Mirror(data_dir / "mirrors" / f"{settings.name}.git", settings.repository)
+            if settings.repository
+            else None
+        )
+
+    def engine(self) -> Engine:
+        """This thread's engine for the project (call it inside the thread pool)."""
+        engine: Engine | None = getattr(self._local, "engine", None)
+        if engine is None:
+            engine = self._local.engine = Engine(self.settings.config)
+        return engine
+
+
+class Daemon:
+    """Everything the app holds: settings, projects, the job table, the state store."""
+
+    def __init__(self, settings: DaemonSettings) -> None:
+        self.settings = settings
+        self.projects = {
+            name: ProjectRuntime(p, settings.data_dir)
+            for name, p in settings.projects.items()
+        }
+        self.jobs = JobTable()
+        self._local = threading.local()
+
+    def store(self) -> SqliteStore:
+        """This thread's connection to the daemon's state store (tokens, deliveries)."""
+        store: SqliteStore | None = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = SqliteStore(self.settings.data_dir / "state.db")
+        return store
+
+    def project(self, name: str) -> ProjectRuntime:
+        found = self.projects.get(name)
+        if found is None:
+            raise NotFound(f"no project {name!r} is served here")
+        return found
+
+
+async def get_daemon(request: Request) -> Daemon:
+    daemon: Daemon = request.app.state.daemon
+    return daemon
+
+
+DaemonDep = Annotated[Daemon, Depends(get_daemon)]
+
+
+async def get_project(project: str, daemon: DaemonDep) -> ProjectRuntime:
+    return daemon.project(project)
+
+
+ProjectDep = Annotated[ProjectRuntime, Depends(get_project)]
+
+
+async def valid_branch(branch: str) -> str:
+    """The ``{branch}`` path parameter, refused (400) if git could never name it so."""
+    return validate_branch_name(branch)
+
+
+BranchDep = Annotated[str, Depends(valid_branch)]
+
+_bearer = HTTPBearer(auto_error=False, description="a token from `branchdb token`")
+
+
+def _require(scope: str) -> object:
+    # A plain def: FastAPI runs it in the thread pool (it reads the state store).
+    def check(
+        daemon: DaemonDep,
+        cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> tokens.Token:
+        if cred is None:
+            raise Unauthorized("missing bearer token (Authorization: Bearer bdb_...)")
+        token = tokens.verify(daemon.store(), cred.credentials)
+        if token is None:
+            raise Unauthorized("invalid or revoked token")
+        if not token.allows(scope):
+            raise Forbidden(
+                f"token {token.name!r} has scope {token.scope!r}; this needs {scope!r}"
+            )
+        return token
+
+    return check
+
+
+ReadToken = Annotated[tokens.Token, Depends(_require("read"))]
+CiToken = Annotated[tokens.Token, Depends(_require("ci"))]
+AdminToken = Annotated[tokens.Token, Depends(_require("admin"))]

@@ -1,0 +1,205 @@
+"""The daemon's configuration: which projects it serves, where, and with what secrets.
+
+A TOML file (``branchdb serve --config daemon.toml`` or ``$BRANCHDB_DAEMON_CONFIG``)::
+
+    [server]
+    host = "127.0.0.1"
+    port = 8765
+    data_dir = ".branchdb-daemon"   # tokens, webhook deliveries, repository mirrors
+
+    [[projects]]
+    path = "/srv/shop"              # a directory holding branchdb.toml (or the file)
+    name = "shop"                   # default: the project's project.name
+    repository = "https://github.com/acme/shop.git"  # fetched for webhooks
+    subdir = ""                     # where branchdb.toml sits in the repository
+    webhook_secret = "..."          # or $BRANCHDB_WEBHOOK_SECRET_SHOP
+    allow_forks = false
+
+Without a file, the project whose ``branchdb.toml`` is found from the working directory
+is served alone, with its data directory as the daemon's. Environment variables
+(``BRANCHDB_HOST``, ``BRANCHDB_PORT``, ``BRANCHDB_DAEMON_DATA_DIR``,
+``BRANCHDB_WEBHOOK_SECRET[_<PROJECT>]``) override the file; command-line flags override
+both. Everything is read once, here; the app receives the result.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from branchdb.daemon import config as project_config
+from branchdb.daemon.config import Config
+from branchdb.daemon.errors import ConfigError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+DEFAULT_DATA_DIR = ".branchdb-daemon"
+
+_SERVER_KEYS = {"host": str, "port": int, "data_dir": str}
+_PROJECT_KEYS = {
+    "path": str,
+    "name": str,
+    "repository": str,
+    "subdir": str,
+    "webhook_secret": str,
+    "allow_forks": bool,
+}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+class ProjectSettings(NamedTuple):
+    name: str  # the {project} of API paths
+    config: Config  # the project's own branchdb.toml
+    repository: str | None  # URL or path the daemon fetches; None: no webhooks
+    subdir: str  # directory of branchdb.toml inside the repository ("" = root)
+    webhook_secret: str | None
+    allow_forks: bool = False
+
+
+class DaemonSettings(NamedTuple):
+    host: str
+    port: int
+    data_dir: Path  # the daemon's own state: tokens, deliveries, mirrors
+    projects: dict[str, ProjectSettings]
+    path: Path | None = None  # the daemon config file, if any
+
+
+def _secret_env(name: str) -> str | None:
+    key = "BRANCHDB_WEBHOOK_SECRET_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+    return os.environ.get(key)
+
+
+def _repository_of(root: Path) -> tuple[str | None, str]:
+    """(toplevel, subdir of *root* in it) of the git repository holding *root*."""
+    try:
+        r = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError:
+        return None, ""
+    if r.returncode != 0:
+        return None, ""
+    top = Path(r.stdout.strip()).resolve()
+    rel = root.resolve().relative_to(top).as_posix()
+    return str(top), "" if rel == "." else rel
+
+
+def _check_subdir(subdir: str, where: str) -> str:
+    parts = [p for p in subdir.strip("/").split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts) or subdir.startswith("/"):
+        raise ConfigError(f"{where}: subdir {subdir!r} must be a relative path")
+    return "/".join(parts)
+
+
+def _project(raw: dict[str, Any], base: Path, where: str) -> ProjectSettings:
+    for key, value in raw.items():
+        want = _PROJECT_KEYS.get(key)
+        if want is None:
+            raise ConfigError(f"{where}: unknown key 'projects.{key}'")
+        if not isinstance(value, want):
+            raise ConfigError(f"{where}: projects.{key} must be a {want.__name__}")
+    if "path" not in raw:
+        raise ConfigError(f"{where}: every [[projects]] needs a path")
+    target = (base / raw["path"]).resolve()
+    file = target if target.is_file() else target / project_config.CONFIG_NAME
+    cfg = project_config.load(file)
+    name = raw.get("name", cfg.project.name)
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"{where}: project name {name!r} is not a valid name")
+    if "repository" in raw:
+        repo: str | None = raw["repository"]
+        subdir = _check_subdir(raw.get("subdir", ""), where)
+    else:
+        repo, subdir = _repository_of(cfg.root)
+        if "subdir" in raw:
+            subdir = _check_subdir(raw["subdir"], where)
+    secret = raw.get("webhook_secret") or _secret_env(name)
+    return ProjectSettings(
+        name, cfg, repo, subdir, secret, bool(raw.get("allow_forks", False))
+    )
+
+
+def _env_port(default: int) -> int:
+    value = os.environ.get("BRANCHDB_PORT")
+    if not value:
+        return default
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ConfigError(f"BRANCHDB_PORT must be a port number, got {value!r}")
+    return int(value)
+
+
+def load(
+    path: Path | None = None,
+    *,
+    cwd: Path | None = None,
+    project_path: Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> DaemonSettings:
+    """Read the daemon configuration (see the module docstring). Raises ConfigError."""
+    if path is None and os.environ.get("BRANCHDB_DAEMON_CONFIG"):
+        path = Path(os.environ["BRANCHDB_DAEMON_CONFIG"])
+    env_dir = os.environ.get("BRANCHDB_DAEMON_DATA_DIR")
+    if path is None:
+        cfg = project_config.load(project_path, cwd=cwd)
+        repo, subdir = _repository_of(cfg.root)
+        secret = os.environ.get("BRANCHDB_WEBHOOK_SECRET") or _secret_env(
+            cfg.project.name
+        )
+        one = ProjectSettings(cfg.project.name, cfg, repo, subdir, secret)
+        return DaemonSettings(
+            host=host or os.environ.get("BRANCHDB_HOST") or DEFAULT_HOST,
+            port=port or _env_port(DEFAULT_PORT),
+            data_dir=Path(env_dir).resolve() if env_dir else cfg.data_dir,
+            projects={one.name: one},
+        )
+    import tomllib
+
+    where = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"daemon config {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: invalid TOML: {e}") from None
+    for key in raw:
+        if key not in ("server", "projects"):
+            raise ConfigError(f"{where}: unknown key {key!r} (server, projects)")
+    server = raw.get("server", {})
+    for key, value in server.items():
+        want = _SERVER_KEYS.get(key)
+        if want is None:
+            raise ConfigError(f"{where}: unknown key 'server.{key}'")
+        if not isinstance(value, want) or isinstance(value, bool):
+            raise ConfigError(f"{where}: server.{key} must be a {want.__name__}")
+    base = path.resolve().parent
+    projects: dict[str, ProjectSettings] = {}
+    entries = raw.get("projects", [])
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{where}: declare at least one [[projects]] with a path")
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: projects must be [[projects]] tables")
+        p = _project(entry, base, where)
+        if p.name in projects:
+            raise ConfigError(f"{where}: project {p.name!r} is declared twice")
+        projects[p.name] = p
+    data_dir = (
+        Path(env_dir) if env_dir else base / server.get("data_dir", DEFAULT_DATA_DIR)
+    )
+    return DaemonSettings(
+        host=host
+        or os.environ.get("BRANCHDB_HOST")
+        or server.get("host", DEFAULT_HOST),
+        port=port or _env_port(server.get("port", DEFAULT_PORT)),
+        data_dir=data_dir.resolve(),
+        projects=projects,
+        path=path.resolve(),
+    )

@@ -1,0 +1,72 @@
+"""API bearer tokens: made once, stored only as a sha256, checked in constant time.
+
+A token is ``bdb_`` + 32 random bytes (``secrets.token_urlsafe``). The daemon's state
+store keeps its id, name, scope and sha256 — never the token — so a leaked state file
+grants nothing. Scopes are ordered: ``read`` (get and list branches and snapshots,
+poll jobs) < ``ci`` (also create, migrate, reset and delete branches) < ``admin``
+(everything).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from typing import Any, NamedTuple
+
+from branchdb.daemon.errors import Refused
+from branchdb.daemon.store.sqlite_store import SqliteStore
+
+PREFIX = "bdb_"
+SCOPES = ("read", "ci", "admin")
+_RANK = {name: i for i, name in enumerate(SCOPES)}
+
+
+class Token(NamedTuple):
+    id: str
+    name: str
+    scope: str
+
+    def allows(self, needed: str) -> bool:
+        """True if this token's scope includes *needed*."""
+        return _RANK[self.scope] >= _RANK[needed]
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def create(
+    store: SqliteStore, scope: str, name: str | None = None
+) -> tuple[str, Token]:
+    """Make a new token; returns it in clear (shown once) and its record."""
+    if scope not in _RANK:
+        raise Refused(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
+    secret = PREFIX + secrets.token_urlsafe(32)
+    token_id = secrets.token_hex(6)
+    label = name or f"{scope}-{token_id}"
+    store.put_token(token_id, label, scope, digest(secret), time.time())
+    return secret, Token(token_id, label, scope)
+
+
+def verify(store: SqliteStore, presented: str) -> Token | None:
+    """The token record matching *presented*, or None.
+
+    Every stored digest is compared with ``hmac.compare_digest``: the time taken does
+    not depend on how much of a digest matched.
+    """
+    if not presented.startswith(PREFIX) or len(presented) > 200:
+        return None
+    want = digest(presented)
+    found: dict[str, Any] | None = None
+    for row in store.list_tokens():
+        if hmac.compare_digest(row["sha256"], want):
+            found = row
+    if found is None or found["scope"] not in _RANK:
+        return None
+    return Token(found["id"], found["name"], found["scope"])
+
+
+def revoke(store: SqliteStore, token_id: str) -> bool:
+    return store.delete_token(token_id)

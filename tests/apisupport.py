@@ -1,0 +1,109 @@
+"""Helpers for the API tests: a project repository, a daemon app, tokens, a server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+from support import git
+
+from branchdb.daemon import daemon_config, tokens
+from branchdb.daemon.daemon_config import DaemonSettings
+from branchdb.daemon.store.sqlite_store import SqliteStore
+
+CONFIG = """\
+[project]
+name = "shop"
+
+[migrations]
+dir = "migrations"
+format = "sql"
+"""
+
+
+def setup_project(repo: Path) -> Path:
+    """branchdb.toml and two committed sql migrations in the git repo *repo*."""
+    (repo / "branchdb.toml").write_text(CONFIG)
+    mig = repo / "migrations"
+    mig.mkdir()
+    (mig / "001_users.sql").write_text(
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\n"
+    )
+    (mig / "002_orders.sql").write_text(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER);\n"
+    )
+    (repo / ".gitignore").write_text(".branchdb/\n.branchdb-daemon/\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "migrations")
+    return repo
+
+
+def make_tokens(settings: DaemonSettings) -> dict[str, str]:
+    """One fresh token per scope, stored where the daemon looks for them."""
+    store = SqliteStore(settings.data_dir / "state.db")
+    try:
+        return {s: tokens.create(store, s)[0] for s in tokens.SCOPES}
+    finally:
+        store.close()
+
+
+def settings_for(repo: Path) -> DaemonSettings:
+    return daemon_config.load(cwd=repo)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI) -> Iterator[str]:
+    """Run *app* under a real uvicorn server on 127.0.0.1; yield its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{base}/v1/health").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def wait_job(client: httpx.Client, job: dict[str, object], token: str) -> dict:  # type: ignore[type-arg]
+    """Poll ``/v1/jobs/{id}`` until the job is no longer running."""
+    deadline = time.monotonic() + 60
+    while True:
+        r = client.get(f"/v1/jobs/{job['id']}", headers=auth(token))
+        assert r.status_code == 200, r.text
+        data: dict = r.json()  # type: ignore[type-arg]
+        if data["status"] != "running":
+            return data
+        assert time.monotonic() < deadline, data
+        time.sleep(0.05)
