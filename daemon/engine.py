@@ -33,6 +33,7 @@ from branchdb.daemon.store.sqlite_store import SqliteStore
 if TYPE_CHECKING:
     from branchdb.daemon.backends.base import Backend
     from branchdb.daemon.dbsession import DbSession
+    from branchdb.daemon.gc import GcReport
     from branchdb.daemon.migrations.base import Format
 
 Progress = Callable[[str], None]
@@ -55,13 +56,6 @@ class UpResult:
         self.reset = reset
         self.applied = applied or []
         self.up_to_date = up_to_date
-
-
-class GcReport:
-    def __init__(self, candidates: list[Any], missing: list[str]) -> None:
-        self.candidates = candidates  # gc.Candidate, oldest due first
-        self.missing = missing  # branches whose record has no database any more
-        self.deleted: list[Any] = []
 
 
 class MigrateResult:
@@ -481,7 +475,6 @@ class Engine:
         Idempotent; :meth:`pull_request_opened` clears it. The database itself is
         left to garbage collection and its grace period.
         """
-        # TODO(gc): let gc.plan treat these as collectable (policy "closed").
         self.store.mark_closed(self.project, branch, merged, self.clock(), reference)
 
     def pull_request_opened(self, branch: str) -> None:
@@ -648,113 +641,8 @@ class Engine:
         A run marks newly collectable databases and deletes those marked at least
         ``branches.grace`` ago and unused since. A dry run changes nothing. Safe to
         interrupt and re-run: each deletion is one branch, under that branch's lock.
+        See :mod:`branchdb.daemon.gc`.
         """
         from branchdb.daemon import gc
-        from branchdb.daemon.errors import GitError
-        from branchdb.daemon.git_repo import BranchFacts
 
-        now = self.clock()
-        b = self.config.branches
-        policy = gc.Policy(
-            self.config.project.default_branch,
-            b.protected,
-            b.ttl,
-            b.grace,
-            b.max_branches,
-        )
-        try:
-            facts: BranchFacts | None = BranchFacts(
-                self.config.root, policy.default_branch
-            )
-        except GitError:
-            facts = None  # not a git checkout: only TTL and quota apply
-        records = self.list_branches()
-        known = {r.database for r in records}
-        owned = set(self.backend.list_owned())
-        missing = [
-            r for r in records if r.status == "ready" and r.database not in owned
-        ]
-        orphan_marks = self.store.gc_marks(self.project, "orphan")
-        orphans = {d: orphan_marks.get(d, now) for d in owned - known}
-        marks = self.store.gc_marks(self.project, "branch")
-        plan = gc.plan(records, marks, orphans, facts, policy, now)
-        report = GcReport(candidates=plan, missing=[r.branch for r in missing])
-        if dry_run:
-            return report
-        new_marks: dict[str, float] = {}
-        for c in plan:
-            if c.branch is not None and c.marked_at is None:
-                c.marked_at, c.due_at = now, now + policy.grace
-                new_marks[c.branch] = now
-            elif c.branch is not None and c.marked_at is not None:
-                new_marks[c.branch] = c.marked_at
-        # Only still-collectable branches keep their marks; orphans that vanished
-        # (or got a record) lose theirs.
-        self.store.set_gc_marks(self.project, "branch", new_marks)
-        self.store.set_gc_marks(self.project, "orphan", orphans)
-        for c in plan:
-            if not c.due(now):
-                continue
-            freed = self._collect(c, now)
-            if freed is not None:
-                c.size_bytes = freed
-                report.deleted.append(c)
-                name = c.branch or c.database
-                progress(f"deleted {name} ({c.reason}), freed {freed} bytes")
-        if report.deleted:
-            self.store.set_gc_marks(
-                self.project,
-                "branch",
-                {
-                    k: v
-                    for k, v in new_marks.items()
-                    if k not in {c.branch for c in report.deleted}
-                },
-            )
-            self.store.set_gc_marks(
-                self.project,
-                "orphan",
-                {
-                    k: v
-                    for k, v in orphans.items()
-                    if k not in {c.database for c in report.deleted}
-                },
-            )
-        return report
-
-    def _collect(self, c: Any, now: float) -> int | None:
-        """Delete one due candidate; None if it changed meanwhile (then kept)."""
-        import logging
-
-        log = logging.getLogger("branchdb.gc")
-        if c.branch is None:  # an orphan: re-check it is still unrecorded and ours
-            if self.store.branch_by_database(self.config.database.backend, c.database):
-                return None
-            if c.database not in self.backend.list_owned():
-                return None
-            size = self.backend.size_bytes(c.database)
-            self.backend.drop(c.database, {})
-            log.info("deleted orphan database %s, freed %d bytes", c.database, size)
-            return size
-        with self.lock(c.branch):
-            rec = self.store.get_branch(self.project, c.branch)
-            if rec is None or rec.database != c.database:
-                return None
-            if c.marked_at is not None and rec.last_used_at > c.marked_at:
-                return None  # used again during the grace period: kept
-            size = (
-                self.backend.size_bytes(rec.database)
-                if self.backend.exists(rec.database)
-                else 0
-            )
-            self.backend.drop(rec.database, rec.info)
-            self.store.delete_branch(self.project, rec.branch)
-        log.info(
-            "deleted database %s of branch %r (%s: %s), freed %d bytes",
-            c.database,
-            c.branch,
-            c.reason,
-            c.evidence,
-            size,
-        )
-        return size
+        return gc.run(self, dry_run=dry_run, progress=progress)

@@ -3,7 +3,9 @@
 Policies (a protected branch is never collectable):
 
 - ``merged``   the branch is merged into the default branch (merge commit,
-               fast-forward, squash or rebase merge — see git_repo.BranchFacts);
+               fast-forward, squash or rebase merge — see git_repo.BranchFacts),
+               or its pull request was closed as merged (webhook);
+- ``closed``   its pull request was closed without merging (webhook);
 - ``deleted``  no local or remote-tracking branch of that name exists any more;
 - ``idle``     unused for longer than the TTL;
 - ``over-quota`` beyond ``branches.max_branches``, least recently used first;
@@ -18,10 +20,17 @@ marked (``last_used_at`` > mark) unmarks it: the branch is kept.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon.git_repo import BranchFacts
 from branchdb.daemon.models import BranchRecord
+
+if TYPE_CHECKING:
+    from branchdb.daemon.engine import Engine, Progress
+    from branchdb.daemon.git_repo import BranchFacts
+
+log = logging.getLogger("branchdb.gc")
 
 
 @dataclass
@@ -52,8 +61,17 @@ def is_protected(branch: str, patterns: tuple[str, ...]) -> bool:
 
 
 def _why(
-    rec: BranchRecord, facts: BranchFacts | None, policy: Policy, now: float
+    rec: BranchRecord,
+    facts: BranchFacts | None,
+    policy: Policy,
+    now: float,
+    closed: dict[str, dict[str, Any]],
 ) -> tuple[str, str] | None:
+    pr = closed.get(rec.branch)
+    if pr is not None:
+        what = "merged" if pr["merged"] else "closed"
+        ref = f" {pr['reference']}" if pr["reference"] else ""
+        return what, f"pull request{ref} was closed ({what})"
     if facts is not None:
         if not facts.exists(rec.branch):
             return "deleted", f"no local or remote branch named {rec.branch!r}"
@@ -73,6 +91,7 @@ def plan(
     facts: BranchFacts | None,
     policy: Policy,
     now: float,
+    closed: dict[str, dict[str, Any]] | None = None,
 ) -> list[Candidate]:
     """Every collectable database, oldest mark first. Reads nothing, writes nothing.
 
@@ -84,7 +103,7 @@ def plan(
     live = [r for r in records if not is_protected(r.branch, policy.protected)]
     chosen: set[str] = set()
     for rec in live:
-        why = _why(rec, facts, policy, now)
+        why = _why(rec, facts, policy, now, closed or {})
         if why is None:
             continue
         chosen.add(rec.branch)
@@ -124,3 +143,109 @@ def _candidate(
         mark = None  # used since it was marked: start over
     due = (mark if mark is not None else float("inf")) + policy.grace
     return Candidate(why[0], why[1], rec.database, rec.branch, mark, due)
+
+
+@dataclass
+class GcReport:
+    candidates: list[Candidate]  # oldest due first
+    missing: list[str]  # branches whose record has no database any more
+    deleted: list[Candidate] = field(default_factory=list)
+
+
+def run(engine: Engine, *, dry_run: bool, progress: Progress) -> GcReport:
+    """Plan, then (unless *dry_run*) mark and delete. See the module docstring."""
+    from branchdb.daemon.errors import GitError
+    from branchdb.daemon.git_repo import BranchFacts
+
+    store, project, now = engine.store, engine.project, engine.clock()
+    b = engine.config.branches
+    policy = Policy(
+        engine.config.project.default_branch,
+        b.protected,
+        b.ttl,
+        b.grace,
+        b.max_branches,
+    )
+    try:
+        facts: BranchFacts | None = BranchFacts(
+            engine.config.root, policy.default_branch
+        )
+    except GitError:
+        facts = None  # not a git checkout: only TTL, quota and webhooks apply
+    records = engine.list_branches()
+    known = {r.database for r in records}
+    owned = set(engine.backend.list_owned())
+    orphan_marks = store.gc_marks(project, "orphan")
+    orphans = {d: orphan_marks.get(d, now) for d in owned - known}
+    marks = store.gc_marks(project, "branch")
+    candidates = plan(
+        records, marks, orphans, facts, policy, now, store.closed_branches(project)
+    )
+    report = GcReport(
+        candidates,
+        [r.branch for r in records if r.status == "ready" and r.database not in owned],
+    )
+    if dry_run:
+        return report
+    # Only still-collectable branches keep their marks; orphans that vanished (or
+    # got a record) lose theirs.
+    new_marks: dict[str, float] = {}
+    for c in candidates:
+        if c.branch is None:
+            continue
+        if c.marked_at is None:
+            c.marked_at, c.due_at = now, now + policy.grace
+        new_marks[c.branch] = c.marked_at
+    store.set_gc_marks(project, "branch", new_marks)
+    store.set_gc_marks(project, "orphan", orphans)
+    for c in candidates:
+        if c.due(now):
+            freed = _collect(engine, c)
+            if freed is not None:
+                c.size_bytes = freed
+                report.deleted.append(c)
+                progress(
+                    f"deleted {c.branch or c.database} ({c.reason}), {freed} bytes"
+                )
+    if report.deleted:
+        gone = {c.branch for c in report.deleted} | {c.database for c in report.deleted}
+        store.set_gc_marks(
+            project, "branch", {k: v for k, v in new_marks.items() if k not in gone}
+        )
+        store.set_gc_marks(
+            project, "orphan", {k: v for k, v in orphans.items() if k not in gone}
+        )
+    return report
+
+
+def _collect(engine: Engine, c: Candidate) -> int | None:
+    """Delete one due candidate; None if it changed meanwhile (then it is kept)."""
+    backend, store = engine.backend, engine.store
+    if c.branch is None:  # an orphan: re-check it is still unrecorded and ours
+        if store.branch_by_database(engine.config.database.backend, c.database):
+            return None
+        if c.database not in backend.list_owned():
+            return None
+        size = backend.size_bytes(c.database)
+        backend.drop(c.database, {})
+        log.info("deleted orphan database %s, freed %d bytes", c.database, size)
+        return size
+    with engine.lock(c.branch):
+        rec = store.get_branch(engine.project, c.branch)
+        if rec is None or rec.database != c.database:
+            return None
+        if c.marked_at is not None and rec.last_used_at > c.marked_at:
+            return None  # used again during the grace period: kept
+        size = backend.size_bytes(rec.database) if backend.exists(rec.database) else 0
+        backend.drop(rec.database, rec.info)
+        store.delete_branch(engine.project, rec.branch)
+        store.clear_closed(engine.project, rec.branch)
+    log.info(
+        "deleted database %s of branch %r (%s: %s), freed %d bytes",
+        c.database,
+        c.branch,
+        c.reason,
+        c.evidence,
+        size,
+    )
+    return size

@@ -207,3 +207,26 @@ def test_cli_dry_run_then_run(repo: Path) -> None:
     assert run(repo, "url", "feature/done").code == 1
     r = run(repo, "gc")
     assert r.out.startswith("nothing to collect")
+
+
+def test_closed_pull_requests_are_collectable(repo: Path) -> None:
+    clock = Clock()
+    eng = engine(repo, clock)
+    for b in ("pr-merged", "pr-closed", "pr-reopened"):
+        git(repo, "branch", b)
+        eng.up(b)
+    eng.pull_request_closed("pr-merged", merged=True, reference="#12")
+    eng.pull_request_closed("pr-closed", merged=False, reference="#13")
+    eng.pull_request_closed("pr-reopened", merged=False, reference="#14")
+    eng.pull_request_opened("pr-reopened")
+    plan = {c.branch: c for c in eng.gc(dry_run=True).candidates}
+    assert {b: c.reason for b, c in plan.items()} == {
+        "pr-merged": "merged",
+        "pr-closed": "closed",
+    }
+    assert plan["pr-merged"].evidence == "pull request #12 was closed (merged)"
+    eng.gc(dry_run=False)
+    clock.now += 2 * HOUR
+    deleted = sorted(c.branch or "" for c in eng.gc(dry_run=False).deleted)
+    assert deleted == ["pr-closed", "pr-merged"]
+    assert eng.store.closed_branches(eng.project) == {}
