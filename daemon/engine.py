@@ -14,27 +14,24 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon import light, naming
+from branchdb.daemon import naming
 from branchdb.daemon.config import Config
 from branchdb.daemon.errors import (
-    ConfigError,
     MigrationDrift,
     NotFound,
     Refused,
 )
 from branchdb.daemon.git_repo import validate_branch_name
-from branchdb.daemon.migrations.base import DirFiles, MigrationFiles
-from branchdb.daemon.models import BranchRecord, Migration, SnapshotRecord
+from branchdb.daemon.migrations import project as project_migrations
+from branchdb.daemon.migrations.base import MigrationFiles
+from branchdb.daemon.models import BranchRecord, SnapshotRecord
 from branchdb.daemon.store.sqlite_store import SqliteStore
 
 if TYPE_CHECKING:
     from branchdb.daemon.backends.base import Backend
-    from branchdb.daemon.dbsession import DbSession
     from branchdb.daemon.gc import GcReport
-    from branchdb.daemon.migrations.base import Format
 
 Progress = Callable[[str], None]
 
@@ -150,107 +147,15 @@ class Engine:
             os.close(fd)
 
     # ------------------------------------------------------------- migrations
-    def _migrations_dir(self) -> str | None:
-        cfg = self.config.migrations
-        return light.migrations_dir(
-            str(self.config.root), str(cfg.dir) if cfg.dir else None, cfg.format
-        )
-
     def migration_source(
         self, files: MigrationFiles | None = None
     ) -> tuple[str, MigrationFiles] | None:
-        """The format name and files of this project's migrations, or None.
-
-        *files* replaces the migrations directory on disk (the daemon passes a git
-        tree at a pull request's head commit).
-        """
-        cfg = self.config.migrations
-        if files is not None:
-            if cfg.format == "command":
-                return "command", files
-        else:
-            folder = self._migrations_dir()
-            if cfg.format == "command":
-                return "command", DirFiles(Path(folder or self.config.root))
-            if folder is None:
-                return None
-            if not os.path.isdir(folder):
-                raise ConfigError(
-                    f"migrations.dir {cfg.dir} does not exist (looked in {folder})"
-                )
-            files = DirFiles(Path(folder))
-        name = cfg.format
-        if name == "auto":
-            from branchdb.daemon.migrations import detect_format
-
-            detected = detect_format(files)
-            if detected is None:
-                if not files.paths():
-                    return None
-                where = getattr(files, "root", files)
-                raise ConfigError(
-                    f"cannot tell the migrations format of {where}; set "
-                    "[migrations] format (drizzle, prisma, golang-migrate, flyway, "
-                    "dbmate, sql or command)"
-                )
-            name = detected
-        return name, files
+        """The format name and files of this project's migrations, or None."""
+        return project_migrations.source(self.config, files)
 
     def fingerprint(self, files: MigrationFiles | None = None) -> str:
         """Hash of everything that decides what ``migrate`` would do (cheap)."""
-        cfg = self.config.migrations
-        if files is not None:
-            return light.fingerprint_files(
-                files.paths(), files.read, cfg.format, cfg.command
-            )
-        return light.fingerprint(self._migrations_dir(), cfg.format, cfg.command)
-
-    def _format(self, name: str) -> Format:
-        from branchdb.daemon.migrations import get_format
-
-        return get_format(name)
-
-    def _run_migrations(
-        self,
-        rec: BranchRecord,
-        session: DbSession,
-        source: tuple[str, MigrationFiles] | None,
-        *,
-        dry_run: bool,
-        progress: Progress,
-    ) -> tuple[list[Migration], list[Migration], dict[str, str]]:
-        """(applied now, pending, key→checksum of everything applied)."""
-        if source is None:
-            return [], [], dict(rec.applied)
-        name, files = source
-        fmt = self._format(name)
-        if fmt.runs_command:
-            if dry_run:
-                return [], [], dict(rec.applied)
-            progress(f"running {self.config.migrations.command}")
-            fmt.run_command(  # type: ignore[attr-defined]
-                self.config.migrations.command,
-                session.url,
-                self.config.root,
-                self.config.migrations.timeout,
-                env_var=self.config.database.env_var,
-            )
-            return [], [], dict(rec.applied)
-        from branchdb.daemon.migrations import runner
-
-        migrations = fmt.load(files)
-        plan = runner.plan(fmt, migrations, session, known=rec.applied)
-        if dry_run:
-            return [], plan.pending, dict(rec.applied)
-
-        def announce(m: Migration) -> None:
-            progress(f"applying {m.name}")
-
-        done = runner.apply(fmt, plan, session, progress=announce)
-        pending_keys = {m.key for m in plan.pending}
-        applied = {m.key: m.checksum for m in migrations if m.key not in pending_keys}
-        applied.update({m.key: m.checksum for m in done})
-        return done, [], applied
+        return project_migrations.fingerprint(self.config, files)
 
     # ---------------------------------------------------------------- sources
     def resolve_snapshot(self, ref: str) -> SnapshotRecord:
@@ -430,8 +335,8 @@ class Engine:
         session = self.backend.connect(rec.database, rec.info)
         try:
             try:
-                done, _, applied = self._run_migrations(
-                    rec, session, source, dry_run=False, progress=progress
+                done, _, applied = project_migrations.run(
+                    self.config, rec, session, source, dry_run=False, progress=progress
                 )
             except BaseException:
                 # Whatever did apply before the failure is in the ledger; forget
@@ -499,8 +404,8 @@ class Engine:
             return MigrateResult(record=rec, applied=applied, pending=[])
         session = self.backend.connect(rec.database, rec.info)
         try:
-            _, pending, _ = self._run_migrations(
-                rec, session, source, dry_run=True, progress=progress
+            _, pending, _ = project_migrations.run(
+                self.config, rec, session, source, dry_run=True, progress=progress
             )
         finally:
             session.close()

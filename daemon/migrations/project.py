@@ -1,0 +1,129 @@
+"""A project's migrations: where they are, whether they changed, applying them.
+
+Plain functions over a :class:`~branchdb.daemon.config.Config`; the engine calls them
+under its per-branch lock.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from branchdb.daemon import light
+from branchdb.daemon.config import Config
+from branchdb.daemon.errors import ConfigError
+from branchdb.daemon.migrations.base import DirFiles, MigrationFiles
+from branchdb.daemon.models import BranchRecord, Migration
+
+if TYPE_CHECKING:
+    from branchdb.daemon.dbsession import DbSession
+
+Progress = Callable[[str], None]
+
+
+def _folder(config: Config) -> str | None:
+    cfg = config.migrations
+    return light.migrations_dir(
+        str(config.root), str(cfg.dir) if cfg.dir else None, cfg.format
+    )
+
+
+def source(
+    config: Config, files: MigrationFiles | None = None
+) -> tuple[str, MigrationFiles] | None:
+    """The format name and files of *config*'s migrations, or None if it has none.
+
+    *files* replaces the migrations directory on disk (the daemon passes a git tree
+    at a pull request's head commit). Raises ConfigError for a missing configured
+    directory or a layout no format recognises.
+    """
+    cfg = config.migrations
+    if files is not None:
+        if cfg.format == "command":
+            return "command", files
+    else:
+        folder = _folder(config)
+        if cfg.format == "command":
+            return "command", DirFiles(Path(folder or config.root))
+        if folder is None:
+            return None
+        if not os.path.isdir(folder):
+            raise ConfigError(
+                f"migrations.dir {cfg.dir} does not exist (looked in {folder})"
+            )
+        files = DirFiles(Path(folder))
+    name = cfg.format
+    if name == "auto":
+        from branchdb.daemon.migrations import detect_format
+
+        detected = detect_format(files)
+        if detected is None:
+            if not files.paths():
+                return None
+            where = getattr(files, "root", files)
+            raise ConfigError(
+                f"cannot tell the migrations format of {where}; set "
+                "[migrations] format (drizzle, prisma, golang-migrate, flyway, "
+                "dbmate, sql or command)"
+            )
+        name = detected
+    return name, files
+
+
+def fingerprint(config: Config, files: MigrationFiles | None = None) -> str:
+    """Hash of everything that decides what ``migrate`` would do (cheap)."""
+    cfg = config.migrations
+    if files is not None:
+        return light.fingerprint_files(
+            files.paths(), files.read, cfg.format, cfg.command
+        )
+    return light.fingerprint(_folder(config), cfg.format, cfg.command)
+
+
+def run(
+    config: Config,
+    rec: BranchRecord,
+    session: DbSession,
+    src: tuple[str, MigrationFiles] | None,
+    *,
+    dry_run: bool,
+    progress: Progress,
+) -> tuple[list[Migration], list[Migration], dict[str, str]]:
+    """Apply (or with *dry_run* only plan) *src* on *session*.
+
+    Returns (applied now, pending, key→checksum of everything applied). Raises what
+    :mod:`branchdb.daemon.migrations.runner` raises.
+    """
+    if src is None:
+        return [], [], dict(rec.applied)
+    from branchdb.daemon.migrations import get_format, runner
+
+    name, files = src
+    fmt = get_format(name)
+    if fmt.runs_command:
+        if dry_run:
+            return [], [], dict(rec.applied)
+        progress(f"running {config.migrations.command}")
+        fmt.run_command(  # type: ignore[attr-defined]
+            config.migrations.command,
+            session.url,
+            config.root,
+            config.migrations.timeout,
+            env_var=config.database.env_var,
+        )
+        return [], [], dict(rec.applied)
+    migrations = fmt.load(files)
+    plan = runner.plan(fmt, migrations, session, known=rec.applied)
+    if dry_run:
+        return [], plan.pending, dict(rec.applied)
+
+    def announce(m: Migration) -> None:
+        progress(f"applying {m.name}")
+
+    done = runner.apply(fmt, plan, session, progress=announce)
+    pending_keys = {m.key for m in plan.pending}
+    applied = {m.key: m.checksum for m in migrations if m.key not in pending_keys}
+    applied.update({m.key: m.checksum for m in done})
+    return done, [], applied
