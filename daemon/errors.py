@@ -15,6 +15,9 @@
         ├── MigrationEdited          an applied migration's file changed
         └── MigrationDrift           the ledger and the branch's files disagree
 
+The HTTP edge adds four more, defined where they are raised (daemon/api/deps.py):
+Unauthorized (401), Forbidden (403), BadRequest (400), PayloadTooLarge (413).
+
 Messages say what happened and what to do next. They never contain secrets: the edges
 (CLI, API) redact URLs once more with :func:`redact` before showing anything.
 """
