@@ -75,17 +75,9 @@ def cmd_up(ctx: _Ctx) -> int:
         progress=ctx.progress,
     )
     if a.json:
-        from branchdb.cli.output import branch_json, emit_json
+        from branchdb.cli.output import emit_json, up_json
 
-        emit_json(
-            {
-                **branch_json(res.record),
-                "created": res.created,
-                "reset": res.reset,
-                "up_to_date": res.up_to_date,
-                "applied": res.applied,
-            }
-        )
+        emit_json(up_json(res))
     elif not a.quiet:
         _print(f"{branch}: {_up_summary(res)}")
         _print(res.record.url)
@@ -220,16 +212,9 @@ def cmd_migrate(ctx: _Ctx) -> int:
         ctx.branch(), dry_run=ctx.args.dry_run, progress=ctx.progress
     )
     if ctx.args.json:
-        from branchdb.cli.output import emit_json
+        from branchdb.cli.output import emit_json, migrate_json
 
-        emit_json(
-            {
-                "branch": res.record.branch,
-                "dry_run": res.dry_run,
-                "applied": res.applied,
-                "pending": res.pending,
-            }
-        )
+        emit_json(migrate_json(res))
     elif res.dry_run:
         _print("\n".join(res.pending) if res.pending else "nothing to apply")
     else:

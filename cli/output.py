@@ -8,47 +8,20 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 
-from branchdb.daemon.errors import redact
+from branchdb.daemon import views
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (hook path)
 if TYPE_CHECKING:
     from typing import Any
 
-    from branchdb.daemon.models import BranchRecord, SnapshotRecord
 
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
-
-
-def branch_json(rec: BranchRecord) -> dict[str, Any]:
-    return {
-        "branch": rec.branch,
-        "database": rec.database,
-        "backend": rec.backend,
-        "url": rec.url,
-        "source": rec.source,
-        "status": rec.status,
-        "created_at": iso(rec.created_at),
-        "last_used_at": iso(rec.last_used_at),
-        "migrations_applied": len(rec.applied),
-        "strategy": rec.info.get("strategy"),
-    }
-
-
-def snapshot_json(s: SnapshotRecord) -> dict[str, Any]:
-    return {
-        "name": s.name,
-        "version": s.version,
-        "ref": s.ref,
-        "backend": s.backend,
-        "location": s.location,
-        "source": redact(s.source),
-        "size_bytes": s.size_bytes,
-        "created_at": iso(s.created_at),
-    }
+# One definition of each JSON shape, shared with the API.
+branch_json = views.branch_dict
+snapshot_json = views.snapshot_dict
+up_json = views.up_dict
+migrate_json = views.migrate_dict
+iso = views.iso
 
 
 def emit_json(data: Any) -> None:

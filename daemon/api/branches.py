@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from branchdb.daemon import views
 from branchdb.daemon.api import schemas
 from branchdb.daemon.api.deps import (
     BranchDep,
@@ -87,7 +88,7 @@ async def put_branch(
             reset_on_drift=reset_on_drift,
             lock_timeout=LOCK_TIMEOUT,
         )
-        return (201 if res.created else 200), schemas.up_dict(res)
+        return (201 if res.created else 200), views.up_dict(res)
 
     return await _long(daemon, wait, "up", project.name, branch, work)
 
@@ -102,7 +103,7 @@ async def get_branch(
     token: ReadToken, project: ProjectDep, branch: BranchDep
 ) -> dict[str, Any]:
     rec = await run_in_threadpool(lambda: project.engine().use(branch))
-    return schemas.branch_dict(rec)
+    return views.branch_dict(rec)
 
 
 @router.get(
@@ -113,7 +114,7 @@ async def get_branch(
 )
 async def list_branches(token: ReadToken, project: ProjectDep) -> list[dict[str, Any]]:
     recs = await run_in_threadpool(lambda: project.engine().list_branches())
-    return [schemas.branch_dict(r) for r in recs]
+    return [views.branch_dict(r) for r in recs]
 
 
 @router.delete(
@@ -126,7 +127,7 @@ async def delete_branch(
     token: CiToken, project: ProjectDep, branch: BranchDep, force: bool = False
 ) -> dict[str, Any]:
     rec = await run_in_threadpool(lambda: project.engine().down(branch, force=force))
-    return {**schemas.branch_dict(rec), "dropped": True}
+    return {**views.branch_dict(rec), "dropped": True}
 
 
 @router.post(
@@ -152,7 +153,7 @@ async def reset_branch(
                 f"{branch!r} is protected (branches.protected); pass force=true"
             )
         res = engine.reset(branch, fresh=fresh, from_snapshot=from_snapshot)
-        return 200, {**schemas.branch_dict(res.record), "applied": res.applied}
+        return 200, {**views.branch_dict(res.record), "applied": res.applied}
 
     return await _long(daemon, wait, "reset", project.name, branch, work)
 
@@ -173,7 +174,7 @@ async def migrate_branch(
 ) -> JSONResponse:
     def work() -> tuple[int, dict[str, Any]]:
         res = project.engine().migrate(branch, dry_run=dry_run)
-        return 200, schemas.migrate_dict(res)
+        return 200, views.migrate_dict(res)
 
     return await _long(daemon, wait, "migrate", project.name, branch, work)
 
@@ -187,4 +188,4 @@ async def migrate_branch(
 )
 async def list_snapshots(token: ReadToken, project: ProjectDep) -> list[dict[str, Any]]:
     snaps = await run_in_threadpool(lambda: project.engine().snapshot_list())
-    return [schemas.snapshot_dict(s) for s in snaps]
+    return [views.snapshot_dict(s) for s in snaps]

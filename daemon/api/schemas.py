@@ -1,71 +1,14 @@
 """The API's JSON shapes: the CLI's ``--json`` output, documented as OpenAPI models.
 
-The dicts built here are exactly what ``branchdb ... --json`` prints
-(:mod:`branchdb.cli.output`; the daemon may not import the CLI, so
-tests/test_api.py checks that the two agree field for field).
+The dicts come from :mod:`branchdb.daemon.views`, the same functions the CLI's
+``--json`` output uses; the pydantic models here document them in OpenAPI.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-
-from branchdb.daemon.engine import MigrateResult, UpResult
-from branchdb.daemon.errors import redact
-from branchdb.daemon.models import BranchRecord, SnapshotRecord
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
-
-
-def branch_dict(rec: BranchRecord) -> dict[str, Any]:
-    return {
-        "branch": rec.branch,
-        "database": rec.database,
-        "backend": rec.backend,
-        "url": rec.url,
-        "source": rec.source,
-        "status": rec.status,
-        "created_at": iso(rec.created_at),
-        "last_used_at": iso(rec.last_used_at),
-        "migrations_applied": len(rec.applied),
-        "strategy": rec.info.get("strategy"),
-    }
-
-
-def up_dict(res: UpResult) -> dict[str, Any]:
-    return {
-        **branch_dict(res.record),
-        "created": res.created,
-        "reset": res.reset,
-        "up_to_date": res.up_to_date,
-        "applied": res.applied,
-    }
-
-
-def migrate_dict(res: MigrateResult) -> dict[str, Any]:
-    return {
-        "branch": res.record.branch,
-        "dry_run": res.dry_run,
-        "applied": res.applied,
-        "pending": res.pending,
-    }
-
-
-def snapshot_dict(s: SnapshotRecord) -> dict[str, Any]:
-    return {
-        "name": s.name,
-        "version": s.version,
-        "ref": s.ref,
-        "backend": s.backend,
-        "location": s.location,
-        "source": redact(s.source),
-        "size_bytes": s.size_bytes,
-        "created_at": iso(s.created_at),
-    }
 
 
 class Branch(BaseModel):

@@ -21,8 +21,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from branchdb.daemon import git_tree
-from branchdb.daemon.api import schemas
+from branchdb.daemon import git_tree, views
 from branchdb.daemon.api.deps import (
     BadRequest,
     DaemonDep,
@@ -124,7 +123,7 @@ def _work(
                 )
                 engine.pull_request_opened(act.branch)
                 res = engine.up(act.branch, files=files, lock_timeout=300)
-                body, code = schemas.up_dict(res), 201 if res.created else 200
+                body, code = views.up_dict(res), 201 if res.created else 200
         except BranchdbError as e:
             daemon.store().finish_delivery(PROVIDER, delivery, "failed", redact(str(e)))
             raise
