@@ -6,12 +6,11 @@ actually opened (it pulls in aiohttp).
 
 from __future__ import annotations
 
-import fcntl
-import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from branchdb.daemon.backends.sqlite_session import migration_lock
 from branchdb.daemon.dbsession import Row
 from branchdb.daemon.errors import BackendError
 from branchdb.daemon.errors import DatabaseError as _DatabaseError
@@ -85,16 +84,8 @@ class LibsqlSession:
                 tx.close()
                 raise DatabaseError(_clean(str(e))) from None
 
-    @contextmanager
-    def migration_lock(self) -> Iterator[None]:
-        # SQLite has no advisory locks; an exclusive flock on a side file serialises
-        # runners across processes (the engine also holds its per-branch lock).
-        fd = os.open(self._path + ".migrate-lock", os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def migration_lock(self) -> AbstractContextManager[None]:
+        return migration_lock(self._path)
 
     def close(self) -> None:
         self._client.close()

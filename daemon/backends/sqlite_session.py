@@ -15,11 +15,26 @@ import fcntl
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from branchdb.daemon.dbsession import Row
 from branchdb.daemon.errors import BackendError, DatabaseError
+
+
+@contextmanager
+def migration_lock(path: str) -> Iterator[None]:
+    """Exclusive lock for migrating the SQLite file *path*, across processes.
+
+    SQLite has no advisory locks; an ``flock`` on a side file serialises runners
+    (the engine also holds its per-branch lock).
+    """
+    fd = os.open(path + ".migrate-lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class SqliteFileSession:
@@ -61,16 +76,8 @@ class SqliteFileSession:
         else:
             self.execute("COMMIT")
 
-    @contextmanager
-    def migration_lock(self) -> Iterator[None]:
-        # SQLite has no advisory locks; an exclusive flock on a side file serialises
-        # runners across processes (the engine also holds its per-branch lock).
-        fd = os.open(self._path + ".migrate-lock", os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def migration_lock(self) -> AbstractContextManager[None]:
+        return migration_lock(self._path)
 
     def close(self) -> None:
         self._db.close()
