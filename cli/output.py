@@ -21,6 +21,7 @@ branch_json = views.branch_dict
 snapshot_json = views.snapshot_dict
 up_json = views.up_dict
 migrate_json = views.migrate_dict
+gc_json = views.gc_dict
 iso = views.iso
 
 
@@ -45,25 +46,3 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
         for r in rows
     ]
     return "\n".join(line.rstrip() for line in lines)
-
-
-def gc_json(report: Any, *, dry_run: bool) -> dict[str, Any]:
-    deleted = {id(c) for c in report.deleted}
-    return {
-        "dry_run": dry_run,
-        "candidates": [
-            {
-                "branch": c.branch,
-                "database": c.database,
-                "policy": c.reason,
-                "evidence": c.evidence,
-                "marked_at": iso(c.marked_at) if c.marked_at is not None else None,
-                "due_at": iso(c.due_at) if c.marked_at is not None else None,
-                "deleted": id(c) in deleted,
-                "freed_bytes": c.size_bytes if id(c) in deleted else 0,
-            }
-            for c in report.candidates
-        ],
-        "missing": report.missing,
-        "freed_bytes": sum(c.size_bytes for c in report.deleted),
-    }

@@ -36,9 +36,10 @@ from branchdb.daemon.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+DEFAULT_GC_INTERVAL = 900  # 15 minutes
 DEFAULT_DATA_DIR = ".branchdb-daemon"
 
-_SERVER_KEYS = {"host": str, "port": int, "data_dir": str}
+_SERVER_KEYS = {"host": str, "port": int, "data_dir": str, "gc_interval": str}
 _PROJECT_KEYS = {
     "path": str,
     "name": str,
@@ -65,6 +66,7 @@ class DaemonSettings(NamedTuple):
     data_dir: Path  # the daemon's own state: tokens, deliveries, mirrors
     projects: dict[str, ProjectSettings]
     path: Path | None = None  # the daemon config file, if any
+    gc_interval: int = DEFAULT_GC_INTERVAL  # seconds between scheduled GC runs; 0 off
 
 
 def _secret_env(name: str) -> str | None:
@@ -126,6 +128,16 @@ def _project(raw: dict[str, Any], base: Path, where: str) -> ProjectSettings:
     )
 
 
+def _gc_interval(value: str | None, where: str) -> int:
+    """``server.gc_interval`` / ``BRANCHDB_GC_INTERVAL`` in seconds; "off" is 0."""
+    value = os.environ.get("BRANCHDB_GC_INTERVAL") or value
+    if value is None:
+        return DEFAULT_GC_INTERVAL
+    if value.strip() in ("0", "off"):
+        return 0
+    return project_config.parse_duration(value, "server.gc_interval", where)
+
+
 def _env_port(default: int) -> int:
     value = os.environ.get("BRANCHDB_PORT")
     if not value:
@@ -159,6 +171,7 @@ def load(
             port=port or _env_port(DEFAULT_PORT),
             data_dir=Path(env_dir).resolve() if env_dir else cfg.data_dir,
             projects={one.name: one},
+            gc_interval=_gc_interval(None, "environment"),
         )
     import tomllib
 
@@ -202,4 +215,5 @@ def load(
         data_dir=data_dir.resolve(),
         projects=projects,
         path=path.resolve(),
+        gc_interval=_gc_interval(server.get("gc_interval"), where),
     )

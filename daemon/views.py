@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from branchdb.daemon.engine import MigrateResult, UpResult
+    from branchdb.daemon.gc import GcReport
     from branchdb.daemon.models import BranchRecord, SnapshotRecord
 
 
@@ -66,4 +67,26 @@ def snapshot_dict(s: SnapshotRecord) -> dict[str, Any]:
         "source": redact(s.source),
         "size_bytes": s.size_bytes,
         "created_at": iso(s.created_at),
+    }
+
+
+def gc_dict(report: GcReport, *, dry_run: bool) -> dict[str, Any]:
+    deleted = {id(c) for c in report.deleted}
+    return {
+        "dry_run": dry_run,
+        "candidates": [
+            {
+                "branch": c.branch,
+                "database": c.database,
+                "policy": c.reason,
+                "evidence": c.evidence,
+                "marked_at": iso(c.marked_at) if c.marked_at is not None else None,
+                "due_at": iso(c.due_at) if c.marked_at is not None else None,
+                "deleted": id(c) in deleted,
+                "freed_bytes": c.size_bytes if id(c) in deleted else 0,
+            }
+            for c in report.candidates
+        ],
+        "missing": report.missing,
+        "freed_bytes": sum(c.size_bytes for c in report.deleted),
     }

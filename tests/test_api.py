@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from apisupport import (
     setup_project,
     wait_job,
 )
-from support import tables
+from support import git, tables
 
 from branchdb.cli.output import branch_json, snapshot_json
 from branchdb.daemon.api.app import create_app
@@ -281,3 +282,40 @@ def test_twenty_concurrent_puts_make_one_database(repo: Path) -> None:
     assert len({r.json()["url"] for r in responses}) == 1
     files = list((repo / ".branchdb" / "branches").glob("*.db"))
     assert len(files) == 1 and tables(files[0]) >= {"users", "orders"}
+
+
+def test_gc_plan_run_and_scheduler(tmp_path: Path) -> None:
+    """GET /gc plans, POST /gc runs (admin), and the scheduler runs GC by itself."""
+    repo = tmp_path / "sched"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "d@example.com")
+    git(repo, "config", "user.name", "D")
+    setup_project(repo)
+    (repo / "branchdb.toml").write_text(
+        (repo / "branchdb.toml").read_text() + '[branches]\ngrace = "1s"\n'
+    )
+    settings = settings_for(repo)._replace(gc_interval=1)
+    toks = make_tokens(settings)
+    with (
+        serve_in_thread(create_app(settings)) as base,
+        httpx.Client(base_url=base, timeout=60) as client,
+    ):
+        r = client.put("/v1/projects/shop/branches/gone", headers=auth(toks["ci"]))
+        assert r.status_code == 201, r.text
+        # No git branch "gone": collectable as deleted.
+        plan = client.get("/v1/projects/shop/gc", headers=auth(toks["read"])).json()
+        assert [(c["branch"], c["policy"]) for c in plan["candidates"]] == [
+            ("gone", "deleted")
+        ]
+        r = client.post("/v1/projects/shop/gc", headers=auth(toks["ci"]))
+        assert r.status_code == 403
+        # The scheduler (every second) marks it, then deletes it after the grace.
+        # (Polled on disk: a GET of the branch would count as a use and keep it.)
+        branches = repo / ".branchdb" / "branches"
+        deadline = time.monotonic() + 30
+        while list(branches.glob("*.db")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        got = client.get("/v1/projects/shop/branches/gone", headers=auth(toks["read"]))
+        assert got.status_code == 404, got.text
+        assert not list((repo / ".branchdb" / "branches").glob("*.db"))

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from branchdb.daemon.api import branches, schemas, webhooks
+from branchdb.daemon.api import branches, gc, schemas, webhooks
 from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.daemon_config import DaemonSettings
@@ -140,7 +140,10 @@ def create_app(settings: DaemonSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        scheduler = _start_scheduler(daemon, settings.gc_interval)
         yield
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         await daemon.jobs.drain(timeout=30)  # let background work finish cleanly
 
     app = FastAPI(
@@ -154,7 +157,38 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.include_router(meta)
     app.include_router(branches.router)
     app.include_router(webhooks.router)
+    app.include_router(gc.router)
     return app
+
+
+def _start_scheduler(daemon: Daemon, interval: int) -> Any:
+    """APScheduler running every project's GC each *interval* seconds (0: off).
+
+    Runs overlap-free (``max_instances=1``); each run is :meth:`Engine.gc`, safe to
+    interrupt. Errors are logged, never fatal to the daemon.
+    """
+    if interval <= 0:
+        return None
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    def collect_all() -> None:
+        for p in daemon.projects.values():
+            try:
+                report = p.engine().gc(dry_run=False)
+                for c in report.deleted:
+                    log.info("gc %s: deleted %s (%s)", p.name, c.database, c.reason)
+            except Exception:
+                log.exception("scheduled gc of project %s failed", p.name)
+
+    async def job() -> None:
+        await run_in_threadpool(collect_all)
+
+    scheduler = AsyncIOScheduler()
+    scheduler.add_job(
+        job, "interval", seconds=interval, max_instances=1, coalesce=True, id="gc"
+    )
+    scheduler.start()
+    return scheduler
 
 
 __all__ = ["Daemon", "create_app"]
