@@ -101,6 +101,8 @@ def plan(
     """
     out: list[Candidate] = []
     live = [r for r in records if not is_protected(r.branch, policy.protected)]
+    if facts is not None:
+        facts.prefetch([r.branch for r in live if r.branch not in (closed or {})])
     chosen: set[str] = set()
     for rec in live:
         why = _why(rec, facts, policy, now, closed or {})

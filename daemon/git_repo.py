@@ -91,6 +91,7 @@ class BranchFacts:
         self.default_sha = self.local.get(default_branch) or self.remote.get(
             default_branch
         )
+        self._squash: dict[str, bool] = {}  # tip -> contained in the default branch
         self.ancestors: set[str] = set()  # tips reachable from the default branch
         self.default_tree = ""
         if self.default_sha is not None:
@@ -113,6 +114,33 @@ class BranchFacts:
             ref, sha, when = line.split("\0")
             out.append((ref, sha, int(when or 0)))
         return out
+
+    def _contained(self, tip: str) -> bool:
+        """Squash and rebase merges leave no ancestry: merge the tip into the default
+        branch in memory; if the result is the default's own tree, every change of
+        the branch is already there. Cached per tip."""
+        if tip not in self._squash:
+            assert self.default_sha is not None
+            tree = _git(self.cwd, "merge-tree", "--write-tree", self.default_sha, tip)
+            first = tree.stdout.split("\n", 1)[0]
+            self._squash[tip] = tree.returncode == 0 and first == self.default_tree
+        return self._squash[tip]
+
+    def prefetch(self, branches: list[str]) -> None:
+        """Run the squash check of *branches* concurrently (each is a git process)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        tips = {
+            t
+            for b in branches
+            if (t := self.tip(b)) is not None
+            and self.default_sha is not None
+            and t != self.default_sha
+            and t not in self.ancestors
+            and t not in self._squash
+        }
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(self._contained, sorted(tips)))
 
     def exists(self, branch: str) -> bool:
         return branch in self.local or branch in self.remote
@@ -138,11 +166,7 @@ class BranchFacts:
             return (
                 f"{tip[:10]} is an ancestor of {self.default} (merge or fast-forward)"
             )
-        # Squash and rebase merges leave no ancestry: merge the branch into the
-        # default branch in memory; if the result is the default's own tree, every
-        # change of the branch is already there.
-        tree = _git(self.cwd, "merge-tree", "--write-tree", self.default_sha, tip)
-        if tree.returncode == 0 and tree.stdout.split("\n", 1)[0] == self.default_tree:
+        if self._contained(tip):
             return (
                 f"the changes of {tip[:10]} are contained in {self.default} "
                 "(squash or rebase merge)"
