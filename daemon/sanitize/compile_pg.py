@@ -1,0 +1,324 @@
+"""Rules → set-based PostgreSQL, executed by the server in one transaction.
+
+Per table: ``TRUNCATE`` or ``DELETE … WHERE NOT (where)``, then ONE ``UPDATE`` setting
+every masked column (a shuffled column joins a permutation of itself). Foreign keys
+are dropped for the duration and re-created at the end, which re-validates them: rows
+orphaned by ``where``/``truncate`` are deleted first (:func:`plan.prune`), and a key
+masked differently on its two sides fails loudly instead of dangling. User triggers
+are disabled around the UPDATE so that an audit trigger cannot copy the originals.
+
+Every fake is ``sha256(salt || value::text)`` sliced exactly as :mod:`fakes` does, so
+PostgreSQL and SQLite produce the same fake for the same text.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from branchdb.daemon.sanitize import fakes
+from branchdb.daemon.sanitize.plan import (
+    ApplyReport,
+    Progress,
+    _noop,
+    masked,
+    prune,
+    resolve,
+)
+from branchdb.daemon.sanitize.rules import ColumnRule, Rules, RulesError, TableRule
+from branchdb.daemon.sanitize.schema import Column, ForeignKey, Schema, Table
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+
+
+def _s(text: str) -> sql.SQL:
+    from psycopg import sql
+
+    return sql.SQL(text)
+
+
+def digest(salt: str, value: sql.Composable) -> sql.Composable:
+    from psycopg import sql
+
+    return sql.SQL(
+        "encode(sha256(convert_to({} || ({})::text, 'UTF8')), 'hex')"
+    ).format(sql.Literal(salt), value)
+
+
+def _int(h: sql.Composable, at: int) -> sql.Composable:
+    """int(h[at:at+7], 16): 28 bits, never negative."""
+    return _s("('x' || substr({}, {}, 7))::bit(28)::int").format(h, _s(str(at + 1)))
+
+
+def _pick(words: list[str], h: sql.Composable, at: int) -> sql.Composable:
+    from psycopg import sql
+
+    arr = sql.SQL("(ARRAY[{}])").format(sql.SQL(", ").join(map(sql.Literal, words)))
+    return sql.SQL("{}[1 + {} % {}]").format(arr, _int(h, at), sql.Literal(len(words)))
+
+
+def _cut(expr: sql.Composable, col: Column) -> sql.Composable:
+    return (
+        _s("left({}, {})").format(expr, _s(str(col.max_len))) if col.max_len else expr
+    )
+
+
+def _fake(rule: ColumnRule, col: Column, h: sql.Composable) -> sql.Composable:
+    from psycopg import sql
+
+    s = rule.strategy
+    if s == "email":
+        k = (
+            fakes.EMAIL_HEX
+            if col.max_len is None
+            else min(fakes.EMAIL_HEX, col.max_len - 17)
+        )
+        if k < 8:
+            return _s("left({}, {})").format(h, _s(str(col.max_len or fakes.HASH_HEX)))
+        return sql.SQL("{} || left({}, {}) || {}").format(
+            sql.Literal(fakes.EMAIL_PREFIX),
+            h,
+            _s(str(k)),
+            sql.Literal(fakes.EMAIL_DOMAIN),
+        )
+    if s == "name":
+        first = _pick(fakes.FIRST_NAMES, h, 0)
+        last = _pick(fakes.LAST_NAMES, h, 7)
+        parts = {"first": first, "last": last}
+        out = parts.get(rule.part) or sql.SQL("{} || ' ' || {}").format(first, last)
+        return _cut(out, col)
+    if s == "phone":
+        out = sql.SQL("{} || to_char({} % 10000000, 'FM000\"-\"0000')").format(
+            sql.Literal(fakes.PHONE_PREFIX), _int(h, 0)
+        )
+        return _cut(out, col)
+    street = sql.SQL("(1 + {} % 9999)::text || ' ' || {} || ' ' || {}").format(
+        _int(h, 0), _pick(fakes.STREETS, h, 7), _pick(fakes.SUFFIXES, h, 14)
+    )
+    city = _pick(fakes.CITIES, h, 21)
+    zipcode = sql.SQL("to_char({} % 100000, 'FM00000')").format(_int(h, 28))
+    parts = {"street": street, "city": city, "zip": zipcode}
+    full = sql.SQL("{} || ', ' || {} || ' ' || {}").format(street, city, zipcode)
+    return _cut(parts.get(rule.part) or full, col)
+
+
+def _hash(
+    col: Column, v: sql.Composable, h: sql.Composable, salt: str
+) -> sql.Composable:
+    from psycopg import sql
+
+    typ = sql.SQL(col.type)
+    if col.kind == "text":
+        return _s("left({}, {})").format(
+            h, _s(str(min(fakes.HASH_HEX, col.max_len or 64)))
+        )
+    if col.kind == "int":
+        big = sql.SQL("('x' || substr({}, 1, 15))::bit(60)::bigint").format(h)
+        mod = {"smallint": 32767, "integer": 2147483647}.get(col.type)
+        return (
+            sql.SQL("({} % {})::{}").format(big, sql.Literal(mod), typ) if mod else big
+        )
+    if col.kind == "numeric":
+        m = re.fullmatch(r"numeric\((\d+),(\d+)\)", col.type)
+        limit = 10 ** (int(m.group(1)) - int(m.group(2))) if m else 1 << 28
+        return sql.SQL("({} % {})::{}").format(_int(h, 0), sql.Literal(limit), typ)
+    if col.kind == "uuid":
+        return sql.SQL("substr({}, 1, 32)::uuid").format(h)
+    if col.kind == "inet":
+        return sql.SQL(
+            "'10.0.0.0'::inet + ('x' || substr({}, 1, 6))::bit(24)::int"
+        ).format(h)
+    return sql.SQL("sha256(convert_to({}, 'UTF8') || {})").format(sql.Literal(salt), v)
+
+
+def column_expr(rule: ColumnRule, col: Column, salt: str) -> sql.Composable:
+    """The SQL expression that replaces *col* (NULL stays NULL except for fixed)."""
+    from psycopg import sql
+
+    v = sql.Identifier(col.name)
+    s = rule.strategy
+    h = digest(salt, v)
+    if s == "null":
+        return sql.SQL("NULL")
+    if s == "fixed":
+        return sql.SQL("{}::{}").format(sql.Literal(rule.value), sql.SQL(col.type))
+    if s == "sql":
+        return sql.SQL(rule.expr)
+    if s == "hash":
+        return _hash(col, v, h, salt)
+    if s == "noise":
+        u = sql.SQL("(2.0 * {} / 268435456 - 1)").format(_int(h, 0))
+        if rule.days is not None:
+            shift = sql.SQL("({} % {} - {})").format(
+                _int(h, 0), sql.Literal(2 * rule.days + 1), sql.Literal(rule.days)
+            )
+            return sql.SQL("({} + {} * interval '1 day')::{}").format(
+                v, shift, sql.SQL(col.type)
+            )
+        out = sql.SQL("{} * (1 + {} * {})").format(v, sql.Literal(rule.range), u)
+        if col.kind == "int":
+            out = sql.SQL("round({})").format(out)
+        return sql.SQL("({})::{}").format(out, sql.SQL(col.type))
+    return _fake(rule, col, h)
+
+
+def update_statement(
+    trule: TableRule, table: Table, rules: Rules
+) -> sql.Composed | None:
+    """ONE UPDATE for every masked column of *table*, or None if nothing is masked."""
+    from psycopg import sql
+
+    cols = masked(trule)
+    if not cols:
+        return None
+    target = sql.Identifier(table.schema, table.name)
+    sets, joins = [], []
+    for i, r in enumerate(cols):
+        col = table.columns[r.column]
+        ident = sql.Identifier(col.name)
+        if r.strategy != "shuffle":
+            sets.append(
+                sql.SQL("{} = {}").format(ident, column_expr(r, col, rules.salt_for(r)))
+            )
+            continue
+        # Row k (physical order) takes the k-th value in salted-hash order.
+        alias = sql.Identifier(f"_bdb_p{i}")
+        order = digest(
+            rules.salt_for(r), sql.SQL("coalesce({}::text, '')").format(ident)
+        )
+        joins.append(
+            sql.SQL(
+                "JOIN (SELECT {c} AS v, row_number() OVER (ORDER BY {o}, {c}) AS rn "
+                "FROM {t}) AS {a} ON {a}.rn = _bdb_r.rn"
+            ).format(c=ident, o=order, t=target, a=alias)
+        )
+        sets.append(sql.SQL("{} = {}.v").format(ident, alias))
+    stmt = sql.SQL("UPDATE {} AS _bdb_t SET {}").format(
+        target, sql.SQL(", ").join(sets)
+    )
+    if joins:
+        stmt = sql.SQL(
+            "{} FROM (SELECT ctid AS id, row_number() OVER (ORDER BY ctid) AS rn "
+            "FROM {}) AS _bdb_r {} WHERE _bdb_t.ctid = _bdb_r.id"
+        ).format(stmt, target, sql.SQL(" ").join(joins))
+    return stmt
+
+
+def _run(conn: psycopg.Connection[Any], stmt: sql.Composed, what: str) -> int:
+    import psycopg
+
+    from branchdb.daemon.backends.pg_session import describe_error
+
+    try:
+        cur = conn.execute(stmt)
+    except psycopg.Error as e:
+        raise RulesError(f"{what}: {describe_error(e)}") from None
+    return max(int(cur.rowcount), 0)
+
+
+def _delete_orphans(
+    conn: psycopg.Connection[Any], schema: Schema, fk: ForeignKey
+) -> int:
+    from psycopg import sql
+
+    child, parent = schema.tables[fk.child], schema.tables[fk.parent]
+    c = [sql.SQL("_c.{}").format(sql.Identifier(x)) for x in fk.child_cols]
+    p = [sql.SQL("_p.{}").format(sql.Identifier(x)) for x in fk.parent_cols]
+    stmt = sql.SQL(
+        "DELETE FROM {} AS _c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} AS _p WHERE {})"
+    ).format(
+        sql.Identifier(child.schema, child.name),
+        sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(x) for x in c),
+        sql.Identifier(parent.schema, parent.name),
+        sql.SQL(" AND ").join(
+            sql.SQL("{} = {}").format(a, b) for a, b in zip(c, p, strict=True)
+        ),
+    )
+    return _run(conn, stmt, f"delete rows of {fk.child} orphaned by {fk.name}")
+
+
+def apply(
+    conn: psycopg.Connection[Any],
+    schema: Schema,
+    rules: Rules,
+    progress: Progress = _noop,
+) -> ApplyReport:
+    """Apply *rules* to the staging database behind *conn*, all in one transaction.
+
+    Raises RulesError (nothing changed) when a rule cannot hold or a statement fails.
+    """
+    from psycopg import sql
+
+    pairs = resolve(schema, rules)
+    report = ApplyReport()
+    with conn.transaction():
+        for fk in schema.fks:
+            child = schema.tables[fk.child]
+            _run(
+                conn,
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                    sql.Identifier(child.schema, child.name), sql.Identifier(fk.name)
+                ),
+                f"drop foreign key {fk.name}",
+            )
+        for trule, table in pairs:
+            ident = sql.Identifier(table.schema, table.name)
+            if trule.truncate:
+                _run(
+                    conn, sql.SQL("TRUNCATE {}").format(ident), f"truncate {table.key}"
+                )
+                report.count(table.key, "truncated", table.rows)
+                progress(table.key, "truncated", table.rows)
+            elif trule.where:
+                n = _run(
+                    conn,
+                    sql.SQL("DELETE FROM {} WHERE NOT coalesce(({}), false)").format(
+                        ident, sql.SQL(trule.where)
+                    ),
+                    f"{table.key}: where = {trule.where!r}",
+                )
+                report.count(table.key, "deleted by where", n)
+                progress(table.key, "deleted by where", n)
+        prune(
+            schema.fks, lambda fk: _delete_orphans(conn, schema, fk), progress, report
+        )
+        for trule, table in pairs:
+            stmt = update_statement(trule, table, rules)
+            if stmt is None or trule.truncate:
+                continue
+            ident = sql.Identifier(table.schema, table.name)
+            _run(
+                conn,
+                sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(ident),
+                "disable triggers",
+            )
+            n = _run(
+                conn,
+                stmt,
+                f"mask {table.key} ({', '.join(r.column for r in masked(trule))})",
+            )
+            _run(
+                conn,
+                sql.SQL("ALTER TABLE {} ENABLE TRIGGER USER").format(ident),
+                "enable triggers",
+            )
+            report.count(table.key, "masked", n)
+            report.rules_applied += len(masked(trule))
+            progress(table.key, "masked", n)
+        for fk in schema.fks:
+            child = schema.tables[fk.child]
+            _run(
+                conn,
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                    sql.Identifier(child.schema, child.name),
+                    sql.Identifier(fk.name),
+                    sql.SQL(fk.definition),
+                ),
+                f"foreign key {fk.name} ({fk.child} → {fk.parent}) no longer holds "
+                "after masking: mask both sides with the same strategy and salt_key",
+            )
+    report.seconds = time.monotonic() - report.started
+    return report

@@ -1,0 +1,279 @@
+"""The sanitize pipeline on a real PostgreSQL 15 cluster (tests/pgcluster.py)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from pgcluster import Cluster
+from psycopg import sql
+from test_sanitize_data import (
+    N_USERS,
+    PG_NOTES,
+    PG_NOTES_EMAILS_ONLY,
+    SCHEMA,
+    dataset,
+    leaks,
+    originals,
+    rules_text,
+)  # fmt: skip
+
+from branchdb.daemon.backends import pg_copy
+from branchdb.daemon.sanitize import compile_pg, verify
+from branchdb.daemon.sanitize.detect import UnreviewedColumns
+from branchdb.daemon.sanitize.pipeline import check_postgres, sanitize_postgres
+from branchdb.daemon.sanitize.rules import RulesError, parse_rules
+from branchdb.daemon.sanitize.schema import pg_schema
+
+pytestmark = pytest.mark.postgres
+Data = dict[str, list[tuple[Any, ...]]]
+
+
+def admin(cluster: Cluster, db: str = "postgres") -> psycopg.Connection[Any]:
+    return psycopg.connect(cluster.url(db), autocommit=True)
+
+
+@pytest.fixture(scope="module")
+def source(pg_cluster: Cluster) -> Iterator[tuple[str, Data]]:
+    name = f"src_{uuid.uuid4().hex[:8]}"
+    with admin(pg_cluster) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    data = dataset()
+    with admin(pg_cluster, name) as c:
+        c.execute(SCHEMA.format(ip="inet").encode())
+        for table, rows in data.items():
+            marks = sql.SQL(", ").join(sql.Placeholder() * len(rows[0]))
+            with c.cursor() as cur:
+                cur.executemany(
+                    sql.SQL("INSERT INTO {} VALUES ({})").format(
+                        sql.Identifier(table), marks
+                    ),
+                    rows,
+                )
+        # an audit trigger would copy originals into audit_log if it fired
+        c.execute("""
+            CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN INSERT INTO audit_log VALUES (-NEW.id, NULL, OLD.email); RETURN NEW; END $$;
+            CREATE TRIGGER users_audit AFTER UPDATE ON users FOR EACH ROW EXECUTE FUNCTION audit();
+        """)  # fmt: skip
+    yield name, data
+
+
+def stage(cluster: Cluster, src: str) -> str:
+    name = f"stg_{uuid.uuid4().hex[:8]}"
+    with admin(cluster) as c:
+        c.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(src)
+            )
+        )
+    return name
+
+
+def fingerprint(cluster: Cluster, db: str) -> str:
+    with admin(cluster, db) as c:
+        tables = [
+            r[0]
+            for r in c.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+            )
+        ]
+        parts = [
+            str(c.execute(sql.SQL("SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {} t").format(sql.Identifier(t))).fetchone())
+            for t in tables
+        ]  # fmt: skip
+    return "/".join(parts)
+
+
+def cells(cluster: Cluster, db: str) -> list[object]:
+    out: list[object] = []
+    with admin(cluster, db) as c:
+        for (t,) in c.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall():
+            for row in c.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(t))):
+                out += [
+                    str(v).removesuffix("/32") if v is not None else None for v in row
+                ]
+    return out
+
+
+def test_pg_dump_copy_then_sanitize_leaves_no_original(
+    pg_cluster: Cluster, source: Any
+) -> None:
+    src, data = source
+    before = fingerprint(pg_cluster, src)
+    target = f"stg_{uuid.uuid4().hex[:8]}"
+    with admin(pg_cluster) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
+    # exactly what the postgres backend does before sealing a snapshot
+    pg_copy.copy(
+        pg_cluster.url(src), pg_cluster.url(target), "postgres", pg_copy.find_bin(15)
+    )
+    events: list[tuple[str, str, int]] = []
+    report = sanitize_postgres(
+        pg_cluster.admin_url, target, parse_rules(rules_text("postgres")),
+        progress=lambda *e: events.append(e),
+    )  # fmt: skip
+    assert fingerprint(pg_cluster, src) == before  # the source is unchanged
+    assert leaks(originals(data), cells(pg_cluster, target)) == []
+    with admin(pg_cluster, target) as c:
+        one = lambda q: c.execute(q).fetchone()  # noqa: E731
+        kept = one("SELECT count(*) FROM users")[0]
+        assert 0 < kept < N_USERS
+        # joins on masked keys still match across tables
+        assert (
+            one(
+                "SELECT count(*) FROM orders o JOIN users u ON u.email = o.customer_email"
+            )[0]
+            == 2 * kept
+        )
+        assert (
+            one("SELECT count(*) FROM newsletter n JOIN users u USING (email)")[0] > 0
+        )
+        # where: no dangling rows two FK levels down; the constraints were re-validated
+        assert one("SELECT count(*) FROM order_items")[0] == 2 * kept
+        assert (
+            one(
+                "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated"
+            )[0]
+            == 2
+        )
+        # constraints and types hold
+        assert one(
+            "SELECT count(DISTINCT email) = count(*), max(length(email)) <= 60 FROM users"
+        ) == (True, True)
+        assert one("SELECT bool_and(last_ip << '10.0.0.0/8') FROM users")[0] is True
+        assert (
+            one("SELECT count(*) FROM audit_log")[0] == 0
+        )  # truncated; trigger did not fire
+        assert (
+            one("SELECT count(*) FROM orders WHERE notes = '(redacted)'")[0] == 2 * kept
+        )
+        # the audit trigger is back in place
+        assert (
+            one(
+                "SELECT count(*) FROM pg_trigger WHERE tgname = 'users_audit' AND tgenabled = 'O'"
+            )[0]
+            == 1
+        )
+    assert report.applied.tables["order_items"]["orphans deleted"] > 0
+    assert ("users", "masked", kept) in events
+    assert report.verified.originals > 0
+    assert "users.last_ip" in report.info()["flagged"]
+
+
+def test_same_fakes_as_sqlite(pg_cluster: Cluster, source: Any) -> None:
+    """Determinism across dialects: PostgreSQL SQL == the Python functions SQLite runs."""
+    from branchdb.daemon.sanitize import fakes
+
+    with admin(pg_cluster) as c:
+        for strategy, part in (("email", "full"), ("name", "full"), ("name", "last"),
+                               ("phone", "full"), ("address", "full"), ("address", "zip")):  # fmt: skip
+            rule = parse_rules(f'salt = "s"\n[tables.t.columns]\nc = {{ strategy = "{strategy}", part = "{part}" }}'
+                               if strategy in ("name", "address") else
+                               f'salt = "s"\n[tables.t.columns]\nc = "{strategy}"').tables["t"].columns["c"]  # fmt: skip
+            col = compile_pg.Column("c", "text", "text", None, False, False)
+            expr = compile_pg.column_expr(rule, col, "s")
+            got = c.execute(
+                sql.SQL("SELECT {} FROM (VALUES ('alice@example.org')) v(c)").format(
+                    expr
+                )
+            ).fetchone()
+            assert got is not None
+            assert got[0] == fakes.fake(
+                strategy, fakes.digest("s", "alice@example.org") or "", part, None
+            )
+
+
+def test_missing_rule_blocks_and_changes_nothing(
+    pg_cluster: Cluster, source: Any
+) -> None:
+    src, _ = source
+    db = stage(pg_cluster, src)
+    before = fingerprint(pg_cluster, db)
+    with pytest.raises(UnreviewedColumns) as e:
+        sanitize_postgres(
+            pg_cluster.admin_url, db, parse_rules(rules_text("postgres", drop="city ="))
+        )
+    assert "users.city" in str(e.value)
+    assert 'columns.city = { strategy = "address", part = "city" }' in str(e.value)
+    assert fingerprint(pg_cluster, db) == before
+
+
+def test_check_source_is_read_only(pg_cluster: Cluster, source: Any) -> None:
+    src, _ = source
+    findings, missing = check_postgres(
+        pg_cluster.url(src), parse_rules(rules_text("postgres"))
+    )
+    assert missing == []
+    flagged = {f.where for f in findings}
+    assert {
+        "users.last_ip",
+        "orders.notes",
+        "users.password_hash",
+        "audit_log.actor_ip",
+    } <= flagged
+    notes = next(f for f in findings if f.where == "orders.notes")
+    assert notes.suggestion["strategy"] == "sql"
+
+
+def test_verifier_catches_a_planted_leak(pg_cluster: Cluster, source: Any) -> None:
+    src, data = source
+    db = stage(pg_cluster, src)
+    rules = parse_rules(rules_text("postgres"))
+    with admin(pg_cluster, db) as c:
+        schema = pg_schema(c)
+        captured = verify.capture_pg(c, schema, rules)
+        compile_pg.apply(c, schema, rules)
+        verify.verify_pg(c, schema, captured)
+        # a column nobody masked that copied an email, and a street in free text
+        c.execute("ALTER TABLE order_items ADD COLUMN contact text")
+        c.execute("UPDATE order_items SET contact = %s WHERE id = (SELECT min(id) FROM order_items)",
+                  [f"ship to {data['users'][-1][1].upper()} please"])  # fmt: skip
+        schema = pg_schema(c)
+        with pytest.raises(verify.LeakFound) as e:
+            verify.verify_pg(c, schema, captured)
+    assert "original users.email found in order_items.contact (email in text)" in str(
+        e.value
+    )
+    assert "@" not in str(e.value)  # the message never repeats the value
+    # Redacting only the emails of a free-text column leaves the names in it.
+    text = rules_text("postgres").replace(PG_NOTES, PG_NOTES_EMAILS_ONLY)
+    with pytest.raises(
+        verify.LeakFound,
+        match=r"users.(full|first|last)_name found in orders.notes \(name in text\)",
+    ):
+        sanitize_postgres(
+            pg_cluster.admin_url, stage(pg_cluster, src), parse_rules(text)
+        )
+
+
+def test_deterministic_per_salt_and_fk_mismatch_fails(
+    pg_cluster: Cluster, source: Any
+) -> None:
+    src, _ = source
+    out = []
+    for salt in ("a", "a", "b"):
+        db = stage(pg_cluster, src)
+        sanitize_postgres(
+            pg_cluster.admin_url, db, parse_rules(rules_text("postgres", salt=salt))
+        )
+        with admin(pg_cluster, db) as c:
+            out.append(
+                c.execute(
+                    "SELECT id, email, full_name, phone, last_ip FROM users ORDER BY id"
+                ).fetchall()
+            )
+    assert out[0] == out[1] and out[0] != out[2]
+    db = stage(pg_cluster, src)
+    text = (
+        rules_text("postgres") + '\n[tables.order_items.columns]\norder_id = "hash"\n'
+    )
+    with pytest.raises(
+        RulesError, match=r"foreign key order_items_order_id_fkey .* no longer holds"
+    ):
+        sanitize_postgres(pg_cluster.admin_url, db, parse_rules(text))
