@@ -300,11 +300,21 @@ def cmd_snapshot(ctx: _Ctx) -> int:
     if a.action == "create":
         if not a.source:
             raise Refused("snapshot create needs --source PATH_OR_URL")
-        snap = eng.snapshot_create(a.name, a.source, progress=ctx.progress)
+        snap = eng.snapshot_create(
+            a.name,
+            a.source,
+            rules_path=a.rules,
+            allow_unreviewed=a.allow_unreviewed,
+            progress=ctx.progress,
+        )
         if a.json:
             emit_json(snapshot_json(snap))
         else:
             _print(f"snapshot {snap.ref} created ({human_size(snap.size_bytes)})")
+            if "sanitize" in snap.info:
+                _print(_sanitize_summary(snap.info["sanitize"]))
+    elif a.action == "check":
+        return _snapshot_check(ctx)
     elif a.action == "ls":
         snaps = eng.snapshot_list()
         if a.json:
@@ -324,6 +334,61 @@ def cmd_snapshot(ctx: _Ctx) -> int:
         else:
             _print("removed " + ", ".join(s.ref for s in removed))
     return 0
+
+
+def _sanitize_summary(info: dict[str, Any]) -> str:
+    line = (
+        f"sanitized {info['tables']} tables ({info['rows']} rows): "
+        f"{info['rules_applied']} column rules applied, "
+        f"{info['originals_verified']} original values verified absent"
+    )
+    if info.get("allowed_unreviewed"):
+        line += "; UNREVIEWED (allowed): " + ", ".join(info["allowed_unreviewed"])
+    return line
+
+
+def _snapshot_check(ctx: _Ctx) -> int:
+    """``snapshot check``: the PII detector's report; 1 if a column lacks a rule."""
+    from branchdb.cli.output import emit_json, table
+
+    a = ctx.args
+    if not a.source:
+        raise Refused("snapshot check needs --source PATH_OR_URL")
+    findings, unreviewed = ctx.engine.snapshot_check(a.source, a.rules)
+    missing = {f.where for f in unreviewed} if a.rules else set()
+    if a.write_rules:
+        from branchdb.cli.files import atomic_write
+        from branchdb.daemon.sanitize.detect import starter_rules
+
+        target = Path(a.write_rules)
+        if target.exists():
+            raise Refused(f"{target} already exists; not overwriting it")
+        atomic_write(target, starter_rules(findings))
+        sys.stderr.write(f"wrote a starter rules file to {target}: review it\n")
+    if a.json:
+        emit_json(
+            [
+                {
+                    "column": f.where,
+                    "category": f.category,
+                    "reason": f.reason,
+                    "suggestion": f"[tables.{f.table}] {f.toml()}",
+                    "has_rule": f.where not in missing if a.rules else None,
+                }
+                for f in findings
+            ]
+        )
+    elif findings:
+        rows = [
+            [f.where, f.category, f.reason, f"[tables.{f.table}] {f.toml()}"]
+            + ([("MISSING" if f.where in missing else "ok")] if a.rules else [])
+            for f in findings
+        ]
+        head = ["COLUMN", "LOOKS LIKE", "WHY", "SUGGESTED RULE"]
+        _print(table(rows, head + (["RULE"] if a.rules else [])))
+    else:
+        _print("no column looks personal or secret")
+    return 1 if missing else 0
 
 
 def cmd_gc(ctx: _Ctx) -> int:

@@ -179,16 +179,34 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     json_arg(sp)
 
     sp = add(
-        "snapshot", cmd_snapshot, "create, list and remove snapshots to clone from"
+        "snapshot",
+        cmd_snapshot,
+        "create (optionally sanitized), check, list and remove snapshots",
     )
-    sp.add_argument("action", choices=["create", "ls", "rm"])
+    sp.add_argument("action", choices=["create", "ls", "rm", "check"])
     sp.add_argument(
         "name", nargs="?", metavar="NAME", help="snapshot name (rm: NAME[@VERSION])"
     )
     sp.add_argument(
         "--source",
         metavar="PATH_OR_URL",
-        help="create: the database to copy (a SQLite/libsql file)",
+        help="create, check: the database to read (a SQLite/libsql file, or a "
+        "postgresql:// URL with the postgres backend)",
+    )
+    sp.add_argument(
+        "--rules",
+        metavar="FILE",
+        help="create: sanitize with these rules (fail closed); check: compare",
+    )
+    sp.add_argument(
+        "--allow-unreviewed",
+        action="store_true",
+        help="create: accept columns that look personal but have no rule (recorded)",
+    )
+    sp.add_argument(
+        "--write-rules",
+        metavar="FILE",
+        help="check: write a starter rules file with one suggested rule per column",
     )
     json_arg(sp)
 

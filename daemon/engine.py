@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon import naming
@@ -22,6 +23,7 @@ from branchdb.daemon.errors import (
     MigrationDrift,
     NotFound,
     Refused,
+    redact,
 )
 from branchdb.daemon.git_repo import validate_branch_name
 from branchdb.daemon.migrations import project as project_migrations
@@ -499,20 +501,59 @@ class Engine:
 
     # -------------------------------------------------------------- snapshots
     def snapshot_create(
-        self, name: str, source: str, *, progress: Progress = _noop
+        self,
+        name: str,
+        source: str,
+        *,
+        rules_path: str | None = None,
+        allow_unreviewed: bool = False,
+        progress: Progress = _noop,
     ) -> SnapshotRecord:
+        """Copy *source* (only read) into version N+1 of snapshot *name*.
+
+        With *rules_path* the copy is sanitized, fail closed: columns that look
+        personal and have no rule refuse the snapshot unless *allow_unreviewed*
+        (recorded in the snapshot's info); a verifier proves no original value of a
+        masked column survived. Nothing is published on failure.
+        """
         try:
             naming.snapshot_key(name)
         except ValueError as e:
             raise Refused(str(e)) from None
+        rules = None
+        if rules_path is not None:  # a bad rules file fails before any copying
+            from branchdb.daemon.sanitize.rules import load_rules
+
+            rules = load_rules(self.config.root / rules_path)
         with self.lock(f"snapshot\0{name}"):
             version = self.store.next_snapshot_version(self.project, name)
-            progress(f"copying {source} into snapshot {name}@{version}")
+            progress(f"copying {redact(source)} into snapshot {name}@{version}")
             snap = self.backend.snapshot_create(
-                name, version, source, progress=progress
+                name,
+                version,
+                source,
+                progress=progress,
+                rules=rules,
+                allow_unreviewed=allow_unreviewed,
             )
             self.store.put_snapshot(snap)
         return snap
+
+    def snapshot_check(self, source: str, rules_path: str | None = None) -> Any:
+        """(findings, unreviewed) of the PII detector on *source*; read-only."""
+        from branchdb.daemon.sanitize import pipeline
+
+        rules = None
+        if rules_path is not None:
+            from branchdb.daemon.sanitize.rules import load_rules
+
+            rules = load_rules(self.config.root / rules_path)
+        if source.startswith(("postgres://", "postgresql://")):
+            return pipeline.check_postgres(source, rules)
+        path = Path(source.removeprefix("file:")).expanduser()
+        if not path.is_file():
+            raise NotFound(f"snapshot source {path} does not exist")
+        return pipeline.check_sqlite(path, rules)
 
     def snapshot_list(self) -> list[SnapshotRecord]:
         return self.store.list_snapshots(self.project)

@@ -55,9 +55,21 @@ class Backend(Protocol):
     def size_bytes(self, database: str) -> int: ...
 
     def snapshot_create(
-        self, name: str, version: int, source: str, *, progress: Any = None
+        self,
+        name: str,
+        version: int,
+        source: str,
+        *,
+        progress: Any = None,
+        rules: Any = None,
+        allow_unreviewed: bool = False,
     ) -> SnapshotRecord:
-        """Copy *source* consistently (read-only) into a new sealed snapshot."""
+        """Copy *source* consistently (read-only) into a new sealed snapshot.
+
+        With *rules* (:class:`branchdb.daemon.sanitize.rules.Rules`) the staging
+        copy is sanitized and verified before it is sealed; the report goes to
+        ``info["sanitize"]``. A failure publishes nothing and leaves no staging copy.
+        """
         ...
 
     def snapshot_drop(self, snapshot: SnapshotRecord) -> None: ...

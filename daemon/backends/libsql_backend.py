@@ -154,7 +154,14 @@ class LibsqlBackend:
 
     # -------------------------------------------------------------- snapshots
     def snapshot_create(
-        self, name: str, version: int, source: str, *, progress: Any = None
+        self,
+        name: str,
+        version: int,
+        source: str,
+        *,
+        progress: Any = None,
+        rules: Any = None,
+        allow_unreviewed: bool = False,
     ) -> SnapshotRecord:
         src = Path(source.removeprefix("file:")).expanduser().resolve()
         if not src.is_file():
@@ -185,6 +192,20 @@ class LibsqlBackend:
                 raise BackendError(
                     f"snapshot of {src} failed its integrity check: {ok}"
                 )
+            info: dict[str, Any] = {}
+            if rules is not None:
+                from branchdb.daemon.sanitize.pipeline import (
+                    line_progress,
+                    sanitize_sqlite,
+                )
+
+                report = sanitize_sqlite(
+                    tmp,
+                    rules,
+                    allow_unreviewed=allow_unreviewed,
+                    progress=line_progress(progress),
+                )
+                info["sanitize"] = report.info()
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o444)
@@ -202,6 +223,7 @@ class LibsqlBackend:
             created_at=time.time(),
             source=str(src),
             size_bytes=final.stat().st_size,
+            info=info,
         )
 
     def snapshot_drop(self, snapshot: SnapshotRecord) -> None:

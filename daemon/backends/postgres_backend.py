@@ -260,7 +260,14 @@ class PostgresBackend:
 
     # -------------------------------------------------------------- snapshots
     def snapshot_create(
-        self, name: str, version: int, source: str, *, progress: Any = None
+        self,
+        name: str,
+        version: int,
+        source: str,
+        *,
+        progress: Any = None,
+        rules: Any = None,
+        allow_unreviewed: bool = False,
     ) -> SnapshotRecord:
         """Copy the live database at *source* into a sealed template database.
 
@@ -273,6 +280,7 @@ class PostgresBackend:
 
         final = naming.pg_snapshot_database(self.project, name, version)
         owner = content_role(final)
+        extra: dict[str, Any] = {}
         with self._admin() as admin:
             if admin.db_comment(final) is not None:
                 raise Refused(
@@ -290,6 +298,20 @@ class PostgresBackend:
             try:
                 bindir = pg_copy.find_bin(admin.conn.info.server_version // 10000)
                 pg_copy.copy(source, self._db_url(tmp), owner, bindir, progress)
+                if rules is not None:
+                    from branchdb.daemon.sanitize.pipeline import (
+                        line_progress,
+                        sanitize_postgres,
+                    )
+
+                    report = sanitize_postgres(
+                        self.admin_url,
+                        tmp,
+                        rules,
+                        allow_unreviewed=allow_unreviewed,
+                        progress=line_progress(progress),
+                    )
+                    extra["sanitize"] = report.info()
                 with self._admin(tmp) as inner:
                     inner.run(
                         sql.SQL("SET ROLE {}").format(sql.Identifier(owner)),
@@ -333,7 +355,7 @@ class PostgresBackend:
             created_at=time.time(),
             source=redact(source),
             size_bytes=size,
-            info={"content_role": owner},
+            info={"content_role": owner, **extra},
         )
 
     def snapshot_drop(self, snapshot: SnapshotRecord) -> None:

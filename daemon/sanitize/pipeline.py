@@ -67,6 +67,16 @@ class SanitizeReport:
         )
 
 
+def line_progress(progress: Callable[[str], None] | None) -> Progress:
+    """Adapt a one-line progress callback to the sanitizer's (table, action, rows)."""
+
+    def say(table: str, action: str, rows: int) -> None:
+        if progress is not None:
+            progress(f"{table}: {action} ({rows} rows)")
+
+    return say
+
+
 def _gate(
     findings: list[Finding], rules: Rules, allow_unreviewed: bool
 ) -> list[Finding]:
