@@ -315,6 +315,14 @@ def cmd_snapshot(ctx: _Ctx) -> int:
                 _print(_sanitize_summary(snap.info["sanitize"]))
     elif a.action == "check":
         return _snapshot_check(ctx)
+    elif a.action == "refresh":
+        snap = eng.snapshot_refresh(a.name, progress=ctx.progress)
+        if a.json:
+            emit_json(snapshot_json(snap))
+        else:
+            _print(f"snapshot {snap.ref} created ({human_size(snap.size_bytes)})")
+            if "sanitize" in snap.info:
+                _print(_sanitize_summary(snap.info["sanitize"]))
     elif a.action == "ls":
         snaps = eng.snapshot_list()
         if a.json:

@@ -183,9 +183,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         cmd_snapshot,
         "create (optionally sanitized), check, list and remove snapshots",
     )
-    sp.add_argument("action", choices=["create", "ls", "rm", "check"])
+    sp.add_argument("action", choices=["create", "ls", "rm", "check", "refresh"])
     sp.add_argument(
-        "name", nargs="?", metavar="NAME", help="snapshot name (rm: NAME[@VERSION])"
+        "name",
+        nargs="?",
+        metavar="NAME",
+        help="snapshot name (rm: NAME[@VERSION]; refresh: a [snapshots.NAME])",
     )
     sp.add_argument(
         "--source",
@@ -285,7 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command == "snapshot" and args.action in ("create", "rm") and not args.name:
+    needs_name = ("create", "rm", "refresh")
+    if args.command == "snapshot" and args.action in needs_name and not args.name:
         parser.error(f"snapshot {args.action} needs a NAME")
     try:
         code: int = args.func(_Ctx(args))

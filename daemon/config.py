@@ -63,6 +63,22 @@ class BranchesSection(NamedTuple):
     max_branches: int | None = None
 
 
+class SnapshotDefinition(NamedTuple):
+    """``[snapshots.NAME]``: how ``branchdb snapshot refresh NAME`` rebuilds it."""
+
+    name: str
+    source: str | None = None
+    source_env: str | None = None  # environment variable holding the source URL
+    rules: str | None = None  # rules file, relative to branchdb.toml
+    schedule: int | None = None  # seconds between refreshes by the daemon
+    allow_unreviewed: bool = False
+
+
+class SnapshotsSection(NamedTuple):
+    keep: int = 3  # versions kept per name (versions in use are always kept)
+    definitions: dict[str, SnapshotDefinition] = {}  # noqa: RUF012 - never mutated
+
+
 class ServerSection(NamedTuple):
     url: str | None = None
 
@@ -75,6 +91,7 @@ class Config(NamedTuple):
     migrations: MigrationsSection = MigrationsSection()
     branches: BranchesSection = BranchesSection()
     server: ServerSection = ServerSection()
+    snapshots: SnapshotsSection = SnapshotsSection()
 
     @property
     def data_dir(self) -> Path:
@@ -101,7 +118,57 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "migrations": {"dir": str, "format": str, "command": str, "timeout": str},
     "branches": {"protected": list, "ttl": str, "grace": str, "max_branches": int},
     "server": {"url": str},
+    "snapshots": {"keep": int},  # plus [snapshots.NAME] tables, see _snapshots
 }
+_SNAPSHOT_DEF: dict[str, type] = {
+    "source": str,
+    "source_env": str,
+    "rules": str,
+    "schedule": str,
+    "allow_unreviewed": bool,
+}
+
+
+def _snapshots(raw: Mapping[str, Any], where: str) -> SnapshotsSection:
+    keep = raw.get("keep", 3)
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ConfigError(f"{where}: snapshots.keep must be a whole number >= 1")
+    defs: dict[str, SnapshotDefinition] = {}
+    for name, body in raw.items():
+        if name == "keep":
+            continue
+        if not isinstance(body, dict):
+            raise _unknown(f"snapshots.{name}", ["keep", "<name>"], where)
+        from branchdb.daemon.naming import snapshot_key
+
+        try:
+            snapshot_key(name)
+        except ValueError as e:
+            raise ConfigError(f"{where}: snapshots.{name}: {e}") from None
+        for key, value in body.items():
+            want = _SNAPSHOT_DEF.get(key)
+            if want is None:
+                raise _unknown(f"snapshots.{name}.{key}", list(_SNAPSHOT_DEF), where)
+            if not isinstance(value, want):
+                raise ConfigError(
+                    f"{where}: snapshots.{name}.{key} must be a {want.__name__}"
+                )
+        if ("source" in body) == ("source_env" in body):
+            raise ConfigError(
+                f"{where}: snapshots.{name} needs exactly one of source, source_env"
+            )
+        schedule = body.get("schedule")
+        defs[name] = SnapshotDefinition(
+            name=name,
+            source=body.get("source"),
+            source_env=body.get("source_env"),
+            rules=body.get("rules"),
+            schedule=parse_duration(schedule, f"snapshots.{name}.schedule", where)
+            if schedule
+            else None,
+            allow_unreviewed=body.get("allow_unreviewed", False),
+        )
+    return SnapshotsSection(keep=keep, definitions=defs)
 
 
 def _unknown(key: str, known: list[str], where: str) -> ConfigError:
@@ -119,6 +186,8 @@ def _check(raw: Mapping[str, Any], where: str) -> None:
         if not isinstance(body, dict):
             raise ConfigError(f"{where}: {section!r} must be a table ([{section}])")
         for key, value in body.items():
+            if section == "snapshots" and isinstance(value, dict):
+                continue  # a [snapshots.NAME] definition, checked by _snapshots
             dotted = f"{section}.{key}"
             want = _SCHEMA[section].get(key)
             if want is None:
@@ -208,6 +277,7 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
         server=ServerSection(
             url=os.environ.get("BRANCHDB_SERVER") or s.get("url"),
         ),
+        snapshots=_snapshots(raw.get("snapshots", {}), where),
     )
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from branchdb.daemon import naming
 from branchdb.daemon.config import Config
 from branchdb.daemon.errors import (
+    ConfigError,
     MigrationDrift,
     NotFound,
     Refused,
@@ -537,7 +538,45 @@ class Engine:
                 allow_unreviewed=allow_unreviewed,
             )
             self.store.put_snapshot(snap)
+            self._prune_snapshots(name, progress)
         return snap
+
+    def _prune_snapshots(self, name: str, progress: Progress) -> None:
+        """Keep the newest ``snapshots.keep`` versions of *name*, and any in use."""
+        versions = self.store.list_snapshots(self.project, name)
+        in_use = {r.source for r in self.list_branches()}
+        for old in versions[: -self.config.snapshots.keep]:
+            if f"snapshot:{old.ref}" in in_use:
+                continue  # a branch still clones from it (and `reset` may need it)
+            progress(f"removing old version {old.ref}")
+            self.backend.snapshot_drop(old)
+            self.store.delete_snapshot(self.project, old.name, old.version)
+
+    def snapshot_refresh(
+        self, name: str, *, progress: Progress = _noop
+    ) -> SnapshotRecord:
+        """Rebuild snapshot *name* from its ``[snapshots.NAME]`` definition."""
+        d = self.config.snapshots.definitions.get(name)
+        if d is None:
+            raise NotFound(
+                f"no [snapshots.{name}] definition in {self.config.path}; "
+                "add source (or source_env) and rules there"
+            )
+        source = d.source
+        if d.source_env is not None:
+            source = os.environ.get(d.source_env)
+            if not source:
+                raise ConfigError(
+                    f"snapshots.{name}.source_env: ${d.source_env} is not set"
+                )
+        assert source is not None
+        return self.snapshot_create(
+            name,
+            source,
+            rules_path=d.rules,
+            allow_unreviewed=d.allow_unreviewed,
+            progress=progress,
+        )
 
     def snapshot_check(self, source: str, rules_path: str | None = None) -> Any:
         """(findings, unreviewed) of the PII detector on *source*; read-only."""

@@ -76,6 +76,10 @@ ttl = "14d"
         ("[project]\nname = 'a b'\n", "project.name"),
         ("[migrations]\nformat = 'command'\n", "needs migrations.command"),
         ("[project\n", "invalid TOML"),
+        ("[snapshots]\nkeep = 0\n", "snapshots.keep must be"),
+        ("[snapshots.prod]\nsorce = 'x'\n", "unknown key 'snapshots.prod.sorce'"),
+        ("[snapshots.prod]\nsource = 'a'\nsource_env = 'B'\n", "exactly one of"),
+        ("[snapshots.Prod]\nsource = 'a'\n", "invalid snapshot name"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, needle: str) -> None:

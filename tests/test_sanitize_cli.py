@@ -175,3 +175,50 @@ def test_sanitized_postgres_snapshot(repo: Path, pg_cluster: Cluster) -> None:
         assert c.execute("SELECT email FROM users ORDER BY id LIMIT 1").fetchone() == (
             PEOPLE[0][0],
         )
+
+
+def test_refresh_from_definition_keeps_n_versions(repo: Path, tmp_path: Path) -> None:
+    prod = tmp_path / "prod.db"
+    make_prod(prod)
+    (repo / "rules.toml").write_text(RULES)
+    (repo / "branchdb.toml").write_text(
+        '[project]\nname = "shop"\n'
+        "[snapshots]\nkeep = 2\n"
+        '[snapshots.prod]\nsource_env = "PROD_DB"\nrules = "rules.toml"\n'
+        'schedule = "24h"\n'
+    )
+    env = {"PROD_DB": str(prod)}
+    r = run(repo, "snapshot", "refresh", "prod")
+    assert r.code != 0 and "$PROD_DB is not set" in r.err
+    assert run(repo, "snapshot", "refresh", "prod", env=env).code == 0
+    assert run(repo, "up", "pinned", "--from", "prod@1").code == 0  # in use: kept
+    for _ in range(3):
+        r = run(repo, "snapshot", "refresh", "prod", env=env)
+        assert r.code == 0 and "sanitized" in r.out, r.err
+    refs = [s["ref"] for s in json.loads(run(repo, "snapshot", "ls", "--json").out)]
+    assert refs == ["prod@1", "prod@3", "prod@4"]  # newest 2, plus the one in use
+    r = run(repo, "snapshot", "refresh", "nope")
+    assert r.code == 1 and "[snapshots.nope]" in r.err
+
+
+def test_daemon_schedules_refresh_and_gc(repo: Path) -> None:
+    from branchdb.daemon import daemon_config
+    from branchdb.daemon.api.app import _start_scheduler
+    from branchdb.daemon.api.deps import Daemon
+
+    (repo / "branchdb.toml").write_text(
+        '[project]\nname = "shop"\n[snapshots.prod]\nsource = "x.db"\nschedule = "6h"\n'
+    )
+    settings = daemon_config.load(cwd=repo)
+    import asyncio
+
+    async def jobs() -> list[tuple[str, float]]:
+        scheduler = _start_scheduler(Daemon(settings), 900)
+        try:
+            return sorted(
+                (j.id, j.trigger.interval.total_seconds()) for j in scheduler.get_jobs()
+            )
+        finally:
+            scheduler.shutdown(wait=False)
+
+    assert asyncio.run(jobs()) == [("gc", 900.0), ("refresh:shop:prod", 21600.0)]

@@ -162,14 +162,15 @@ def create_app(settings: DaemonSettings) -> FastAPI:
 
 
 def _start_scheduler(daemon: Daemon, interval: int) -> Any:
-    """APScheduler running every project's GC each *interval* seconds (0: off).
+    """APScheduler jobs: every project's GC each *interval* seconds (0: off), and
+    each ``[snapshots.NAME]`` with a ``schedule`` refreshed that often.
 
-    Runs overlap-free (``max_instances=1``); each run is :meth:`Engine.gc`, safe to
-    interrupt. Errors are logged, never fatal to the daemon.
+    Each job runs one at a time (``max_instances=1``) in the thread pool; errors are
+    logged, never fatal to the daemon. None when there is nothing to schedule.
     """
-    if interval <= 0:
-        return None
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    scheduler = AsyncIOScheduler()
 
     def collect_all() -> None:
         for p in daemon.projects.values():
@@ -180,15 +181,42 @@ def _start_scheduler(daemon: Daemon, interval: int) -> Any:
             except Exception:
                 log.exception("scheduled gc of project %s failed", p.name)
 
-    async def job() -> None:
-        await run_in_threadpool(collect_all)
+    def in_pool(fn: Any) -> Any:
+        async def job() -> None:
+            await run_in_threadpool(fn)
 
-    scheduler = AsyncIOScheduler()
-    scheduler.add_job(
-        job, "interval", seconds=interval, max_instances=1, coalesce=True, id="gc"
-    )
+        return job
+
+    if interval > 0:
+        scheduler.add_job(
+            in_pool(collect_all),
+            "interval",
+            seconds=interval,
+            max_instances=1,
+            coalesce=True,
+            id="gc",
+        )
+    for p in daemon.projects.values():
+        for d in p.settings.config.snapshots.definitions.values():
+            if d.schedule is None:
+                continue
+
+            def refresh(p: Any = p, name: str = d.name) -> None:
+                try:
+                    snap = p.engine().snapshot_refresh(name)
+                    log.info("refreshed snapshot %s of %s", snap.ref, p.name)
+                except Exception:
+                    log.exception("scheduled refresh of %s/%s failed", p.name, name)
+
+            scheduler.add_job(
+                in_pool(refresh),
+                "interval",
+                seconds=d.schedule,
+                max_instances=1,
+                coalesce=True,
+                id=f"refresh:{p.name}:{d.name}",
+            )
+    if not scheduler.get_jobs():
+        return None
     scheduler.start()
     return scheduler
-
-
-__all__ = ["Daemon", "create_app"]
