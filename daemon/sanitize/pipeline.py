@@ -51,6 +51,7 @@ class SanitizeReport:
             "originals_verified": self.verified.originals,
             "columns_searched": self.verified.columns_searched,
             "changes": self.applied.tables,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
     def summary(self) -> str:
@@ -110,6 +111,15 @@ def sanitize_postgres(
     from branchdb.daemon.backends.pg_session import connect
 
     started = time.monotonic()
+    timings: dict[str, float] = {}
+    mark = started
+
+    def lap(phase: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        timings[phase] = now - mark
+        mark = now
+
     conn = connect(make_conninfo(admin_url, dbname=staging_db), what="staging database")
     try:
         schema = pg_schema(conn)
@@ -117,8 +127,11 @@ def sanitize_postgres(
             schema, detect.sample_pg(conn, schema, sample), "postgres"
         )
         missing = _gate(findings, rules, allow_unreviewed)
+        lap("detect")
         originals = verify.capture_pg(conn, schema, rules)
+        lap("capture")
         applied = compile_pg.apply(conn, schema, rules, progress)
+        lap("mask")
         touched = [schema.tables[k] for k in applied.tables if k in schema.tables]
         for t in touched:
             # FULL rewrites the table: no dead tuple holding an original stays in
@@ -129,7 +142,9 @@ def sanitize_postgres(
                 )
             )
             progress(t.key, "compacted", 0)
+        lap("compact")
         verified = verify.verify_pg(conn, schema, originals)
+        lap("verify")
 
         def count(key: str) -> int:
             t = schema.tables[key]
@@ -145,7 +160,7 @@ def sanitize_postgres(
         conn.close()  # drops the TEMP table of originals with the session
     return SanitizeReport(
         findings, missing, applied, verified, len(schema.tables), rows,
-        time.monotonic() - started,
+        time.monotonic() - started, timings,
     )  # fmt: skip
 
 

@@ -1,0 +1,110 @@
+"""Issue #4 target: sanitized snapshot throughput >= 50% of a bare COPY out-and-in.
+
+    .venv/bin/python bench/bench_sanitize.py [--rows 2000000]
+
+Starts a throwaway PostgreSQL 15 cluster (fsync on) and fills one table with
+``--rows`` rows: an email (unique), a name, a phone and a ~100-byte payload. Then, in
+the same run:
+
+- baseline: ``COPY people TO STDOUT`` streamed into ``COPY people FROM STDIN`` of an
+  empty copy of the table in another database;
+- branchdb: ``PostgresBackend.snapshot_create`` with rules masking email, name and
+  phone (pg_dump | pg_restore into staging, detect, mask set-based, VACUUM FULL,
+  verify no original survives, seal) — what ``branchdb snapshot create --rules`` runs.
+
+Prints rows/s for both and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from pgcluster import start_cluster
+
+from branchdb.daemon.backends.postgres_backend import PostgresBackend
+from branchdb.daemon.config import from_mapping
+from branchdb.daemon.sanitize.rules import parse_rules
+
+TABLE = """CREATE TABLE people (id bigint PRIMARY KEY, email text NOT NULL UNIQUE,
+    full_name text NOT NULL, phone text NOT NULL, payload text NOT NULL)"""
+FILL = """INSERT INTO people
+SELECT g, 'person' || g || '@example.org', 'Name' || g || ' Surname' || (g %% 997),
+       '+1 555 ' || lpad((g %% 10000000)::text, 7, '0'), repeat(md5(g::text), 3)
+FROM generate_series(1, %s) g"""
+RULES = """salt = "bench"
+[tables.people]
+columns.email = "email"
+columns.full_name = "name"
+columns.phone = "phone"
+columns.payload = "keep"
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=2_000_000)
+    args = ap.parse_args()
+    cluster = start_cluster(fsync=True)
+    try:
+        with psycopg.connect(cluster.admin_url, autocommit=True) as c:
+            c.execute("CREATE DATABASE src")
+            c.execute("CREATE DATABASE copy_target")
+        with psycopg.connect(cluster.url("src")) as c:
+            c.execute(TABLE)
+            c.execute(FILL, (args.rows,))
+        with psycopg.connect(cluster.url("src"), autocommit=True) as c:
+            c.execute("VACUUM ANALYZE people")
+        with psycopg.connect(cluster.url("copy_target")) as c:
+            c.execute(TABLE)
+
+        t0 = time.perf_counter()
+        with (
+            psycopg.connect(cluster.url("src")) as src,
+            psycopg.connect(cluster.url("copy_target")) as dst,
+            src.cursor().copy("COPY people TO STDOUT") as out,
+            dst.cursor().copy("COPY people FROM STDIN") as into,
+        ):
+            for chunk in out:
+                into.write(chunk)
+        copy_s = time.perf_counter() - t0
+
+        cfg = from_mapping(
+            {
+                "project": {"name": "bench"},
+                "database": {"backend": "postgres", "server": cluster.admin_url},
+            },
+            Path(tempfile.gettempdir()),
+            None,
+        )
+        backend = PostgresBackend(cfg)
+        t0 = time.perf_counter()
+        snap = backend.snapshot_create(
+            "prod",
+            1,
+            cluster.url("src"),
+            rules=parse_rules(RULES, source="bench rules"),
+        )
+        san_s = time.perf_counter() - t0
+        print(f"rows: {args.rows}")
+        print(
+            f"bare COPY out-and-in: {copy_s:7.2f} s  {args.rows / copy_s:10.0f} rows/s"
+        )
+        print(
+            f"sanitized snapshot:   {san_s:7.2f} s  {args.rows / san_s:10.0f} rows/s"
+            f"  ({snap.info['sanitize']['seconds']:.2f} s of it masking+verifying)"
+        )
+        print(f"ratio: {copy_s / san_s:.0%} of COPY throughput (target >= 50%)")
+        print(f"sanitizer phases (s): {snap.info['sanitize'].get('timings')}")
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
