@@ -39,7 +39,18 @@ class _Ctx:
             from branchdb.daemon.engine import Engine
 
             path = Path(self.args.config) if self.args.config else None
-            self._engine = Engine(config_mod.load(path, cwd=self.cwd))
+            config = config_mod.load(path, cwd=self.cwd)
+            if config.server.url:
+                from branchdb.daemon.errors import ConfigError
+
+                # The CLI's remote mode (issue #5) is not built yet; say so rather
+                # than silently working on local databases.
+                raise ConfigError(
+                    "server.url / BRANCHDB_SERVER is set, but the CLI's remote mode "
+                    "is not available yet; unset it to use local databases, or use "
+                    "the daemon's HTTP API"
+                )
+            self._engine = Engine(config)
         return self._engine
 
     def branch(self) -> str:
