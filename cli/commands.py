@@ -205,7 +205,11 @@ def cmd_status(ctx: _Ctx) -> int:
         f"database:    {rec.database} ({rec.backend}, {human_size(st['size_bytes'])})",
         f"url:         {rec.url}",
         f"source:      {rec.source}"
-        + (f" (clone: {data['strategy']})" if data["strategy"] else ""),
+        + (
+            f" (clone: {data['strategy']})"
+            if data["strategy"] not in (None, "fresh")
+            else ""
+        ),
         f"status:      {rec.status}" + ("" if st["exists"] else " — database missing!"),
         f"migrations:  {len(rec.applied)} applied, {len(st['pending'])} pending",
         f"created:     {data['created_at']}",
