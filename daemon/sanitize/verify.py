@@ -22,7 +22,7 @@ import json
 import re
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.errors import BranchdbError
@@ -44,6 +44,13 @@ FAKE_WORDS = sorted(
 )
 EMAIL_TOKEN = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 MAX_REPORTED = 20
+_RE_SPECIAL = re.compile(r"[\\^$.|?*+()\[\]{}]")
+#: Strategies whose output is generated from the digest alone (never from the text
+#: of the original), so that a column they mask holds no free text to search inside.
+GENERATED = frozenset({"null", "hash", "email", "name", "phone", "address"})
+#: Up to this many name words, free text is prefiltered with one regex alternation
+#: of them (a substring test, cheaper than splitting every value into words).
+PREFILTER_WORDS = 256
 
 
 class LeakFound(BranchdbError):
@@ -67,6 +74,9 @@ class VerifyReport:
     ambiguous: int = 0
     columns_searched: int = 0
     seconds: float = 0.0
+    #: "table.column" keys whose every value was replaced by a GENERATED fake: only
+    #: their whole values are searched (they hold no free text of an original).
+    generated: set[str] = field(default_factory=set)
 
 
 def _sources(schema: Schema, rules: Rules) -> list[tuple[Table, Column, ColumnRule]]:
@@ -113,34 +123,43 @@ def capture_pg(
     """Copy the originals of masked columns into a TEMP table (before masking)."""
     from psycopg import sql
 
+    # Hash aggregates, hash joins and sorts of a few million originals stay in memory.
+    conn.execute("SET work_mem = '256MB'")
     conn.execute(
         f"CREATE TEMP TABLE {TEMP} (v text NOT NULL, lv text, origin text NOT NULL)"
     )
     report = VerifyReport()
+    for key, trule in rules.tables.items():
+        report.generated.update(
+            f"{key}.{r.column}"
+            for r in trule.columns.values()
+            if r.strategy in GENERATED
+        )
     for table, col, r in _sources(schema, rules):
         origin = f"{table.key}.{col.name}"
         v = _pg_text(sql.Identifier(col.name), col)
-        conn.execute(
-            sql.SQL(
-                "INSERT INTO {tmp} (v, origin) SELECT DISTINCT {v}, {o} FROM {t} "
-                "WHERE {v} IS NOT NULL AND length({v}) >= {n}"
-            ).format(
-                tmp=sql.Identifier(TEMP), v=v, o=sql.Literal(origin),
-                t=sql.Identifier(table.schema, table.name), n=sql.Literal(min_len),
-            )
-        )  # fmt: skip
         skip: list[sql.Composable] = [sql.SQL("false")]
         if r.strategy == "fixed":
             skip.append(sql.SQL("v = {}").format(sql.Literal(str(r.value))))
         if shape := _shape(r):
             skip.append(sql.SQL("v ~ {}").format(sql.Literal(shape)))
-        cur = conn.execute(
-            sql.SQL("DELETE FROM {} WHERE origin = {} AND ({})").format(
-                sql.Identifier(TEMP), sql.Literal(origin), sql.SQL(" OR ").join(skip)
+        # One pass: distinct originals, the ambiguous ones counted and left out.
+        row = conn.execute(
+            sql.SQL(
+                "WITH d AS (SELECT DISTINCT {v} AS v FROM {t} "
+                "WHERE {v} IS NOT NULL AND length({v}) >= {n}), "
+                "s AS (SELECT v, ({skip}) AS amb FROM d), "
+                "i AS (INSERT INTO {tmp} (v, lv, origin) SELECT v, "
+                "CASE WHEN v LIKE '%@%' THEN lower(v) END, {o} FROM s "
+                "WHERE NOT amb RETURNING 1) "
+                "SELECT (SELECT count(*) FROM s WHERE amb), (SELECT count(*) FROM i)"
+            ).format(
+                tmp=sql.Identifier(TEMP), v=v, o=sql.Literal(origin),
+                t=sql.Identifier(table.schema, table.name), n=sql.Literal(min_len),
+                skip=sql.SQL(" OR ").join(skip),
             )
-        )
-        report.ambiguous += max(cur.rowcount, 0)
-    conn.execute(f"UPDATE {TEMP} SET lv = lower(v) WHERE v LIKE '%@%'")
+        ).fetchone()  # fmt: skip
+        report.ambiguous += int(row[0]) if row else 0
     conn.execute(f"CREATE TEMP TABLE {WORDS} (w text NOT NULL, origin text NOT NULL)")
     conn.execute(
         sql.SQL(
@@ -175,7 +194,16 @@ def verify_pg(
     has_emails = conn.execute(
         f"SELECT EXISTS (SELECT 1 FROM {TEMP} WHERE lv IS NOT NULL)"
     ).fetchone()
-    has_words = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {WORDS})").fetchone()
+    row = conn.execute(
+        f"SELECT count(*), array_agg(DISTINCT w ORDER BY w) FROM {WORDS}"
+    ).fetchone()
+    n_words, words = (int(row[0]), list(row[1] or [])) if row else (0, [])
+    # A value can hold a name word only if it has the word as a substring: with few
+    # words, one regex test skips splitting the values that cannot (every word is
+    # letters, apostrophes and hyphens, none special in a regex).
+    prefilter = None
+    if 0 < n_words <= PREFILTER_WORDS and not any(_RE_SPECIAL.search(w) for w in words):
+        prefilter = sql.Literal("(" + "|".join(words) + ")")
     for table, col in schema.text_columns():
         where = f"{table.key}.{col.name}"
         t = sql.Identifier(table.schema, table.name)
@@ -185,23 +213,26 @@ def verify_pg(
                 "SELECT o.origin FROM {} AS _t JOIN {} AS o ON o.v = {} LIMIT 1"
             ).format(t, tmp, v)),
         ]  # fmt: skip
-        if has_emails and has_emails[0]:
+        # A column replaced by a generated fake holds no free text: its whole values
+        # are searched (above), not the words or addresses inside them.
+        free_text = where not in report.generated and col.kind != "inet"
+        if free_text and has_emails and has_emails[0]:
             checks.append(("email in text", sql.SQL(
                 "SELECT o.origin FROM {} AS _t CROSS JOIN LATERAL "
                 "regexp_matches({}, {}, 'g') AS m(a) "
-                "JOIN {} AS o ON o.lv = lower(m.a[1]) LIMIT 1"
-            ).format(t, v, sql.Literal(f"({EMAIL_TOKEN})"), tmp)))  # fmt: skip
-        if has_words and has_words[0] and col.kind != "inet":
-            checks.append(
-                (
-                    "name in text",
-                    sql.SQL(
-                        "SELECT o.origin FROM {} AS _t CROSS JOIN LATERAL "
-                        "regexp_split_to_table(lower({}), {}) AS m(w) "
-                        "JOIN {} AS o ON o.w = m.w LIMIT 1"
-                    ).format(t, v, sql.Literal(WORD_SPLIT), sql.Identifier(WORDS)),
-                )
-            )
+                "JOIN {} AS o ON o.lv = lower(m.a[1]) WHERE {} LIKE '%@%' LIMIT 1"
+            ).format(t, v, sql.Literal(f"({EMAIL_TOKEN})"), tmp, v)))  # fmt: skip
+        if free_text and n_words:
+            checks.append(("name in text", sql.SQL(
+                "SELECT o.origin FROM {} AS _t CROSS JOIN LATERAL "
+                "regexp_split_to_table(lower({}), {}) AS m(w) "
+                "JOIN {} AS o ON o.w = m.w WHERE {} LIMIT 1"
+            ).format(
+                t, v, sql.Literal(WORD_SPLIT), sql.Identifier(WORDS),
+                sql.SQL("lower({}) ~ {}").format(v, prefilter)
+                if prefilter is not None
+                else sql.SQL("true"),
+            )))  # fmt: skip
         for how, stmt in checks:
             row = conn.execute(stmt).fetchone()
             if row:
