@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon import naming
+from branchdb.daemon import light, naming
 from branchdb.daemon.config import Config
 from branchdb.daemon.errors import (
     ConfigError,
@@ -266,9 +266,7 @@ class Engine:
         # Only backends whose existence check is a stat() are asked on the fast
         # path; a server round-trip (or just importing psycopg, ~120 ms) would cost
         # more than the hook's whole budget.
-        from branchdb.daemon.backends import STAT_EXISTS
-
-        if self.config.database.backend in STAT_EXISTS:
+        if self.config.database.backend in light.STAT_EXISTS:
             return self.backend.exists(rec.database)
         return True
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon import light
 from branchdb.daemon.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -16,8 +15,6 @@ REGISTRY: dict[str, str] = {
     "libsql": "branchdb.daemon.backends.libsql_backend:LibsqlBackend",
     "postgres": "branchdb.daemon.backends.postgres_backend:PostgresBackend",
 }
-
-STAT_EXISTS = light.STAT_EXISTS
 
 
 def get_backend(config: Config, **kwargs: Any) -> Backend:

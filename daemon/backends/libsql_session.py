@@ -12,12 +12,7 @@ from typing import Any
 
 from branchdb.daemon.backends.sqlite_session import migration_lock
 from branchdb.daemon.dbsession import Row
-from branchdb.daemon.errors import BackendError
-from branchdb.daemon.errors import DatabaseError as _DatabaseError
-
-
-class DatabaseError(_DatabaseError):
-    """A statement failed; ``str()`` is the database's own message."""
+from branchdb.daemon.errors import BackendError, DatabaseError
 
 
 class _TxExecutor:
