@@ -15,11 +15,16 @@ A TOML file (``branchdb serve --config daemon.toml`` or ``$BRANCHDB_DAEMON_CONFI
     webhook_secret = "..."          # or $BRANCHDB_WEBHOOK_SECRET_SHOP
     allow_forks = false
 
+    [state]                         # default: SQLite files in the data directories
+    url = "postgresql://branchdb@db.internal/ops"   # shared by every replica
+    schema = "branchdb"             # the only schema branchdb touches there
+
 Without a file, the project whose ``branchdb.toml`` is found from the working directory
 is served alone, with its data directory as the daemon's. Environment variables
 (``BRANCHDB_HOST``, ``BRANCHDB_PORT``, ``BRANCHDB_DAEMON_DATA_DIR``,
-``BRANCHDB_WEBHOOK_SECRET[_<PROJECT>]``) override the file; command-line flags override
-both. Everything is read once, here; the app receives the result.
+``BRANCHDB_WEBHOOK_SECRET[_<PROJECT>]``, ``BRANCHDB_STATE_URL``) override the file;
+command-line flags override both. Everything is read once, here; the app receives
+the result.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ DEFAULT_GC_INTERVAL = 900  # 15 minutes
 DEFAULT_DATA_DIR = ".branchdb-daemon"
 
 _SERVER_KEYS = {"host": str, "port": int, "data_dir": str, "gc_interval": str}
+_STATE_KEYS = {"url": str, "schema": str}
 _PROJECT_KEYS = {
     "path": str,
     "name": str,
@@ -67,6 +73,8 @@ class DaemonSettings(NamedTuple):
     projects: dict[str, ProjectSettings]
     path: Path | None = None  # the daemon config file, if any
     gc_interval: int = DEFAULT_GC_INTERVAL  # seconds between scheduled GC runs; 0 off
+    state_url: str | None = None  # [state] url: the PostgreSQL state store
+    state_schema: str | None = None  # [state] schema (default "branchdb")
 
 
 def _secret_env(name: str) -> str | None:
@@ -138,6 +146,28 @@ def _gc_interval(value: str | None, where: str) -> int:
     return project_config.parse_duration(value, "server.gc_interval", where)
 
 
+def _state(raw: Any, where: str) -> tuple[str | None, str | None]:
+    """(url, schema) of ``[state]``; ``$BRANCHDB_STATE_URL`` overrides the url."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: state must be a table ([state])")
+    for key, value in raw.items():
+        want = _STATE_KEYS.get(key)
+        if want is None:
+            raise ConfigError(f"{where}: unknown key 'state.{key}' (url, schema)")
+        if not isinstance(value, want):
+            raise ConfigError(f"{where}: state.{key} must be a {want.__name__}")
+    url = os.environ.get("BRANCHDB_STATE_URL") or raw.get("url") or None
+    if url is not None and not url.startswith(("postgres://", "postgresql://")):
+        raise ConfigError(
+            f"{where}: state.url must be a postgresql:// URL "
+            "(leave it unset for the embedded SQLite store)"
+        )
+    schema = raw.get("schema")
+    if schema is not None and not _NAME.fullmatch(schema):
+        raise ConfigError(f"{where}: state.schema {schema!r} is not a valid name")
+    return url, schema
+
+
 def _env_port(default: int) -> int:
     value = os.environ.get("BRANCHDB_PORT")
     if not value:
@@ -166,12 +196,15 @@ def load(
             cfg.project.name
         )
         one = ProjectSettings(cfg.project.name, cfg, repo, subdir, secret)
+        state_url, state_schema = _state({}, "environment")
         return DaemonSettings(
             host=host or os.environ.get("BRANCHDB_HOST") or DEFAULT_HOST,
             port=port or _env_port(DEFAULT_PORT),
             data_dir=Path(env_dir).resolve() if env_dir else cfg.data_dir,
             projects={one.name: one},
             gc_interval=_gc_interval(None, "environment"),
+            state_url=state_url,
+            state_schema=state_schema,
         )
     import tomllib
 
@@ -183,8 +216,8 @@ def load(
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{where}: invalid TOML: {e}") from None
     for key in raw:
-        if key not in ("server", "projects"):
-            raise ConfigError(f"{where}: unknown key {key!r} (server, projects)")
+        if key not in ("server", "projects", "state"):
+            raise ConfigError(f"{where}: unknown key {key!r} (server, projects, state)")
     server = raw.get("server", {})
     for key, value in server.items():
         want = _SERVER_KEYS.get(key)
@@ -192,6 +225,7 @@ def load(
             raise ConfigError(f"{where}: unknown key 'server.{key}'")
         if not isinstance(value, want) or isinstance(value, bool):
             raise ConfigError(f"{where}: server.{key} must be a {want.__name__}")
+    state_url, state_schema = _state(raw.get("state", {}), where)
     base = path.resolve().parent
     projects: dict[str, ProjectSettings] = {}
     entries = raw.get("projects", [])
@@ -216,4 +250,6 @@ def load(
         projects=projects,
         path=path.resolve(),
         gc_interval=_gc_interval(server.get("gc_interval"), where),
+        state_url=state_url,
+        state_schema=state_schema,
     )

@@ -3,7 +3,10 @@
 Every CLI command, API route and scheduled job is a thin caller of a method here. The
 engine never prints: it reports progress through an optional callback and answers with
 plain data. Mutating methods take a per-branch lock (an ``flock`` on a file under the
-data directory), so two ``branchdb up`` for one branch end with one database.
+data directory, plus the state store's lock when the store is shared by replicas), so
+two ``branchdb up`` for one branch end with one database. Every create, reset, delete,
+migrate and snapshot create/delete is written to the audit log, attributed to the
+actor of :mod:`branchdb.daemon.audit`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon import light, naming
+from branchdb.daemon import audit, light, naming
 from branchdb.daemon.config import Config
 from branchdb.daemon.errors import (
     ConfigError,
@@ -30,7 +33,7 @@ from branchdb.daemon.git_repo import validate_branch_name
 from branchdb.daemon.migrations import project as project_migrations
 from branchdb.daemon.migrations.base import MigrationFiles
 from branchdb.daemon.models import BranchRecord, SnapshotRecord
-from branchdb.daemon.store.sqlite_store import SqliteStore
+from branchdb.daemon.store.base import AuditEntry, Store
 
 if TYPE_CHECKING:
     from branchdb.daemon.backends.base import Backend
@@ -83,7 +86,7 @@ class Engine:
         self,
         config: Config,
         *,
-        store: SqliteStore | None = None,
+        store: Store | None = None,
         backend: Backend | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -95,10 +98,29 @@ class Engine:
 
     # ------------------------------------------------------------------ parts
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> Store:
         if self._store is None:
-            self._store = SqliteStore(self.config.data_dir / "state.db")
+            from branchdb.daemon.store.sqlite_store import SqliteStore
+
+            self._store = SqliteStore(self.config.data_dir / light.STATE_FILE)
         return self._store
+
+    def audit(self, action: str, branch: str, detail: str = "") -> None:
+        """Append an audit entry for *action* by the current actor (see audit)."""
+        actor = audit.current()
+        self.store.add_audit(
+            AuditEntry(
+                self.clock(), self.project, branch, action, actor.who, actor.why, detail
+            )
+        )
+
+    def audit_log(
+        self, *, branch: str | None = None, action: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """This project's audit entries, newest first. Read-only."""
+        return self.store.list_audit(
+            self.project, branch=branch, action=action, limit=limit
+        )
 
     @property
     def backend(self) -> Backend:
@@ -122,7 +144,11 @@ class Engine:
     def lock(
         self, branch: str, *, timeout: float | None = None, progress: Progress = _noop
     ) -> Iterator[None]:
-        """Hold the per-branch lock; raise Refused after *timeout* seconds."""
+        """Hold the per-branch lock; raise Refused after *timeout* seconds.
+
+        The lock is a file lock on this host and, with a shared state store, the
+        store's lock too (other replicas), taken in that order.
+        """
         locks = self.config.data_dir / "locks"
         locks.mkdir(parents=True, exist_ok=True)
         fd = os.open(
@@ -145,7 +171,16 @@ class Engine:
                                 "try again in a moment"
                             ) from None
                         time.sleep(0.05)
-            yield
+            label = f"{self.project}/{branch.replace(chr(0), ' ')}"
+            with self.store.lock(
+                f"branch\0{self.project}\0{branch}",
+                label=label,
+                timeout=timeout,
+                on_wait=lambda: progress(
+                    f"waiting for another replica working on {branch!r}"
+                ),
+            ):
+                yield
         finally:
             os.close(fd)
 
@@ -256,11 +291,21 @@ class Engine:
                     raise
                 progress(f"migrations drifted ({drift.items[0]}); rebuilding")
                 rec = self._reset_locked(rec, self._record_source(rec), progress)
+                self.audit("reset", branch, f"migrations drifted: {drift.items[0]}")
                 applied = self._migrate_locked(rec, source, fp, progress)
+                self._audit_applied(branch, applied)
                 return UpResult(
                     record=rec, created=created, reset=True, applied=applied
                 )
+            self._audit_applied(branch, applied)
             return UpResult(record=rec, created=created, applied=applied)
+
+    def _audit_applied(
+        self, branch: str, applied: list[str], always: bool = False
+    ) -> None:
+        if applied or always:
+            what = ", ".join(applied) if applied else "nothing pending"
+            self.audit("migrate", branch, f"applied: {what}")
 
     def _cheap_exists(self, rec: BranchRecord) -> bool:
         # Only backends whose existence check is a stat() are asked on the fast
@@ -319,6 +364,7 @@ class Engine:
         rec.url = str(rec.info.get("url", ""))
         rec.status = "ready"
         self.store.put_branch(rec)
+        self.audit("create", branch, f"{database} from {rec.source}")
         return rec
 
     def _migrate_locked(
@@ -402,6 +448,7 @@ class Engine:
                 applied = self._migrate_locked(
                     rec, source, self.fingerprint(), progress
                 )
+                self._audit_applied(branch, applied, always=True)
             return MigrateResult(record=rec, applied=applied, pending=[])
         session = self.backend.connect(rec.database, rec.info)
         try:
@@ -454,7 +501,9 @@ class Engine:
                 else self._record_source(rec)
             )
             rec = self._reset_locked(rec, snapshot, progress)
+            self.audit("reset", branch, f"{rec.database} from {rec.source}")
             applied = self._migrate_locked(rec, source, self.fingerprint(), progress)
+            self._audit_applied(branch, applied)
         return UpResult(record=rec, reset=True, applied=applied)
 
     def _reset_locked(
@@ -496,6 +545,7 @@ class Engine:
             rec = self.get(branch)
             self.backend.drop(rec.database, rec.info)
             self.store.delete_branch(self.project, branch)
+            self.audit("delete", branch, f"dropped {rec.database}")
         return rec
 
     # -------------------------------------------------------------- snapshots
@@ -536,6 +586,7 @@ class Engine:
                 allow_unreviewed=allow_unreviewed,
             )
             self.store.put_snapshot(snap)
+            self.audit("snapshot.create", "", f"{snap.ref} from {redact(source)}")
             self._prune_snapshots(name, progress)
         return snap
 
@@ -549,6 +600,9 @@ class Engine:
             progress(f"removing old version {old.ref}")
             self.backend.snapshot_drop(old)
             self.store.delete_snapshot(self.project, old.name, old.version)
+            self.audit(
+                "snapshot.delete", "", f"{old.ref} (beyond snapshots.keep, pruned)"
+            )
 
     def snapshot_refresh(
         self, name: str, *, progress: Progress = _noop
@@ -615,6 +669,7 @@ class Engine:
         for s in snaps:
             self.backend.snapshot_drop(s)
             self.store.delete_snapshot(self.project, s.name, s.version)
+            self.audit("snapshot.delete", "", s.ref)
         return snaps
 
     # --------------------------------------------------------------------- gc
@@ -625,7 +680,19 @@ class Engine:
         ``branches.grace`` ago and unused since. A dry run changes nothing. Safe to
         interrupt and re-run: each deletion is one branch, under that branch's lock.
         See :mod:`branchdb.daemon.gc`.
+
+        A real run is the project's only collector among every user of the state
+        store (replicas sharing a PostgreSQL store): if another runs, raises Refused
+        ("another collector is running") and changes nothing.
         """
         from branchdb.daemon import gc
 
-        return gc.run(self, dry_run=dry_run, progress=progress)
+        if dry_run:
+            return gc.run(self, dry_run=True, progress=progress)
+        with self.store.leader(f"gc\0{self.project}") as leading:
+            if not leading:
+                raise Refused(
+                    f"another collector is running for project {self.project!r}; "
+                    "this run was skipped"
+                )
+            return gc.run(self, dry_run=False, progress=progress)

@@ -230,6 +230,7 @@ def _collect(engine: Engine, c: Candidate) -> int | None:
             return None
         size = backend.size_bytes(c.database)
         backend.drop(c.database, {})
+        engine.audit("delete", "", f"garbage collection: orphan {c.database}")
         log.info("deleted orphan database %s, freed %d bytes", c.database, size)
         return size
     with engine.lock(c.branch):
@@ -242,6 +243,7 @@ def _collect(engine: Engine, c: Candidate) -> int | None:
         backend.drop(rec.database, rec.info)
         store.delete_branch(engine.project, rec.branch)
         store.clear_closed(engine.project, rec.branch)
+        engine.audit("delete", rec.branch, f"gc {c.reason}: {c.evidence}")
     log.info(
         "deleted database %s of branch %r (%s: %s), freed %d bytes",
         c.database,

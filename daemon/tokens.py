@@ -16,7 +16,7 @@ import time
 from typing import Any, NamedTuple
 
 from branchdb.daemon.errors import Refused
-from branchdb.daemon.store.sqlite_store import SqliteStore
+from branchdb.daemon.store.base import Store
 
 PREFIX = "bdb_"
 SCOPES = ("read", "ci", "admin")
@@ -37,9 +37,7 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def create(
-    store: SqliteStore, scope: str, name: str | None = None
-) -> tuple[str, Token]:
+def create(store: Store, scope: str, name: str | None = None) -> tuple[str, Token]:
     """Make a new token; returns it in clear (shown once) and its record."""
     if scope not in _RANK:
         raise Refused(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
@@ -50,7 +48,7 @@ def create(
     return secret, Token(token_id, label, scope)
 
 
-def verify(store: SqliteStore, presented: str) -> Token | None:
+def verify(store: Store, presented: str) -> Token | None:
     """The token record matching *presented*, or None.
 
     Every stored digest is compared with ``hmac.compare_digest``: the time taken does
@@ -68,5 +66,5 @@ def verify(store: SqliteStore, presented: str) -> Token | None:
     return Token(found["id"], found["name"], found["scope"])
 
 
-def revoke(store: SqliteStore, token_id: str) -> bool:
+def revoke(store: Store, token_id: str) -> bool:
     return store.delete_token(token_id)

@@ -21,11 +21,12 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from branchdb.daemon.api import branches, gc, schemas, webhooks
+from branchdb.daemon.api import audit, branches, gc, schemas, webhooks
 from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken
 from branchdb.daemon.api.schemas import errors
+from branchdb.daemon.audit import acting
 from branchdb.daemon.daemon_config import DaemonSettings
-from branchdb.daemon.errors import BranchdbError, NotFound, redact
+from branchdb.daemon.errors import BranchdbError, NotFound, Refused, redact
 
 log = logging.getLogger("branchdb.api")
 
@@ -145,6 +146,7 @@ def create_app(settings: DaemonSettings) -> FastAPI:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
         await daemon.jobs.drain(timeout=30)  # let background work finish cleanly
+        daemon.close()
 
     app = FastAPI(
         title="branchdb",
@@ -158,6 +160,7 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.include_router(branches.router)
     app.include_router(webhooks.router)
     app.include_router(gc.router)
+    app.include_router(audit.router)
     return app
 
 
@@ -175,9 +178,12 @@ def _start_scheduler(daemon: Daemon, interval: int) -> Any:
     def collect_all() -> None:
         for p in daemon.projects.values():
             try:
-                report = p.engine().gc(dry_run=False)
+                with acting("scheduler", "scheduled gc"):
+                    report = p.engine().gc(dry_run=False)
                 for c in report.deleted:
                     log.info("gc %s: deleted %s (%s)", p.name, c.database, c.reason)
+            except Refused as e:  # another replica is collecting: skip this round
+                log.info("scheduled gc of project %s skipped: %s", p.name, e)
             except Exception:
                 log.exception("scheduled gc of project %s failed", p.name)
 
@@ -203,7 +209,8 @@ def _start_scheduler(daemon: Daemon, interval: int) -> Any:
 
             def refresh(p: Any = p, name: str = d.name) -> None:
                 try:
-                    snap = p.engine().snapshot_refresh(name)
+                    with acting("scheduler", f"scheduled refresh of {name}"):
+                        snap = p.engine().snapshot_refresh(name)
                     log.info("refreshed snapshot %s of %s", snap.ref, p.name)
                 except Exception:
                     log.exception("scheduled refresh of %s/%s failed", p.name, name)

@@ -24,6 +24,7 @@ from branchdb.daemon.api.deps import (
     ReadToken,
 )
 from branchdb.daemon.api.schemas import errors
+from branchdb.daemon.audit import acting
 from branchdb.daemon.errors import Refused
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["branches"])
@@ -81,13 +82,14 @@ async def put_branch(
     """Idempotent: a second call changes nothing and answers 200 (the first, 201)."""
 
     def work() -> tuple[int, dict[str, Any]]:
-        res = project.engine().up(
-            branch,
-            fresh=fresh,
-            from_snapshot=from_snapshot,
-            reset_on_drift=reset_on_drift,
-            lock_timeout=LOCK_TIMEOUT,
-        )
+        with acting(f"token:{token.id}"):
+            res = project.engine().up(
+                branch,
+                fresh=fresh,
+                from_snapshot=from_snapshot,
+                reset_on_drift=reset_on_drift,
+                lock_timeout=LOCK_TIMEOUT,
+            )
         return (201 if res.created else 200), views.up_dict(res)
 
     return await _long(daemon, wait, "up", project.name, branch, work)
@@ -126,7 +128,11 @@ async def list_branches(token: ReadToken, project: ProjectDep) -> list[dict[str,
 async def delete_branch(
     token: CiToken, project: ProjectDep, branch: BranchDep, force: bool = False
 ) -> dict[str, Any]:
-    rec = await run_in_threadpool(lambda: project.engine().down(branch, force=force))
+    def work() -> Any:
+        with acting(f"token:{token.id}"):
+            return project.engine().down(branch, force=force)
+
+    rec = await run_in_threadpool(work)
     return {**views.branch_dict(rec), "dropped": True}
 
 
@@ -152,7 +158,8 @@ async def reset_branch(
             raise Refused(
                 f"{branch!r} is protected (branches.protected); pass force=true"
             )
-        res = engine.reset(branch, fresh=fresh, from_snapshot=from_snapshot)
+        with acting(f"token:{token.id}"):
+            res = engine.reset(branch, fresh=fresh, from_snapshot=from_snapshot)
         return 200, {**views.branch_dict(res.record), "applied": res.applied}
 
     return await _long(daemon, wait, "reset", project.name, branch, work)
@@ -173,7 +180,8 @@ async def migrate_branch(
     wait: bool = Wait,
 ) -> JSONResponse:
     def work() -> tuple[int, dict[str, Any]]:
-        res = project.engine().migrate(branch, dry_run=dry_run)
+        with acting(f"token:{token.id}"):
+            res = project.engine().migrate(branch, dry_run=dry_run)
         return 200, views.migrate_dict(res)
 
     return await _long(daemon, wait, "migrate", project.name, branch, work)

@@ -5,11 +5,14 @@ SQLite connections belong to the thread that opened them, and routes run engine 
 in a thread pool: each pool thread therefore gets its own Engine (and state-store
 connection) per project, made on first use. Engines are cheap to build and share
 nothing but files, which the engine already serialises with its per-branch lock.
+With ``[state] url`` every engine and the daemon share one thread-safe PostgreSQL
+store instead (opened on first use, closed when the app stops).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +26,8 @@ from branchdb.daemon.engine import Engine
 from branchdb.daemon.errors import BranchdbError, NotFound
 from branchdb.daemon.git_repo import validate_branch_name
 from branchdb.daemon.git_tree import Mirror
-from branchdb.daemon.store.sqlite_store import SqliteStore
+from branchdb.daemon.store import open_store
+from branchdb.daemon.store.base import Store
 
 
 # These exist only at the HTTP edge, so they live here rather than in errors.py.
@@ -52,9 +56,15 @@ class PayloadTooLarge(BranchdbError):
 class ProjectRuntime:
     """One served project: its settings, per-thread engines, its repository mirror."""
 
-    def __init__(self, settings: ProjectSettings, data_dir: Path) -> None:
+    def __init__(
+        self,
+        settings: ProjectSettings,
+        data_dir: Path,
+        shared_store: Callable[[], Store] | None = None,
+    ) -> None:
         self.settings = settings
         self.name = settings.name
+        self._shared_store = shared_store
         self._local = threading.local()
         self.mirror = (
             Mirror(data_dir / "mirrors" / f"{settings.name}.git", settings.repository)
@@ -66,7 +76,8 @@ class ProjectRuntime:
         """This thread's engine for the project (call it inside the thread pool)."""
         engine: Engine | None = getattr(self._local, "engine", None)
         if engine is None:
-            engine = self._local.engine = Engine(self.settings.config)
+            store = self._shared_store() if self._shared_store else None
+            engine = self._local.engine = Engine(self.settings.config, store=store)
         return engine
 
 
@@ -75,19 +86,45 @@ class Daemon:
 
     def __init__(self, settings: DaemonSettings) -> None:
         self.settings = settings
+        self._shared: Store | None = None
+        self._shared_lock = threading.Lock()
+        shared = self.shared_store if settings.state_url else None
         self.projects = {
-            name: ProjectRuntime(p, settings.data_dir)
+            name: ProjectRuntime(p, settings.data_dir, shared)
             for name, p in settings.projects.items()
         }
         self.jobs = JobTable()
         self._local = threading.local()
 
-    def store(self) -> SqliteStore:
-        """This thread's connection to the daemon's state store (tokens, deliveries)."""
-        store: SqliteStore | None = getattr(self._local, "store", None)
+    def shared_store(self) -> Store:
+        """The PostgreSQL state store of ``[state] url``, opened on first use."""
+        with self._shared_lock:
+            if self._shared is None:
+                self._shared = open_store(
+                    self.settings.state_url,
+                    self.settings.data_dir / "state.db",
+                    self.settings.state_schema,
+                )
+            return self._shared
+
+    def store(self) -> Store:
+        """The daemon's state store (tokens, deliveries): the shared one, else this
+        thread's connection to the SQLite file in the daemon's data directory."""
+        if self.settings.state_url:
+            return self.shared_store()
+        store: Store | None = getattr(self._local, "store", None)
         if store is None:
-            store = self._local.store = SqliteStore(self.settings.data_dir / "state.db")
+            store = self._local.store = open_store(
+                None, self.settings.data_dir / "state.db"
+            )
         return store
+
+    def close(self) -> None:
+        """Close the shared store (per-thread SQLite connections die with threads)."""
+        with self._shared_lock:
+            if self._shared is not None:
+                self._shared.close()
+                self._shared = None
 
     def project(self, name: str) -> ProjectRuntime:
         found = self.projects.get(name)

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from branchdb.daemon import views
 from branchdb.daemon.api.deps import AdminToken, ProjectDep, ReadToken
 from branchdb.daemon.api.schemas import errors
+from branchdb.daemon.audit import acting
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["gc"])
 
@@ -38,5 +39,9 @@ async def gc_run(
     project: ProjectDep,
     dry_run: bool = Query(False, description="only plan, like GET"),
 ) -> dict[str, Any]:
-    report = await run_in_threadpool(lambda: project.engine().gc(dry_run=dry_run))
+    def work() -> Any:
+        with acting(f"token:{token.id}", "POST /gc"):
+            return project.engine().gc(dry_run=dry_run)
+
+    report = await run_in_threadpool(work)
     return views.gc_dict(report, dry_run=dry_run)

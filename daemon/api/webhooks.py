@@ -30,6 +30,7 @@ from branchdb.daemon.api.deps import (
     Unauthorized,
 )
 from branchdb.daemon.api.schemas import errors
+from branchdb.daemon.audit import acting
 from branchdb.daemon.errors import BranchdbError, ConfigError, redact
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -122,7 +123,9 @@ def _work(
                     project.settings.subdir,
                 )
                 engine.pull_request_opened(act.branch)
-                res = engine.up(act.branch, files=files, lock_timeout=300)
+                why = f"pull_request {act.reference} at {act.sha[:12]}"
+                with acting(f"{PROVIDER}:{delivery}", why):
+                    res = engine.up(act.branch, files=files, lock_timeout=300)
                 body, code = views.up_dict(res), 201 if res.created else 200
         except BranchdbError as e:
             daemon.store().finish_delivery(PROVIDER, delivery, "failed", redact(str(e)))
