@@ -17,7 +17,9 @@ per-branch lock), :meth:`leader` only tries (one garbage collector at a time). A
 holder that dies loses its session and with it the lock.
 
 Thread-safe: one connection (autocommit) shared by all threads behind a lock; each
-write is one transaction. A broken connection is replaced on the next call.
+write is one transaction. A broken connection is replaced: a read that finds it dead
+is retried once; a write fails (its transaction did not commit) and the next call
+reconnects.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from branchdb.daemon.errors import BackendError, ConfigError, Refused, redact
@@ -70,8 +73,16 @@ class _Db:
 
     def execute(self, query: str, args: Any = ()) -> _Result:
         with self._store._mutex:
-            cur = self._store._connection().execute(_pg(query), args or None)
-            return _Result(cur)
+            conn = self._store._connection()
+            idle = conn.info.transaction_status == TransactionStatus.IDLE
+            try:
+                return _Result(conn.execute(_pg(query), args or None))
+            except psycopg.OperationalError:
+                # A statement outside a transaction on a connection that died
+                # (server restart, idle timeout) is retried once on a new one.
+                if not (idle and conn.broken):
+                    raise
+            return _Result(self._store._connection().execute(_pg(query), args or None))
 
     def executemany(self, query: str, args: Any) -> None:
         with self._store._mutex, self._store._connection().cursor() as cur:
