@@ -475,10 +475,13 @@ def cmd_serve(ctx: _Ctx) -> int:
 
 def cmd_token(ctx: _Ctx) -> int:
     from branchdb.daemon import tokens
-    from branchdb.daemon.store.sqlite_store import SqliteStore
+    from branchdb.daemon.store import open_store
 
     a = ctx.args
-    store = SqliteStore(_daemon_settings(ctx).data_dir / "state.db")
+    settings = _daemon_settings(ctx)
+    store = open_store(
+        settings.state_url, settings.data_dir / "state.db", settings.state_schema
+    )
     if a.action == "create":
         if not a.scope:
             raise Refused("token create needs --scope read, ci or admin")

@@ -15,14 +15,14 @@ from branchdb.daemon.store import open_store, schema
 from branchdb.daemon.store.base import AuditEntry, Store
 
 # Names that would break naive SQL text building or placeholder translation.
-ODD = ["feature/x", "it's \"quoted\" %s ? %(x)s", "ünïcødé/分支"]
+ODD = ["feature/x", 'it\'s "quoted" %s ? %(x)s', "ünïcødé/分支"]
 
 
 @pytest.fixture(params=KINDS)
-def place(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Backing]:
-    cluster = request.getfixturevalue("pg_cluster") if request.param == "postgres" else None
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backing]:
+    cluster = (
+        request.getfixturevalue("pg_cluster") if request.param == "postgres" else None
+    )
     with backing(request.param, tmp_path, cluster) as b:
         yield b
 
