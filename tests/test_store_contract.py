@@ -235,14 +235,14 @@ def test_leader_and_lock_exclude_only_when_shared(place: Backing) -> None:
 
         waited: list[bool] = []
         with one.lock("branch-x"):
-            with pytest.raises(Refused, match="still working on 'shop/x'"):
-                with two.lock(
-                    "branch-x",
-                    label="shop/x",
-                    timeout=0.2,
-                    on_wait=lambda: waited.append(True),
-                ):
-                    pass
+            busy = two.lock(
+                "branch-x",
+                label="shop/x",
+                timeout=0.2,
+                on_wait=lambda: waited.append(True),
+            )
+            with pytest.raises(Refused, match="still working on 'shop/x'"), busy:
+                pass
             assert waited == [True]
         with two.lock("branch-x", timeout=5):
             pass
