@@ -85,7 +85,10 @@ async def health() -> dict[str, str]:
 async def ready(daemon: DaemonDep) -> JSONResponse:
     def check() -> list[str]:
         problems = []
-        daemon.store()
+        try:
+            daemon.store()
+        except Exception as e:  # reported, not raised: readiness must answer
+            problems.append(f"state store: {e}")
         for p in daemon.projects.values():
             try:
                 p.engine().store.list_snapshots(p.settings.config.project.name)

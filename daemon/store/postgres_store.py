@@ -12,9 +12,10 @@ applies the missing steps in one transaction under a transaction-scoped advisory
 so two replicas starting at once upgrade once; a store newer than this code is refused.
 
 Cross-replica exclusion uses session advisory locks on a dedicated connection per
-holder, keyed by a 64-bit hash of (schema, name): :meth:`lock` waits (the engine's
-per-branch lock), :meth:`leader` only tries (one garbage collector at a time). A
-holder that dies loses its session and with it the lock.
+holder (released sessions are kept for reuse), keyed by a 64-bit hash of (schema,
+name): :meth:`lock` waits (the engine's per-branch lock), :meth:`leader` only tries
+(one garbage collector at a time). A holder that dies loses its session and with it
+the lock.
 
 Thread-safe: one connection (autocommit) shared by all threads behind a lock; each
 write is one transaction. A broken connection is replaced: a read that finds it dead
@@ -43,6 +44,8 @@ from branchdb.daemon.store.sql_store import SqlStore
 
 SCHEMA_VERSION = schema.SCHEMA_VERSION
 DEFAULT_SCHEMA = "branchdb"
+#: Lock sessions kept open for reuse (a new connection costs ~10 ms).
+_IDLE_SESSIONS = 8
 
 
 @lru_cache(maxsize=512)
@@ -112,6 +115,7 @@ class PostgresStore(SqlStore):
         self.connect_timeout = connect_timeout
         self._mutex = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
+        self._idle: list[psycopg.Connection[Any]] = []  # lock sessions, reusable
         self._db = _Db(self)
         self._connection()
         try:
@@ -156,6 +160,33 @@ class PostgresStore(SqlStore):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            for conn in self._idle:
+                conn.close()
+            self._idle.clear()
+
+    @contextmanager
+    def _session(self, key: int) -> Iterator[psycopg.Connection[Any]]:
+        """A dedicated connection for advisory lock *key*, reused when released.
+
+        On the way out the lock is released explicitly; a session that fails to do
+        so is closed instead (closing ends the session, and its locks with it).
+        """
+        with self._mutex:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None or conn.closed or conn.broken:
+            conn = self._connect()
+        try:
+            yield conn
+            conn.execute("SELECT pg_advisory_unlock_all()")
+            conn.execute("RESET lock_timeout")
+        except BaseException:
+            conn.close()
+            raise
+        with self._mutex:
+            if len(self._idle) < _IDLE_SESSIONS and self._conn is not None:
+                self._idle.append(conn)
+                return
+        conn.close()
 
     # ------------------------------------------------------------- versioning
     def version(self) -> int | None:
@@ -241,8 +272,7 @@ class PostgresStore(SqlStore):
     ) -> Iterator[None]:
         """Session advisory lock on a dedicated connection (see the module doc)."""
         key = advisory_key(self.schema, name)
-        conn = self._connect()
-        try:
+        with self._session(key) as conn:
             got = conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (key,))
             if not (got.fetchone() or {}).get("ok"):
                 if on_wait is not None:
@@ -257,18 +287,13 @@ class PostgresStore(SqlStore):
                         f"{label or name!r}; try again in a moment"
                     ) from None
             yield
-        finally:
-            conn.close()  # ends the session: the lock goes with it
 
     @contextmanager
     def leader(self, name: str) -> Iterator[bool]:
         """Try once for the advisory lock *name*; held until the block ends."""
-        conn = self._connect()
-        try:
+        key = advisory_key(self.schema, name)
+        with self._session(key) as conn:
             got = conn.execute(
-                "SELECT pg_try_advisory_lock(%s) AS ok",
-                (advisory_key(self.schema, name),),
+                "SELECT pg_try_advisory_lock(%s) AS ok", (key,)
             ).fetchone()
             yield bool(got and got["ok"])
-        finally:
-            conn.close()
