@@ -23,7 +23,9 @@ A TOML file (``branchdb serve --config daemon.toml`` or ``$BRANCHDB_DAEMON_CONFI
 Without a file, the project whose ``branchdb.toml`` is found from the working directory
 is served alone, with its data directory as the daemon's. Environment variables
 (``BRANCHDB_HOST``, ``BRANCHDB_PORT``, ``BRANCHDB_DAEMON_DATA_DIR``,
-``BRANCHDB_WEBHOOK_SECRET[_<PROJECT>]``) override the file; command-line flags override
+``BRANCHDB_WEBHOOK_SECRET[_<PROJECT>]``, ``BRANCHDB_GITLAB_SECRET_<PROJECT>``; for
+publishing ``BRANCHDB_GITHUB_TOKEN[_<PROJECT>]``,
+``BRANCHDB_CALLBACK_SECRET_<PROJECT>``) override the file; command-line flags override
 both. Everything is read once, here; the app receives the result.
 """
 

@@ -123,6 +123,13 @@ def parse(raw: dict[str, Any], project: str, where: str) -> PublishSettings:
     for key in ("api_url", "daemon_url", "callback_url"):
         if key in raw and not re.match(r"https?://", raw[key]):
             raise ConfigError(f"{where}: projects.publish.{key} must be an http(s) URL")
+    try:
+        raw.get("environment", "{branch}").format(branch="b", project="p")
+    except (KeyError, IndexError, ValueError):
+        raise ConfigError(
+            f"{where}: projects.publish.environment may only use {{branch}} and "
+            "{project}"
+        ) from None
     token_env = raw.get("github_token_env") or _env_name(project, "GITHUB_TOKEN")
     token = os.environ.get(token_env)
     if token is None and "github_token_env" not in raw:

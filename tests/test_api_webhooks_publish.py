@@ -174,6 +174,7 @@ def test_publish_config(
         "nope = 1\n",
         'api_url = "ftp://x"\n',
         'github = ["status"]\ngithub_token_env = "UNSET_VAR_XYZ"\n',
+        'environment = "{nope}"\n',
     ):
         with pytest.raises(ConfigError):
             load(bad)

@@ -142,7 +142,11 @@ def _start_publish(
             "publish", proj.name, pub.branch, work, key=f"{proj.name}\0{pub.branch}"
         ).id
 
-    return asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
+    try:
+        return asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
+    except Exception as e:  # the loop is shutting down: provisioning still counts
+        log.warning("could not start publishing for %s: %s", pub.branch, redact(str(e)))
+        return None
 
 
 def _work(
@@ -183,12 +187,12 @@ def _work(
                 f"project {proj.name!r} has no repository to fetch; set "
                 "repository in the daemon config"
             )
-        files = git_tree.migrations_at(
-            proj.settings.config, proj.mirror, act.sha, proj.settings.subdir
-        )
         if act.verb == "up":
             engine.pull_request_opened(act.branch)
         try:
+            files = git_tree.migrations_at(
+                proj.settings.config, proj.mirror, act.sha, proj.settings.subdir
+            )
             res = engine.up(act.branch, files=files, lock_timeout=300)
         except BranchdbError as e:
             _start_publish(daemon, proj, pub("failed", None, redact(str(e))), loop)
