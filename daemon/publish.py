@@ -7,10 +7,11 @@ in the daemon config, read by :func:`parse`):
   deployment of the head sha to environment ``branchdb/<branch>`` with a deployment
   status (``success``/``failure``, ``environment_url``); a commit status on the sha
   (context ``branchdb/<branch>``); a pull request comment, found again by a hidden
-  marker and edited in place on later events, never duplicated. GitHub never sees a
-  password: it gets the connection URL with the password replaced by ``***``
-  (:func:`~branchdb.daemon.errors.redact`), or with ``link = "api"`` a link to the
-  daemon's branch route (``daemon_url``), which hands the real URL to a read token.
+  marker and edited in place on later events, never duplicated. When the branch is
+  closed, the environment's newest deployment gets an ``inactive`` status. GitHub
+  never sees a password: it gets the connection URL with the password replaced by
+  ``***`` (:func:`~branchdb.daemon.errors.redact`), or with ``link = "api"`` a link to
+  the daemon's branch route (``daemon_url``), which hands the real URL to a read token.
 - **Callback** (``callback_url``): a POST of ``{project, branch, sha, url, status,
   timestamp}`` with the *full* URL, signed like GitHub signs webhooks:
   ``X-Branchdb-Signature-256: sha256=HMAC-SHA256(callback_secret, body)``, plus
@@ -186,10 +187,14 @@ def publish(settings: PublishSettings, pub: Publication) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     with httpx.Client(timeout=settings.timeout) as client:
-        if settings.github and pub.repo and pub.status != "closed":
+        if settings.github and pub.repo:
             gh = _GitHub(client, settings)
             for mode in settings.github:
-                if mode == "comment" and pub.number is None:
+                if pub.status == "closed":
+                    if mode != "deployment":
+                        continue
+                    mode = "inactive"  # the environment is going away
+                elif mode == "comment" and pub.number is None:
                     continue
                 try:
                     out[mode] = {"ok": True, **getattr(gh, mode)(pub)}
@@ -266,6 +271,24 @@ class _GitHub:
             "POST", f"/repos/{pub.repo}/deployments/{dep['id']}/statuses", status
         )
         return {"deployment": dep["id"], "status": st.get("id")}
+
+    def inactive(self, pub: Publication) -> dict[str, Any]:
+        """Mark the environment's newest deployment inactive (its PR was closed)."""
+        env = self.s.environment.format(branch=pub.branch, project=pub.project)
+        found = self._call(
+            "GET",
+            f"/repos/{pub.repo}/deployments",
+            params={"environment": env, "per_page": 1},
+        )
+        if not found:
+            return {"deployment": None}
+        dep_id = found[0]["id"]  # GitHub lists the newest first
+        self._call(
+            "POST",
+            f"/repos/{pub.repo}/deployments/{dep_id}/statuses",
+            {"state": "inactive", "description": "branch closed", "environment": env},
+        )
+        return {"deployment": dep_id}
 
     def status(self, pub: Publication) -> dict[str, Any]:
         body: dict[str, Any] = {

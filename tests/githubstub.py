@@ -72,7 +72,9 @@ class GitHubStub:
             exception_handlers={404: self._not_found, 405: self._not_found},
             routes=[
                 Route(
-                    f"{prefix}/deployments", self.create_deployment, methods=["POST"]
+                    f"{prefix}/deployments",
+                    self.deployments_route,
+                    methods=["GET", "POST"],
                 ),
                 Route(
                     prefix + "/deployments/{id:int}/statuses",
@@ -135,6 +137,20 @@ class GitHubStub:
     def _repo_url(self, request: Request) -> str:
         p = request.path_params
         return f"{self.base}/repos/{p['owner']}/{p['repo']}"
+
+    async def deployments_route(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self.create_deployment(request)
+        q = request.query_params
+        keys = [k for k in ("environment", "sha", "ref", "task") if k in q]
+        found = [
+            d
+            for d in reversed(self.deployments.values())  # newest first, like GitHub
+            if all(d[k] == q[k] for k in keys)
+        ]
+        per_page = min(int(q.get("per_page", 30)), 100)
+        page = int(q.get("page", 1))
+        return JSONResponse(found[(page - 1) * per_page : page * per_page])
 
     async def create_deployment(self, request: Request) -> Response:
         body = await request.json()

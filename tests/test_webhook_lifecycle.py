@@ -225,6 +225,8 @@ def lifecycle(w: World, admin_url: str | None = None) -> None:
     assert job["status"] == "succeeded"
     hook.wait(job["result"]["publish_job"])
     assert verified_callbacks(cb)[-1]["status"] == "closed"
+    newest = list(gh.deployments)[-1]
+    assert gh.deployment_statuses[newest][-1]["state"] == "inactive"
     assert exists(url, admin_url)  # closing deletes nothing by itself
     gc = hook.client.post("/v1/projects/shop/gc", headers=auth(hook.tokens["admin"]))
     assert gc.status_code == 200, gc.text
