@@ -169,9 +169,10 @@ def _work(
                 act.branch, merged=act.merged, reference=act.reference
             )
             body: dict[str, Any] = {"branch": act.branch, "closed": True}
-            body["publish_job"] = _start_publish(
-                daemon, proj, pub("closed", None), loop
-            )
+            if engine.store.get_branch(engine.project, act.branch) is not None:
+                body["publish_job"] = _start_publish(
+                    daemon, proj, pub("closed", None), loop
+                )
             return 200, body
         if (
             act.verb == "migrate"
