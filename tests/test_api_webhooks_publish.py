@@ -178,3 +178,19 @@ def test_publish_config(
     ):
         with pytest.raises(ConfigError):
             load(bad)
+
+
+def test_gitlab_secret_from_the_environment(
+    tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apisupport import setup_project
+
+    setup_project(repo)
+    cfg = tmp_path / "daemon.toml"
+    cfg.write_text(f'[[projects]]\npath = "{repo}"\n')
+    assert daemon_config.load(cfg).projects["shop"].gitlab_secret is None
+    monkeypatch.setenv("BRANCHDB_GITLAB_SECRET_SHOP", "from-env")
+    assert daemon_config.load(cfg).projects["shop"].gitlab_secret == "from-env"
+    cfg.write_text(f'[[projects]]\npath = "{repo}"\ngitlab_secret = "in-file"\n')
+    assert daemon_config.load(cfg).projects["shop"].gitlab_secret == "in-file"
+    assert daemon_config.load(cwd=repo).projects["shop"].gitlab_secret == "from-env"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,8 +243,17 @@ def test_pull_request_lifecycle_libsql(libsql_world: World) -> None:
 
 
 @pytest.mark.postgres
-def test_pull_request_lifecycle_postgres(pg_world: World, pg_cluster: Cluster) -> None:
+def test_pull_request_lifecycle_postgres(
+    pg_world: World, pg_cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     lifecycle(pg_world, pg_cluster.admin_url)
+    passwords = [
+        psycopg.conninfo.conninfo_to_dict(json.loads(r["body"])["url"])["password"]
+        for r in pg_world.cb.requests
+        if json.loads(r["body"])["url"]
+    ]
+    assert passwords and all(p and p not in caplog.text for p in passwords)
 
 
 def test_publishing_failure_never_fails_provisioning(libsql_world: World) -> None:
