@@ -14,6 +14,11 @@ A TOML file (``branchdb serve --config daemon.toml`` or ``$BRANCHDB_DAEMON_CONFI
     subdir = ""                     # where branchdb.toml sits in the repository
     webhook_secret = "..."          # or $BRANCHDB_WEBHOOK_SECRET_SHOP
     allow_forks = false
+    gitlab_secret = "..."           # or $BRANCHDB_GITLAB_SECRET_SHOP (X-Gitlab-Token)
+
+    [projects.publish]              # optional; see branchdb.daemon.publish
+    github = ["deployment"]         # any of deployment, status, comment
+    callback_url = "https://previews.example.com/branchdb"
 
     [state]                         # default: SQLite files in the data directories
     url = "postgresql://branchdb@db.internal/ops"   # shared by every replica
@@ -22,7 +27,9 @@ A TOML file (``branchdb serve --config daemon.toml`` or ``$BRANCHDB_DAEMON_CONFI
 Without a file, the project whose ``branchdb.toml`` is found from the working directory
 is served alone, with its data directory as the daemon's. Environment variables
 (``BRANCHDB_HOST``, ``BRANCHDB_PORT``, ``BRANCHDB_DAEMON_DATA_DIR``,
-``BRANCHDB_WEBHOOK_SECRET[_<PROJECT>]``, ``BRANCHDB_STATE_URL``) override the file;
+``BRANCHDB_WEBHOOK_SECRET[_<PROJECT>]``, ``BRANCHDB_GITLAB_SECRET_<PROJECT>``; for
+publishing ``BRANCHDB_GITHUB_TOKEN[_<PROJECT>]``,
+``BRANCHDB_CALLBACK_SECRET_<PROJECT>``; ``BRANCHDB_STATE_URL``) override the file;
 command-line flags override both. Everything is read once, here; the app receives
 the result.
 """
@@ -36,8 +43,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from branchdb.daemon import config as project_config
+from branchdb.daemon import publish
 from branchdb.daemon.config import Config
 from branchdb.daemon.errors import ConfigError
+from branchdb.daemon.publish import PublishSettings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -53,6 +62,8 @@ _PROJECT_KEYS = {
     "subdir": str,
     "webhook_secret": str,
     "allow_forks": bool,
+    "gitlab_secret": str,
+    "publish": dict,
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
@@ -64,6 +75,8 @@ class ProjectSettings(NamedTuple):
     subdir: str  # directory of branchdb.toml inside the repository ("" = root)
     webhook_secret: str | None
     allow_forks: bool = False
+    gitlab_secret: str | None = None  # X-Gitlab-Token of GitLab merge request hooks
+    publish: PublishSettings | None = None  # where webhook flows publish the URL
 
 
 class DaemonSettings(NamedTuple):
@@ -77,8 +90,8 @@ class DaemonSettings(NamedTuple):
     state_schema: str | None = None  # [state] schema (default "branchdb")
 
 
-def _secret_env(name: str) -> str | None:
-    key = "BRANCHDB_WEBHOOK_SECRET_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+def _secret_env(name: str, what: str = "WEBHOOK_SECRET") -> str | None:
+    key = f"BRANCHDB_{what}_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
     return os.environ.get(key)
 
 
@@ -132,7 +145,14 @@ def _project(raw: dict[str, Any], base: Path, where: str) -> ProjectSettings:
             subdir = _check_subdir(raw["subdir"], where)
     secret = raw.get("webhook_secret") or _secret_env(name)
     return ProjectSettings(
-        name, cfg, repo, subdir, secret, bool(raw.get("allow_forks", False))
+        name,
+        cfg,
+        repo,
+        subdir,
+        secret,
+        bool(raw.get("allow_forks", False)),
+        raw.get("gitlab_secret") or _secret_env(name, "GITLAB_SECRET"),
+        publish.parse(raw["publish"], name, where) if "publish" in raw else None,
     )
 
 
@@ -195,7 +215,14 @@ def load(
         secret = os.environ.get("BRANCHDB_WEBHOOK_SECRET") or _secret_env(
             cfg.project.name
         )
-        one = ProjectSettings(cfg.project.name, cfg, repo, subdir, secret)
+        one = ProjectSettings(
+            cfg.project.name,
+            cfg,
+            repo,
+            subdir,
+            secret,
+            gitlab_secret=_secret_env(cfg.project.name, "GITLAB_SECRET"),
+        )
         state_url, state_schema = _state({}, "environment")
         return DaemonSettings(
             host=host or os.environ.get("BRANCHDB_HOST") or DEFAULT_HOST,

@@ -19,8 +19,13 @@ from branchdb.daemon.config import Config
 from branchdb.daemon.errors import ConfigError, GitError
 
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
-# Branches and pull request heads (GitHub's refs/pull/N/head carries fork commits).
-_REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/pull/*/head:refs/pull/*/head")
+# Branches and pull/merge request heads (GitHub's refs/pull/N/head and GitLab's
+# refs/merge-requests/N/head carry the commits of forks).
+_REFSPECS = (
+    "+refs/heads/*:refs/heads/*",
+    "+refs/pull/*/head:refs/pull/*/head",
+    "+refs/merge-requests/*/head:refs/merge-requests/*/head",
+)
 
 
 def _git(

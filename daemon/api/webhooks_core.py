@@ -1,0 +1,225 @@
+"""What GitHub and GitLab webhooks share once their signature has verified.
+
+A provider module turns its event into an :class:`Action` (or a reason to ignore it);
+:func:`accept` then claims the delivery id (a redelivery is answered 200 and not acted
+on twice) and runs the action as a background job keyed by branch, so deliveries for
+one branch are applied in arrival order. After the job's provisioning, the URL is
+published (:mod:`branchdb.daemon.publish`) by a second job: publishing is slow and may
+fail, and neither delays nor fails the provisioning it reports on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, NamedTuple
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from branchdb.daemon import git_tree, publish, views
+from branchdb.daemon.api.deps import (
+    BadRequest,
+    Daemon,
+    PayloadTooLarge,
+    ProjectRuntime,
+)
+from branchdb.daemon.audit import acting
+from branchdb.daemon.errors import BranchdbError, ConfigError, redact
+
+log = logging.getLogger("branchdb.api")
+
+#: GitHub caps webhook payloads at 25 MB; GitLab's default limit is lower.
+MAX_BODY = 25 * 1024 * 1024
+FORKS_REFUSED = "ignored: forks not allowed"
+
+
+class Action(NamedTuple):
+    """One thing a webhook asks for.
+
+    ``up``: create or migrate *branch* at *sha*; ``migrate``: the same, but only if the
+    branch already has a database (a push); ``closed``: hand *branch* to garbage
+    collection (a closed pull request, a deleted branch).
+    """
+
+    verb: str
+    branch: str
+    sha: str
+    merged: bool = False
+    reference: str = ""  # e.g. "acme/shop#12", shown by gc
+    repo: str | None = None  # GitHub "owner/name" to publish to; None: no GitHub
+    number: int | None = None  # pull request number (for a PR comment)
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with 413 past MAX_BODY (before reading it all)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise PayloadTooLarge(f"webhook body over {MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise PayloadTooLarge(f"webhook body over {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise BadRequest("the webhook body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("the webhook body is not a JSON object")
+    return payload
+
+
+def ignored(reason: str) -> JSONResponse:
+    return JSONResponse({"status": "ignored", "reason": reason}, status_code=202)
+
+
+def find_project(daemon: Daemon, project: str | None) -> ProjectRuntime:
+    """``?project=NAME``; optional when the daemon serves a single project."""
+    if project is None and len(daemon.projects) == 1:
+        project = next(iter(daemon.projects))
+    return daemon.project(project or "")
+
+
+async def accept(
+    daemon: Daemon,
+    proj: ProjectRuntime,
+    provider: str,
+    delivery: str,
+    event: str,
+    act: Action,
+) -> JSONResponse:
+    """Claim *delivery* and start *act* as a job: 202 with the job, or 200 if seen."""
+    claimed = await run_in_threadpool(
+        lambda: daemon.store().claim_delivery(
+            provider, delivery, proj.name, event, time.time()
+        )
+    )
+    if not claimed:
+        return JSONResponse(
+            {"status": "duplicate", "delivery": delivery}, status_code=200
+        )
+    loop = asyncio.get_running_loop()
+    job = daemon.jobs.start(
+        f"webhook:{act.verb}",
+        proj.name,
+        act.branch,
+        _work(daemon, proj, act, provider, delivery, loop),
+        key=f"{proj.name}\0{act.branch}",
+    )
+    return JSONResponse(
+        {"status": "accepted", "delivery": delivery, "job": job.json()},
+        status_code=202,
+        headers={"Location": f"/v1/jobs/{job.id}"},
+    )
+
+
+def _start_publish(
+    daemon: Daemon,
+    proj: ProjectRuntime,
+    pub: publish.Publication,
+    loop: asyncio.AbstractEventLoop,
+) -> str | None:
+    """From a job's thread: start the publishing job; its id, or None if not set up."""
+    settings = proj.settings.publish
+    if settings is None or not (settings.github or settings.callback_url):
+        return None
+
+    def work() -> tuple[int, dict[str, Any]]:
+        return 200, publish.publish(settings, pub)
+
+    async def start() -> str:
+        # Same key as the provisioning job: it runs after that job, in order.
+        return daemon.jobs.start(
+            "publish", proj.name, pub.branch, work, key=f"{proj.name}\0{pub.branch}"
+        ).id
+
+    try:
+        return asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
+    except Exception as e:  # the loop is shutting down: provisioning still counts
+        log.warning("could not start publishing for %s: %s", pub.branch, redact(str(e)))
+        return None
+
+
+def _work(
+    daemon: Daemon,
+    proj: ProjectRuntime,
+    act: Action,
+    provider: str,
+    delivery: str,
+    loop: asyncio.AbstractEventLoop,
+) -> Any:
+    def pub(status: str, url: str | None, detail: str = "") -> publish.Publication:
+        return publish.Publication(
+            proj.name, act.branch, act.sha, status, url, act.repo, act.number, detail
+        )
+
+    def provision() -> tuple[int, dict[str, Any]]:
+        engine = proj.engine()
+        if act.verb == "closed":
+            engine.pull_request_closed(
+                act.branch, merged=act.merged, reference=act.reference
+            )
+            body: dict[str, Any] = {"branch": act.branch, "closed": True}
+            if engine.store.get_branch(engine.project, act.branch) is not None:
+                body["publish_job"] = _start_publish(
+                    daemon, proj, pub("closed", None), loop
+                )
+            return 200, body
+        if (
+            act.verb == "migrate"
+            and engine.store.get_branch(engine.project, act.branch) is None
+        ):
+            return 200, {
+                "branch": act.branch,
+                "status": "ignored",
+                "reason": "the branch has no database; a push only migrates",
+            }
+        if proj.mirror is None:
+            raise ConfigError(
+                f"project {proj.name!r} has no repository to fetch; set "
+                "repository in the daemon config"
+            )
+        if act.verb == "up":
+            engine.pull_request_opened(act.branch)
+        try:
+            files = git_tree.migrations_at(
+                proj.settings.config, proj.mirror, act.sha, proj.settings.subdir
+            )
+            res = engine.up(act.branch, files=files, lock_timeout=300)
+        except BranchdbError as e:
+            _start_publish(daemon, proj, pub("failed", None, redact(str(e))), loop)
+            raise
+        body = views.up_dict(res)
+        if act.verb == "up" or res.created or res.applied:
+            # A push that changed nothing publishes nothing (its PR event did).
+            body["publish_job"] = _start_publish(
+                daemon, proj, pub("ready", res.record.url), loop
+            )
+        return (201 if res.created else 200), body
+
+    def work() -> tuple[int, dict[str, Any]]:
+        store = daemon.store()
+        why = f"{provider} {act.verb} {act.reference or act.branch} at {act.sha[:12]}"
+        try:
+            with acting(f"{provider}:{delivery}", why):
+                code, body = provision()
+        except BranchdbError as e:
+            store.finish_delivery(provider, delivery, "failed", redact(str(e)))
+            raise
+        except Exception as e:
+            store.finish_delivery(provider, delivery, "failed", redact(repr(e)))
+            raise
+        store.finish_delivery(provider, delivery, "done")
+        return code, body
+
+    return work
