@@ -54,6 +54,10 @@ def _exit_code(kind: str) -> int:
     cls = getattr(errors, kind, None)
     if isinstance(cls, type) and issubclass(cls, BranchdbError):
         return cls.exit_code
+    if kind == "RulesError":  # outside errors.py, and not the default exit code
+        from branchdb.daemon.sanitize.rules import RulesError
+
+        return RulesError.exit_code
     return 1
 
 

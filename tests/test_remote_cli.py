@@ -17,11 +17,13 @@ keeps its databases under the server checkout), the checkout's own path (``env
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import sqlite3
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -302,6 +304,7 @@ def test_upload_limits_and_hostile_paths(setup: Setup) -> None:
     s = setup
     url = f"{s.base}/v1/projects/shop/branches/feature/up"
     h = auth(s.tokens["ci"])
+    gz = {**h, "Content-Type": "application/gzip"}
     with httpx.Client(timeout=60) as c:
         for path in ("../evil.sql", "/abs.sql", "a/../../b.sql", "a\\b.sql", ""):
             r = c.put(url, headers=h, json={"files": {path: "SELECT 1;"}})
@@ -325,12 +328,31 @@ def test_upload_limits_and_hostile_paths(setup: Setup) -> None:
         assert r.status_code == 413, r.text
         # Nothing was created by any refused call.
         assert c.get(url, headers=h).status_code == 404
+        # A symbolic link in a tar.gz is refused.
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            link = tarfile.TarInfo("001_link.sql")
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(link)
+        r = c.put(url, headers=gz, content=buf.getvalue())
+        assert r.status_code == 400 and "regular file" in r.text
         # A JSON upload works, and dot files are ignored like on disk.
         files = {"001_t.sql": "CREATE TABLE t (x INTEGER);\n", ".DS_Store": "junk"}
         r = c.put(url, headers=h, json={"files": files})
         assert r.status_code == 201, r.text
         assert r.json()["applied"] == ["001_t.sql"]
         assert "t" in tables(Path(r.json()["url"].removeprefix("file:")))
+        # A tar.gz as `tar -czf - -C migrations .` writes it (./ names, directory
+        # entries) is read like the CLI's own archive.
+        mig = s.tmp / "mig"
+        (mig / "sub").mkdir(parents=True)
+        (mig / "001_t.sql").write_text("CREATE TABLE t (x INTEGER);\n")
+        (mig / "002_u.sql").write_text("CREATE TABLE u (x INTEGER);\n")
+        archive = subprocess.run(
+            ["tar", "-czf", "-", "-C", str(mig), "."], capture_output=True, check=True
+        ).stdout
+        r = c.put(url, headers=gz, content=archive)
+        assert r.status_code == 200 and r.json()["applied"] == ["002_u.sql"], r.text
 
 
 def test_snapshot_api_and_openapi(setup: Setup) -> None:

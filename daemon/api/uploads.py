@@ -182,7 +182,9 @@ def _from_targz(body: bytes) -> dict[str, bytes]:
                     )
                 f = tar.extractfile(member)
                 data = f.read() if f is not None else b""
-                total = _add(files, member.name, data, total)
+                # `tar -C dir .` writes ./name: the same file as name.
+                name = member.name[2:] if member.name.startswith("./") else member.name
+                total = _add(files, name, data, total)
     except tarfile.TarError:
         raise BadRequest("the upload is not a valid tar.gz") from None
     return files
