@@ -12,7 +12,7 @@ Three clones of one origin repository:
 Both CLIs run the same commands; their stdout, stderr and exit codes must be equal
 once the things that honestly differ are normalized: the data directory (the daemon
 keeps its databases under the server checkout), the checkout's own path (``env
---write`` names the file), and timestamps.
+--write`` names the file), timestamps and durations.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ columns.email = "email"
 UNCOMMITTED = "CREATE TABLE wishlist (id INTEGER PRIMARY KEY, item TEXT);\n"
 LATER = "CREATE TABLE coupons (code TEXT PRIMARY KEY);\n"
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
+SECONDS = re.compile(r'"seconds": [0-9.]+')
 
 
 class Setup:
@@ -72,6 +73,12 @@ def _clone(origin: Path, dest: Path) -> Path:
 def setup(repo: Path, tmp_path: Path) -> Iterator[Setup]:
     setup_project(repo)
     (repo / "rules.toml").write_text(RULES)
+    toml = repo / "branchdb.toml"
+    seed = tmp_path / "seed.db"
+    toml.write_text(
+        toml.read_text()
+        + f'\n[snapshots.nightly]\nsource = "{seed}"\nrules = "rules.toml"\n'
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "rules")
     # feature/x exists upstream (with its own commit, so it is not merged): every
@@ -102,9 +109,11 @@ def setup(repo: Path, tmp_path: Path) -> Iterator[Setup]:
         yield s
 
 
-def _norm(text: str, root: Path, data: Path) -> str:
-    text = text.replace(str(data), "<DATA>").replace(str(root), "<ROOT>")
-    return TS.sub("<TS>", text)
+def _norm(text: str, roots: tuple[Path, ...], data: Path) -> str:
+    text = text.replace(str(data), "<DATA>")
+    for root in roots:
+        text = text.replace(str(root), "<ROOT>")
+    return SECONDS.sub('"seconds": <S>', TS.sub("<TS>", text))
 
 
 def test_every_command_prints_the_same_in_both_modes(setup: Setup) -> None:
@@ -132,8 +141,12 @@ def test_every_command_prints_the_same_in_both_modes(setup: Setup) -> None:
         ("snapshot", "ls"),
         ("snapshot", "create", "seed", "--source", seed, "--rules", "rules.toml"),
         ("snapshot", "create", "seed", "--source", seed, "--json"),
+        ("snapshot", "refresh", "nightly"),
+        ("snapshot", "refresh", "nightly", "--json"),
+        ("snapshot", "refresh", "weekly"),  # no definition
         ("snapshot", "ls"),
         ("snapshot", "ls", "--json"),
+        ("snapshot", "rm", "nightly", "--json"),
         ("up", "feature/y", "--from", "seed@1", "--json"),
         ("status", "feature/y"),
         ("snapshot", "rm", "seed@1"),  # in use: refused
@@ -150,9 +163,17 @@ def test_every_command_prints_the_same_in_both_modes(setup: Setup) -> None:
         ("snapshot", "rm", "seed"),
     ]
     outputs: dict[str, list[tuple[str, ...]]] = {}
-    for mode, root, data, env in (
-        ("embedded", s.embedded, s.embedded / ".branchdb", None),
-        ("remote", s.local, s.server / ".branchdb", s.remote_env()),
+    # In remote mode a message may name the daemon's checkout of the project (its
+    # branchdb.toml) where embedded mode names the local one.
+    for mode, root, roots, data, env in (
+        ("embedded", s.embedded, (s.embedded,), s.embedded / ".branchdb", None),
+        (
+            "remote",
+            s.local,
+            (s.local, s.server),
+            s.server / ".branchdb",
+            s.remote_env(),
+        ),
     ):
         got = []
         for step in steps:
@@ -165,8 +186,8 @@ def test_every_command_prints_the_same_in_both_modes(setup: Setup) -> None:
                 (
                     " ".join(step),
                     str(r.code),
-                    _norm(r.out, root, data),
-                    _norm(r.err, root, data),
+                    _norm(r.out, roots, data),
+                    _norm(r.err, roots, data),
                 )
             )
         outputs[mode] = got
@@ -186,6 +207,8 @@ def test_every_command_prints_the_same_in_both_modes(setup: Setup) -> None:
         "sanitized 1 tables"
         in by_step[f"snapshot create seed --source {seed} --rules rules.toml"][2]
     )
+    assert "sanitized 1 tables" in by_step["snapshot refresh nightly"][2]
+    assert "[snapshots.weekly]" in by_step["snapshot refresh weekly"][3]
     plan = json.loads(by_step["gc --dry-run --json"][2])
     assert [c["policy"] for c in plan["candidates"]] == ["deleted"]
     # The developer's checkout has no database of its own in remote mode: the
