@@ -22,6 +22,7 @@ from branchdb.daemon.api import schemas
 from branchdb.daemon.api.deps import (
     BranchDep,
     CiToken,
+    Daemon,
     DaemonDep,
     ProjectDep,
     ReadToken,
@@ -49,7 +50,7 @@ def _ignore(_: str) -> None:
 
 
 async def run_long(
-    daemon: DaemonDep,
+    daemon: Daemon,
     wait: bool,
     kind: str,
     project: str,
@@ -76,7 +77,7 @@ async def run_long(
 
 
 async def _long(
-    daemon: DaemonDep,
+    daemon: Daemon,
     wait: bool,
     kind: str,
     project: str,
