@@ -61,6 +61,21 @@ def _exit_code(kind: str) -> int:
     return 1
 
 
+def _check_url(url: str) -> str:
+    """*url* without a trailing slash; ConfigError unless it is an http(s) URL."""
+    try:
+        parsed = httpx.URL(url)
+        ok = parsed.scheme in ("http", "https") and bool(parsed.host)
+    except (httpx.InvalidURL, TypeError):
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"server.url / BRANCHDB_SERVER must be an http:// or https:// URL of "
+            f"a branchdb daemon, got {url!r}"
+        )
+    return url.rstrip("/")
+
+
 def pack_migrations(config: Config) -> bytes | None:
     """The local migrations directory as a tar.gz, or None to upload nothing.
 
@@ -98,7 +113,7 @@ class RemoteClient:
     def __init__(self, config: Config, token: str | None = None) -> None:
         assert config.server.url
         self.config = config
-        self.server = config.server.url.rstrip("/")
+        self.server = _check_url(config.server.url)
         self.project = config.project.name
         token = token if token is not None else os.environ.get("BRANCHDB_TOKEN", "")
         headers = {"User-Agent": "branchdb-cli"}
@@ -126,7 +141,7 @@ class RemoteClient:
             raise RemoteError(
                 f"the branchdb server at {self.server} did not answer in time"
             ) from None
-        except httpx.HTTPError as e:
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
             raise RemoteError(
                 f"talking to the branchdb server at {self.server} failed: "
                 f"{type(e).__name__}: {e}"

@@ -277,6 +277,10 @@ def test_server_down_is_a_one_line_error(setup: Setup) -> None:
         r = run(setup.local, *cmd, env={"BRANCHDB_SERVER": down})
         line = _one_line_error(r)
         assert f"cannot reach the branchdb server at {down}" in line
+    for bad in ("localhost:8765", "ftp://x", "http://256.1.1.1:99999"):
+        r = run(setup.local, "ls", env={"BRANCHDB_SERVER": bad})
+        assert "must be an http:// or https:// URL" in _one_line_error(r)
+        assert r.code == 2
     # The hook never fails a checkout, even with the server down.
     r = run(setup.local, "up", "--hook", env={"BRANCHDB_SERVER": down})
     assert r.code == 0 and "warning: cannot reach" in r.err
