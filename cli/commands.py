@@ -1,8 +1,12 @@
-"""The commands: one short adapter per command over the engine (or the daemon).
+"""The commands: one short adapter per command over a Client (or the engine).
 
-Each ``cmd_*`` takes the parsed arguments through :class:`_Ctx`, calls one engine
-method and prints the answer (human text, or ``--json``). Modules a command needs are
-imported inside it, so a command pays only for what it uses.
+Each ``cmd_*`` takes the parsed arguments through :class:`_Ctx`, makes one call and
+prints the answer (human text, or ``--json``). Commands about branch databases go
+through :mod:`branchdb.cli.client` — the engine in-process, or a daemon in remote
+mode — and format the same JSON-shaped answer either way, so their output does not
+depend on the mode. ``init``, ``hook``, ``serve``, ``token`` and ``snapshot check``
+are local by nature. Modules a command needs are imported inside it, so a command
+pays only for what it uses.
 """
 
 from __future__ import annotations
@@ -16,41 +20,46 @@ from branchdb.daemon.errors import BranchdbError, Refused, redact
 if TYPE_CHECKING:
     import argparse
 
+    from branchdb.cli.client import Client, Json
     from branchdb.daemon.config import Config
     from branchdb.daemon.engine import Engine
 
 
 class _Ctx:
-    """Per-invocation context: parsed args, lazily loaded config and engine."""
+    """Per-invocation context: parsed args, lazily loaded config, client, engine."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.cwd = Path(args.directory).resolve() if args.directory else Path.cwd()
+        self._config: Config | None = None
         self._engine: Engine | None = None
+        self._client: Client | None = None
 
     @property
     def config(self) -> Config:
-        return self.engine.config
+        if self._config is None:
+            from branchdb.daemon import config as config_mod
+
+            path = Path(self.args.config) if self.args.config else None
+            self._config = config_mod.load(path, cwd=self.cwd)
+        return self._config
+
+    @property
+    def client(self) -> Client:
+        """The engine in-process, or the daemon when a server is configured."""
+        if self._client is None:
+            from branchdb.cli.client import connect
+
+            self._client = connect(self.config)
+        return self._client
 
     @property
     def engine(self) -> Engine:
+        """The local engine, for commands that are local by nature."""
         if self._engine is None:
-            from branchdb.daemon import config as config_mod
             from branchdb.daemon.engine import Engine
 
-            path = Path(self.args.config) if self.args.config else None
-            config = config_mod.load(path, cwd=self.cwd)
-            if config.server.url:
-                from branchdb.daemon.errors import ConfigError
-
-                # The CLI's remote mode (issue #5) is not built yet; say so rather
-                # than silently working on local databases.
-                raise ConfigError(
-                    "server.url / BRANCHDB_SERVER is set, but the CLI's remote mode "
-                    "is not available yet; unset it to use local databases, or use "
-                    "the daemon's HTTP API"
-                )
-            self._engine = Engine(config)
+            self._engine = Engine(self.config)
         return self._engine
 
     def branch(self) -> str:
@@ -78,7 +87,7 @@ def cmd_up(ctx: _Ctx) -> int:
     if a.hook:
         return _up_hook(ctx)
     branch = ctx.branch()
-    res = ctx.engine.up(
+    res = ctx.client.up(
         branch,
         fresh=a.fresh,
         from_snapshot=a.from_snapshot,
@@ -86,27 +95,25 @@ def cmd_up(ctx: _Ctx) -> int:
         progress=ctx.progress,
     )
     if a.json:
-        from branchdb.cli.output import emit_json, up_json
+        from branchdb.cli.output import emit_json
 
-        emit_json(up_json(res))
+        emit_json(res)
     elif not a.quiet:
         _print(f"{branch}: {_up_summary(res)}")
-        _print(res.record.url)
+        _print(res["url"])
     return 0
 
 
-def _up_summary(res: object) -> str:
-    from branchdb.daemon.engine import UpResult
-
-    assert isinstance(res, UpResult)
-    if res.up_to_date:
+def _up_summary(res: Json) -> str:
+    """One line for an ``up`` answer (``views.up_dict``)."""
+    if res["up_to_date"]:
         return "up to date"
     what = []
-    if res.created:
-        what.append(f"created ({res.record.source})")
-    if res.reset:
-        what.append(f"rebuilt from {res.record.source} after drift")
-    n = len(res.applied)
+    if res["created"]:
+        what.append(f"created ({res['source']})")
+    if res["reset"]:
+        what.append(f"rebuilt from {res['source']} after drift")
+    n = len(res["applied"])
     what.append(
         f"{n} migration{'s' if n != 1 else ''} applied"
         if n
@@ -122,10 +129,10 @@ def _up_hook(ctx: _Ctx) -> int:
     try:
         try:
             branch = ctx.branch()
-            engine = ctx.engine
+            client = ctx.client
         except (GitError, ConfigError):
             return 0  # detached HEAD or no branchdb.toml here: nothing to do
-        res = engine.up(branch, lock_timeout=60, progress=ctx.progress)
+        res = client.up(branch, lock_timeout=60, progress=ctx.progress)
         sys.stderr.write(f"branchdb: {branch}: {_up_summary(res)}\n")
     except BranchdbError as e:
         sys.stderr.write(f"branchdb: warning: {redact(str(e))}\n")
@@ -135,14 +142,14 @@ def _up_hook(ctx: _Ctx) -> int:
 
 
 def cmd_url(ctx: _Ctx) -> int:
-    _print(ctx.engine.url(ctx.branch()))
+    _print(ctx.client.use(ctx.branch())["url"])
     return 0
 
 
 def cmd_env(ctx: _Ctx) -> int:
     from branchdb.cli.files import dotenv_value, update_dotenv
 
-    url = ctx.engine.url(ctx.branch())
+    url = ctx.client.use(ctx.branch())["url"]
     var = ctx.args.var or ctx.config.database.env_var
     if ctx.args.write:
         path = Path(ctx.args.write)
@@ -156,23 +163,23 @@ def cmd_env(ctx: _Ctx) -> int:
 
 
 def cmd_ls(ctx: _Ctx) -> int:
-    from branchdb.cli.output import branch_json, emit_json, iso, table
+    from branchdb.cli.output import emit_json, table
 
-    recs = ctx.engine.list_branches()
+    recs = ctx.client.list_branches()
     if ctx.args.json:
-        emit_json([branch_json(r) for r in recs])
+        emit_json(recs)
         return 0
     if not recs:
         _print("no branch databases yet (run `branchdb up`)")
         return 0
     rows = [
         [
-            r.branch,
-            r.status,
-            r.source,
-            str(len(r.applied)),
-            iso(r.last_used_at),
-            r.database,
+            r["branch"],
+            r["status"],
+            r["source"],
+            str(r["migrations_applied"]),
+            r["last_used_at"],
+            r["database"],
         ]
         for r in recs
     ]
@@ -185,37 +192,31 @@ def cmd_ls(ctx: _Ctx) -> int:
 
 
 def cmd_status(ctx: _Ctx) -> int:
-    from branchdb.cli.output import branch_json, emit_json, human_size
+    from branchdb.cli.output import emit_json, human_size
 
-    st = ctx.engine.status(ctx.branch())
-    rec = st["record"]
-    data = {
-        **branch_json(rec),
-        "exists": st["exists"],
-        "size_bytes": st["size_bytes"],
-        "pending": st["pending"],
-        "problem": redact(st["problem"]) if st["problem"] else None,
-        "protected": ctx.engine.is_protected(rec.branch),
-    }
+    data = ctx.client.status(ctx.branch())
     if ctx.args.json:
         emit_json(data)
         return 0
     lines = [
-        f"branch:      {rec.branch}{' (protected)' if data['protected'] else ''}",
-        f"database:    {rec.database} ({rec.backend}, {human_size(st['size_bytes'])})",
-        f"url:         {rec.url}",
-        f"source:      {rec.source}"
+        f"branch:      {data['branch']}{' (protected)' if data['protected'] else ''}",
+        f"database:    {data['database']} ({data['backend']}, "
+        f"{human_size(data['size_bytes'])})",
+        f"url:         {data['url']}",
+        f"source:      {data['source']}"
         + (
             f" (clone: {data['strategy']})"
             if data["strategy"] not in (None, "fresh")
             else ""
         ),
-        f"status:      {rec.status}" + ("" if st["exists"] else " — database missing!"),
-        f"migrations:  {len(rec.applied)} applied, {len(st['pending'])} pending",
+        f"status:      {data['status']}"
+        + ("" if data["exists"] else " — database missing!"),
+        f"migrations:  {data['migrations_applied']} applied, "
+        f"{len(data['pending'])} pending",
         f"created:     {data['created_at']}",
         f"last used:   {data['last_used_at']}",
     ]
-    lines += [f"  pending:   {p}" for p in st["pending"]]
+    lines += [f"  pending:   {p}" for p in data["pending"]]
     if data["problem"]:
         lines.append(f"problem:     {data['problem']}")
     _print("\n".join(lines))
@@ -223,41 +224,46 @@ def cmd_status(ctx: _Ctx) -> int:
 
 
 def cmd_migrate(ctx: _Ctx) -> int:
-    res = ctx.engine.migrate(
+    res = ctx.client.migrate(
         ctx.branch(), dry_run=ctx.args.dry_run, progress=ctx.progress
     )
     if ctx.args.json:
-        from branchdb.cli.output import emit_json, migrate_json
+        from branchdb.cli.output import emit_json
 
-        emit_json(migrate_json(res))
-    elif res.dry_run:
-        _print("\n".join(res.pending) if res.pending else "nothing to apply")
+        emit_json(res)
+    elif res["dry_run"]:
+        _print("\n".join(res["pending"]) if res["pending"] else "nothing to apply")
     else:
-        n = len(res.applied)
-        _print(f"{res.record.branch}: {n} migration{'s' if n != 1 else ''} applied")
+        n = len(res["applied"])
+        _print(f"{res['branch']}: {n} migration{'s' if n != 1 else ''} applied")
     return 0
 
 
 def cmd_reset(ctx: _Ctx) -> int:
     a = ctx.args
     branch = ctx.branch()
-    if ctx.engine.is_protected(branch) and not a.force:
+    client = ctx.client
+    if client.is_protected(branch) and not a.force:
         raise Refused(
             f"{branch!r} is protected (branches.protected); pass --force to reset it"
         )
-    res = ctx.engine.reset(
-        branch, fresh=a.fresh, from_snapshot=a.from_snapshot, progress=ctx.progress
+    res = client.reset(
+        branch,
+        fresh=a.fresh,
+        from_snapshot=a.from_snapshot,
+        force=a.force,
+        progress=ctx.progress,
     )
     if a.json:
-        from branchdb.cli.output import branch_json, emit_json
+        from branchdb.cli.output import emit_json
 
-        emit_json({**branch_json(res.record), "applied": res.applied})
+        emit_json(res)
     else:
         _print(
-            f"{branch}: recreated from {res.record.source}, "
-            f"{len(res.applied)} migrations applied"
+            f"{branch}: recreated from {res['source']}, "
+            f"{len(res['applied'])} migrations applied"
         )
-        _print(res.record.url)
+        _print(res["url"])
     return 0
 
 
@@ -273,13 +279,13 @@ def cmd_down(ctx: _Ctx) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             _print("kept")
             return 1
-    rec = ctx.engine.down(branch, force=a.force)
+    rec = ctx.client.down(branch, force=a.force)
     if a.json:
-        from branchdb.cli.output import branch_json, emit_json
+        from branchdb.cli.output import emit_json
 
-        emit_json({**branch_json(rec), "dropped": True})
+        emit_json(rec)
     else:
-        _print(f"{branch}: dropped {rec.database}")
+        _print(f"{branch}: dropped {rec['database']}")
     return 0
 
 
@@ -308,54 +314,49 @@ def cmd_hook(ctx: _Ctx) -> int:
 
 
 def cmd_snapshot(ctx: _Ctx) -> int:
-    from branchdb.cli.output import emit_json, human_size, iso, snapshot_json, table
+    from branchdb.cli.output import emit_json, human_size, table
 
     a = ctx.args
-    eng = ctx.engine
-    if a.action == "create":
-        if not a.source:
-            raise Refused("snapshot create needs --source PATH_OR_URL")
-        snap = eng.snapshot_create(
-            a.name,
-            a.source,
-            rules_path=a.rules,
-            allow_unreviewed=a.allow_unreviewed,
-            progress=ctx.progress,
-        )
-        if a.json:
-            emit_json(snapshot_json(snap))
-        else:
-            _print(f"snapshot {snap.ref} created ({human_size(snap.size_bytes)})")
-            if "sanitize" in snap.info:
-                _print(_sanitize_summary(snap.info["sanitize"]))
-    elif a.action == "check":
+    if a.action == "check":
         return _snapshot_check(ctx)
-    elif a.action == "refresh":
-        snap = eng.snapshot_refresh(a.name, progress=ctx.progress)
-        if a.json:
-            emit_json(snapshot_json(snap))
+    client = ctx.client
+    if a.action in ("create", "refresh"):
+        if a.action == "refresh":
+            snap = client.snapshot_refresh(a.name, progress=ctx.progress)
+        elif not a.source:
+            raise Refused("snapshot create needs --source PATH_OR_URL")
         else:
-            _print(f"snapshot {snap.ref} created ({human_size(snap.size_bytes)})")
-            if "sanitize" in snap.info:
-                _print(_sanitize_summary(snap.info["sanitize"]))
-    elif a.action == "ls":
-        snaps = eng.snapshot_list()
+            snap = client.snapshot_create(
+                a.name,
+                a.source,
+                rules=a.rules,
+                allow_unreviewed=a.allow_unreviewed,
+                progress=ctx.progress,
+            )
         if a.json:
-            emit_json([snapshot_json(s) for s in snaps])
+            emit_json(snap)
+        else:
+            _print(f"snapshot {snap['ref']} created ({human_size(snap['size_bytes'])})")
+            if snap.get("sanitize"):
+                _print(_sanitize_summary(snap["sanitize"]))
+    elif a.action == "ls":
+        snaps = client.snapshot_list()
+        if a.json:
+            emit_json(snaps)
         elif not snaps:
             _print("no snapshots")
         else:
             rows = [
-                [s.ref, human_size(s.size_bytes), iso(s.created_at), redact(s.source)]
+                [s["ref"], human_size(s["size_bytes"]), s["created_at"], s["source"]]
                 for s in snaps
             ]
             _print(table(rows, ["SNAPSHOT", "SIZE", "CREATED", "SOURCE"]))
     else:
-        removed = eng.snapshot_rm(a.name)
+        removed = client.snapshot_rm(a.name)
         if a.json:
-            emit_json([snapshot_json(s) for s in removed])
+            emit_json(removed)
         else:
-            _print("removed " + ", ".join(s.ref for s in removed))
+            _print("removed " + ", ".join(s["ref"] for s in removed))
     return 0
 
 
@@ -415,33 +416,34 @@ def _snapshot_check(ctx: _Ctx) -> int:
 
 
 def cmd_gc(ctx: _Ctx) -> int:
-    from branchdb.cli.output import emit_json, gc_json, human_size, iso, table
+    from branchdb.cli.output import emit_json, human_size, table
 
-    report = ctx.engine.gc(dry_run=ctx.args.dry_run, progress=ctx.progress)
+    dry_run = ctx.args.dry_run
+    report = ctx.client.gc(dry_run=dry_run, progress=ctx.progress)
     if ctx.args.json:
-        emit_json(gc_json(report, dry_run=ctx.args.dry_run))
+        emit_json(report)
         return 0
-    deleted = {id(c) for c in report.deleted}
     rows = []
-    for c in report.candidates:
-        if id(c) in deleted:
+    for c in report["candidates"]:
+        if c["deleted"]:
             state = "deleted"
-        elif c.marked_at is None:
-            state = (
-                "collectable (a `gc` run marks it)" if ctx.args.dry_run else "marked"
-            )
+        elif c["marked_at"] is None:
+            state = "collectable (a `gc` run marks it)" if dry_run else "marked"
         else:
-            state = f"marked {iso(c.marked_at)}, due {iso(c.due_at)}"
-        rows.append([c.branch or "-", c.database, c.reason, state, c.evidence])
+            state = f"marked {c['marked_at']}, due {c['due_at']}"
+        rows.append(
+            [c["branch"] or "-", c["database"], c["policy"], state, c["evidence"]]
+        )
     if rows:
         _print(table(rows, ["BRANCH", "DATABASE", "POLICY", "STATE", "EVIDENCE"]))
     else:
         _print("nothing to collect")
-    for branch in report.missing:
+    for branch in report["missing"]:
         _print(f"warning: {branch!r} has a record but its database is missing")
-    if not ctx.args.dry_run:
-        freed = sum(c.size_bytes for c in report.deleted)
-        _print(f"deleted {len(report.deleted)} database(s), freed {human_size(freed)}")
+    if not dry_run:
+        deleted = sum(1 for c in report["candidates"] if c["deleted"])
+        freed = human_size(report["freed_bytes"])
+        _print(f"deleted {deleted} database(s), freed {freed}")
     return 0
 
 

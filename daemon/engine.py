@@ -437,16 +437,24 @@ class Engine:
         return self.store.list_branches(self.project)
 
     def migrate(
-        self, branch: str, *, dry_run: bool = False, progress: Progress = _noop
+        self,
+        branch: str,
+        *,
+        dry_run: bool = False,
+        progress: Progress = _noop,
+        files: MigrationFiles | None = None,
     ) -> MigrateResult:
-        """Apply the branch's pending migrations (or list them with *dry_run*)."""
+        """Apply the branch's pending migrations (or list them with *dry_run*).
+
+        *files*: the migrations instead of the directory on disk (as for ``up``).
+        """
         rec = self.get(branch)
-        source = self.migration_source()
+        source = self.migration_source(files)
         if not dry_run:
             with self.lock(branch, progress=progress):
                 rec = self.get(branch)
                 applied = self._migrate_locked(
-                    rec, source, self.fingerprint(), progress
+                    rec, source, self.fingerprint(files), progress
                 )
                 self._audit_applied(branch, applied, always=True)
             return MigrateResult(record=rec, applied=applied, pending=[])
@@ -461,7 +469,9 @@ class Engine:
             record=rec, applied=[], pending=[m.name for m in pending], dry_run=True
         )
 
-    def status(self, branch: str) -> dict[str, Any]:
+    def status(
+        self, branch: str, *, files: MigrationFiles | None = None
+    ) -> dict[str, Any]:
         """Record plus live facts: size, applied and pending migrations, drift."""
         rec = self.get(branch)
         out: dict[str, Any] = {
@@ -475,7 +485,7 @@ class Engine:
         out["problem"] = None
         if out["exists"]:
             try:
-                out["pending"] = self.migrate(branch, dry_run=True).pending
+                out["pending"] = self.migrate(branch, dry_run=True, files=files).pending
             except Exception as e:  # reported, not raised: status must always answer
                 out["problem"] = str(e)
         return out
@@ -487,12 +497,14 @@ class Engine:
         fresh: bool = False,
         from_snapshot: str | None = None,
         progress: Progress = _noop,
+        files: MigrationFiles | None = None,
     ) -> UpResult:
         """Recreate *branch*'s database from its source and re-apply migrations.
 
         Keeps the database name and credentials, so the URL stays the same.
+        *files*: the migrations instead of the directory on disk (as for ``up``).
         """
-        source = self.migration_source()
+        source = self.migration_source(files)
         with self.lock(branch, progress=progress):
             rec = self.get(branch)
             snapshot = (
@@ -502,7 +514,9 @@ class Engine:
             )
             rec = self._reset_locked(rec, snapshot, progress)
             self.audit("reset", branch, f"{rec.database} from {rec.source}")
-            applied = self._migrate_locked(rec, source, self.fingerprint(), progress)
+            applied = self._migrate_locked(
+                rec, source, self.fingerprint(files), progress
+            )
             self._audit_applied(branch, applied)
         return UpResult(record=rec, reset=True, applied=applied)
 

@@ -90,3 +90,15 @@ def gc_dict(report: GcReport, *, dry_run: bool) -> dict[str, Any]:
         "missing": report.missing,
         "freed_bytes": sum(c.size_bytes for c in report.deleted),
     }
+
+
+def status_dict(st: dict[str, Any], *, protected: bool) -> dict[str, Any]:
+    """``status --json``: the record plus live facts from :meth:`Engine.status`."""
+    return {
+        **branch_dict(st["record"]),
+        "exists": st["exists"],
+        "size_bytes": st["size_bytes"],
+        "pending": st["pending"],
+        "problem": redact(st["problem"]) if st["problem"] else None,
+        "protected": protected,
+    }

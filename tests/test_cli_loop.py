@@ -336,9 +336,3 @@ def test_worktrees_and_git_dir(repo: Path, tmp_path: Path) -> None:
     sub = repo / "migrations"
     r = run(sub, "up", "--json", env={"GIT_DIR": "../.git"})
     assert r.code == 0 and json.loads(r.out)["branch"] == "main", r.err
-
-
-def test_remote_mode_is_refused_until_built(repo: Path) -> None:
-    setup_repo(repo)
-    r = run(repo, "up", env={"BRANCHDB_SERVER": "http://127.0.0.1:9"})
-    assert r.code == 2 and "remote mode" in r.err

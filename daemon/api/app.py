@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from branchdb.daemon.api import audit, branches, gc, schemas, webhooks
+from branchdb.daemon.api import audit, branches, gc, schemas, snapshots, webhooks
 from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.audit import acting
@@ -161,6 +161,7 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     _install_error_handlers(app)
     app.include_router(meta)
     app.include_router(branches.router)
+    app.include_router(snapshots.router)
     app.include_router(webhooks.router)
     app.include_router(gc.router)
     app.include_router(audit.router)

@@ -1,8 +1,11 @@
-"""``/v1/projects/{project}/...``: branches, snapshots; one Engine call per route.
+"""``/v1/projects/{project}/branches/...``: one Engine call per route.
 
 Engine calls block (files, database servers, migrations), so every one runs in the
 thread pool. Long verbs (create, reset, migrate) take ``?wait=false`` to answer 202
-with a job to poll at ``/v1/jobs/{id}``.
+with a job to poll at ``/v1/jobs/{id}`` (its ``progress`` lists the engine's progress
+lines). Create, reset, migrate and status accept an optional upload of the migration
+files to use instead of the project's own directory (see :mod:`.uploads`): that is
+how the CLI's remote mode applies a developer's uncommitted migrations.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -19,11 +22,14 @@ from branchdb.daemon.api import schemas
 from branchdb.daemon.api.deps import (
     BranchDep,
     CiToken,
+    Daemon,
     DaemonDep,
     ProjectDep,
     ReadToken,
 )
+from branchdb.daemon.api.jobs import Job
 from branchdb.daemon.api.schemas import errors
+from branchdb.daemon.api.uploads import OPENAPI_BODY, read_upload
 from branchdb.daemon.audit import acting
 from branchdb.daemon.errors import Refused
 
@@ -36,22 +42,51 @@ Wait = Query(True, description="false: answer 202 with a job id at once")
 Fresh = Query(False, description="start from an empty database")
 FromSnapshot = Query(None, alias="from", description="clone from NAME or NAME@N")
 
+#: Work that reports progress lines through the callable it is given.
+ProgressWork = Callable[[Callable[[str], None]], tuple[int, dict[str, Any]]]
+
+
+def _ignore(_: str) -> None:
+    pass
+
+
+async def run_long(
+    daemon: Daemon,
+    wait: bool,
+    kind: str,
+    project: str,
+    branch: str | None,
+    key: str,
+    work: ProgressWork,
+) -> JSONResponse:
+    """Run *work* now (*wait*), or as a background job answered 202 at once.
+
+    Jobs sharing *key* run one after the other (webhooks use ``project\\0branch``
+    too, so a delivery and a CLI call for one branch never interleave).
+    """
+    if wait:
+        status, body = await run_in_threadpool(work, _ignore)
+        return JSONResponse(body, status_code=status)
+    holder: list[Job] = []
+    job = daemon.jobs.start(
+        kind, project, branch, lambda: work(holder[0].note), key=key
+    )
+    holder.append(job)  # before the job's task first runs: that needs the loop
+    return JSONResponse(
+        job.json(), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"}
+    )
+
 
 async def _long(
-    daemon: DaemonDep,
+    daemon: Daemon,
     wait: bool,
     kind: str,
     project: str,
     branch: str,
-    work: Callable[[], tuple[int, dict[str, Any]]],
+    work: ProgressWork,
 ) -> JSONResponse:
-    if wait:
-        status, body = await run_in_threadpool(work)
-        return JSONResponse(body, status_code=status)
-    job = daemon.jobs.start(kind, project, branch, work, key=f"{project}\0{branch}")
-    return JSONResponse(
-        job.json(), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"}
-    )
+    key = f"{project}\0{branch}"
+    return await run_long(daemon, wait, kind, project, branch, key, work)
 
 
 _ACCEPTED: dict[int | str, dict[str, Any]] = {
@@ -65,11 +100,13 @@ _ACCEPTED: dict[int | str, dict[str, Any]] = {
     responses={
         201: {"model": schemas.UpBranch, "description": "Created"},
         **_ACCEPTED,
-        **errors(400, 401, 403, 404, 409, 422, 502),
+        **errors(400, 401, 403, 404, 409, 413, 422, 502),
     },
+    openapi_extra=OPENAPI_BODY,
     summary="Create the branch's database if missing and apply its migrations",
 )
 async def put_branch(
+    request: Request,
     token: CiToken,
     daemon: DaemonDep,
     project: ProjectDep,
@@ -79,9 +116,13 @@ async def put_branch(
     reset_on_drift: bool | None = Query(None),
     wait: bool = Wait,
 ) -> JSONResponse:
-    """Idempotent: a second call changes nothing and answers 200 (the first, 201)."""
+    """Idempotent: a second call changes nothing and answers 200 (the first, 201).
 
-    def work() -> tuple[int, dict[str, Any]]:
+    With a body, the uploaded files are the migrations to apply.
+    """
+    files = await read_upload(request)
+
+    def work(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
         with acting(f"token:{token.id}"):
             res = project.engine().up(
                 branch,
@@ -89,6 +130,8 @@ async def put_branch(
                 from_snapshot=from_snapshot,
                 reset_on_drift=reset_on_drift,
                 lock_timeout=LOCK_TIMEOUT,
+                progress=progress,
+                files=files,
             )
         return (201 if res.created else 200), views.up_dict(res)
 
@@ -137,12 +180,36 @@ async def delete_branch(
 
 
 @router.post(
+    "/branches/{branch:path}/status",
+    response_model=schemas.BranchStatus,
+    responses=errors(400, 401, 403, 404, 413),
+    openapi_extra=OPENAPI_BODY,
+    summary="A branch database with live facts: size, pending migrations, problems",
+)
+async def branch_status(
+    request: Request, token: ReadToken, project: ProjectDep, branch: BranchDep
+) -> dict[str, Any]:
+    """Read-only (a POST only to carry the optional upload: pending is computed
+    against the uploaded files when given)."""
+    files = await read_upload(request)
+
+    def work() -> dict[str, Any]:
+        engine = project.engine()
+        st = engine.status(branch, files=files)
+        return views.status_dict(st, protected=engine.is_protected(branch))
+
+    return await run_in_threadpool(work)
+
+
+@router.post(
     "/branches/{branch:path}/reset",
     response_model=schemas.ResetBranch,
-    responses={**_ACCEPTED, **errors(400, 401, 403, 404, 409, 422, 502)},
+    responses={**_ACCEPTED, **errors(400, 401, 403, 404, 409, 413, 422, 502)},
+    openapi_extra=OPENAPI_BODY,
     summary="Recreate from its source and re-apply migrations; the URL stays",
 )
 async def reset_branch(
+    request: Request,
     token: CiToken,
     daemon: DaemonDep,
     project: ProjectDep,
@@ -152,14 +219,22 @@ async def reset_branch(
     force: bool = Query(False, description="allow resetting a protected branch"),
     wait: bool = Wait,
 ) -> JSONResponse:
-    def work() -> tuple[int, dict[str, Any]]:
+    files = await read_upload(request)
+
+    def work(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
         engine = project.engine()
         if engine.is_protected(branch) and not force:
             raise Refused(
                 f"{branch!r} is protected (branches.protected); pass force=true"
             )
         with acting(f"token:{token.id}"):
-            res = engine.reset(branch, fresh=fresh, from_snapshot=from_snapshot)
+            res = engine.reset(
+                branch,
+                fresh=fresh,
+                from_snapshot=from_snapshot,
+                progress=progress,
+                files=files,
+            )
         return 200, {**views.branch_dict(res.record), "applied": res.applied}
 
     return await _long(daemon, wait, "reset", project.name, branch, work)
@@ -168,10 +243,12 @@ async def reset_branch(
 @router.post(
     "/branches/{branch:path}/migrate",
     response_model=schemas.Migrate,
-    responses={**_ACCEPTED, **errors(400, 401, 403, 404, 409, 422, 502)},
+    responses={**_ACCEPTED, **errors(400, 401, 403, 404, 409, 413, 422, 502)},
+    openapi_extra=OPENAPI_BODY,
     summary="Apply (or with dry_run=true, list) the branch's pending migrations",
 )
 async def migrate_branch(
+    request: Request,
     token: CiToken,
     daemon: DaemonDep,
     project: ProjectDep,
@@ -179,21 +256,13 @@ async def migrate_branch(
     dry_run: bool = False,
     wait: bool = Wait,
 ) -> JSONResponse:
-    def work() -> tuple[int, dict[str, Any]]:
+    files = await read_upload(request)
+
+    def work(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
         with acting(f"token:{token.id}"):
-            res = project.engine().migrate(branch, dry_run=dry_run)
+            res = project.engine().migrate(
+                branch, dry_run=dry_run, progress=progress, files=files
+            )
         return 200, views.migrate_dict(res)
 
     return await _long(daemon, wait, "migrate", project.name, branch, work)
-
-
-@router.get(
-    "/snapshots",
-    response_model=list[schemas.Snapshot],
-    responses=errors(401, 403, 404),
-    tags=["snapshots"],
-    summary="Every snapshot version of the project",
-)
-async def list_snapshots(token: ReadToken, project: ProjectDep) -> list[dict[str, Any]]:
-    snaps = await run_in_threadpool(lambda: project.engine().snapshot_list())
-    return [views.snapshot_dict(s) for s in snaps]

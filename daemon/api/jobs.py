@@ -38,6 +38,12 @@ class Job:
         self.http_status: int | None = None
         self.result: dict[str, Any] | None = None
         self.error: dict[str, str] | None = None
+        self.progress: list[str] = []  # the engine's progress lines, newest last
+
+    def note(self, message: str) -> None:
+        """Record a progress line (called from the worker thread)."""
+        self.progress.append(redact(message))
+        del self.progress[:-200]  # bounded: a long run keeps only its tail
 
     def json(self) -> dict[str, Any]:
         return {
@@ -51,6 +57,7 @@ class Job:
             "http_status": self.http_status,
             "result": self.result,
             "error": self.error,
+            "progress": list(self.progress),
         }
 
 

@@ -77,6 +77,28 @@ class Job(BaseModel):
     http_status: int | None
     result: dict[str, Any] | None
     error: ErrorDetail | None
+    progress: list[str] = []
+
+
+class BranchStatus(Branch):
+    exists: bool
+    size_bytes: int
+    pending: list[str]
+    problem: str | None
+    protected: bool
+
+
+class CreatedSnapshot(Snapshot):
+    sanitize: dict[str, Any] | None = None
+
+
+class SnapshotCreate(BaseModel):
+    """``POST /snapshots``: without *source*, the ``[snapshots.NAME]`` definition."""
+
+    name: str
+    source: str | None = None
+    rules: str | None = None  # the rules file's TOML text (not a path)
+    allow_unreviewed: bool = False
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:

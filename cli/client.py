@@ -1,0 +1,208 @@
+"""What the CLI talks to: the engine in-process, or a daemon over HTTP.
+
+``cli → Client → (local: Engine in-process | remote: the daemon's API via httpx)``.
+Both clients have the same methods and answer with the same JSON-shaped dicts — the
+shapes of :mod:`branchdb.daemon.views`, which the API returns too — so every command
+formats one answer the same way in either mode. Remote mode is on when ``[server] url``
+(or ``$BRANCHDB_SERVER``) is set; see :mod:`branchdb.cli.remote`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from branchdb.daemon import views
+
+if TYPE_CHECKING:
+    from branchdb.daemon.config import Config
+    from branchdb.daemon.engine import Engine
+
+Progress = Callable[[str], None]
+Json = dict[str, Any]
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+class Client(Protocol):
+    """The branch-database verbs of the CLI. Errors are BranchdbError subclasses."""
+
+    config: Config
+
+    def up(
+        self,
+        branch: str,
+        *,
+        fresh: bool = False,
+        from_snapshot: str | None = None,
+        reset_on_drift: bool | None = None,
+        lock_timeout: float | None = None,
+        progress: Progress = _noop,
+    ) -> Json:
+        """``views.up_dict``: create if missing, apply the local migrations."""
+        ...
+
+    def use(self, branch: str) -> Json:
+        """``views.branch_dict``; counts as a use (refreshes last-used)."""
+        ...
+
+    def list_branches(self) -> list[Json]: ...
+
+    def status(self, branch: str) -> Json:
+        """``views.status_dict``: pending migrations are those of the local files."""
+        ...
+
+    def migrate(
+        self, branch: str, *, dry_run: bool = False, progress: Progress = _noop
+    ) -> Json: ...
+
+    def reset(
+        self,
+        branch: str,
+        *,
+        fresh: bool = False,
+        from_snapshot: str | None = None,
+        force: bool = False,
+        progress: Progress = _noop,
+    ) -> Json:
+        """Branch dict plus ``applied``. The caller checks protection first."""
+        ...
+
+    def down(self, branch: str, *, force: bool = False) -> Json: ...
+
+    def is_protected(self, branch: str) -> bool: ...
+
+    def snapshot_create(
+        self,
+        name: str,
+        source: str,
+        *,
+        rules: str | None = None,
+        allow_unreviewed: bool = False,
+        progress: Progress = _noop,
+    ) -> Json:
+        """Snapshot dict plus ``sanitize`` (the summary, or None)."""
+        ...
+
+    def snapshot_refresh(self, name: str, *, progress: Progress = _noop) -> Json: ...
+
+    def snapshot_list(self) -> list[Json]: ...
+
+    def snapshot_rm(self, ref: str) -> list[Json]: ...
+
+    def gc(self, *, dry_run: bool, progress: Progress = _noop) -> Json: ...
+
+
+def protected(config: Config, branch: str) -> bool:
+    return any(fnmatch.fnmatchcase(branch, p) for p in config.branches.protected)
+
+
+class LocalClient:
+    """Embedded mode: the engine, in this process, on this machine's databases."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.config = engine.config
+
+    def up(
+        self,
+        branch: str,
+        *,
+        fresh: bool = False,
+        from_snapshot: str | None = None,
+        reset_on_drift: bool | None = None,
+        lock_timeout: float | None = None,
+        progress: Progress = _noop,
+    ) -> Json:
+        res = self.engine.up(
+            branch,
+            fresh=fresh,
+            from_snapshot=from_snapshot,
+            reset_on_drift=reset_on_drift,
+            lock_timeout=lock_timeout,
+            progress=progress,
+        )
+        return views.up_dict(res)
+
+    def use(self, branch: str) -> Json:
+        return views.branch_dict(self.engine.use(branch))
+
+    def list_branches(self) -> list[Json]:
+        return [views.branch_dict(r) for r in self.engine.list_branches()]
+
+    def status(self, branch: str) -> Json:
+        st = self.engine.status(branch)
+        return views.status_dict(st, protected=self.engine.is_protected(branch))
+
+    def migrate(
+        self, branch: str, *, dry_run: bool = False, progress: Progress = _noop
+    ) -> Json:
+        res = self.engine.migrate(branch, dry_run=dry_run, progress=progress)
+        return views.migrate_dict(res)
+
+    def reset(
+        self,
+        branch: str,
+        *,
+        fresh: bool = False,
+        from_snapshot: str | None = None,
+        force: bool = False,
+        progress: Progress = _noop,
+    ) -> Json:
+        res = self.engine.reset(
+            branch, fresh=fresh, from_snapshot=from_snapshot, progress=progress
+        )
+        return {**views.branch_dict(res.record), "applied": res.applied}
+
+    def down(self, branch: str, *, force: bool = False) -> Json:
+        rec = self.engine.down(branch, force=force)
+        return {**views.branch_dict(rec), "dropped": True}
+
+    def is_protected(self, branch: str) -> bool:
+        return self.engine.is_protected(branch)
+
+    def snapshot_create(
+        self,
+        name: str,
+        source: str,
+        *,
+        rules: str | None = None,
+        allow_unreviewed: bool = False,
+        progress: Progress = _noop,
+    ) -> Json:
+        snap = self.engine.snapshot_create(
+            name,
+            source,
+            rules_path=rules,
+            allow_unreviewed=allow_unreviewed,
+            progress=progress,
+        )
+        return {**views.snapshot_dict(snap), "sanitize": snap.info.get("sanitize")}
+
+    def snapshot_refresh(self, name: str, *, progress: Progress = _noop) -> Json:
+        snap = self.engine.snapshot_refresh(name, progress=progress)
+        return {**views.snapshot_dict(snap), "sanitize": snap.info.get("sanitize")}
+
+    def snapshot_list(self) -> list[Json]:
+        return [views.snapshot_dict(s) for s in self.engine.snapshot_list()]
+
+    def snapshot_rm(self, ref: str) -> list[Json]:
+        return [views.snapshot_dict(s) for s in self.engine.snapshot_rm(ref)]
+
+    def gc(self, *, dry_run: bool, progress: Progress = _noop) -> Json:
+        report = self.engine.gc(dry_run=dry_run, progress=progress)
+        return views.gc_dict(report, dry_run=dry_run)
+
+
+def connect(config: Config) -> Client:
+    """The client for *config*: remote if a server is configured, else local."""
+    if config.server.url:
+        from branchdb.cli.remote import RemoteClient
+
+        return RemoteClient(config)
+    from branchdb.daemon.engine import Engine
+
+    return LocalClient(Engine(config))

@@ -1,0 +1,135 @@
+"""``/v1/projects/{project}/snapshots``: list, create (a background job), remove.
+
+Creating a snapshot reads a source database *as the daemon sees it* (a path on the
+daemon's machine, or a URL it can reach) — so it needs the admin scope, like removing
+one. Without ``source`` the project's ``[snapshots.NAME]`` definition is used (what
+``branchdb snapshot refresh NAME`` does). Rules travel as TOML text, never as a path
+on the daemon's disk.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from branchdb.daemon import views
+from branchdb.daemon.api import schemas
+from branchdb.daemon.api.branches import Wait, run_long
+from branchdb.daemon.api.deps import (
+    AdminToken,
+    BadRequest,
+    DaemonDep,
+    ProjectDep,
+    ReadToken,
+)
+from branchdb.daemon.api.schemas import errors
+from branchdb.daemon.audit import acting
+from branchdb.daemon.models import SnapshotRecord
+
+router = APIRouter(prefix="/v1/projects/{project}", tags=["snapshots"])
+
+#: Rules files larger than this are refused (413 is for bodies; this is 400).
+MAX_RULES = 1024 * 1024
+
+
+def created_dict(snap: SnapshotRecord) -> dict[str, Any]:
+    """A new snapshot version, with its sanitize summary (None if not sanitized)."""
+    return {**views.snapshot_dict(snap), "sanitize": snap.info.get("sanitize")}
+
+
+@router.get(
+    "/snapshots",
+    response_model=list[schemas.Snapshot],
+    responses=errors(401, 403, 404),
+    summary="Every snapshot version of the project",
+)
+async def list_snapshots(token: ReadToken, project: ProjectDep) -> list[dict[str, Any]]:
+    snaps = await run_in_threadpool(lambda: project.engine().snapshot_list())
+    return [views.snapshot_dict(s) for s in snaps]
+
+
+@router.post(
+    "/snapshots",
+    status_code=201,
+    response_model=schemas.CreatedSnapshot,
+    responses={
+        202: {"model": schemas.Job, "description": "Started (wait=false)"},
+        **errors(400, 401, 403, 404, 409, 422, 502),
+    },
+    summary="Create the next version of a snapshot (sanitized when rules are given)",
+)
+async def create_snapshot(
+    body: schemas.SnapshotCreate,
+    token: AdminToken,
+    daemon: DaemonDep,
+    project: ProjectDep,
+    wait: bool = Wait,
+) -> JSONResponse:
+    """Without *source*: rebuild from ``[snapshots.NAME]`` (404 if not defined).
+
+    Fail closed like the CLI: a column that looks personal without a rule refuses
+    the snapshot (409) unless *allow_unreviewed*. Nothing is published on failure.
+    """
+    if body.source is None and (body.rules is not None or body.allow_unreviewed):
+        raise BadRequest("rules and allow_unreviewed need a source")
+    if body.rules is not None and len(body.rules) > MAX_RULES:
+        raise BadRequest(f"rules over {MAX_RULES} characters")
+
+    def build(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
+        engine = project.engine()
+        if body.source is None:
+            snap = engine.snapshot_refresh(body.name, progress=progress)
+            return 201, created_dict(snap)
+        if body.rules is None:
+            snap = engine.snapshot_create(
+                body.name,
+                body.source,
+                allow_unreviewed=body.allow_unreviewed,
+                progress=progress,
+            )
+            return 201, created_dict(snap)
+        fd, tmp = tempfile.mkstemp(prefix="branchdb-rules-", suffix=".toml")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(body.rules)
+            snap = engine.snapshot_create(
+                body.name,
+                body.source,
+                rules_path=str(Path(tmp)),  # absolute: the project root is ignored
+                allow_unreviewed=body.allow_unreviewed,
+                progress=progress,
+            )
+        finally:
+            os.unlink(tmp)
+        return 201, created_dict(snap)
+
+    def work(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
+        with acting(f"token:{token.id}"):
+            return build(progress)
+
+    key = f"{project.name}\0snapshot\0{body.name}"
+    return await run_long(daemon, wait, "snapshot", project.name, None, key, work)
+
+
+@router.delete(
+    "/snapshots/{ref}",
+    response_model=list[schemas.Snapshot],
+    responses=errors(401, 403, 404, 409, 502),
+    summary="Remove NAME@N (or every version of NAME); refused while a branch uses it",
+)
+async def delete_snapshot(
+    token: AdminToken, project: ProjectDep, ref: str
+) -> list[dict[str, Any]]:
+    def rm() -> list[SnapshotRecord]:
+        with acting(f"token:{token.id}"):
+            return project.engine().snapshot_rm(ref)
+
+    removed = await run_in_threadpool(rm)
+    return [views.snapshot_dict(s) for s in removed]

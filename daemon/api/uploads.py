@@ -1,0 +1,190 @@
+"""Migration files uploaded with a request: ``branchdb up`` in remote mode.
+
+The CLI sends the branch's migrations directory as it sees it on disk (uncommitted
+files included), so the daemon applies exactly what embedded mode would. Two body
+formats are accepted:
+
+- ``application/gzip``: a tar.gz of the directory's regular files (what the CLI sends);
+- ``application/json``: ``{"files": {"relative/path.sql": "text", ...}}``.
+
+An empty body means "no upload": the daemon reads the project's own directory. Limits
+are enforced before anything is unpacked in full: the body (:data:`MAX_BODY`), the
+unpacked size (:data:`MAX_UNPACKED`, so a gzip bomb stops early) and the number of
+files (:data:`MAX_FILES`) — over any of them is 413. A path that is absolute, has a
+``..`` or empty part, a backslash or a NUL is refused with 400 (nothing is written to
+disk: files stay in memory). Dot files are skipped, as the engine's directory listing
+skips them, so an upload and the same directory on disk have the same fingerprint.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import zlib
+from typing import Any
+
+from fastapi import Request
+
+from branchdb.daemon.api.deps import BadRequest, PayloadTooLarge
+
+MAX_BODY = 8 * 1024 * 1024
+MAX_UNPACKED = 32 * 1024 * 1024
+MAX_FILES = 5000
+MAX_PATH = 1024
+
+GZIP_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar+gzip")
+
+#: The OpenAPI ``requestBody`` of routes that accept an upload.
+OPENAPI_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "description": "Optional: the migrations to apply instead of the project's "
+        "own directory (a tar.gz, or JSON {files: {path: content}}); at most "
+        f"{MAX_BODY} bytes, {MAX_UNPACKED} unpacked, {MAX_FILES} files.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        }
+                    },
+                    "required": ["files"],
+                }
+            },
+            "application/gzip": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+class UploadedFiles:
+    """Uploaded migration files, in memory (a MigrationFiles)."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self._files = files
+
+    def __str__(self) -> str:
+        return "the uploaded migrations"
+
+    def paths(self) -> list[str]:
+        return sorted(self._files)
+
+    def read(self, path: str) -> bytes:
+        try:
+            return self._files[path]
+        except KeyError:
+            raise FileNotFoundError(f"{path} is not in {self}") from None
+
+
+def check_path(path: str) -> str | None:
+    """*path* if it is a safe relative POSIX path; None for a dot file (skipped).
+
+    Raises BadRequest for anything that could leave the migrations directory.
+    """
+    parts = path.split("/")
+    if (
+        not path
+        or len(path) > MAX_PATH
+        or path.startswith("/")
+        or "\\" in path
+        or "\0" in path
+        or any(p in ("", ".", "..") for p in parts)
+    ):
+        raise BadRequest(f"unsafe path in upload: {path[:100]!r}")
+    if any(p.startswith(".") for p in parts):
+        return None
+    return path
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, refused with 413 past *limit* bytes (before reading it all)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_upload(request: Request) -> UploadedFiles | None:
+    """The files uploaded with *request*, or None if its body is empty."""
+    body = await read_body(request)
+    if not body:
+        return None
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind in GZIP_TYPES:
+        return UploadedFiles(_from_targz(body))
+    if kind == "application/json":
+        return UploadedFiles(_from_json(body))
+    raise BadRequest(
+        f"unsupported content type {kind or '(none)'!r} for an upload: send "
+        "application/gzip (tar.gz) or application/json"
+    )
+
+
+def _add(files: dict[str, bytes], path: str, data: bytes, total: int) -> int:
+    if len(files) >= MAX_FILES:
+        raise PayloadTooLarge(f"upload holds more than {MAX_FILES} files")
+    total += len(data)
+    if total > MAX_UNPACKED:
+        raise PayloadTooLarge(f"upload unpacks to more than {MAX_UNPACKED} bytes")
+    kept = check_path(path)
+    if kept is not None:
+        if kept in files:
+            raise BadRequest(f"path {kept!r} appears twice in the upload")
+        files[kept] = data
+    return total
+
+
+def _from_json(body: bytes) -> dict[str, bytes]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the upload is not valid JSON") from None
+    raw = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise BadRequest('a JSON upload is {"files": {"path": "content", ...}}')
+    files: dict[str, bytes] = {}
+    total = 0
+    for path, text in raw.items():
+        total = _add(files, path, text.encode("utf-8", "surrogatepass"), total)
+    return files
+
+
+def _from_targz(body: bytes) -> dict[str, bytes]:
+    # Decompress with a cap first: tarfile would happily inflate a bomb.
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        raw = inflater.decompress(body, MAX_UNPACKED + 1024 * 1024)
+    except zlib.error:
+        raise BadRequest("the upload is not a valid tar.gz") from None
+    if inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"upload unpacks to more than {MAX_UNPACKED} bytes")
+    files: dict[str, bytes] = {}
+    total = 0
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+            for member in tar:
+                if member.isdir():
+                    continue  # implied by the files' paths; nothing is written
+                if not member.isreg():
+                    raise BadRequest(
+                        f"upload member {member.name[:100]!r} is not a regular file"
+                    )
+                f = tar.extractfile(member)
+                data = f.read() if f is not None else b""
+                # `tar -C dir .` writes ./name: the same file as name.
+                name = member.name[2:] if member.name.startswith("./") else member.name
+                total = _add(files, name, data, total)
+    except tarfile.TarError:
+        raise BadRequest("the upload is not a valid tar.gz") from None
+    return files
