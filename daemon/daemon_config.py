@@ -38,8 +38,16 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_GC_INTERVAL = 900  # 15 minutes
 DEFAULT_DATA_DIR = ".branchdb-daemon"
+#: Request bodies over this are refused with 413 (GitHub caps webhooks at 25 MB).
+DEFAULT_MAX_BODY = 25 * 1024 * 1024
 
-_SERVER_KEYS = {"host": str, "port": int, "data_dir": str, "gc_interval": str}
+_SERVER_KEYS = {
+    "host": str,
+    "port": int,
+    "data_dir": str,
+    "gc_interval": str,
+    "max_body": int,
+}
 _PROJECT_KEYS = {
     "path": str,
     "name": str,
@@ -67,6 +75,7 @@ class DaemonSettings(NamedTuple):
     projects: dict[str, ProjectSettings]
     path: Path | None = None  # the daemon config file, if any
     gc_interval: int = DEFAULT_GC_INTERVAL  # seconds between scheduled GC runs; 0 off
+    max_body: int = DEFAULT_MAX_BODY  # bytes; larger request bodies get 413
 
 
 def _secret_env(name: str) -> str | None:
@@ -136,6 +145,12 @@ def _gc_interval(value: str | None, where: str) -> int:
     if value.strip() in ("0", "off"):
         return 0
     return project_config.parse_duration(value, "server.gc_interval", where)
+
+
+def _max_body(value: int, where: str) -> int:
+    if value < 1:
+        raise ConfigError(f"{where}: server.max_body must be a positive byte count")
+    return value
 
 
 def _env_port(default: int) -> int:
@@ -216,4 +231,5 @@ def load(
         projects=projects,
         path=path.resolve(),
         gc_interval=_gc_interval(server.get("gc_interval"), where),
+        max_body=_max_body(server.get("max_body", DEFAULT_MAX_BODY), where),
     )

@@ -9,11 +9,13 @@ nothing but files, which the engine already serialises with its per-branch lock.
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from branchdb.daemon import tokens
@@ -21,7 +23,6 @@ from branchdb.daemon.api.jobs import JobTable
 from branchdb.daemon.daemon_config import DaemonSettings, ProjectSettings
 from branchdb.daemon.engine import Engine
 from branchdb.daemon.errors import BranchdbError, NotFound
-from branchdb.daemon.git_repo import validate_branch_name
 from branchdb.daemon.git_tree import Mirror
 from branchdb.daemon.store.sqlite_store import SqliteStore
 
@@ -46,6 +47,8 @@ class BadRequest(BranchdbError):
 
 
 class PayloadTooLarge(BranchdbError):
+    """A request body over the daemon's limit (see :mod:`.bodylimit`)."""
+
     http_status = 413
 
 
@@ -111,9 +114,44 @@ async def get_project(project: str, daemon: DaemonDep) -> ProjectRuntime:
 ProjectDep = Annotated[ProjectRuntime, Depends(get_project)]
 
 
-async def valid_branch(branch: str) -> str:
+#: What ``git check-ref-format --branch`` accepts, at most 255 characters (a longer
+#: name cannot be a loose ref on common file systems). Published as the OpenAPI
+#: ``pattern`` of ``{branch}`` so clients and fuzzers know the contract; the same
+#: expression is what the API enforces.
+BRANCH_PATTERN = (
+    r"^(?!@$)(?!-)(?!/)(?!.*/$)(?!.*\.$)(?!.*//)(?!.*\.\.)(?!.*@\{)"
+    r"(?!.*\.lock(?:/|$))(?!(?:.*/)?\.)[^\x00-\x20\x7f~^:?*\[\\]{1,255}$"
+)
+_BRANCH = re.compile(BRANCH_PATTERN, re.DOTALL)
+
+
+def check_branch_name(branch: str) -> str:
+    """*branch* if git could name a branch so (and it is <= 255 characters).
+
+    Raises BadRequest (400) otherwise: ``..``, NUL and control characters, spaces,
+    ``~^:?*[\\``, a leading ``-`` or ``/``, ``//``, a trailing ``/`` or ``.``,
+    components starting with ``.`` or ending in ``.lock``, ``@{``, a lone ``@``.
+    """
+    if not _BRANCH.fullmatch(branch):
+        shown = branch if len(branch) <= 80 else branch[:80] + "..."
+        raise BadRequest(
+            f"invalid branch name {shown!r}: git could not name a branch so "
+            "(see `git check-ref-format --branch`; at most 255 characters)"
+        )
+    return branch
+
+
+async def valid_branch(
+    branch: Annotated[
+        str,
+        PathParam(
+            description="the git branch name; may contain slashes (feature/x)",
+            json_schema_extra={"pattern": BRANCH_PATTERN},
+        ),
+    ],
+) -> str:
     """The ``{branch}`` path parameter, refused (400) if git could never name it so."""
-    return validate_branch_name(branch)
+    return check_branch_name(branch)
 
 
 BranchDep = Annotated[str, Depends(valid_branch)]
