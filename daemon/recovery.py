@@ -100,10 +100,10 @@ def _fix_record(engine: Engine, branch: str, report: RecoveryReport) -> None:
         # A first create makes the role before the database; only the database's
         # marker or the record would name it otherwise.
         info["role"] = naming.pg_role(engine.project, branch)
-    engine.backend.drop(rec.database, info)
     leftovers = _LEFTOVERS.get(engine.config.database.backend)
-    if leftovers is not None:
+    if leftovers is not None:  # first: a temp database is owned by the role
         leftovers(engine, rec.database)
+    engine.backend.drop(rec.database, info)
     engine.store.delete_branch(engine.project, branch)
     report.cleaned.append(branch)
 
