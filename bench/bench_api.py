@@ -305,7 +305,7 @@ def main() -> None:
     ap.add_argument(
         "--client",
         choices=("raw", "httpx", "both"),
-        default="both",
+        default="raw",
         help="load generator for (a): minimal asyncio client, httpx, or both",
     )
     args = ap.parse_args()
