@@ -144,7 +144,7 @@ def test_hostile_branch_names_get_400_and_change_nothing(live: Live) -> None:
                 # starlette's {branch:path} never matches a newline: no route.
                 assert_json_error(status, body, 404, "NotFound")
             else:
-                assert_json_error(status, body, 400, "BadRequest")
+                assert_json_error(status, body, 400, "GitError")
     assert live.files() == set()
     assert live.records() == []
 

@@ -24,7 +24,7 @@ from branchdb.daemon import tokens
 from branchdb.daemon.api.jobs import JobTable
 from branchdb.daemon.daemon_config import DaemonSettings, ProjectSettings
 from branchdb.daemon.engine import Engine
-from branchdb.daemon.errors import BranchdbError, NotFound
+from branchdb.daemon.errors import BranchdbError, GitError, NotFound
 from branchdb.daemon.git_tree import Mirror
 from branchdb.daemon.store.sqlite_store import SqliteStore
 
@@ -131,13 +131,14 @@ _BRANCH = re.compile(BRANCH_PATTERN, re.DOTALL)
 def check_branch_name(branch: str) -> str:
     """*branch* if git could name a branch so (and it is <= 255 characters).
 
-    Raises BadRequest (400) otherwise: ``..``, NUL and control characters, spaces,
-    ``~^:?*[\\``, a leading ``-`` or ``/``, ``//``, a trailing ``/`` or ``.``,
-    components starting with ``.`` or ending in ``.lock``, ``@{``, a lone ``@``.
+    Raises GitError (400, like the engine's own check) otherwise: ``..``, NUL and
+    control characters, spaces, ``~^:?*[\\``, a leading ``-`` or ``/``, ``//``,
+    a trailing ``/`` or ``.``, components starting with ``.`` or ending in
+    ``.lock``, ``@{``, a lone ``@``.
     """
     if not _BRANCH.fullmatch(branch):
         shown = branch if len(branch) <= 80 else branch[:80] + "..."
-        raise BadRequest(
+        raise GitError(
             f"invalid branch name {shown!r}: git could not name a branch so "
             "(see `git check-ref-format --branch`; at most 255 characters)"
         )
