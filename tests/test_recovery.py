@@ -11,6 +11,7 @@ fabricated crash leftovers, next to foreign files and databases it must not touc
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -170,11 +171,15 @@ def test_sigkill_during_a_libsql_clone(
         Path(again.json()["url"].removeprefix("file:")).name
     ]
     assert record(repo, "feature/big").status == "ready"  # type: ignore[union-attr]
+    d.stop()
+    shutil.rmtree(repo / ".branchdb" / "snapshots")  # 1.2 GB: not kept by pytest
+    for p in branches.glob("bdb-*"):
+        p.unlink()
 
 
 SLOW = (
     "CREATE TABLE slow AS WITH RECURSIVE c(x) AS "
-    "(SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000000) "
+    "(SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10000000) "
     "SELECT count(*) AS n FROM c;\n"
 )
 
@@ -193,11 +198,23 @@ def test_sigkill_during_a_migration(repo: Path, daemons: Callable[..., Daemon]) 
     )
 
     def migrating() -> bool:
+        # 001 and 002 committed (each its own transaction): 003 runs for seconds.
         rec = record(repo, "feature/slow")
-        return rec is not None and rec.status == "ready" and not rec.fingerprint
+        if rec is None or rec.status != "ready":
+            return False
+        try:
+            con = sqlite3.connect(
+                f"file:{rec.url.removeprefix('file:')}?mode=ro", uri=True
+            )
+            try:
+                n = con.execute("SELECT count(*) FROM _branchdb_migrations").fetchone()
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return False  # not created yet, or locked for a moment
+        return bool(n[0] == 2)
 
     wait_for(migrating)
-    time.sleep(0.5)  # well inside the slow migration
     d.kill()
     d.start()
     rec = record(repo, "feature/slow")
@@ -388,6 +405,9 @@ def test_sigkill_during_a_postgres_clone(
     assert record(repo, branch, project).status == "ready"  # type: ignore[union-attr]
     with psycopg.connect(again.json()["url"]) as c:
         assert c.execute("SELECT count(*) FROM pad").fetchone() == (100000,)
+    with psycopg.connect(pg_cluster.admin_url, autocommit=True) as c:
+        c.execute(f"DROP DATABASE {project}_src")
+        c.execute(f"DROP DATABASE {project}_foreign")
 
 
 @pytest.mark.postgres
