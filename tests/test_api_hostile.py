@@ -257,3 +257,17 @@ def test_unknown_methods_and_routes_answer_json(live: Live) -> None:
     assert headers["allow"] == "GET, POST"
     status, _, body = live.raw("GET", "/v1/nope")
     assert_json_error(status, body, 404, "NotFound")
+
+
+def test_max_body_is_configurable(repo: Path) -> None:
+    from branchdb.daemon import daemon_config
+    from branchdb.daemon.errors import ConfigError
+
+    setup_project(repo)
+    conf = repo / "daemon.toml"
+    conf.write_text(f'[server]\nmax_body = 1000\n[[projects]]\npath = "{repo}"\n')
+    assert daemon_config.load(conf).max_body == 1000
+    assert settings_for(repo).max_body == daemon_config.DEFAULT_MAX_BODY
+    conf.write_text(f'[server]\nmax_body = 0\n[[projects]]\npath = "{repo}"\n')
+    with pytest.raises(ConfigError, match="max_body"):
+        daemon_config.load(conf)
