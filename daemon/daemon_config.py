@@ -52,8 +52,16 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_GC_INTERVAL = 900  # 15 minutes
 DEFAULT_DATA_DIR = ".branchdb-daemon"
+#: Request bodies over this are refused with 413 (GitHub caps webhooks at 25 MB).
+DEFAULT_MAX_BODY = 25 * 1024 * 1024
 
-_SERVER_KEYS = {"host": str, "port": int, "data_dir": str, "gc_interval": str}
+_SERVER_KEYS = {
+    "host": str,
+    "port": int,
+    "data_dir": str,
+    "gc_interval": str,
+    "max_body": int,
+}
 _STATE_KEYS = {"url": str, "schema": str}
 _PROJECT_KEYS = {
     "path": str,
@@ -88,6 +96,7 @@ class DaemonSettings(NamedTuple):
     gc_interval: int = DEFAULT_GC_INTERVAL  # seconds between scheduled GC runs; 0 off
     state_url: str | None = None  # [state] url: the PostgreSQL state store
     state_schema: str | None = None  # [state] schema (default "branchdb")
+    max_body: int = DEFAULT_MAX_BODY  # bytes; larger request bodies get 413
 
 
 def _secret_env(name: str, what: str = "WEBHOOK_SECRET") -> str | None:
@@ -188,6 +197,12 @@ def _state(raw: Any, where: str) -> tuple[str | None, str | None]:
     return url, schema
 
 
+def _max_body(value: int, where: str) -> int:
+    if value < 1:
+        raise ConfigError(f"{where}: server.max_body must be a positive byte count")
+    return value
+
+
 def _env_port(default: int) -> int:
     value = os.environ.get("BRANCHDB_PORT")
     if not value:
@@ -279,4 +294,5 @@ def load(
         gc_interval=_gc_interval(server.get("gc_interval"), where),
         state_url=state_url,
         state_schema=state_schema,
+        max_body=_max_body(server.get("max_body", DEFAULT_MAX_BODY), where),
     )

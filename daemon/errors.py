@@ -153,6 +153,9 @@ class Divergence:
 class MigrationDrift(MigrationError):
     """The ledger holds migrations the branch no longer has, or in another order."""
 
+    #: The database's state conflicts with the request (a reset resolves it).
+    http_status = 409
+
     def __init__(self, items: list[Divergence]) -> None:
         self.items = items
         lines = "; ".join(str(i) for i in items)

@@ -54,11 +54,16 @@ def verify(store: Store, presented: str) -> Token | None:
     Every stored digest is compared with ``hmac.compare_digest``: the time taken does
     not depend on how much of a digest matched.
     """
+    return match(store.list_tokens(), presented)
+
+
+def match(rows: list[dict[str, Any]], presented: str) -> Token | None:
+    """:func:`verify` over already-read token rows (``SqliteStore.list_tokens``)."""
     if not presented.startswith(PREFIX) or len(presented) > 200:
         return None
     want = digest(presented)
     found: dict[str, Any] | None = None
-    for row in store.list_tokens():
+    for row in rows:
         if hmac.compare_digest(row["sha256"], want):
             found = row
     if found is None or found["scope"] not in _RANK:

@@ -4,14 +4,19 @@ Nothing is built at import time: the factory receives the settings (see
 :mod:`branchdb.daemon.daemon_config`), builds the :class:`~.deps.Daemon` (projects,
 job table, state store access) and hands it to routes through ``Annotated``
 dependencies. Errors are translated here, once: a BranchdbError answers its
-``http_status`` with ``{"error": {"type", "message"}}`` (message redacted), validation
-errors 422, unknown routes 404 — all JSON.
+``http_status`` with ``{"error": {"type", "message"}}`` (message redacted), malformed
+JSON 400, validation errors 422, unknown routes 404, request bodies over
+``server.max_body`` 413 (:mod:`.bodylimit`) — all JSON, all documented in the OpenAPI
+(:mod:`.openapi`).
+
+Before serving, the lifespan runs crash recovery (:mod:`branchdb.daemon.recovery`)
+for every project: provisioning a killed daemon left half done is cleaned up.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,8 +25,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
-from branchdb.daemon.api import audit, branches, gc, schemas, snapshots, webhooks
+from branchdb.daemon.api import (
+    audit,
+    branches,
+    gc,
+    openapi,
+    schemas,
+    snapshots,
+    webhooks,
+)
+from branchdb.daemon.api.bodylimit import BodyLimit
 from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.audit import acting
@@ -31,11 +46,19 @@ from branchdb.daemon.errors import BranchdbError, NotFound, Refused, redact
 log = logging.getLogger("branchdb.api")
 
 
-def _error(status: int, kind: str, message: str, **extra: Any) -> JSONResponse:
+def _error(
+    status: int,
+    kind: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body: dict[str, Any] = {"error": {"type": kind, "message": redact(message)}}
     body["error"].update(extra)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -51,12 +74,18 @@ def _install_error_handlers(app: FastAPI) -> None:
         ]
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         message = f"{'.'.join(first['loc'])}: {first['msg']}"
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            # Not JSON at all is a malformed request, not invalid parameters.
+            return _error(400, "BadRequest", f"malformed JSON body: {message}")
         return _error(422, "ValidationError", message, details=details)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTP")
-        return _error(exc.status_code, kind, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed(request)
+        return _error(exc.status_code, kind, str(exc.detail), headers=headers)
 
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error on %s %s", request.method, request.url.path)
@@ -66,6 +95,20 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, internal_error)
+
+
+def _allowed(request: Request) -> str:
+    """Every method some route serves on this path (starlette names only one route's).
+
+    GET /gc and POST /gc are two routes: a 405 for OPTIONS must list both. Each
+    method is tried against the routes (``matches`` is public, routers nest).
+    """
+    methods = []
+    for method in ("GET", "HEAD", "PUT", "POST", "DELETE", "PATCH"):
+        scope = {**request.scope, "method": method}
+        if any(r.matches(scope)[0] == Match.FULL for r in request.app.router.routes):
+            methods.append(method)
+    return ", ".join(methods)
 
 
 meta = APIRouter(prefix="/v1")
@@ -144,6 +187,7 @@ def create_app(settings: DaemonSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_recover, daemon)  # before the first request
         scheduler = _start_scheduler(daemon, settings.gc_interval)
         yield
         if scheduler is not None:
@@ -158,6 +202,7 @@ def create_app(settings: DaemonSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.daemon = daemon
+    app.add_middleware(BodyLimit, max_body=settings.max_body)
     _install_error_handlers(app)
     app.include_router(meta)
     app.include_router(branches.router)
@@ -165,7 +210,37 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(gc.router)
     app.include_router(audit.router)
+    openapi.install(app)
     return app
+
+
+def _recover(daemon: Daemon) -> None:
+    """Crash recovery of every project; errors are logged, never fatal."""
+    from branchdb.daemon import recovery
+    from branchdb.daemon.engine import Engine
+
+    for p in daemon.projects.values():
+        # A private engine: the per-thread ones belong to the request threads. With
+        # a shared state store it must be that store: its records and locks.
+        shared = daemon.shared_store() if daemon.settings.state_url else None
+        engine = Engine(p.settings.config, store=shared)
+        try:
+            report = recovery.recover(engine)
+            if report or report.busy:
+                log.info(
+                    "recovery of %s: %d interrupted creates undone, %d records of "
+                    "missing databases forgotten, %d temp leftovers dropped, %d busy",
+                    p.name,
+                    len(report.cleaned),
+                    len(report.forgotten),
+                    len(report.temps),
+                    len(report.busy),
+                )
+        except Exception:
+            log.exception("crash recovery of project %s failed", p.name)
+        finally:
+            if shared is None:
+                engine.store.close()
 
 
 def _start_scheduler(daemon: Daemon, interval: int) -> Any:

@@ -11,20 +11,23 @@ store instead (opened on first use, closed when the app stops).
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from branchdb.daemon import tokens
 from branchdb.daemon.api.jobs import JobTable
 from branchdb.daemon.daemon_config import DaemonSettings, ProjectSettings
 from branchdb.daemon.engine import Engine
-from branchdb.daemon.errors import BranchdbError, NotFound
-from branchdb.daemon.git_repo import validate_branch_name
+from branchdb.daemon.errors import BranchdbError, GitError, NotFound
 from branchdb.daemon.git_tree import Mirror
 from branchdb.daemon.store import open_store
 from branchdb.daemon.store.base import Store
@@ -50,6 +53,8 @@ class BadRequest(BranchdbError):
 
 
 class PayloadTooLarge(BranchdbError):
+    """A request body over the daemon's limit (see :mod:`.bodylimit`)."""
+
     http_status = 413
 
 
@@ -94,6 +99,7 @@ class Daemon:
             for name, p in settings.projects.items()
         }
         self.jobs = JobTable()
+        self.tokens = TokenCache()
         self._local = threading.local()
 
     def shared_store(self) -> Store:
@@ -148,9 +154,45 @@ async def get_project(project: str, daemon: DaemonDep) -> ProjectRuntime:
 ProjectDep = Annotated[ProjectRuntime, Depends(get_project)]
 
 
-async def valid_branch(branch: str) -> str:
+#: What ``git check-ref-format --branch`` accepts, at most 255 characters (a longer
+#: name cannot be a loose ref on common file systems). Published as the OpenAPI
+#: ``pattern`` of ``{branch}`` so clients and fuzzers know the contract; the same
+#: expression is what the API enforces.
+BRANCH_PATTERN = (
+    r"^(?!@$)(?!-)(?!/)(?!.*/$)(?!.*\.$)(?!.*//)(?!.*\.\.)(?!.*@\{)"
+    r"(?!.*\.lock(?:/|$))(?!(?:.*/)?\.)[^\x00-\x20\x7f~^:?*\[\\]{1,255}$"
+)
+_BRANCH = re.compile(BRANCH_PATTERN, re.DOTALL)
+
+
+def check_branch_name(branch: str) -> str:
+    """*branch* if git could name a branch so (and it is <= 255 characters).
+
+    Raises GitError (400, like the engine's own check) otherwise: ``..``, NUL and
+    control characters, spaces, ``~^:?*[\\``, a leading ``-`` or ``/``, ``//``,
+    a trailing ``/`` or ``.``, components starting with ``.`` or ending in
+    ``.lock``, ``@{``, a lone ``@``.
+    """
+    if not _BRANCH.fullmatch(branch):
+        shown = branch if len(branch) <= 80 else branch[:80] + "..."
+        raise GitError(
+            f"invalid branch name {shown!r}: git could not name a branch so "
+            "(see `git check-ref-format --branch`; at most 255 characters)"
+        )
+    return branch
+
+
+async def valid_branch(
+    branch: Annotated[
+        str,
+        PathParam(
+            description="the git branch name; may contain slashes (feature/x)",
+            json_schema_extra={"pattern": BRANCH_PATTERN},
+        ),
+    ],
+) -> str:
     """The ``{branch}`` path parameter, refused (400) if git could never name it so."""
-    return validate_branch_name(branch)
+    return check_branch_name(branch)
 
 
 BranchDep = Annotated[str, Depends(valid_branch)]
@@ -158,15 +200,39 @@ BranchDep = Annotated[str, Depends(valid_branch)]
 _bearer = HTTPBearer(auto_error=False, description="a token from `branchdb token`")
 
 
+class TokenCache:
+    """The token table in memory, re-read from the state store at most every *ttl*
+    seconds, and at once when a presented token is not in it (a token made a moment
+    ago works at once; a revoked one stops working within *ttl*).
+
+    It saves the hot path (GET of a branch) a thread-pool round trip and a query.
+    """
+
+    def __init__(self, ttl: float = 1.0) -> None:
+        self.ttl = ttl
+        self._rows: list[dict[str, object]] | None = None
+        self._read_at = 0.0
+
+    async def verify(self, daemon: Daemon, presented: str) -> tokens.Token | None:
+        if presented.startswith(tokens.PREFIX) and len(presented) <= 200:
+            fresh = time.monotonic() - self._read_at <= self.ttl
+            if self._rows is not None and fresh:
+                found = tokens.match(self._rows, presented)
+                if found is not None:
+                    return found
+            self._rows = await run_in_threadpool(lambda: daemon.store().list_tokens())
+            self._read_at = time.monotonic()
+        return tokens.match(self._rows or [], presented)
+
+
 def _require(scope: str) -> object:
-    # A plain def: FastAPI runs it in the thread pool (it reads the state store).
-    def check(
+    async def check(
         daemon: DaemonDep,
         cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> tokens.Token:
         if cred is None:
             raise Unauthorized("missing bearer token (Authorization: Bearer bdb_...)")
-        token = tokens.verify(daemon.store(), cred.credentials)
+        token = await daemon.tokens.verify(daemon, cred.credentials)
         if token is None:
             raise Unauthorized("invalid or revoked token")
         if not token.allows(scope):

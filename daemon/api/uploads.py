@@ -36,6 +36,8 @@ MAX_PATH = 1024
 GZIP_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar+gzip")
 
 #: The OpenAPI ``requestBody`` of routes that accept an upload.
+SAFE_PATH_PATTERN = r"^(?!\.{1,2}(/|$))(?!.*/\.{1,2}(/|$))[^/\\\x00]+(/[^/\\\x00]+)*$"
+
 OPENAPI_BODY: dict[str, Any] = {
     "requestBody": {
         "required": False,
@@ -50,6 +52,12 @@ OPENAPI_BODY: dict[str, Any] = {
                         "files": {
                             "type": "object",
                             "additionalProperties": {"type": "string"},
+                            # What check_path accepts: relative, no ".", ".." or
+                            # empty segment, no backslash or NUL.
+                            "propertyNames": {
+                                "pattern": SAFE_PATH_PATTERN,
+                                "maxLength": MAX_PATH,
+                            },
                         }
                     },
                     "required": ["files"],
