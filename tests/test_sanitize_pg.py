@@ -22,7 +22,7 @@ from test_sanitize_data import (
 )  # fmt: skip
 
 from branchdb.daemon.backends import pg_copy
-from branchdb.daemon.sanitize import compile_pg, verify
+from branchdb.daemon.sanitize import compile_pg, stream_pg, verify
 from branchdb.daemon.sanitize.detect import UnreviewedColumns
 from branchdb.daemon.sanitize.pipeline import check_postgres, sanitize_postgres
 from branchdb.daemon.sanitize.rules import RulesError, parse_rules
@@ -101,23 +101,36 @@ def cells(cluster: Cluster, db: str) -> list[object]:
     return out
 
 
+@pytest.mark.parametrize("path", ["stream", "in-place"])
 def test_pg_dump_copy_then_sanitize_leaves_no_original(
-    pg_cluster: Cluster, source: Any
+    pg_cluster: Cluster, source: Any, path: str
 ) -> None:
     src, data = source
     before = fingerprint(pg_cluster, src)
     target = f"stg_{uuid.uuid4().hex[:8]}"
     with admin(pg_cluster) as c:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
-    # exactly what the postgres backend does before sealing a snapshot
-    pg_copy.copy(
-        pg_cluster.url(src), pg_cluster.url(target), "postgres", pg_copy.find_bin(15)
-    )
     events: list[tuple[str, str, int]] = []
-    report = sanitize_postgres(
-        pg_cluster.admin_url, target, parse_rules(rules_text("postgres")),
-        progress=lambda *e: events.append(e),
-    )  # fmt: skip
+    rules = parse_rules(rules_text("postgres"))
+    if path == "stream":
+        # what the postgres backend runs before sealing a sanitized snapshot
+        report = stream_pg.build(
+            pg_cluster.url(src), pg_cluster.admin_url, target, "postgres",
+            pg_copy.find_bin(15), rules, progress=lambda *e: events.append(e),
+        )  # fmt: skip
+        with admin(pg_cluster, target) as c:
+            # no raw table of originals is left behind
+            assert c.execute(
+                "SELECT count(*) FROM pg_namespace WHERE nspname LIKE '\\_bdb%'"
+            ).fetchone() == (0,)
+    else:
+        pg_copy.copy(
+            pg_cluster.url(src), pg_cluster.url(target), "postgres",
+            pg_copy.find_bin(15),
+        )  # fmt: skip
+        report = sanitize_postgres(
+            pg_cluster.admin_url, target, rules, progress=lambda *e: events.append(e)
+        )
     assert fingerprint(pg_cluster, src) == before  # the source is unchanged
     assert leaks(originals(data), cells(pg_cluster, target)) == []
     with admin(pg_cluster, target) as c:

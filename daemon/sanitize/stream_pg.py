@@ -1,0 +1,289 @@
+"""Build a sanitized PostgreSQL copy without ever writing an original into it.
+
+The copy-then-UPDATE path (:func:`pipeline.sanitize_postgres`) rewrites every row,
+maintains every index, and must then ``VACUUM FULL`` the dead originals away. This path
+instead streams, for a PostgreSQL source:
+
+1. one ``REPEATABLE READ, READ ONLY`` transaction on the source; its snapshot is
+   exported (``pg_export_snapshot``) so that ``pg_dump`` reads the very same view;
+2. ``pg_dump --exclude-table-data='*.*'`` (schema, sequence values, large objects);
+   its pre-data and data sections are restored into the staging database: tables
+   without indexes, constraints or triggers;
+3. per table, ``COPY … TO STDOUT (FORMAT binary)`` from the source into either the
+   final table (no rule masks it: ``COPY FREEZE`` after a ``TRUNCATE`` in the same
+   transaction, so no later pass rewrites it) or an UNLOGGED raw table in a private
+   schema, from which ONE ``INSERT INTO final SELECT <masked expressions> FROM raw
+   WHERE <where>`` writes the masked rows — the published table never holds an
+   original, not even in a dead tuple;
+4. the originals of masked columns are captured from the raw tables into a TEMP table
+   (:func:`verify.capture_pg`), the raw tables are dropped, rows orphaned by
+   ``where``/``truncate`` are deleted (:func:`plan.prune`), every foreign key is
+   checked, the verifier searches every text column of every table;
+5. the post-data section (indexes, constraints, foreign keys, triggers) is restored,
+   which re-validates every constraint; triggers never see the load.
+
+Any exception means "publish nothing": the caller drops the staging database.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from branchdb.daemon.errors import BackendError
+from branchdb.daemon.sanitize import compile_pg, detect, verify
+from branchdb.daemon.sanitize.plan import ApplyReport, Progress, _noop, prune, resolve
+from branchdb.daemon.sanitize.rules import Rules, RulesError, TableRule
+from branchdb.daemon.sanitize.schema import Schema, Table, pg_schema
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+
+
+def _copyable(
+    src: psycopg.Connection[Any], table: Table
+) -> tuple[list[str], bool]:
+    """(columns COPY can write — not generated —, is the table partitioned)."""
+    from psycopg import sql
+
+    row = src.execute(
+        sql.SQL(
+            "SELECT c.relkind = 'p', ARRAY(SELECT a.attname FROM pg_attribute a "
+            "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+            "AND a.attgenerated = '' ORDER BY a.attnum) "
+            "FROM pg_class c WHERE c.oid = {}::regclass"
+        ).format(sql.Literal(f"{sql.Identifier(table.schema, table.name).as_string(src)}"))
+    ).fetchone()
+    assert row is not None
+    return list(row[1]), bool(row[0])
+
+
+def _pipe(
+    src: psycopg.Connection[Any], out: sql.Composable,
+    dst: psycopg.Connection[Any], into: sql.Composable,
+) -> None:
+    with (
+        src.cursor().copy(out) as reader,
+        dst.cursor().copy(into) as writer,
+    ):
+        for chunk in reader:
+            writer.write(chunk)
+
+
+def masked_select(
+    trule: TableRule, table: Table, cols: list[str], raw: sql.Composable, rules: Rules
+) -> sql.Composed:
+    """SELECT of *cols* (in order) from *raw*, masked by *trule*, filtered by where."""
+    from psycopg import sql
+
+    where = (
+        sql.SQL(" WHERE coalesce(({}), false)").format(sql.SQL(trule.where))
+        if trule.where
+        else sql.SQL("")
+    )
+    exprs: list[sql.Composable] = []
+    joins: list[sql.Composable] = []
+    for i, name in enumerate(cols):
+        rule, col = trule.columns.get(name), table.columns[name]
+        ident = sql.Identifier(name)
+        if rule is None or rule.strategy == "keep":
+            exprs.append(sql.SQL("_bdb_t.{}").format(ident))
+        elif rule.strategy != "shuffle":
+            exprs.append(compile_pg.column_expr(rule, col, rules.salt_for(rule)))
+        else:
+            # Row k (scan order) takes the k-th value in salted-hash order.
+            alias = sql.Identifier(f"_bdb_p{i}")
+            order = compile_pg.digest(
+                rules.salt_for(rule), sql.SQL("coalesce({}::text, '')").format(ident)
+            )
+            joins.append(sql.SQL(
+                " JOIN (SELECT {c} AS _bdb_v, row_number() OVER (ORDER BY {o}, {c}) "
+                "AS _bdb_rn FROM {raw} AS _bdb_t{w}) AS {a} ON {a}._bdb_rn = _bdb_t._bdb_rn"
+            ).format(c=ident, o=order, raw=raw, w=where, a=alias))  # fmt: skip
+            exprs.append(sql.SQL("{}._bdb_v").format(alias))
+    body = sql.SQL(", ").join(exprs)
+    if not joins:
+        return sql.SQL("SELECT {} FROM {} AS _bdb_t{}").format(body, raw, where)
+    return sql.SQL(
+        "SELECT {} FROM (SELECT *, row_number() OVER () AS _bdb_rn FROM {} AS _bdb_t{}) "
+        "AS _bdb_t{}"
+    ).format(body, raw, where, sql.SQL("").join(joins))
+
+
+def _check_fks(conn: psycopg.Connection[Any], schema: Schema) -> None:
+    from psycopg import sql
+
+    for fk in schema.fks:
+        child, parent = schema.tables[fk.child], schema.tables[fk.parent]
+        c = [sql.SQL("_c.{}").format(sql.Identifier(x)) for x in fk.child_cols]
+        p = [sql.SQL("_p.{}").format(sql.Identifier(x)) for x in fk.parent_cols]
+        row = conn.execute(sql.SQL(
+            "SELECT EXISTS (SELECT 1 FROM {} AS _c WHERE {} AND NOT EXISTS "
+            "(SELECT 1 FROM {} AS _p WHERE {}))"
+        ).format(
+            sql.Identifier(child.schema, child.name),
+            sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(x) for x in c),
+            sql.Identifier(parent.schema, parent.name),
+            sql.SQL(" AND ").join(
+                sql.SQL("{} = {}").format(a, b) for a, b in zip(c, p, strict=True)
+            ),
+        )).fetchone()  # fmt: skip
+        if row and row[0]:
+            raise RulesError(
+                f"foreign key {fk.name} ({fk.child} → {fk.parent}) no longer holds "
+                "after masking: mask both sides with the same strategy and salt_key"
+            )
+
+
+def build(
+    source: str,
+    admin_url: str,
+    staging_db: str,
+    role: str,
+    bindir: str,
+    rules: Rules,
+    *,
+    allow_unreviewed: bool = False,
+    progress: Progress = _noop,
+    say: Callable[[str], Any] = lambda _msg: None,
+    sample: int = detect.SAMPLE,
+) -> Any:
+    """Fill the empty database *staging_db* with the sanitized copy of *source*.
+
+    Returns a :class:`pipeline.SanitizeReport`. Raises UnreviewedColumns, RulesError
+    (a rule cannot hold), LeakFound or BackendError; the caller then drops
+    *staging_db*. The source sees one read-only transaction and ACCESS SHARE locks.
+    """
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    from branchdb.daemon.backends import pg_copy
+    from branchdb.daemon.backends.pg_session import connect, describe_error
+    from branchdb.daemon.sanitize.pipeline import SanitizeReport, _gate
+
+    started = mark = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def lap(phase: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        timings[phase] = timings.get(phase, 0.0) + now - mark
+        mark = now
+
+    staging_url = make_conninfo(admin_url, dbname=staging_db)
+    raw_ns = f"_bdb_raw_{secrets.token_hex(4)}"
+    applied = ApplyReport()
+    loaded: dict[str, int] = {}
+    src = connect(source, what="snapshot source")
+    dst: psycopg.Connection[Any] | None = None
+    tmp = tempfile.TemporaryDirectory(prefix="branchdb-dump-")
+    try:
+        src.autocommit = False
+        src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        src.read_only = True
+        row = src.execute("SELECT pg_export_snapshot()").fetchone()
+        assert row is not None
+        schema = pg_schema(src)
+        findings = detect.detect(
+            schema, detect.sample_pg(src, schema, sample), "postgres"
+        )
+        missing = _gate(findings, rules, allow_unreviewed)
+        pairs = {t.key: tr for tr, t in resolve(schema, rules)}
+        lap("detect")
+        dump = os.path.join(tmp.name, "schema.dump")
+        say("dumping the source schema")
+        pg_copy.dump(source, bindir, dump, snapshot=str(row[0]), schema_only_data=True)
+        pg_copy.restore(dump, staging_url, role, bindir, ("pre-data", "data"), say)
+        lap("schema")
+        dst = connect(staging_url, what="staging database")
+        dst.execute("SET synchronous_commit = off")
+        dst.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(raw_ns)))
+        raws: dict[str, sql.Composable] = {}
+        for i, table in enumerate(schema.tables.values()):
+            trule = pairs.get(table.key)
+            final = sql.Identifier(table.schema, table.name)
+            if trule is not None and trule.truncate:
+                applied.count(table.key, "truncated", table.rows)
+                progress(table.key, "truncated", table.rows)
+                continue
+            cols, partitioned = _copyable(src, table)
+            if not cols:
+                continue
+            names = sql.SQL(", ").join(map(sql.Identifier, cols))
+            out = sql.SQL("COPY (SELECT {} FROM {} {}) TO STDOUT (FORMAT binary)").format(
+                names, sql.SQL("" if partitioned else "ONLY"), final
+            )
+            plain = trule is None or (
+                not trule.where
+                and all(r.strategy == "keep" for r in trule.columns.values())
+            )
+            target = final if plain else sql.Identifier(raw_ns, f"t{i}")
+            with dst.transaction():
+                if plain and not partitioned:
+                    dst.execute(sql.SQL("TRUNCATE {}").format(final))
+                elif not plain:
+                    dst.execute(sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {})").format(
+                        target, final
+                    ))  # fmt: skip
+                freeze = "" if partitioned and plain else ", FREEZE"
+                _pipe(src, out, dst, sql.SQL(
+                    "COPY {} ({}) FROM STDIN (FORMAT binary{})"
+                ).format(target, names, sql.SQL(freeze)))  # fmt: skip
+            lap("copy")
+            if plain:
+                n = dst.execute(sql.SQL("SELECT count(*) FROM {}").format(final))
+                loaded[table.key] = int((n.fetchone() or [0])[0])
+                progress(table.key, "copied", loaded[table.key])
+                continue
+            assert trule is not None
+            raws[table.key] = target
+            with dst.transaction():
+                n = compile_pg._run(dst, sql.SQL(
+                    "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE {}"
+                ).format(final, names, masked_select(trule, table, cols, target, rules)),
+                    f"mask {table.key}")  # fmt: skip
+            total = dst.execute(sql.SQL("SELECT count(*) FROM {}").format(target))
+            dropped = int((total.fetchone() or [0])[0]) - n
+            loaded[table.key] = n
+            if trule.where:
+                applied.count(table.key, "deleted by where", dropped)
+                progress(table.key, "deleted by where", dropped)
+            applied.count(table.key, "masked", n)
+            applied.rules_applied += len(compile_pg.masked(trule))
+            progress(table.key, "masked", n)
+            lap("mask")
+        src.rollback()  # the source's snapshot and locks end here
+        originals = verify.capture_pg(dst, schema, rules, read_from=raws)
+        dst.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(raw_ns)))
+        lap("capture")
+        with dst.transaction():
+            prune(schema.fks, lambda fk: compile_pg._delete_orphans(dst, schema, fk),
+                  progress, applied)  # fmt: skip
+            _check_fks(dst, schema)
+        applied.seconds = time.monotonic() - applied.started
+        lap("prune")
+        verified = verify.verify_pg(dst, schema, originals)
+        lap("verify")
+        dst.close()  # drops the TEMP tables of originals
+        say("creating indexes and constraints")
+        pg_copy.restore(dump, staging_url, role, bindir, ("post-data",), say)
+        lap("post-data")
+    except psycopg.Error as e:
+        raise BackendError(f"sanitized copy failed: {describe_error(e)}") from None
+    finally:
+        if dst is not None:
+            dst.close()
+        src.close()
+        tmp.cleanup()
+    for key, per in applied.tables.items():
+        loaded[key] = loaded.get(key, 0) - per.get("orphans deleted", 0)
+    return SanitizeReport(
+        findings, missing, applied, verified, len(schema.tables), sum(loaded.values()),
+        time.monotonic() - started, timings,
+    )  # fmt: skip
