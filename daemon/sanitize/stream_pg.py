@@ -30,12 +30,13 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.errors import BackendError
-from branchdb.daemon.sanitize import compile_pg, detect, verify
+from branchdb.daemon.sanitize import compile_pg, detect, verify, verify_raw
 from branchdb.daemon.sanitize.plan import ApplyReport, Progress, _noop, prune, resolve
 from branchdb.daemon.sanitize.rules import Rules, RulesError, TableRule
 from branchdb.daemon.sanitize.schema import Schema, Table, pg_schema
@@ -43,6 +44,32 @@ from branchdb.daemon.sanitize.schema import Schema, Table, pg_schema
 if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
+
+
+class _Background:
+    """Run *fn* in a thread; :meth:`result` re-raises its exception here."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._out: list[Any] = []
+        self._err: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._out.append(fn())
+            except BaseException as e:  # handed to the caller
+                self._err.append(e)
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> Any:
+        self.join()
+        if self._err:
+            raise self._err[0]
+        return self._out[0]
 
 
 def _copyable(
@@ -66,13 +93,13 @@ def _copyable(
 def _pipe(
     src: psycopg.Connection[Any], out: sql.Composable,
     dst: psycopg.Connection[Any], into: sql.Composable,
-) -> None:
-    with (
-        src.cursor().copy(out) as reader,
-        dst.cursor().copy(into) as writer,
-    ):
+) -> int:
+    """Stream COPY *out* on *src* into COPY *into* on *dst*; rows written."""
+    cur = dst.cursor()
+    with src.cursor().copy(out) as reader, cur.copy(into) as writer:
         for chunk in reader:
             writer.write(chunk)
+    return max(cur.rowcount, 0)
 
 
 def masked_select(
@@ -202,16 +229,23 @@ def build(
         pg_copy.restore(dump, staging_url, role, bindir, ("pre-data", "data"), say)
         lap("schema")
         dst = connect(staging_url, what="staging database")
+        # A crash loses only this staging database, which is dropped anyway; JIT
+        # compiling the masking and verifying statements costs more than it saves.
         dst.execute("SET synchronous_commit = off")
+        dst.execute("SET jit = off")
         dst.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(raw_ns)))
         raws: dict[str, sql.Composable] = {}
+        todo: list[tuple[TableRule, Table, list[str]]] = []
+        # Tables whose originals the verifier searches for (a truncated one too).
+        searched = {t.key for t, _c, _r in verify._sources(schema, rules)}
         for i, table in enumerate(schema.tables.values()):
             trule = pairs.get(table.key)
             final = sql.Identifier(table.schema, table.name)
             if trule is not None and trule.truncate:
                 applied.count(table.key, "truncated", table.rows)
                 progress(table.key, "truncated", table.rows)
-                continue
+                if table.key not in searched:
+                    continue
             cols, partitioned = _copyable(src, table)
             if not cols:
                 continue
@@ -232,45 +266,44 @@ def build(
                         target, final
                     ))  # fmt: skip
                 freeze = "" if partitioned and plain else ", FREEZE"
-                _pipe(src, out, dst, sql.SQL(
+                loaded[table.key] = _pipe(src, out, dst, sql.SQL(
                     "COPY {} ({}) FROM STDIN (FORMAT binary{})"
                 ).format(target, names, sql.SQL(freeze)))  # fmt: skip
-            lap("copy")
-            if plain:
-                n = dst.execute(sql.SQL("SELECT count(*) FROM {}").format(final))
-                loaded[table.key] = int((n.fetchone() or [0])[0])
-                progress(table.key, "copied", loaded[table.key])
-                continue
-            assert trule is not None
-            raws[table.key] = target
+            progress(table.key, "copied", loaded[table.key])
+            if not plain:
+                assert trule is not None
+                raws[table.key] = target
+                if not trule.truncate:
+                    todo.append((trule, table, cols))
+        src.rollback()  # the source's snapshot and locks end here
+        lap("copy")
+        for trule, table, cols in todo:
+            final = sql.Identifier(table.schema, table.name)
+            names = sql.SQL(", ").join(map(sql.Identifier, cols))
+            select = masked_select(trule, table, cols, raws[table.key], rules)
             with dst.transaction():
                 n = compile_pg._run(dst, sql.SQL(
                     "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE {}"
-                ).format(final, names, masked_select(trule, table, cols, target, rules)),
-                    f"mask {table.key}")  # fmt: skip
-            total = dst.execute(sql.SQL("SELECT count(*) FROM {}").format(target))
-            dropped = int((total.fetchone() or [0])[0]) - n
-            loaded[table.key] = n
+                ).format(final, names, select), f"mask {table.key}")  # fmt: skip
             if trule.where:
+                dropped = loaded[table.key] - n
                 applied.count(table.key, "deleted by where", dropped)
                 progress(table.key, "deleted by where", dropped)
+            loaded[table.key] = n
             applied.count(table.key, "masked", n)
             applied.rules_applied += len(compile_pg.masked(trule))
             progress(table.key, "masked", n)
-            lap("mask")
-        src.rollback()  # the source's snapshot and locks end here
-        originals = verify.capture_pg(dst, schema, rules, read_from=raws)
-        dst.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(raw_ns)))
-        lap("capture")
+        lap("mask")
         with dst.transaction():
             prune(schema.fks, lambda fk: compile_pg._delete_orphans(dst, schema, fk),
                   progress, applied)  # fmt: skip
             _check_fks(dst, schema)
         applied.seconds = time.monotonic() - applied.started
         lap("prune")
-        verified = verify.verify_pg(dst, schema, originals)
+        verified = verify_raw.verify(dst, schema, rules, raws)
+        dst.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(raw_ns)))
         lap("verify")
-        dst.close()  # drops the TEMP tables of originals
+        dst.close()
         say("creating indexes and constraints")
         pg_copy.restore(dump, staging_url, role, bindir, ("post-data",), say)
         lap("post-data")
