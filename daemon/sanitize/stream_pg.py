@@ -30,13 +30,13 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.errors import BackendError
 from branchdb.daemon.sanitize import compile_pg, detect, verify, verify_raw
+from branchdb.daemon.sanitize.background import Background
 from branchdb.daemon.sanitize.plan import ApplyReport, Progress, _noop, prune, resolve
 from branchdb.daemon.sanitize.rules import Rules, RulesError, TableRule
 from branchdb.daemon.sanitize.schema import Schema, Table, pg_schema
@@ -46,30 +46,59 @@ if TYPE_CHECKING:
     from psycopg import sql
 
 
-class _Background:
-    """Run *fn* in a thread; :meth:`result` re-raises its exception here."""
+def _parallel(jobs: list[tuple[Any, Callable[[Any], Any]]]) -> list[Any]:
+    """fn(conn) for each (conn, fn) job, concurrently; the first error is raised."""
+    if len(jobs) == 1:
+        return [jobs[0][1](jobs[0][0])]
+    running = [Background(lambda c=c, fn=fn: fn(c)) for c, fn in jobs]
+    try:
+        return [b.result() for b in running]
+    except BaseException:
+        for c, _fn in jobs:
+            c.cancel()
+        for b in running:
+            b.join()
+        raise
 
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self._out: list[Any] = []
-        self._err: list[BaseException] = []
 
-        def run() -> None:
-            try:
-                self._out.append(fn())
-            except BaseException as e:  # handed to the caller
-                self._err.append(e)
+def _halves(
+    conn: psycopg.Connection[Any], raw: sql.Composable, trule: TableRule
+) -> list[sql.Composable]:
+    """*raw* whole, or as two page ranges (not with shuffle: it permutes the whole)."""
+    from psycopg import sql
 
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
+    if any(r.strategy == "shuffle" for r in trule.columns.values()):
+        return [raw]
+    row = conn.execute(
+        sql.SQL("SELECT pg_relation_size({}::regclass) / 8192").format(
+            sql.Literal(raw.as_string(conn))
+        )
+    ).fetchone()
+    half = int(row[0]) // 2 if row else 0
+    if half < 16:
+        return [raw]
+    return [
+        sql.SQL("(SELECT * FROM {} WHERE ctid {} {}::tid)").format(
+            raw, sql.SQL(op), sql.Literal(f"({half},0)")
+        )
+        for op in ("<", ">=")
+    ]
 
-    def join(self) -> None:
-        self._thread.join()
 
-    def result(self) -> Any:
-        self.join()
-        if self._err:
-            raise self._err[0]
-        return self._out[0]
+def _mask(
+    conn: psycopg.Connection[Any], trule: TableRule, table: Table, cols: list[str],
+    raw: sql.Composable, rules: Rules,
+) -> int:
+    """INSERT the masked rows of *raw* into *table*; rows written."""
+    from psycopg import sql
+
+    final = sql.Identifier(table.schema, table.name)
+    names = sql.SQL(", ").join(map(sql.Identifier, cols))
+    with conn.transaction():
+        return compile_pg._run(conn, sql.SQL(
+            "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE {}"
+        ).format(final, names, masked_select(trule, table, cols, raw, rules)),
+            f"mask {table.key}")  # fmt: skip
 
 
 def _copyable(
@@ -115,11 +144,19 @@ def masked_select(
     )
     exprs: list[sql.Composable] = []
     joins: list[sql.Composable] = []
+    digests: list[sql.Composable] = []
     for i, name in enumerate(cols):
         rule, col = trule.columns.get(name), table.columns[name]
         ident = sql.Identifier(name)
         if rule is None or rule.strategy == "keep":
             exprs.append(sql.SQL("_bdb_t.{}").format(ident))
+        elif rule.strategy in compile_pg.DIGESTED:
+            # Each digest computed once per row, however often the fake reads it.
+            h = sql.Identifier(f"_bdb_h{i}")
+            digests.append(sql.SQL("{} AS {}").format(
+                compile_pg.digest(rules.salt_for(rule), ident), h
+            ))  # fmt: skip
+            exprs.append(compile_pg.column_expr(rule, col, rules.salt_for(rule), h))
         elif rule.strategy != "shuffle":
             exprs.append(compile_pg.column_expr(rule, col, rules.salt_for(rule)))
         else:
@@ -134,12 +171,17 @@ def masked_select(
             ).format(c=ident, o=order, raw=raw, w=where, a=alias))  # fmt: skip
             exprs.append(sql.SQL("{}._bdb_v").format(alias))
     body = sql.SQL(", ").join(exprs)
-    if not joins:
-        return sql.SQL("SELECT {} FROM {} AS _bdb_t{}").format(body, raw, where)
-    return sql.SQL(
-        "SELECT {} FROM (SELECT *, row_number() OVER () AS _bdb_rn FROM {} AS _bdb_t{}) "
-        "AS _bdb_t{}"
-    ).format(body, raw, where, sql.SQL("").join(joins))
+    extra = sql.SQL("").join(sql.SQL(", {}").format(d) for d in digests)
+    # OFFSET 0: the digests are computed in the subquery, not re-inlined above.
+    rows = sql.SQL(
+        "(SELECT *{}{} FROM {} AS _bdb_t{} OFFSET 0) AS _bdb_t"
+    ).format(
+        extra,
+        sql.SQL(", row_number() OVER () AS _bdb_rn") if joins else sql.SQL(""),
+        raw,
+        where,
+    )
+    return sql.SQL("SELECT {} FROM {}{}").format(body, rows, sql.SQL("").join(joins))
 
 
 def _check_fks(conn: psycopg.Connection[Any], schema: Schema) -> None:
@@ -209,6 +251,7 @@ def build(
     loaded: dict[str, int] = {}
     src = connect(source, what="snapshot source")
     dst: psycopg.Connection[Any] | None = None
+    dst2: psycopg.Connection[Any] | None = None
     tmp = tempfile.TemporaryDirectory(prefix="branchdb-dump-")
     try:
         src.autocommit = False
@@ -277,14 +320,18 @@ def build(
                     todo.append((trule, table, cols))
         src.rollback()  # the source's snapshot and locks end here
         lap("copy")
+        # Two cores: each masking INSERT runs as two halves of the raw table (by
+        # page range) on two connections, and the verifier splits its checks.
+        dst2 = connect(staging_url, what="staging database")
+        conns = (dst, dst2)
+        for c in conns:
+            c.execute("SET synchronous_commit = off")
+            c.execute("SET jit = off")
         for trule, table, cols in todo:
-            final = sql.Identifier(table.schema, table.name)
-            names = sql.SQL(", ").join(map(sql.Identifier, cols))
-            select = masked_select(trule, table, cols, raws[table.key], rules)
-            with dst.transaction():
-                n = compile_pg._run(dst, sql.SQL(
-                    "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE {}"
-                ).format(final, names, select), f"mask {table.key}")  # fmt: skip
+            n = sum(_parallel([
+                (c, lambda c, part=part: _mask(c, trule, table, cols, part, rules))
+                for c, part in zip(conns, _halves(dst, raws[table.key], trule))
+            ]))  # fmt: skip
             if trule.where:
                 dropped = loaded[table.key] - n
                 applied.count(table.key, "deleted by where", dropped)
@@ -300,18 +347,20 @@ def build(
             _check_fks(dst, schema)
         applied.seconds = time.monotonic() - applied.started
         lap("prune")
-        verified = verify_raw.verify(dst, schema, rules, raws)
+        verified = verify_raw.verify(dst, schema, rules, raws, other=dst2)
         dst.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(raw_ns)))
         lap("verify")
         dst.close()
+        dst2.close()
         say("creating indexes and constraints")
         pg_copy.restore(dump, staging_url, role, bindir, ("post-data",), say)
         lap("post-data")
     except psycopg.Error as e:
         raise BackendError(f"sanitized copy failed: {describe_error(e)}") from None
     finally:
-        if dst is not None:
-            dst.close()
+        for c in (dst, dst2):
+            if c is not None:
+                c.close()
         src.close()
         tmp.cleanup()
     for key, per in applied.tables.items():

@@ -42,6 +42,7 @@ from branchdb.daemon.sanitize.verify import (
     _sources,
 )
 from branchdb.daemon.sanitize.schema import Schema
+from branchdb.daemon.sanitize.background import Background
 
 if TYPE_CHECKING:
     import psycopg
@@ -55,17 +56,22 @@ def verify(
     schema: Schema,
     rules: Rules,
     raws: dict[str, sql.Composable],
+    other: psycopg.Connection[Any] | None = None,
 ) -> VerifyReport:
     """Search the masked tables for the originals held in *raws*; raise LeakFound.
 
     *raws* maps a table key to the relation holding that table's unmasked rows.
+    With *other* (a second connection to the same database), the whole-value check
+    runs there, concurrently with the checks inside free text.
     """
     from psycopg import sql
 
     started = time.monotonic()
     # Hash joins: a merge join would sort every value and every original first.
-    conn.execute("SET work_mem = '256MB'")
-    conn.execute("SET enable_mergejoin = off")
+    for c in (conn, other):
+        if c is not None:
+            c.execute("SET work_mem = '256MB'")
+            c.execute("SET enable_mergejoin = off")
     report = VerifyReport()
     for key, trule in rules.tables.items():
         report.generated.update(
@@ -114,9 +120,15 @@ def verify(
         if where not in report.generated and col.kind != "inet":
             free.append(part)
         report.columns_searched += 1
-    checks = [("whole value", hits(sql.SQL(
+    whole = hits(sql.SQL(
         "SELECT o.origin, o.k, o.v, f.w FROM ({}) AS f JOIN ({}) AS o ON o.v = f.v"
-    ).format(sql.SQL(" UNION ALL ").join(values), originals)))]  # fmt: skip
+    ).format(sql.SQL(" UNION ALL ").join(values), originals))  # fmt: skip
+    checks: list[tuple[str, sql.Composable]] = []
+    if other is None:
+        checks.append(("whole value", whole))
+        in_background = None
+    else:
+        in_background = Background(lambda: other.execute(whole).fetchall())
     if free:
         texts = sql.SQL(" UNION ALL ").join(free)
         checks.append(("email in text", hits(sql.SQL(
@@ -134,8 +146,17 @@ def verify(
             ).format(t=texts, sp=sql.Literal(WORD_SPLIT), words=sql.Identifier(WORDS),
                      pre=words, n=sql.Literal(MAX_REPORTED))))  # fmt: skip
     leaks: list[tuple[str, str, str]] = []
-    for how, stmt in checks:
-        leaks += [(str(o), str(w), how) for o, w in conn.execute(stmt).fetchall()]
+    try:
+        for how, stmt in checks:
+            leaks += [(str(o), str(w), how) for o, w in conn.execute(stmt).fetchall()]
+    except BaseException:
+        if other is not None and in_background is not None:
+            other.cancel()
+            in_background.join()
+        raise
+    if in_background is not None:
+        found = in_background.result()
+        leaks = [(str(o), str(w), "whole value") for o, w in found] + leaks
     row = conn.execute(
         sql.SQL("SELECT ({})").format(sql.SQL(") + (").join(counts))
     ).fetchone()
