@@ -290,3 +290,107 @@ def test_deterministic_per_salt_and_fk_mismatch_fails(
         RulesError, match=r"foreign key order_items_order_id_fkey .* no longer holds"
     ):
         sanitize_postgres(pg_cluster.admin_url, db, parse_rules(text))
+
+
+def _stream(cluster: Cluster, src: str, text: str) -> tuple[str, Any]:
+    """Run the streaming path into a new empty database; (database, report)."""
+    target = f"stg_{uuid.uuid4().hex[:8]}"
+    with admin(cluster) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
+    report = stream_pg.build(
+        cluster.url(src), cluster.admin_url, target, "postgres",
+        pg_copy.find_bin(15), parse_rules(text),
+    )  # fmt: skip
+    return target, report
+
+
+def test_stream_verifier_catches_leaks(pg_cluster: Cluster, source: Any) -> None:
+    src, _ = source
+    # a copy of a masked column that its rule keeps: found as a whole value
+    text = rules_text("postgres").replace(
+        '[tables.newsletter.columns]\nemail = "email"',
+        '[tables.newsletter.columns]\nemail = "keep"',
+    )
+    with pytest.raises(verify.LeakFound) as e:
+        _stream(pg_cluster, src, text)
+    assert "original users.email found in newsletter.email (whole value)" in str(
+        e.value
+    )
+    assert "@" not in str(e.value)
+    # emails redacted from free text, the customers' names left in it
+    text = rules_text("postgres").replace(PG_NOTES, PG_NOTES_EMAILS_ONLY)
+    with pytest.raises(
+        verify.LeakFound,
+        match=r"users.(full|first|last)_name found in orders.notes \(name in text\)",
+    ):
+        _stream(pg_cluster, src, text)
+    # the notes kept as they are: emails inside free text
+    text = rules_text("postgres").replace(f"notes = {PG_NOTES}", 'notes = "keep"')
+    with pytest.raises(
+        verify.LeakFound, match=r"users.email found in orders.notes \(email in text\)"
+    ):
+        _stream(pg_cluster, src, text)
+
+
+def test_stream_refuses_before_copying(pg_cluster: Cluster, source: Any) -> None:
+    src, _ = source
+    before = fingerprint(pg_cluster, src)
+    with pytest.raises(UnreviewedColumns, match=r"users\.city"):
+        _stream(pg_cluster, src, rules_text("postgres", drop="city ="))
+    text = (
+        rules_text("postgres") + '\n[tables.order_items.columns]\norder_id = "hash"\n'
+    )
+    with pytest.raises(
+        RulesError, match=r"foreign key order_items_order_id_fkey .* no longer holds"
+    ):
+        _stream(pg_cluster, src, text)
+    assert fingerprint(pg_cluster, src) == before
+
+
+def test_stream_is_deterministic_and_matches_in_place(
+    pg_cluster: Cluster, source: Any
+) -> None:
+    src, _ = source
+    query = "SELECT id, email, full_name, phone, last_ip FROM users ORDER BY id"
+    out = []
+    for _ in range(2):
+        db, _report = _stream(pg_cluster, src, rules_text("postgres"))
+        with admin(pg_cluster, db) as c:
+            out.append(c.execute(query).fetchall())
+    db = stage(pg_cluster, src)
+    sanitize_postgres(pg_cluster.admin_url, db, parse_rules(rules_text("postgres")))
+    with admin(pg_cluster, db) as c:
+        out.append(c.execute(query).fetchall())
+    assert out[0] == out[1] == out[2]
+
+
+def test_failed_sanitized_snapshot_publishes_nothing(
+    pg_cluster: Cluster, source: Any
+) -> None:
+    from pathlib import Path
+
+    from branchdb.daemon.backends.postgres_backend import PostgresBackend
+    from branchdb.daemon.config import from_mapping
+
+    src, _ = source
+    raw = {
+        "project": {"name": "leaky"},
+        "database": {"backend": "postgres", "server": pg_cluster.admin_url},
+    }
+    backend = PostgresBackend(from_mapping(raw, Path("/tmp"), None))
+
+    def names() -> set[str]:
+        with admin(pg_cluster) as c:
+            return {r[0] for r in c.execute("SELECT datname FROM pg_database")}
+
+    before = names()
+    text = rules_text("postgres").replace(PG_NOTES, PG_NOTES_EMAILS_ONLY)
+    with pytest.raises(verify.LeakFound):
+        backend.snapshot_create("prod", 1, pg_cluster.url(src), rules=parse_rules(text))
+    assert names() == before  # no staging database, no snapshot
+    snap = backend.snapshot_create(
+        "prod", 1, pg_cluster.url(src), rules=parse_rules(rules_text("postgres"))
+    )
+    assert snap.info["sanitize"]["originals_verified"] > 0
+    assert "users" in snap.info["sanitize"]["changes"]
+    backend.snapshot_drop(snap)

@@ -74,7 +74,11 @@ def _run(cmd: list[str], env: dict[str, str], what: str) -> str:
 
 
 def dump(
-    source: str, bindir: str, path: str, *, snapshot: str | None = None,
+    source: str,
+    bindir: str,
+    path: str,
+    *,
+    snapshot: str | None = None,
     schema_only_data: bool = False,
 ) -> None:
     """``pg_dump --format=custom`` of *source* into *path*.
@@ -121,6 +125,8 @@ def restore(
     (they are restored with the pre-data section).
     """
     dst, dst_env = _split(target)
+    # Index builds sort in memory; a crash loses only a database being built.
+    dst_env["PGOPTIONS"] = "-c maintenance_work_mem=512MB -c synchronous_commit=off"
     toc = _run([f"{bindir}/pg_restore", "--list", path], dst_env, "pg_restore -l")
     entries = [ln for ln in toc.splitlines() if ln and not ln.startswith(";")]
     ext = [ln for ln in entries if " EXTENSION " in ln]

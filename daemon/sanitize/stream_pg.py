@@ -27,6 +27,7 @@ Any exception means "publish nothing": the caller drops the staging database.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import tempfile
@@ -35,11 +36,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.errors import BackendError
-from branchdb.daemon.sanitize import compile_pg, detect, verify, verify_raw
+from branchdb.daemon.sanitize import compile_pg, detect, stream_sql, verify, verify_raw
 from branchdb.daemon.sanitize.background import Background
-from branchdb.daemon.sanitize.plan import ApplyReport, Progress, _noop, prune, resolve
-from branchdb.daemon.sanitize.rules import Rules, RulesError, TableRule
-from branchdb.daemon.sanitize.schema import Schema, Table, pg_schema
+from branchdb.daemon.sanitize.plan import (
+    ApplyReport,
+    Progress,
+    _noop,
+    masked,
+    prune,
+    resolve,
+)
+from branchdb.daemon.sanitize.rules import Rules, TableRule
+from branchdb.daemon.sanitize.schema import Table, pg_schema
 
 if TYPE_CHECKING:
     import psycopg
@@ -50,7 +58,7 @@ def _parallel(jobs: list[tuple[Any, Callable[[Any], Any]]]) -> list[Any]:
     """fn(conn) for each (conn, fn) job, concurrently; the first error is raised."""
     if len(jobs) == 1:
         return [jobs[0][1](jobs[0][0])]
-    running = [Background(lambda c=c, fn=fn: fn(c)) for c, fn in jobs]
+    running = [Background(functools.partial(fn, c)) for c, fn in jobs]
     try:
         return [b.result() for b in running]
     except BaseException:
@@ -86,24 +94,27 @@ def _halves(
 
 
 def _mask(
-    conn: psycopg.Connection[Any], trule: TableRule, table: Table, cols: list[str],
-    raw: sql.Composable, rules: Rules,
+    conn: psycopg.Connection[Any],
+    trule: TableRule,
+    table: Table,
+    cols: list[str],
+    raw: sql.Composable,
+    rules: Rules,
 ) -> int:
     """INSERT the masked rows of *raw* into *table*; rows written."""
     from psycopg import sql
 
     final = sql.Identifier(table.schema, table.name)
     names = sql.SQL(", ").join(map(sql.Identifier, cols))
+    select = stream_sql.masked_select(trule, table, cols, raw, rules)
+    stmt = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE {}").format(
+        final, names, select
+    )
     with conn.transaction():
-        return compile_pg._run(conn, sql.SQL(
-            "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE {}"
-        ).format(final, names, masked_select(trule, table, cols, raw, rules)),
-            f"mask {table.key}")  # fmt: skip
+        return compile_pg._run(conn, stmt, f"mask {table.key}")
 
 
-def _copyable(
-    src: psycopg.Connection[Any], table: Table
-) -> tuple[list[str], bool]:
+def _copyable(src: psycopg.Connection[Any], table: Table) -> tuple[list[str], bool]:
     """(columns COPY can write — not generated —, is the table partitioned)."""
     from psycopg import sql
 
@@ -113,15 +124,19 @@ def _copyable(
             "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
             "AND a.attgenerated = '' ORDER BY a.attnum) "
             "FROM pg_class c WHERE c.oid = {}::regclass"
-        ).format(sql.Literal(f"{sql.Identifier(table.schema, table.name).as_string(src)}"))
+        ).format(
+            sql.Literal(f"{sql.Identifier(table.schema, table.name).as_string(src)}")
+        )
     ).fetchone()
     assert row is not None
     return list(row[1]), bool(row[0])
 
 
 def _pipe(
-    src: psycopg.Connection[Any], out: sql.Composable,
-    dst: psycopg.Connection[Any], into: sql.Composable,
+    src: psycopg.Connection[Any],
+    out: sql.Composed,
+    dst: psycopg.Connection[Any],
+    into: sql.Composed,
 ) -> int:
     """Stream COPY *out* on *src* into COPY *into* on *dst*; rows written."""
     cur = dst.cursor()
@@ -129,84 +144,6 @@ def _pipe(
         for chunk in reader:
             writer.write(chunk)
     return max(cur.rowcount, 0)
-
-
-def masked_select(
-    trule: TableRule, table: Table, cols: list[str], raw: sql.Composable, rules: Rules
-) -> sql.Composed:
-    """SELECT of *cols* (in order) from *raw*, masked by *trule*, filtered by where."""
-    from psycopg import sql
-
-    where = (
-        sql.SQL(" WHERE coalesce(({}), false)").format(sql.SQL(trule.where))
-        if trule.where
-        else sql.SQL("")
-    )
-    exprs: list[sql.Composable] = []
-    joins: list[sql.Composable] = []
-    digests: list[sql.Composable] = []
-    for i, name in enumerate(cols):
-        rule, col = trule.columns.get(name), table.columns[name]
-        ident = sql.Identifier(name)
-        if rule is None or rule.strategy == "keep":
-            exprs.append(sql.SQL("_bdb_t.{}").format(ident))
-        elif rule.strategy in compile_pg.DIGESTED:
-            # Each digest computed once per row, however often the fake reads it.
-            h = sql.Identifier(f"_bdb_h{i}")
-            digests.append(sql.SQL("{} AS {}").format(
-                compile_pg.digest(rules.salt_for(rule), ident), h
-            ))  # fmt: skip
-            exprs.append(compile_pg.column_expr(rule, col, rules.salt_for(rule), h))
-        elif rule.strategy != "shuffle":
-            exprs.append(compile_pg.column_expr(rule, col, rules.salt_for(rule)))
-        else:
-            # Row k (scan order) takes the k-th value in salted-hash order.
-            alias = sql.Identifier(f"_bdb_p{i}")
-            order = compile_pg.digest(
-                rules.salt_for(rule), sql.SQL("coalesce({}::text, '')").format(ident)
-            )
-            joins.append(sql.SQL(
-                " JOIN (SELECT {c} AS _bdb_v, row_number() OVER (ORDER BY {o}, {c}) "
-                "AS _bdb_rn FROM {raw} AS _bdb_t{w}) AS {a} ON {a}._bdb_rn = _bdb_t._bdb_rn"
-            ).format(c=ident, o=order, raw=raw, w=where, a=alias))  # fmt: skip
-            exprs.append(sql.SQL("{}._bdb_v").format(alias))
-    body = sql.SQL(", ").join(exprs)
-    extra = sql.SQL("").join(sql.SQL(", {}").format(d) for d in digests)
-    # OFFSET 0: the digests are computed in the subquery, not re-inlined above.
-    rows = sql.SQL(
-        "(SELECT *{}{} FROM {} AS _bdb_t{} OFFSET 0) AS _bdb_t"
-    ).format(
-        extra,
-        sql.SQL(", row_number() OVER () AS _bdb_rn") if joins else sql.SQL(""),
-        raw,
-        where,
-    )
-    return sql.SQL("SELECT {} FROM {}{}").format(body, rows, sql.SQL("").join(joins))
-
-
-def _check_fks(conn: psycopg.Connection[Any], schema: Schema) -> None:
-    from psycopg import sql
-
-    for fk in schema.fks:
-        child, parent = schema.tables[fk.child], schema.tables[fk.parent]
-        c = [sql.SQL("_c.{}").format(sql.Identifier(x)) for x in fk.child_cols]
-        p = [sql.SQL("_p.{}").format(sql.Identifier(x)) for x in fk.parent_cols]
-        row = conn.execute(sql.SQL(
-            "SELECT EXISTS (SELECT 1 FROM {} AS _c WHERE {} AND NOT EXISTS "
-            "(SELECT 1 FROM {} AS _p WHERE {}))"
-        ).format(
-            sql.Identifier(child.schema, child.name),
-            sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(x) for x in c),
-            sql.Identifier(parent.schema, parent.name),
-            sql.SQL(" AND ").join(
-                sql.SQL("{} = {}").format(a, b) for a, b in zip(c, p, strict=True)
-            ),
-        )).fetchone()  # fmt: skip
-        if row and row[0]:
-            raise RulesError(
-                f"foreign key {fk.name} ({fk.child} → {fk.parent}) no longer holds "
-                "after masking: mask both sides with the same strategy and salt_key"
-            )
 
 
 def build(
@@ -293,9 +230,9 @@ def build(
             if not cols:
                 continue
             names = sql.SQL(", ").join(map(sql.Identifier, cols))
-            out = sql.SQL("COPY (SELECT {} FROM {} {}) TO STDOUT (FORMAT binary)").format(
-                names, sql.SQL("" if partitioned else "ONLY"), final
-            )
+            out = sql.SQL(
+                "COPY (SELECT {} FROM {} {}) TO STDOUT (FORMAT binary)"
+            ).format(names, sql.SQL("" if partitioned else "ONLY"), final)
             plain = trule is None or (
                 not trule.where
                 and all(r.strategy == "keep" for r in trule.columns.values())
@@ -327,40 +264,72 @@ def build(
         for c in conns:
             c.execute("SET synchronous_commit = off")
             c.execute("SET jit = off")
+        # Rows removed by where (and, below, orphans) move from a raw table to its
+        # "removed" twin: out of the snapshot, still searched by the verifier.
+        removed: dict[str, sql.Composable] = {}
+        searched_in: dict[str, sql.Composable] = {}
+        for key, raw in raws.items():
+            removed[key] = sql.Identifier(raw_ns, f"removed{len(removed)}")
+            dst.execute(sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {})").format(
+                removed[key], raw
+            ))  # fmt: skip
+            searched_in[key] = sql.SQL(
+                "(SELECT * FROM {} UNION ALL SELECT * FROM {}) AS _bdb_r"
+            ).format(raw, removed[key])
+        with dst.transaction():
+            for trule, table, _cols in todo:
+                if trule.where:
+                    n = stream_sql.move(
+                        dst,
+                        raws[table.key],
+                        removed[table.key],
+                        sql.SQL("NOT coalesce(({}), false)").format(
+                            sql.SQL(trule.where)
+                        ),
+                        f"{table.key}: where = {trule.where!r}",
+                    )
+                    loaded[table.key] -= n
+                    applied.count(table.key, "deleted by where", n)
+                    progress(table.key, "deleted by where", n)
+            # Orphans are pruned on the unmasked rows (as the in-place path does), so
+            # a key masked differently on its two sides fails below, loudly.
+            live = {k: r for k, r in raws.items() if not pairs[k].truncate}
+            prune(
+                schema.fks,
+                lambda fk: stream_sql.delete_orphans(dst, schema, fk, live, removed),
+                progress,
+                applied,
+            )
+        lap("prune")
         for trule, table, cols in todo:
-            n = sum(_parallel([
-                (c, lambda c, part=part: _mask(c, trule, table, cols, part, rules))
-                for c, part in zip(conns, _halves(dst, raws[table.key], trule))
-            ]))  # fmt: skip
-            if trule.where:
-                dropped = loaded[table.key] - n
-                applied.count(table.key, "deleted by where", dropped)
-                progress(table.key, "deleted by where", dropped)
+            parts = _halves(dst, raws[table.key], trule)
+            jobs: list[tuple[Any, Callable[[Any], Any]]] = [
+                (c, functools.partial(_mask, trule=trule, table=table, cols=cols,
+                                      raw=p, rules=rules))
+                for c, p in zip(conns, parts, strict=False)
+            ]  # fmt: skip
+            n = sum(_parallel(jobs))
             loaded[table.key] = n
             applied.count(table.key, "masked", n)
-            applied.rules_applied += len(compile_pg.masked(trule))
+            applied.rules_applied += len(masked(trule))
             progress(table.key, "masked", n)
         lap("mask")
-        with dst.transaction():
-            prune(schema.fks, lambda fk: compile_pg._delete_orphans(dst, schema, fk),
-                  progress, applied)  # fmt: skip
-            _check_fks(dst, schema)
+        stream_sql.check_fks(dst, schema)
         applied.seconds = time.monotonic() - applied.started
-        lap("prune")
-        verified = verify_raw.verify(dst, schema, rules, raws, other=dst2)
+        verified = verify_raw.verify(dst, schema, rules, searched_in, other=dst2)
         dst.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(raw_ns)))
         lap("verify")
-        dst.close()
-        dst2.close()
+        for c in conns:
+            c.close()
         say("creating indexes and constraints")
         pg_copy.restore(dump, staging_url, role, bindir, ("post-data",), say)
         lap("post-data")
     except psycopg.Error as e:
         raise BackendError(f"sanitized copy failed: {describe_error(e)}") from None
     finally:
-        for c in (dst, dst2):
-            if c is not None:
-                c.close()
+        for opened in (dst, dst2):
+            if opened is not None:
+                opened.close()
         src.close()
         tmp.cleanup()
     for key, per in applied.tables.items():

@@ -25,8 +25,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.sanitize import fakes
+from branchdb.daemon.sanitize.background import Background
 from branchdb.daemon.sanitize.rules import Rules
+from branchdb.daemon.sanitize.schema import Schema
 from branchdb.daemon.sanitize.verify import (
+    _RE_SPECIAL,
     EMAIL_TOKEN,
     FAKE_WORDS,
     GENERATED,
@@ -38,11 +41,8 @@ from branchdb.daemon.sanitize.verify import (
     LeakFound,
     VerifyReport,
     _pg_text,
-    _RE_SPECIAL,
     _sources,
 )
-from branchdb.daemon.sanitize.schema import Schema
-from branchdb.daemon.sanitize.background import Background
 
 if TYPE_CHECKING:
     import psycopg
@@ -70,12 +70,14 @@ def verify(
     # Hash joins: a merge join would sort every value and every original first.
     for c in (conn, other):
         if c is not None:
-            c.execute("SET work_mem = '256MB'")
+            c.execute("SET work_mem = '1GB'")
             c.execute("SET enable_mergejoin = off")
     report = VerifyReport()
     for key, trule in rules.tables.items():
         report.generated.update(
-            f"{key}.{r.column}" for r in trule.columns.values() if r.strategy in GENERATED
+            f"{key}.{r.column}"
+            for r in trule.columns.values()
+            if r.strategy in GENERATED
         )
     sources = [(t, c, r) for t, c, r in _sources(schema, rules) if t.key in raws]
     if not sources:
@@ -84,9 +86,9 @@ def verify(
     for k, (table, col, r) in enumerate(sources):
         v = _pg_text(sql.Identifier(col.name), col)
         parts.append(sql.SQL(
-            "SELECT {v} AS v, {o} AS origin, {k} AS k FROM {raw} "
+            "SELECT {v} AS v, {k} AS k FROM {raw} "
             "WHERE {v} IS NOT NULL AND length({v}) >= {n}"
-        ).format(v=v, o=sql.Literal(f"{table.key}.{col.name}"), k=sql.Literal(k),
+        ).format(v=v, k=sql.Literal(k),
                  raw=raws[table.key], n=sql.Literal(MIN_LEN)))  # fmt: skip
         amb: list[sql.Composable] = [sql.SQL("false")]
         if r.strategy == "fixed":
@@ -96,7 +98,9 @@ def verify(
         ambiguous.append(sql.SQL("WHEN {} THEN {}").format(
             sql.Literal(k), sql.SQL(" OR ").join(amb)
         ))  # fmt: skip
-        counts.append(sql.SQL("SELECT count(*) FROM {} WHERE {} IS NOT NULL AND length({}) >= {}").format(
+        counts.append(sql.SQL(
+            "SELECT count(*) FROM {} WHERE {} IS NOT NULL AND length({}) >= {}"
+        ).format(
             raws[table.key], v, v, sql.Literal(MIN_LEN)
         ))  # fmt: skip
     originals = sql.SQL(" UNION ALL ").join(parts)
@@ -106,24 +110,30 @@ def verify(
         # OFFSET 0 keeps the ambiguity test (regexes) above the join: it runs on
         # matches only, not on every original.
         return sql.SQL(
-            "SELECT DISTINCT o.origin, o.w FROM ({} OFFSET 0) AS o WHERE NOT {} LIMIT {}"
+            "SELECT DISTINCT o.k, o.j FROM ({} OFFSET 0) AS o WHERE NOT {} LIMIT {}"
         ).format(join, is_amb, sql.Literal(MAX_REPORTED))
 
-    values, free = [], []
+    # Rows carry numbers (k: origin, j: place searched), named again in Python:
+    # narrow rows keep a few million originals in one in-memory hash table.
+    names = [f"{t.key}.{c.name}" for t, c, _r in sources]
+    values: list[sql.Composed] = []
+    free: list[sql.Composed] = []
+    places: list[str] = []
     for table, col in schema.text_columns():
         where = f"{table.key}.{col.name}"
         v = _pg_text(sql.Identifier("_t", col.name), col)
-        part = sql.SQL("SELECT {} AS v, {} AS w FROM {} AS _t").format(
-            v, sql.Literal(where), sql.Identifier(table.schema, table.name)
+        part = sql.SQL("SELECT {} AS v, {} AS j FROM {} AS _t").format(
+            v, sql.Literal(len(places)), sql.Identifier(table.schema, table.name)
         )
+        places.append(where)
         values.append(part)
         if where not in report.generated and col.kind != "inet":
             free.append(part)
         report.columns_searched += 1
     whole = hits(sql.SQL(
-        "SELECT o.origin, o.k, o.v, f.w FROM ({}) AS f JOIN ({}) AS o ON o.v = f.v"
+        "SELECT o.k, o.v, f.j FROM ({}) AS f JOIN ({}) AS o ON o.v = f.v"
     ).format(sql.SQL(" UNION ALL ").join(values), originals))  # fmt: skip
-    checks: list[tuple[str, sql.Composable]] = []
+    checks: list[tuple[str, sql.Composed]] = []
     if other is None:
         checks.append(("whole value", whole))
         in_background = None
@@ -132,15 +142,17 @@ def verify(
     if free:
         texts = sql.SQL(" UNION ALL ").join(free)
         checks.append(("email in text", hits(sql.SQL(
-            "SELECT o.origin, o.k, o.v, f.w FROM (SELECT lower(m.a[1]) AS e, f0.w "
-            "FROM ({t}) AS f0 CROSS JOIN LATERAL regexp_matches(f0.v, {re}, 'g') AS m(a) "
-            "WHERE f0.v LIKE '%@%') AS f JOIN (SELECT lower(v) AS lv, * FROM ({o}) AS o0 "
+            "SELECT o.k, o.v, f.j FROM (SELECT lower(m.a[1]) AS e, f0.j "
+            "FROM ({t}) AS f0 CROSS JOIN LATERAL "
+            "regexp_matches(f0.v, {re}, 'g') AS m(a) WHERE f0.v LIKE '%@%') AS f "
+            "JOIN (SELECT lower(v) AS lv, * FROM ({o}) AS o0 "
             "WHERE v LIKE '%@%') AS o ON o.lv = f.e"
-        ).format(t=texts, re=sql.Literal(f"({EMAIL_TOKEN})"), o=originals))))  # fmt: skip
+        ).format(t=texts, re=sql.Literal(f"({EMAIL_TOKEN})"),
+                 o=originals))))  # fmt: skip
         words = _name_words(conn, sources, raws)
         if words is not None:
             checks.append(("name in text", sql.SQL(
-                "SELECT DISTINCT o.origin, f.w FROM ({t}) AS f CROSS JOIN LATERAL "
+                "SELECT DISTINCT o.origin, f.j FROM ({t}) AS f CROSS JOIN LATERAL "
                 "regexp_split_to_table(lower(f.v), {sp}) AS m(w) JOIN {words} AS o "
                 "ON o.w = m.w WHERE {pre} LIMIT {n}"
             ).format(t=texts, sp=sql.Literal(WORD_SPLIT), words=sql.Identifier(WORDS),
@@ -148,7 +160,9 @@ def verify(
     leaks: list[tuple[str, str, str]] = []
     try:
         for how, stmt in checks:
-            leaks += [(str(o), str(w), how) for o, w in conn.execute(stmt).fetchall()]
+            for o, j in conn.execute(stmt).fetchall():
+                origin = str(o) if how == "name in text" else names[o]
+                leaks.append((origin, places[j], how))
     except BaseException:
         if other is not None and in_background is not None:
             other.cancel()
@@ -156,7 +170,7 @@ def verify(
         raise
     if in_background is not None:
         found = in_background.result()
-        leaks = [(str(o), str(w), "whole value") for o, w in found] + leaks
+        leaks = [(names[k], places[j], "whole value") for k, j in found] + leaks
     row = conn.execute(
         sql.SQL("SELECT ({})").format(sql.SQL(") + (").join(counts))
     ).fetchone()
@@ -175,7 +189,8 @@ def _name_words(
 
     named = [
         sql.SQL("SELECT lower({}) AS v, {} AS origin FROM {}").format(
-            _pg_text(sql.Identifier(c.name), c), sql.Literal(f"{t.key}.{c.name}"),
+            _pg_text(sql.Identifier(c.name), c),
+            sql.Literal(f"{t.key}.{c.name}"),
             raws[t.key],
         )
         for t, c, r in sources
@@ -203,5 +218,7 @@ def _name_words(
         return None
     conn.execute(f"ANALYZE {WORDS}")
     if n_words <= PREFILTER_WORDS and not any(_RE_SPECIAL.search(w) for w in words):
-        return sql.SQL("lower(f.v) ~ {}").format(sql.Literal("(" + "|".join(words) + ")"))
+        return sql.SQL("lower(f.v) ~ {}").format(
+            sql.Literal("(" + "|".join(words) + ")")
+        )
     return sql.SQL("true")
