@@ -54,6 +54,10 @@ if TYPE_CHECKING:
     from psycopg import sql
 
 
+#: Tables of at least this many pages are copied as two concurrent halves.
+SPLIT_PAGES = 64
+
+
 def _parallel(jobs: list[tuple[Any, Callable[[Any], Any]]]) -> list[Any]:
     """fn(conn) for each (conn, fn) job, concurrently; the first error is raised."""
     if len(jobs) == 1:
@@ -83,7 +87,7 @@ def _halves(
         )
     ).fetchone()
     half = int(row[0]) // 2 if row else 0
-    if half < 16:
+    if half < SPLIT_PAGES // 4:
         return [raw]
     return [
         sql.SQL("(SELECT * FROM {} WHERE ctid {} {}::tid)").format(
@@ -114,13 +118,38 @@ def _mask(
         return compile_pg._run(conn, stmt, f"mask {table.key}")
 
 
-def _copyable(src: psycopg.Connection[Any], table: Table) -> tuple[list[str], bool]:
+def _copy_halves(
+    pairs: tuple[tuple[Any, Any], ...],
+    names: sql.Composable,
+    final: sql.Composable,
+    target: sql.Composable,
+    pages: int,
+) -> int:
+    """COPY the two halves of *final*'s pages, each on its (source, staging) pair."""
+    from psycopg import sql
+
+    into = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(target, names)
+    cut = sql.Literal(f"({pages // 2},0)")
+    jobs: list[tuple[Any, Callable[[Any], Any]]] = []
+    for (s, d), op in zip(pairs, ("<", ">="), strict=True):
+        out = sql.SQL(
+            "COPY (SELECT {} FROM ONLY {} WHERE ctid {} {}::tid) TO STDOUT "
+            "(FORMAT binary)"
+        ).format(names, final, sql.SQL(op), cut)
+        jobs.append((d, functools.partial(_pipe, s, out, dst=d, into=into)))
+    return sum(_parallel(jobs))
+
+
+def _copyable(
+    src: psycopg.Connection[Any], table: Table
+) -> tuple[list[str], bool, int]:
     """(columns COPY can write — not generated —, is the table partitioned)."""
     from psycopg import sql
 
     row = src.execute(
         sql.SQL(
-            "SELECT c.relkind = 'p', ARRAY(SELECT a.attname FROM pg_attribute a "
+            "SELECT c.relkind = 'p', c.relpages, "
+            "ARRAY(SELECT a.attname FROM pg_attribute a "
             "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
             "AND a.attgenerated = '' ORDER BY a.attnum) "
             "FROM pg_class c WHERE c.oid = {}::regclass"
@@ -129,7 +158,7 @@ def _copyable(src: psycopg.Connection[Any], table: Table) -> tuple[list[str], bo
         )
     ).fetchone()
     assert row is not None
-    return list(row[1]), bool(row[0])
+    return list(row[2]), bool(row[0]), int(row[1])
 
 
 def _pipe(
@@ -189,11 +218,15 @@ def build(
     src = connect(source, what="snapshot source")
     dst: psycopg.Connection[Any] | None = None
     dst2: psycopg.Connection[Any] | None = None
+    src2: psycopg.Connection[Any] | None = None
     tmp = tempfile.TemporaryDirectory(prefix="branchdb-dump-")
     try:
         src.autocommit = False
         src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         src.read_only = True
+        # Like pg_dump: a row-level security policy that would hide rows is an
+        # error, never a silently partial copy.
+        src.execute("SET row_security = off")
         row = src.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
         schema = pg_schema(src)
@@ -206,13 +239,26 @@ def build(
         dump = os.path.join(tmp.name, "schema.dump")
         say("dumping the source schema")
         pg_copy.dump(source, bindir, dump, snapshot=str(row[0]), schema_only_data=True)
+        src2 = connect(source, what="snapshot source")
+        src2.autocommit = False
+        src2.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        src2.read_only = True
+        src2.execute(
+            sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(str(row[0])))
+        )
+        src2.execute("SET row_security = off")
         pg_copy.restore(dump, staging_url, role, bindir, ("pre-data", "data"), say)
         lap("schema")
+        # Two cores: big tables are copied as two halves, each masking INSERT runs
+        # as two halves of its raw table, and the verifier splits its checks.
         dst = connect(staging_url, what="staging database")
-        # A crash loses only this staging database, which is dropped anyway; JIT
-        # compiling the masking and verifying statements costs more than it saves.
-        dst.execute("SET synchronous_commit = off")
-        dst.execute("SET jit = off")
+        dst2 = connect(staging_url, what="staging database")
+        conns = (dst, dst2)
+        for c in conns:
+            # A crash loses only this staging database, which is dropped anyway; JIT
+            # compiling the masking and verifying statements costs more than it saves.
+            c.execute("SET synchronous_commit = off")
+            c.execute("SET jit = off")
         dst.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(raw_ns)))
         raws: dict[str, sql.Composable] = {}
         todo: list[tuple[TableRule, Table, list[str]]] = []
@@ -226,7 +272,7 @@ def build(
                 progress(table.key, "truncated", table.rows)
                 if table.key not in searched:
                     continue
-            cols, partitioned = _copyable(src, table)
+            cols, partitioned, pages = _copyable(src, table)
             if not cols:
                 continue
             names = sql.SQL(", ").join(map(sql.Identifier, cols))
@@ -238,32 +284,37 @@ def build(
                 and all(r.strategy == "keep" for r in trule.columns.values())
             )
             target = final if plain else sql.Identifier(raw_ns, f"t{i}")
-            with dst.transaction():
-                if plain and not partitioned:
-                    dst.execute(sql.SQL("TRUNCATE {}").format(final))
-                elif not plain:
-                    dst.execute(sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {})").format(
-                        target, final
-                    ))  # fmt: skip
-                freeze = "" if partitioned and plain else ", FREEZE"
-                loaded[table.key] = _pipe(src, out, dst, sql.SQL(
-                    "COPY {} ({}) FROM STDIN (FORMAT binary{})"
-                ).format(target, names, sql.SQL(freeze)))  # fmt: skip
+            if not plain and not partitioned and pages >= SPLIT_PAGES:
+                # Two streams, two halves of the source's pages, one snapshot.
+                dst.execute(sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {})").format(
+                    target, final
+                ))  # fmt: skip
+                loaded[table.key] = _copy_halves(
+                    ((src, dst), (src2, dst2)), names, final, target, pages
+                )
+            else:
+                with dst.transaction():
+                    if plain and not partitioned:
+                        dst.execute(sql.SQL("TRUNCATE {}").format(final))
+                    elif not plain:
+                        dst.execute(
+                            sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {})").format(
+                                target, final
+                            )
+                        )
+                    freeze = "" if partitioned and plain else ", FREEZE"
+                    loaded[table.key] = _pipe(src, out, dst, sql.SQL(
+                        "COPY {} ({}) FROM STDIN (FORMAT binary{})"
+                    ).format(target, names, sql.SQL(freeze)))  # fmt: skip
             progress(table.key, "copied", loaded[table.key])
             if not plain:
                 assert trule is not None
                 raws[table.key] = target
                 if not trule.truncate:
                     todo.append((trule, table, cols))
-        src.rollback()  # the source's snapshot and locks end here
+        for s_conn in (src, src2):
+            s_conn.rollback()  # the source's snapshot and locks end here
         lap("copy")
-        # Two cores: each masking INSERT runs as two halves of the raw table (by
-        # page range) on two connections, and the verifier splits its checks.
-        dst2 = connect(staging_url, what="staging database")
-        conns = (dst, dst2)
-        for c in conns:
-            c.execute("SET synchronous_commit = off")
-            c.execute("SET jit = off")
         # Rows removed by where (and, below, orphans) move from a raw table to its
         # "removed" twin: out of the snapshot, still searched by the verifier.
         removed: dict[str, sql.Composable] = {}
@@ -303,12 +354,12 @@ def build(
         lap("prune")
         for trule, table, cols in todo:
             parts = _halves(dst, raws[table.key], trule)
-            jobs: list[tuple[Any, Callable[[Any], Any]]] = [
+            masks: list[tuple[Any, Callable[[Any], Any]]] = [
                 (c, functools.partial(_mask, trule=trule, table=table, cols=cols,
                                       raw=p, rules=rules))
                 for c, p in zip(conns, parts, strict=False)
             ]  # fmt: skip
-            n = sum(_parallel(jobs))
+            n = sum(_parallel(masks))
             loaded[table.key] = n
             applied.count(table.key, "masked", n)
             applied.rules_applied += len(masked(trule))
@@ -327,7 +378,7 @@ def build(
     except psycopg.Error as e:
         raise BackendError(f"sanitized copy failed: {describe_error(e)}") from None
     finally:
-        for opened in (dst, dst2):
+        for opened in (dst, dst2, src2):
             if opened is not None:
                 opened.close()
         src.close()
