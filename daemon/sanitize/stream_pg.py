@@ -136,7 +136,7 @@ def _copy_halves(
             "COPY (SELECT {} FROM ONLY {} WHERE ctid {} {}::tid) TO STDOUT "
             "(FORMAT binary)"
         ).format(names, final, sql.SQL(op), cut)
-        jobs.append((d, functools.partial(_pipe, s, out, dst=d, into=into)))
+        jobs.append((d, functools.partial(_pipe, s, out, into=into)))
     return sum(_parallel(jobs))
 
 
