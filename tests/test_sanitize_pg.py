@@ -396,3 +396,24 @@ def test_failed_sanitized_snapshot_publishes_nothing(
     assert snap.info["sanitize"]["originals_verified"] > 0
     assert "users" in snap.info["sanitize"]["changes"]
     backend.snapshot_drop(snap)
+
+
+def test_stream_where_reads_unmasked_rows_of_other_tables(
+    pg_cluster: Cluster, source: Any
+) -> None:
+    """A where subquery sees the other tables as copied, before masking."""
+    src, _ = source
+    text = rules_text("postgres").replace(
+        "[tables.newsletter.columns]",
+        '[tables.newsletter]\nwhere = "email IN (SELECT email FROM users '
+        "WHERE created_at >= '2024-01-01')\"\n[tables.newsletter.columns]",
+    )
+    db, report = _stream(pg_cluster, src, text)
+    staged = stage(pg_cluster, src)
+    sanitize_postgres(pg_cluster.admin_url, staged, parse_rules(text))
+    counts = []
+    for name in (db, staged):
+        with admin(pg_cluster, name) as c:
+            counts.append(c.execute("SELECT count(*) FROM newsletter").fetchone())
+    assert counts[0] == counts[1] and counts[0][0] > 0
+    assert report.applied.tables["newsletter"]["deleted by where"] > 0

@@ -283,7 +283,11 @@ def build(
                 not trule.where
                 and all(r.strategy == "keep" for r in trule.columns.values())
             )
-            target = final if plain else sql.Identifier(raw_ns, f"t{i}")
+            # A raw table of the public schema keeps the table's name: where
+            # expressions, run with the raw schema first in search_path, then read
+            # the unmasked rows of the tables they name, as in the in-place path.
+            raw_name = table.name if table.schema == "public" else f"_bdb_t{i}"
+            target = final if plain else sql.Identifier(raw_ns, raw_name)
             if not plain and not partitioned and pages >= SPLIT_PAGES:
                 # Two streams, two halves of the source's pages, one snapshot.
                 dst.execute(sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {})").format(
@@ -320,7 +324,7 @@ def build(
         removed: dict[str, sql.Composable] = {}
         searched_in: dict[str, sql.Composable] = {}
         for key, raw in raws.items():
-            removed[key] = sql.Identifier(raw_ns, f"removed{len(removed)}")
+            removed[key] = sql.Identifier(raw_ns, f"_bdb_removed{len(removed)}")
             dst.execute(sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {})").format(
                 removed[key], raw
             ))  # fmt: skip
@@ -328,20 +332,25 @@ def build(
                 "(SELECT * FROM {} UNION ALL SELECT * FROM {}) AS _bdb_r"
             ).format(raw, removed[key])
         with dst.transaction():
-            for trule, table, _cols in todo:
-                if trule.where:
-                    n = stream_sql.move(
-                        dst,
-                        raws[table.key],
-                        removed[table.key],
-                        sql.SQL("NOT coalesce(({}), false)").format(
-                            sql.SQL(trule.where)
-                        ),
-                        f"{table.key}: where = {trule.where!r}",
-                    )
-                    loaded[table.key] -= n
-                    applied.count(table.key, "deleted by where", n)
-                    progress(table.key, "deleted by where", n)
+            dst.execute(
+                sql.SQL("SET LOCAL search_path = {}, public").format(
+                    sql.Identifier(raw_ns)
+                )
+            )
+            # In the rules' order, as the in-place path deletes.
+            for key, trule in pairs.items():
+                if not trule.where or trule.truncate or key not in raws:
+                    continue
+                n = stream_sql.move(
+                    dst,
+                    raws[key],
+                    removed[key],
+                    sql.SQL("NOT coalesce(({}), false)").format(sql.SQL(trule.where)),
+                    f"{key}: where = {trule.where!r}",
+                )
+                loaded[key] -= n
+                applied.count(key, "deleted by where", n)
+                progress(key, "deleted by where", n)
             # Orphans are pruned on the unmasked rows (as the in-place path does), so
             # a key masked differently on its two sides fails below, loudly.
             live = {k: r for k, r in raws.items() if not pairs[k].truncate}
