@@ -417,3 +417,29 @@ def test_stream_where_reads_unmasked_rows_of_other_tables(
             counts.append(c.execute("SELECT count(*) FROM newsletter").fetchone())
     assert counts[0] == counts[1] and counts[0][0] > 0
     assert report.applied.tables["newsletter"]["deleted by where"] > 0
+
+
+def test_stream_keeps_sequences_and_leaves_matviews_empty(pg_cluster: Cluster) -> None:
+    src = f"src_{uuid.uuid4().hex[:8]}"
+    with admin(pg_cluster) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(src)))
+    with admin(pg_cluster, src) as c:
+        c.execute(
+            "CREATE TABLE t (id serial PRIMARY KEY, email text);"
+            "INSERT INTO t (email) SELECT 'person' || g || '@example.org' "
+            "FROM generate_series(1, 40) g;"
+            "CREATE MATERIALIZED VIEW mv AS SELECT email FROM t;"
+            "CREATE SEQUENCE spare; SELECT setval('spare', 42, false);"
+        )
+    db, _ = _stream(
+        pg_cluster, src, 'salt = "x"\n[tables.t]\ncolumns.email = "email"\n'
+    )
+    with admin(pg_cluster, db) as c:
+        assert c.execute(
+            "INSERT INTO t (email) VALUES ('x') RETURNING id"
+        ).fetchone() == (41,)
+        assert c.execute("SELECT nextval('spare')").fetchone() == (42,)
+        # a materialized view would hold originals: it is created empty
+        assert c.execute(
+            "SELECT relispopulated FROM pg_class WHERE relname = 'mv'"
+        ).fetchone() == (False,)

@@ -140,6 +140,27 @@ def _copy_halves(
     return sum(_parallel(jobs))
 
 
+def _copy_sequences(src: psycopg.Connection[Any], dst: psycopg.Connection[Any]) -> None:
+    """Set every sequence of the staging database as it is on the source.
+
+    (``--exclude-table-data`` leaves the sequences' values out of the dump too.)
+    """
+    from psycopg import sql
+
+    for (name,) in src.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S' "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname NOT LIKE 'pg\\_%'"
+    ).fetchall():
+        # *name* is PostgreSQL's own quoting of the sequence (regclass output).
+        row = src.execute(
+            sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(name))
+        ).fetchone()
+        if row is not None:
+            dst.execute("SELECT setval(%s::regclass, %s, %s)", (name, row[0], row[1]))
+
+
 def _copyable(
     src: psycopg.Connection[Any], table: Table
 ) -> tuple[list[str], bool, int]:
@@ -259,6 +280,7 @@ def build(
             # compiling the masking and verifying statements costs more than it saves.
             c.execute("SET synchronous_commit = off")
             c.execute("SET jit = off")
+        _copy_sequences(src, dst)
         dst.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(raw_ns)))
         raws: dict[str, sql.Composable] = {}
         todo: list[tuple[TableRule, Table, list[str]]] = []
