@@ -1,6 +1,8 @@
 """Copy a live PostgreSQL database into a new one with ``pg_dump | pg_restore``.
 
-Used to build snapshots from ``--source postgresql://…``. ``pg_dump`` reads one
+Used to build snapshots from ``--source postgresql://…`` (without ``--rules``; with
+them, :mod:`branchdb.daemon.sanitize.stream_pg` uses :func:`dump` for the schema and
+:func:`restore` by section, and streams the rows itself). ``pg_dump`` reads one
 consistent MVCC snapshot (REPEATABLE READ, READ ONLY) and writes nothing to the
 source, so the source may be in use. Passwords travel in ``PGPASSWORD``, never on a
 command line (which ``ps`` shows to every user of the machine).
