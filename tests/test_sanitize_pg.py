@@ -22,7 +22,7 @@ from test_sanitize_data import (
 )  # fmt: skip
 
 from branchdb.daemon.backends import pg_copy
-from branchdb.daemon.sanitize import compile_pg, verify
+from branchdb.daemon.sanitize import compile_pg, stream_pg, verify
 from branchdb.daemon.sanitize.detect import UnreviewedColumns
 from branchdb.daemon.sanitize.pipeline import check_postgres, sanitize_postgres
 from branchdb.daemon.sanitize.rules import RulesError, parse_rules
@@ -101,23 +101,38 @@ def cells(cluster: Cluster, db: str) -> list[object]:
     return out
 
 
+@pytest.mark.parametrize("path", ["stream", "in-place"])
 def test_pg_dump_copy_then_sanitize_leaves_no_original(
-    pg_cluster: Cluster, source: Any
+    pg_cluster: Cluster, source: Any, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # every table copied and masked as two concurrent halves, however small
+    monkeypatch.setattr(stream_pg, "SPLIT_PAGES", 0)
     src, data = source
     before = fingerprint(pg_cluster, src)
     target = f"stg_{uuid.uuid4().hex[:8]}"
     with admin(pg_cluster) as c:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
-    # exactly what the postgres backend does before sealing a snapshot
-    pg_copy.copy(
-        pg_cluster.url(src), pg_cluster.url(target), "postgres", pg_copy.find_bin(15)
-    )
     events: list[tuple[str, str, int]] = []
-    report = sanitize_postgres(
-        pg_cluster.admin_url, target, parse_rules(rules_text("postgres")),
-        progress=lambda *e: events.append(e),
-    )  # fmt: skip
+    rules = parse_rules(rules_text("postgres"))
+    if path == "stream":
+        # what the postgres backend runs before sealing a sanitized snapshot
+        report = stream_pg.build(
+            pg_cluster.url(src), pg_cluster.admin_url, target, "postgres",
+            pg_copy.find_bin(15), rules, progress=lambda *e: events.append(e),
+        )  # fmt: skip
+        with admin(pg_cluster, target) as c:
+            # no raw table of originals is left behind
+            assert c.execute(
+                "SELECT count(*) FROM pg_namespace WHERE nspname LIKE '\\_bdb%'"
+            ).fetchone() == (0,)
+    else:
+        pg_copy.copy(
+            pg_cluster.url(src), pg_cluster.url(target), "postgres",
+            pg_copy.find_bin(15),
+        )  # fmt: skip
+        report = sanitize_postgres(
+            pg_cluster.admin_url, target, rules, progress=lambda *e: events.append(e)
+        )
     assert fingerprint(pg_cluster, src) == before  # the source is unchanged
     assert leaks(originals(data), cells(pg_cluster, target)) == []
     with admin(pg_cluster, target) as c:
@@ -277,3 +292,154 @@ def test_deterministic_per_salt_and_fk_mismatch_fails(
         RulesError, match=r"foreign key order_items_order_id_fkey .* no longer holds"
     ):
         sanitize_postgres(pg_cluster.admin_url, db, parse_rules(text))
+
+
+def _stream(cluster: Cluster, src: str, text: str) -> tuple[str, Any]:
+    """Run the streaming path into a new empty database; (database, report)."""
+    target = f"stg_{uuid.uuid4().hex[:8]}"
+    with admin(cluster) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
+    report = stream_pg.build(
+        cluster.url(src), cluster.admin_url, target, "postgres",
+        pg_copy.find_bin(15), parse_rules(text),
+    )  # fmt: skip
+    return target, report
+
+
+def test_stream_verifier_catches_leaks(pg_cluster: Cluster, source: Any) -> None:
+    src, _ = source
+    # a copy of a masked column that its rule keeps: found as a whole value
+    text = rules_text("postgres").replace(
+        '[tables.newsletter.columns]\nemail = "email"',
+        '[tables.newsletter.columns]\nemail = "keep"',
+    )
+    with pytest.raises(verify.LeakFound) as e:
+        _stream(pg_cluster, src, text)
+    assert "original users.email found in newsletter.email (whole value)" in str(
+        e.value
+    )
+    assert "@" not in str(e.value)
+    # emails redacted from free text, the customers' names left in it
+    text = rules_text("postgres").replace(PG_NOTES, PG_NOTES_EMAILS_ONLY)
+    with pytest.raises(
+        verify.LeakFound,
+        match=r"users.(full|first|last)_name found in orders.notes \(name in text\)",
+    ):
+        _stream(pg_cluster, src, text)
+    # the notes kept as they are: emails inside free text
+    text = rules_text("postgres").replace(f"notes = {PG_NOTES}", 'notes = "keep"')
+    with pytest.raises(
+        verify.LeakFound, match=r"users.email found in orders.notes \(email in text\)"
+    ):
+        _stream(pg_cluster, src, text)
+
+
+def test_stream_refuses_before_copying(pg_cluster: Cluster, source: Any) -> None:
+    src, _ = source
+    before = fingerprint(pg_cluster, src)
+    with pytest.raises(UnreviewedColumns, match=r"users\.city"):
+        _stream(pg_cluster, src, rules_text("postgres", drop="city ="))
+    text = (
+        rules_text("postgres") + '\n[tables.order_items.columns]\norder_id = "hash"\n'
+    )
+    with pytest.raises(
+        RulesError, match=r"foreign key order_items_order_id_fkey .* no longer holds"
+    ):
+        _stream(pg_cluster, src, text)
+    assert fingerprint(pg_cluster, src) == before
+
+
+def test_stream_is_deterministic_and_matches_in_place(
+    pg_cluster: Cluster, source: Any
+) -> None:
+    src, _ = source
+    query = "SELECT id, email, full_name, phone, last_ip FROM users ORDER BY id"
+    out = []
+    for _ in range(2):
+        db, _report = _stream(pg_cluster, src, rules_text("postgres"))
+        with admin(pg_cluster, db) as c:
+            out.append(c.execute(query).fetchall())
+    db = stage(pg_cluster, src)
+    sanitize_postgres(pg_cluster.admin_url, db, parse_rules(rules_text("postgres")))
+    with admin(pg_cluster, db) as c:
+        out.append(c.execute(query).fetchall())
+    assert out[0] == out[1] == out[2]
+
+
+def test_failed_sanitized_snapshot_publishes_nothing(
+    pg_cluster: Cluster, source: Any
+) -> None:
+    from pathlib import Path
+
+    from branchdb.daemon.backends.postgres_backend import PostgresBackend
+    from branchdb.daemon.config import from_mapping
+
+    src, _ = source
+    raw = {
+        "project": {"name": "leaky"},
+        "database": {"backend": "postgres", "server": pg_cluster.admin_url},
+    }
+    backend = PostgresBackend(from_mapping(raw, Path("/tmp"), None))
+
+    def names() -> set[str]:
+        with admin(pg_cluster) as c:
+            return {r[0] for r in c.execute("SELECT datname FROM pg_database")}
+
+    before = names()
+    text = rules_text("postgres").replace(PG_NOTES, PG_NOTES_EMAILS_ONLY)
+    with pytest.raises(verify.LeakFound):
+        backend.snapshot_create("prod", 1, pg_cluster.url(src), rules=parse_rules(text))
+    assert names() == before  # no staging database, no snapshot
+    snap = backend.snapshot_create(
+        "prod", 1, pg_cluster.url(src), rules=parse_rules(rules_text("postgres"))
+    )
+    assert snap.info["sanitize"]["originals_verified"] > 0
+    assert "users" in snap.info["sanitize"]["changes"]
+    backend.snapshot_drop(snap)
+
+
+def test_stream_where_reads_unmasked_rows_of_other_tables(
+    pg_cluster: Cluster, source: Any
+) -> None:
+    """A where subquery sees the other tables as copied, before masking."""
+    src, _ = source
+    text = rules_text("postgres").replace(
+        "[tables.newsletter.columns]",
+        '[tables.newsletter]\nwhere = "email IN (SELECT email FROM users '
+        "WHERE created_at >= '2024-01-01')\"\n[tables.newsletter.columns]",
+    )
+    db, report = _stream(pg_cluster, src, text)
+    staged = stage(pg_cluster, src)
+    sanitize_postgres(pg_cluster.admin_url, staged, parse_rules(text))
+    counts = []
+    for name in (db, staged):
+        with admin(pg_cluster, name) as c:
+            counts.append(c.execute("SELECT count(*) FROM newsletter").fetchone())
+    assert counts[0] == counts[1] and counts[0][0] > 0
+    assert report.applied.tables["newsletter"]["deleted by where"] > 0
+
+
+def test_stream_keeps_sequences_and_leaves_matviews_empty(pg_cluster: Cluster) -> None:
+    src = f"src_{uuid.uuid4().hex[:8]}"
+    with admin(pg_cluster) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(src)))
+    with admin(pg_cluster, src) as c:
+        c.execute(
+            "CREATE TABLE t (id serial PRIMARY KEY, email text);"
+            "INSERT INTO t (email) SELECT 'person' || g || '@example.org' "
+            "FROM generate_series(1, 40) g;"
+            "CREATE MATERIALIZED VIEW mv AS SELECT email FROM t;"
+            "CREATE SEQUENCE spare; SELECT setval('spare', 42, false);"
+        )
+    db, _ = _stream(
+        pg_cluster, src, 'salt = "x"\n[tables.t]\ncolumns.email = "email"\n'
+    )
+    with admin(pg_cluster, db) as c:
+        assert c.execute(
+            "INSERT INTO t (email) VALUES ('x') RETURNING id"
+        ).fetchone() == (41,)
+        assert c.execute("SELECT nextval('spare')").fetchone() == (42,)
+        # a materialized view would hold originals: it is created empty
+        assert c.execute(
+            "SELECT relispopulated FROM pg_class WHERE relname = 'mv'"
+        ).fetchone() == (False,)

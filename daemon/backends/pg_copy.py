@@ -1,6 +1,8 @@
 """Copy a live PostgreSQL database into a new one with ``pg_dump | pg_restore``.
 
-Used to build snapshots from ``--source postgresql://…``. ``pg_dump`` reads one
+Used to build snapshots from ``--source postgresql://…`` (without ``--rules``; with
+them, :mod:`branchdb.daemon.sanitize.stream_pg` uses :func:`dump` for the schema and
+:func:`restore` by section, and streams the rows itself). ``pg_dump`` reads one
 consistent MVCC snapshot (REPEATABLE READ, READ ONLY) and writes nothing to the
 source, so the source may be in use. Passwords travel in ``PGPASSWORD``, never on a
 command line (which ``ps`` shows to every user of the machine).
@@ -73,6 +75,84 @@ def _run(cmd: list[str], env: dict[str, str], what: str) -> str:
     return p.stdout
 
 
+def dump(
+    source: str,
+    bindir: str,
+    path: str,
+    *,
+    snapshot: str | None = None,
+    schema_only_data: bool = False,
+) -> None:
+    """``pg_dump --format=custom`` of *source* into *path*.
+
+    *snapshot* (from ``pg_export_snapshot()`` in a still-open transaction on the
+    source) makes the dump read that exact MVCC view; *schema_only_data* leaves out
+    every table's rows (the caller streams them itself) but keeps sequence values and
+    large objects.
+    """
+    src, src_env = _split(source)
+    _run(
+        [
+            f"{bindir}/pg_dump",
+            "--format=custom",
+            "--no-owner",
+            "--no-acl",
+            "--no-publications",
+            "--no-subscriptions",
+            "--no-security-labels",
+            "--no-tablespaces",
+            "--lock-wait-timeout=120000",
+            *([f"--snapshot={snapshot}"] if snapshot else []),
+            *(["--exclude-table-data=*.*"] if schema_only_data else []),
+            f"--file={path}",
+            f"--dbname={src}",
+        ],
+        src_env,
+        "pg_dump of the snapshot source",
+    )  # fmt: skip
+
+
+def restore(
+    path: str,
+    target: str,
+    role: str,
+    bindir: str,
+    sections: tuple[str, ...] = (),
+    say: Callable[[str], Any] = lambda _msg: None,
+) -> None:
+    """Restore the custom dump *path* into *target* (all of it, or only *sections*).
+
+    Objects are created as *role* (``pg_restore --role``) so that they are owned by
+    it, except extensions, which may need the admin's rights and stay the admin's
+    (they are restored with the pre-data section).
+    """
+    dst, dst_env = _split(target)
+    # Index builds sort in memory; a crash loses only a database being built.
+    dst_env["PGOPTIONS"] = "-c maintenance_work_mem=512MB -c synchronous_commit=off"
+    toc = _run([f"{bindir}/pg_restore", "--list", path], dst_env, "pg_restore -l")
+    entries = [ln for ln in toc.splitlines() if ln and not ln.startswith(";")]
+    ext = [ln for ln in entries if " EXTENSION " in ln]
+    rest = [ln for ln in entries if " EXTENSION " not in ln]
+    if sections and "pre-data" not in sections:
+        ext = []
+    base = [
+        f"{bindir}/pg_restore",
+        "--no-owner",
+        "--no-acl",
+        "--exit-on-error",
+        *(f"--section={s}" for s in sections),
+        f"--dbname={dst}",
+    ]
+    with tempfile.TemporaryDirectory(prefix="branchdb-toc-") as tmp:
+        for lines, extra in ((ext, []), (rest, [f"--role={role}", "--jobs=2"])):
+            if not lines:
+                continue
+            listing = os.path.join(tmp, "toc.list")
+            Path(listing).write_text("\n".join(lines) + "\n")
+            say("restoring" if extra else "creating extensions")
+            _run([*base, *extra, f"--use-list={listing}", path], dst_env, "pg_restore")
+
+
 def copy(
     source: str,
     target: str,
@@ -82,51 +162,11 @@ def copy(
 ) -> None:
     """Dump *source* and restore it into the empty database *target*.
 
-    Objects are created as *role* (``pg_restore --role``) so that they are owned by
-    it, except extensions, which may need the admin's rights and stay the admin's.
     Source owners and privileges are not copied (``--no-owner --no-acl``).
     """
     say = progress if callable(progress) else (lambda _msg: None)
-    src, src_env = _split(source)
-    dst, dst_env = _split(target)
     with tempfile.TemporaryDirectory(prefix="branchdb-dump-") as tmp:
-        dump = os.path.join(tmp, "db.dump")
+        path = os.path.join(tmp, "db.dump")
         say("dumping source")
-        _run(
-            [
-                f"{bindir}/pg_dump",
-                "--format=custom",
-                "--no-owner",
-                "--no-acl",
-                "--no-publications",
-                "--no-subscriptions",
-                "--no-security-labels",
-                "--no-tablespaces",
-                "--lock-wait-timeout=120000",
-                f"--file={dump}",
-                f"--dbname={src}",
-            ],
-            src_env,
-            "pg_dump of the snapshot source",
-        )
-        toc = _run([f"{bindir}/pg_restore", "--list", dump], dst_env, "pg_restore -l")
-        entries = [ln for ln in toc.splitlines() if ln and not ln.startswith(";")]
-        ext = [ln for ln in entries if " EXTENSION " in ln]
-        rest = [ln for ln in entries if " EXTENSION " not in ln]
-        base = [
-            f"{bindir}/pg_restore",
-            "--no-owner",
-            "--no-acl",
-            "--exit-on-error",
-            f"--dbname={dst}",
-        ]
-        for lines, extra in (
-            (ext, []),
-            (rest, [f"--role={role}", "--jobs=2"]),
-        ):
-            if not lines:
-                continue
-            listing = os.path.join(tmp, "toc.list")
-            Path(listing).write_text("\n".join(lines) + "\n")
-            say("restoring" if extra else "creating extensions")
-            _run([*base, *extra, f"--use-list={listing}", dump], dst_env, "pg_restore")
+        dump(source, bindir, path)
+        restore(path, target, role, bindir, say=say)

@@ -297,20 +297,18 @@ class PostgresBackend:
             )
             try:
                 bindir = pg_copy.find_bin(admin.conn.info.server_version // 10000)
-                pg_copy.copy(source, self._db_url(tmp), owner, bindir, progress)
-                if rules is not None:
-                    from branchdb.daemon.sanitize.pipeline import (
-                        line_progress,
-                        sanitize_postgres,
-                    )
+                if rules is None:
+                    pg_copy.copy(source, self._db_url(tmp), owner, bindir, progress)
+                else:
+                    from branchdb.daemon.sanitize import stream_pg
+                    from branchdb.daemon.sanitize.pipeline import line_progress
 
-                    report = sanitize_postgres(
-                        self.admin_url,
-                        tmp,
-                        rules,
+                    report = stream_pg.build(
+                        source, self.admin_url, tmp, owner, bindir, rules,
                         allow_unreviewed=allow_unreviewed,
                         progress=line_progress(progress),
-                    )
+                        say=progress if callable(progress) else (lambda _m: None),
+                    )  # fmt: skip
                     extra["sanitize"] = report.info()
                 with self._admin(tmp) as inner:
                     inner.run(

@@ -134,13 +134,22 @@ def _hash(
     return sql.SQL("sha256(convert_to({}, 'UTF8') || {})").format(sql.Literal(salt), v)
 
 
-def column_expr(rule: ColumnRule, col: Column, salt: str) -> sql.Composable:
-    """The SQL expression that replaces *col* (NULL stays NULL except for fixed)."""
+#: Strategies whose expression reads the salted digest of the value (some twice).
+DIGESTED = frozenset({"hash", "email", "name", "phone", "address", "noise"})
+
+
+def column_expr(
+    rule: ColumnRule, col: Column, salt: str, h: sql.Composable | None = None
+) -> sql.Composable:
+    """The SQL expression that replaces *col* (NULL stays NULL except for fixed).
+
+    *h*, if given, names a column already holding ``digest(salt, col)``.
+    """
     from psycopg import sql
 
     v = sql.Identifier(col.name)
     s = rule.strategy
-    h = digest(salt, v)
+    h = digest(salt, v) if h is None else h
     if s == "null":
         return sql.SQL("NULL")
     if s == "fixed":

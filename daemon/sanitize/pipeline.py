@@ -1,9 +1,11 @@
 """Sanitize a copied staging database: detect → refuse → mask → compact → verify.
 
-The backends copy the source first (``pg_dump | pg_restore`` into a temp database,
-SQLite's online backup into a temp file); these functions then work only on that
-copy, and the caller publishes it only if they return. Any exception means "publish
-nothing": the caller drops the staging copy.
+These functions work in place on a copy (``pg_dump | pg_restore`` into a temp
+database, SQLite's online backup into a temp file), and the caller publishes it only
+if they return. Any exception means "publish nothing": the caller drops the staging
+copy. The PostgreSQL backend builds its snapshots with :mod:`stream_pg` instead,
+which never writes an original into the published tables; the in-place
+:func:`sanitize_postgres` remains for staging databases that already hold a copy.
 
 ::
 

@@ -118,13 +118,23 @@ def _pg_text(ident: sql.Composable, col: Column) -> sql.Composable:
 
 
 def capture_pg(
-    conn: psycopg.Connection[Any], schema: Schema, rules: Rules, min_len: int = 4
+    conn: psycopg.Connection[Any],
+    schema: Schema,
+    rules: Rules,
+    min_len: int = 4,
+    read_from: dict[str, sql.Composable] | None = None,
 ) -> VerifyReport:
-    """Copy the originals of masked columns into a TEMP table (before masking)."""
+    """Copy the originals of masked columns into a TEMP table (before masking).
+
+    They are read from each table itself, or from ``read_from[table key]`` (a
+    relation holding the table's unmasked rows) where given.
+    """
     from psycopg import sql
 
-    # Hash aggregates, hash joins and sorts of a few million originals stay in memory.
+    # Hash aggregates, hash joins and sorts of a few million originals stay in
+    # memory; the TEMP tables get local buffers (allocated only as they fill).
     conn.execute("SET work_mem = '256MB'")
+    conn.execute("SET temp_buffers = '256MB'")
     conn.execute(
         f"CREATE TEMP TABLE {TEMP} (v text NOT NULL, lv text, origin text NOT NULL)"
     )
@@ -155,7 +165,9 @@ def capture_pg(
                 "SELECT (SELECT count(*) FROM s WHERE amb), (SELECT count(*) FROM i)"
             ).format(
                 tmp=sql.Identifier(TEMP), v=v, o=sql.Literal(origin),
-                t=sql.Identifier(table.schema, table.name), n=sql.Literal(min_len),
+                t=(read_from or {}).get(table.key)
+                or sql.Identifier(table.schema, table.name),
+                n=sql.Literal(min_len),
                 skip=sql.SQL(" OR ").join(skip),
             )
         ).fetchone()  # fmt: skip

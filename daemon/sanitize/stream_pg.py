@@ -1,0 +1,422 @@
+"""Build a sanitized PostgreSQL copy without ever writing an original into it.
+
+The copy-then-UPDATE path (:func:`pipeline.sanitize_postgres`) rewrites every row,
+maintains every index, and must then ``VACUUM FULL`` the dead originals away. This path
+instead streams, for a PostgreSQL source:
+
+1. one ``REPEATABLE READ, READ ONLY`` transaction on the source; its snapshot is
+   exported (``pg_export_snapshot``) so that ``pg_dump`` reads the very same view;
+2. ``pg_dump --exclude-table-data='*.*'`` (schema, sequence values, large objects);
+   its pre-data and data sections are restored into the staging database: tables
+   without indexes, constraints or triggers;
+3. per table, ``COPY … TO STDOUT (FORMAT binary)`` from the source into either the
+   final table (no rule masks it: ``COPY FREEZE`` after a ``TRUNCATE`` in the same
+   transaction, so no later pass rewrites it) or an UNLOGGED raw table in a private
+   schema, from which ONE ``INSERT INTO final SELECT <masked expressions> FROM raw
+   WHERE <where>`` writes the masked rows — the published table never holds an
+   original, not even in a dead tuple;
+4. the originals of masked columns are captured from the raw tables into a TEMP table
+   (:func:`verify.capture_pg`), the raw tables are dropped, rows orphaned by
+   ``where``/``truncate`` are deleted (:func:`plan.prune`), every foreign key is
+   checked, the verifier searches every text column of every table;
+5. the post-data section (indexes, constraints, foreign keys, triggers) is restored,
+   which re-validates every constraint; triggers never see the load.
+
+Any exception means "publish nothing": the caller drops the staging database.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from branchdb.daemon.errors import BackendError
+from branchdb.daemon.sanitize import compile_pg, detect, stream_sql, verify, verify_raw
+from branchdb.daemon.sanitize.background import Background
+from branchdb.daemon.sanitize.plan import (
+    ApplyReport,
+    Progress,
+    _noop,
+    masked,
+    prune,
+    resolve,
+)
+from branchdb.daemon.sanitize.rules import Rules, TableRule
+from branchdb.daemon.sanitize.schema import Table, pg_schema
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+
+
+#: Tables of at least this many pages are copied as two concurrent halves.
+SPLIT_PAGES = 64
+
+
+def _parallel(jobs: list[tuple[Any, Callable[[Any], Any]]]) -> list[Any]:
+    """fn(conn) for each (conn, fn) job, concurrently; the first error is raised."""
+    if len(jobs) == 1:
+        return [jobs[0][1](jobs[0][0])]
+    running = [Background(functools.partial(fn, c)) for c, fn in jobs]
+    try:
+        return [b.result() for b in running]
+    except BaseException:
+        for c, _fn in jobs:
+            c.cancel()
+        for b in running:
+            b.join()
+        raise
+
+
+def _halves(
+    conn: psycopg.Connection[Any], raw: sql.Composable, trule: TableRule
+) -> list[sql.Composable]:
+    """*raw* whole, or as two page ranges (not with shuffle: it permutes the whole)."""
+    from psycopg import sql
+
+    if any(r.strategy == "shuffle" for r in trule.columns.values()):
+        return [raw]
+    row = conn.execute(
+        sql.SQL("SELECT pg_relation_size({}::regclass) / 8192").format(
+            sql.Literal(raw.as_string(conn))
+        )
+    ).fetchone()
+    half = int(row[0]) // 2 if row else 0
+    if half < SPLIT_PAGES // 4:
+        return [raw]
+    return [
+        sql.SQL("(SELECT * FROM {} WHERE ctid {} {}::tid)").format(
+            raw, sql.SQL(op), sql.Literal(f"({half},0)")
+        )
+        for op in ("<", ">=")
+    ]
+
+
+def _mask(
+    conn: psycopg.Connection[Any],
+    trule: TableRule,
+    table: Table,
+    cols: list[str],
+    raw: sql.Composable,
+    rules: Rules,
+) -> int:
+    """INSERT the masked rows of *raw* into *table*; rows written."""
+    from psycopg import sql
+
+    final = sql.Identifier(table.schema, table.name)
+    names = sql.SQL(", ").join(map(sql.Identifier, cols))
+    select = stream_sql.masked_select(trule, table, cols, raw, rules)
+    stmt = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE {}").format(
+        final, names, select
+    )
+    with conn.transaction():
+        return compile_pg._run(conn, stmt, f"mask {table.key}")
+
+
+def _copy_halves(
+    pairs: tuple[tuple[Any, Any], ...],
+    names: sql.Composable,
+    final: sql.Composable,
+    target: sql.Composable,
+    pages: int,
+) -> int:
+    """COPY the two halves of *final*'s pages, each on its (source, staging) pair."""
+    from psycopg import sql
+
+    into = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(target, names)
+    cut = sql.Literal(f"({pages // 2},0)")
+    jobs: list[tuple[Any, Callable[[Any], Any]]] = []
+    for (s, d), op in zip(pairs, ("<", ">="), strict=True):
+        out = sql.SQL(
+            "COPY (SELECT {} FROM ONLY {} WHERE ctid {} {}::tid) TO STDOUT "
+            "(FORMAT binary)"
+        ).format(names, final, sql.SQL(op), cut)
+        jobs.append((d, functools.partial(_pipe, s, out, into=into)))
+    return sum(_parallel(jobs))
+
+
+def _copy_sequences(src: psycopg.Connection[Any], dst: psycopg.Connection[Any]) -> None:
+    """Set every sequence of the staging database as it is on the source.
+
+    (``--exclude-table-data`` leaves the sequences' values out of the dump too.)
+    """
+    from psycopg import sql
+
+    for (name,) in src.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S' "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "AND n.nspname NOT LIKE 'pg\\_%'"
+    ).fetchall():
+        # *name* is PostgreSQL's own quoting of the sequence (regclass output).
+        row = src.execute(
+            sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(name))
+        ).fetchone()
+        if row is not None:
+            dst.execute("SELECT setval(%s::regclass, %s, %s)", (name, row[0], row[1]))
+
+
+def _copyable(
+    src: psycopg.Connection[Any], table: Table
+) -> tuple[list[str], bool, int]:
+    """(columns COPY can write — not generated —, is the table partitioned)."""
+    from psycopg import sql
+
+    row = src.execute(
+        sql.SQL(
+            "SELECT c.relkind = 'p', c.relpages, "
+            "ARRAY(SELECT a.attname FROM pg_attribute a "
+            "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+            "AND a.attgenerated = '' ORDER BY a.attnum) "
+            "FROM pg_class c WHERE c.oid = {}::regclass"
+        ).format(
+            sql.Literal(f"{sql.Identifier(table.schema, table.name).as_string(src)}")
+        )
+    ).fetchone()
+    assert row is not None
+    return list(row[2]), bool(row[0]), int(row[1])
+
+
+def _pipe(
+    src: psycopg.Connection[Any],
+    out: sql.Composed,
+    dst: psycopg.Connection[Any],
+    into: sql.Composed,
+) -> int:
+    """Stream COPY *out* on *src* into COPY *into* on *dst*; rows written."""
+    cur = dst.cursor()
+    with src.cursor().copy(out) as reader, cur.copy(into) as writer:
+        for chunk in reader:
+            writer.write(chunk)
+    return max(cur.rowcount, 0)
+
+
+def build(
+    source: str,
+    admin_url: str,
+    staging_db: str,
+    role: str,
+    bindir: str,
+    rules: Rules,
+    *,
+    allow_unreviewed: bool = False,
+    progress: Progress = _noop,
+    say: Callable[[str], Any] = lambda _msg: None,
+    sample: int = detect.SAMPLE,
+) -> Any:
+    """Fill the empty database *staging_db* with the sanitized copy of *source*.
+
+    Returns a :class:`pipeline.SanitizeReport`. Raises UnreviewedColumns, RulesError
+    (a rule cannot hold), LeakFound or BackendError; the caller then drops
+    *staging_db*. The source sees one read-only transaction and ACCESS SHARE locks.
+    """
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    from branchdb.daemon.backends import pg_copy
+    from branchdb.daemon.backends.pg_session import connect, describe_error
+    from branchdb.daemon.sanitize.pipeline import SanitizeReport, _gate
+
+    started = mark = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def lap(phase: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        timings[phase] = timings.get(phase, 0.0) + now - mark
+        mark = now
+
+    staging_url = make_conninfo(admin_url, dbname=staging_db)
+    raw_ns = f"_bdb_raw_{secrets.token_hex(4)}"
+    applied = ApplyReport()
+    loaded: dict[str, int] = {}
+    src = connect(source, what="snapshot source")
+    dst: psycopg.Connection[Any] | None = None
+    dst2: psycopg.Connection[Any] | None = None
+    src2: psycopg.Connection[Any] | None = None
+    tmp = tempfile.TemporaryDirectory(prefix="branchdb-dump-")
+    try:
+        src.autocommit = False
+        src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        src.read_only = True
+        # Like pg_dump: a row-level security policy that would hide rows is an
+        # error, never a silently partial copy.
+        src.execute("SET row_security = off")
+        row = src.execute("SELECT pg_export_snapshot()").fetchone()
+        assert row is not None
+        schema = pg_schema(src)
+        findings = detect.detect(
+            schema, detect.sample_pg(src, schema, sample), "postgres"
+        )
+        missing = _gate(findings, rules, allow_unreviewed)
+        pairs = {t.key: tr for tr, t in resolve(schema, rules)}
+        lap("detect")
+        dump = os.path.join(tmp.name, "schema.dump")
+        say("dumping the source schema")
+        pg_copy.dump(source, bindir, dump, snapshot=str(row[0]), schema_only_data=True)
+        src2 = connect(source, what="snapshot source")
+        src2.autocommit = False
+        src2.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        src2.read_only = True
+        src2.execute(
+            sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(str(row[0])))
+        )
+        src2.execute("SET row_security = off")
+        pg_copy.restore(dump, staging_url, role, bindir, ("pre-data", "data"), say)
+        lap("schema")
+        # Two cores: big tables are copied as two halves, each masking INSERT runs
+        # as two halves of its raw table, and the verifier splits its checks.
+        dst = connect(staging_url, what="staging database")
+        dst2 = connect(staging_url, what="staging database")
+        conns = (dst, dst2)
+        for c in conns:
+            # A crash loses only this staging database, which is dropped anyway; JIT
+            # compiling the masking and verifying statements costs more than it saves.
+            c.execute("SET synchronous_commit = off")
+            c.execute("SET jit = off")
+        _copy_sequences(src, dst)
+        dst.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(raw_ns)))
+        raws: dict[str, sql.Composable] = {}
+        todo: list[tuple[TableRule, Table, list[str]]] = []
+        # Tables whose originals the verifier searches for (a truncated one too).
+        searched = {t.key for t, _c, _r in verify._sources(schema, rules)}
+        for i, table in enumerate(schema.tables.values()):
+            trule = pairs.get(table.key)
+            final = sql.Identifier(table.schema, table.name)
+            if trule is not None and trule.truncate:
+                applied.count(table.key, "truncated", table.rows)
+                progress(table.key, "truncated", table.rows)
+                if table.key not in searched:
+                    continue
+            cols, partitioned, pages = _copyable(src, table)
+            if not cols:
+                continue
+            names = sql.SQL(", ").join(map(sql.Identifier, cols))
+            out = sql.SQL(
+                "COPY (SELECT {} FROM {} {}) TO STDOUT (FORMAT binary)"
+            ).format(names, sql.SQL("" if partitioned else "ONLY"), final)
+            plain = trule is None or (
+                not trule.where
+                and all(r.strategy == "keep" for r in trule.columns.values())
+            )
+            # A raw table of the public schema keeps the table's name: where
+            # expressions, run with the raw schema first in search_path, then read
+            # the unmasked rows of the tables they name, as in the in-place path.
+            raw_name = table.name if table.schema == "public" else f"_bdb_t{i}"
+            target = final if plain else sql.Identifier(raw_ns, raw_name)
+            if not plain and not partitioned and pages >= SPLIT_PAGES:
+                # Two streams, two halves of the source's pages, one snapshot.
+                dst.execute(sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {})").format(
+                    target, final
+                ))  # fmt: skip
+                loaded[table.key] = _copy_halves(
+                    ((src, dst), (src2, dst2)), names, final, target, pages
+                )
+            else:
+                with dst.transaction():
+                    if plain and not partitioned:
+                        dst.execute(sql.SQL("TRUNCATE {}").format(final))
+                    elif not plain:
+                        dst.execute(
+                            sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {})").format(
+                                target, final
+                            )
+                        )
+                    freeze = "" if partitioned and plain else ", FREEZE"
+                    loaded[table.key] = _pipe(src, out, dst, sql.SQL(
+                        "COPY {} ({}) FROM STDIN (FORMAT binary{})"
+                    ).format(target, names, sql.SQL(freeze)))  # fmt: skip
+            progress(table.key, "copied", loaded[table.key])
+            if not plain:
+                assert trule is not None
+                raws[table.key] = target
+                if not trule.truncate:
+                    todo.append((trule, table, cols))
+        for s_conn in (src, src2):
+            s_conn.rollback()  # the source's snapshot and locks end here
+        lap("copy")
+        # Rows removed by where (and, below, orphans) move from a raw table to its
+        # "removed" twin: out of the snapshot, still searched by the verifier.
+        removed: dict[str, sql.Composable] = {}
+        searched_in: dict[str, sql.Composable] = {}
+        for key, raw in raws.items():
+            removed[key] = sql.Identifier(raw_ns, f"_bdb_removed{len(removed)}")
+            dst.execute(sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {})").format(
+                removed[key], raw
+            ))  # fmt: skip
+            searched_in[key] = sql.SQL(
+                "(SELECT * FROM {} UNION ALL SELECT * FROM {}) AS _bdb_r"
+            ).format(raw, removed[key])
+        with dst.transaction():
+            dst.execute(
+                sql.SQL("SET LOCAL search_path = {}, public").format(
+                    sql.Identifier(raw_ns)
+                )
+            )
+            # In the rules' order, as the in-place path deletes.
+            for key, trule in pairs.items():
+                if not trule.where or trule.truncate or key not in raws:
+                    continue
+                n = stream_sql.move(
+                    dst,
+                    raws[key],
+                    removed[key],
+                    sql.SQL("NOT coalesce(({}), false)").format(sql.SQL(trule.where)),
+                    f"{key}: where = {trule.where!r}",
+                )
+                loaded[key] -= n
+                applied.count(key, "deleted by where", n)
+                progress(key, "deleted by where", n)
+            # Orphans are pruned on the unmasked rows (as the in-place path does), so
+            # a key masked differently on its two sides fails below, loudly.
+            live = {k: r for k, r in raws.items() if not pairs[k].truncate}
+            prune(
+                schema.fks,
+                lambda fk: stream_sql.delete_orphans(dst, schema, fk, live, removed),
+                progress,
+                applied,
+            )
+        lap("prune")
+        for trule, table, cols in todo:
+            parts = _halves(dst, raws[table.key], trule)
+            masks: list[tuple[Any, Callable[[Any], Any]]] = [
+                (c, functools.partial(_mask, trule=trule, table=table, cols=cols,
+                                      raw=p, rules=rules))
+                for c, p in zip(conns, parts, strict=False)
+            ]  # fmt: skip
+            n = sum(_parallel(masks))
+            loaded[table.key] = n
+            applied.count(table.key, "masked", n)
+            applied.rules_applied += len(masked(trule))
+            progress(table.key, "masked", n)
+        lap("mask")
+        stream_sql.check_fks(dst, schema)
+        applied.seconds = time.monotonic() - applied.started
+        verified = verify_raw.verify(dst, schema, rules, searched_in, other=dst2)
+        dst.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(raw_ns)))
+        lap("verify")
+        for c in conns:
+            c.close()
+        say("creating indexes and constraints")
+        pg_copy.restore(dump, staging_url, role, bindir, ("post-data",), say)
+        lap("post-data")
+    except psycopg.Error as e:
+        raise BackendError(f"sanitized copy failed: {describe_error(e)}") from None
+    finally:
+        for opened in (dst, dst2, src2):
+            if opened is not None:
+                opened.close()
+        src.close()
+        tmp.cleanup()
+    for key, per in applied.tables.items():
+        loaded[key] = loaded.get(key, 0) - per.get("orphans deleted", 0)
+    return SanitizeReport(
+        findings, missing, applied, verified, len(schema.tables), sum(loaded.values()),
+        time.monotonic() - started, timings,
+    )  # fmt: skip

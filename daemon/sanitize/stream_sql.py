@@ -1,0 +1,134 @@
+"""SQL of the streaming path (:mod:`stream_pg`): mask while copying, prune, check.
+
+Every statement reads the unmasked rows from a raw table and writes only masked rows
+(or moves removed rows to a raw "removed" table the verifier still searches).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from branchdb.daemon.sanitize import compile_pg
+from branchdb.daemon.sanitize.rules import Rules, RulesError, TableRule
+from branchdb.daemon.sanitize.schema import Schema, Table
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+
+
+def masked_select(
+    trule: TableRule, table: Table, cols: list[str], raw: sql.Composable, rules: Rules
+) -> sql.Composed:
+    """SELECT of *cols* (in order) from *raw*, masked by *trule*."""
+    from psycopg import sql
+
+    where = sql.SQL("")  # rows removed by where were moved out of *raw* before
+    exprs: list[sql.Composable] = []
+    joins: list[sql.Composable] = []
+    digests: list[sql.Composable] = []
+    for i, name in enumerate(cols):
+        rule, col = trule.columns.get(name), table.columns[name]
+        ident = sql.Identifier(name)
+        if rule is None or rule.strategy == "keep":
+            exprs.append(sql.SQL("_bdb_t.{}").format(ident))
+        elif rule.strategy in compile_pg.DIGESTED:
+            # Each digest computed once per row, however often the fake reads it.
+            h = sql.Identifier(f"_bdb_h{i}")
+            digests.append(sql.SQL("{} AS {}").format(
+                compile_pg.digest(rules.salt_for(rule), ident), h
+            ))  # fmt: skip
+            exprs.append(compile_pg.column_expr(rule, col, rules.salt_for(rule), h))
+        elif rule.strategy != "shuffle":
+            exprs.append(compile_pg.column_expr(rule, col, rules.salt_for(rule)))
+        else:
+            # Row k (scan order) takes the k-th value in salted-hash order.
+            alias = sql.Identifier(f"_bdb_p{i}")
+            order = compile_pg.digest(
+                rules.salt_for(rule), sql.SQL("coalesce({}::text, '')").format(ident)
+            )
+            joins.append(sql.SQL(
+                " JOIN (SELECT {c} AS _bdb_v, row_number() OVER (ORDER BY {o}, {c}) "
+                "AS _bdb_rn FROM {raw} AS _bdb_t{w}) AS {a} "
+                "ON {a}._bdb_rn = _bdb_t._bdb_rn"
+            ).format(c=ident, o=order, raw=raw, w=where, a=alias))  # fmt: skip
+            exprs.append(sql.SQL("{}._bdb_v").format(alias))
+    body = sql.SQL(", ").join(exprs)
+    extra = sql.SQL("").join(sql.SQL(", {}").format(d) for d in digests)
+    # OFFSET 0: the digests are computed in the subquery, not re-inlined above.
+    rows = sql.SQL("(SELECT *{}{} FROM {} AS _bdb_t{} OFFSET 0) AS _bdb_t").format(
+        extra,
+        sql.SQL(", row_number() OVER () AS _bdb_rn") if joins else sql.SQL(""),
+        raw,
+        where,
+    )
+    return sql.SQL("SELECT {} FROM {}{}").format(body, rows, sql.SQL("").join(joins))
+
+
+def move(
+    conn: psycopg.Connection[Any],
+    raw: sql.Composable,
+    removed: sql.Composable,
+    cond: sql.Composable,
+    what: str,
+) -> int:
+    """Move the rows of *raw* matching *cond* (about ``_c``) into *removed*."""
+    from psycopg import sql
+
+    return compile_pg._run(conn, sql.SQL(
+        "WITH _bdb_d AS (DELETE FROM {} AS _c WHERE {} RETURNING _c.*) "
+        "INSERT INTO {} SELECT * FROM _bdb_d"
+    ).format(raw, cond, removed), what)  # fmt: skip
+
+
+def delete_orphans(
+    conn: psycopg.Connection[Any],
+    schema: Schema,
+    fk: Any,
+    raws: dict[str, sql.Composable],
+    removed: dict[str, sql.Composable],
+) -> int:
+    """Remove the rows of fk's child whose parent row is gone (raw or final)."""
+    from psycopg import sql
+
+    child, parent = schema.tables[fk.child], schema.tables[fk.parent]
+    c = [sql.SQL("_c.{}").format(sql.Identifier(x)) for x in fk.child_cols]
+    p = [sql.SQL("_p.{}").format(sql.Identifier(x)) for x in fk.parent_cols]
+    cond = sql.SQL("{} AND NOT EXISTS (SELECT 1 FROM {} AS _p WHERE {})").format(
+        sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(x) for x in c),
+        raws.get(fk.parent) or sql.Identifier(parent.schema, parent.name),
+        sql.SQL(" AND ").join(
+            sql.SQL("{} = {}").format(a, b) for a, b in zip(c, p, strict=True)
+        ),
+    )
+    what = f"delete rows of {fk.child} orphaned by {fk.name}"
+    if fk.child in raws:
+        return move(conn, raws[fk.child], removed[fk.child], cond, what)
+    return compile_pg._run(conn, sql.SQL("DELETE FROM {} AS _c WHERE {}").format(
+        sql.Identifier(child.schema, child.name), cond
+    ), what)  # fmt: skip
+
+
+def check_fks(conn: psycopg.Connection[Any], schema: Schema) -> None:
+    from psycopg import sql
+
+    for fk in schema.fks:
+        child, parent = schema.tables[fk.child], schema.tables[fk.parent]
+        c = [sql.SQL("_c.{}").format(sql.Identifier(x)) for x in fk.child_cols]
+        p = [sql.SQL("_p.{}").format(sql.Identifier(x)) for x in fk.parent_cols]
+        row = conn.execute(sql.SQL(
+            "SELECT EXISTS (SELECT 1 FROM {} AS _c WHERE {} AND NOT EXISTS "
+            "(SELECT 1 FROM {} AS _p WHERE {}))"
+        ).format(
+            sql.Identifier(child.schema, child.name),
+            sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(x) for x in c),
+            sql.Identifier(parent.schema, parent.name),
+            sql.SQL(" AND ").join(
+                sql.SQL("{} = {}").format(a, b) for a, b in zip(c, p, strict=True)
+            ),
+        )).fetchone()  # fmt: skip
+        if row and row[0]:
+            raise RulesError(
+                f"foreign key {fk.name} ({fk.child} → {fk.parent}) no longer holds "
+                "after masking: mask both sides with the same strategy and salt_key"
+            )

@@ -1,0 +1,224 @@
+"""The verifier of the streaming path (:mod:`stream_pg`): originals read in place.
+
+:mod:`verify` copies the originals into TEMP tables before an in-place UPDATE destroys
+them. The streaming path still has them, untouched, in its raw tables while it checks
+the masked copy, so this verifier reads them there — nothing is copied, sorted or
+indexed — in few set-based statements over the whole snapshot:
+
+- **whole values**: every text-like value of every column of every table (one
+  ``UNION ALL``) hash-joined to every original of every masked column;
+- **emails in free text**: each address found in a column that is not replaced by a
+  generated fake, joined to the lower-cased originals containing ``@``;
+- **name words in free text**: each word of such a column joined to the words of the
+  masked person names (fake-list words and words under four letters excepted).
+
+A match is a leak unless the original is *ambiguous* — shorter than four characters,
+equal to its rule's fixed value, or shaped like its own strategy's output (a real
+"Avery Ashford" may also be a generated one); the ambiguity test runs on matches
+only. A leak raises :class:`verify.LeakFound` naming where the original came from and
+where it was found, never the value.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from branchdb.daemon.sanitize import fakes
+from branchdb.daemon.sanitize.background import Background
+from branchdb.daemon.sanitize.rules import Rules
+from branchdb.daemon.sanitize.schema import Schema
+from branchdb.daemon.sanitize.verify import (
+    _RE_SPECIAL,
+    EMAIL_TOKEN,
+    FAKE_WORDS,
+    GENERATED,
+    MAX_REPORTED,
+    MIN_WORD,
+    PREFILTER_WORDS,
+    WORD_SPLIT,
+    WORDS,
+    LeakFound,
+    VerifyReport,
+    _pg_text,
+    _sources,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+
+MIN_LEN = 4
+
+
+def verify(
+    conn: psycopg.Connection[Any],
+    schema: Schema,
+    rules: Rules,
+    raws: dict[str, sql.Composable],
+    other: psycopg.Connection[Any] | None = None,
+) -> VerifyReport:
+    """Search the masked tables for the originals held in *raws*; raise LeakFound.
+
+    *raws* maps a table key to the relation holding that table's unmasked rows.
+    With *other* (a second connection to the same database), the whole-value check
+    runs there, concurrently with the checks inside free text.
+    """
+    from psycopg import sql
+
+    started = time.monotonic()
+    # Hash joins: a merge join would sort every value and every original first.
+    for c in (conn, other):
+        if c is not None:
+            c.execute("SET work_mem = '1GB'")
+            c.execute("SET enable_mergejoin = off")
+    report = VerifyReport()
+    for key, trule in rules.tables.items():
+        report.generated.update(
+            f"{key}.{r.column}"
+            for r in trule.columns.values()
+            if r.strategy in GENERATED
+        )
+    sources = [(t, c, r) for t, c, r in _sources(schema, rules) if t.key in raws]
+    if not sources:
+        return report
+    parts, ambiguous, counts = [], [], []
+    for k, (table, col, r) in enumerate(sources):
+        v = _pg_text(sql.Identifier(col.name), col)
+        parts.append(sql.SQL(
+            "SELECT {v} AS v, {k} AS k FROM {raw} "
+            "WHERE {v} IS NOT NULL AND length({v}) >= {n}"
+        ).format(v=v, k=sql.Literal(k),
+                 raw=raws[table.key], n=sql.Literal(MIN_LEN)))  # fmt: skip
+        amb: list[sql.Composable] = [sql.SQL("false")]
+        if r.strategy == "fixed":
+            amb.append(sql.SQL("o.v = {}").format(sql.Literal(str(r.value))))
+        if shape := fakes.shape(r.strategy, r.part):
+            amb.append(sql.SQL("o.v ~ {}").format(sql.Literal(shape)))
+        ambiguous.append(sql.SQL("WHEN {} THEN {}").format(
+            sql.Literal(k), sql.SQL(" OR ").join(amb)
+        ))  # fmt: skip
+        counts.append(sql.SQL(
+            "SELECT count(*) FROM {} WHERE {} IS NOT NULL AND length({}) >= {}"
+        ).format(
+            raws[table.key], v, v, sql.Literal(MIN_LEN)
+        ))  # fmt: skip
+    originals = sql.SQL(" UNION ALL ").join(parts)
+    is_amb = sql.SQL("CASE o.k {} ELSE false END").format(sql.SQL(" ").join(ambiguous))
+
+    def hits(join: sql.Composable) -> sql.Composed:
+        # OFFSET 0 keeps the ambiguity test (regexes) above the join: it runs on
+        # matches only, not on every original.
+        return sql.SQL(
+            "SELECT DISTINCT o.k, o.j FROM ({} OFFSET 0) AS o WHERE NOT {} LIMIT {}"
+        ).format(join, is_amb, sql.Literal(MAX_REPORTED))
+
+    # Rows carry numbers (k: origin, j: place searched), named again in Python:
+    # narrow rows keep a few million originals in one in-memory hash table.
+    names = [f"{t.key}.{c.name}" for t, c, _r in sources]
+    values: list[sql.Composed] = []
+    free: list[sql.Composed] = []
+    places: list[str] = []
+    for table, col in schema.text_columns():
+        where = f"{table.key}.{col.name}"
+        v = _pg_text(sql.Identifier("_t", col.name), col)
+        part = sql.SQL("SELECT {} AS v, {} AS j FROM {} AS _t").format(
+            v, sql.Literal(len(places)), sql.Identifier(table.schema, table.name)
+        )
+        places.append(where)
+        values.append(part)
+        if where not in report.generated and col.kind != "inet":
+            free.append(part)
+        report.columns_searched += 1
+    whole = hits(sql.SQL(
+        "SELECT o.k, o.v, f.j FROM ({}) AS f JOIN ({}) AS o ON o.v = f.v"
+    ).format(sql.SQL(" UNION ALL ").join(values), originals))  # fmt: skip
+    checks: list[tuple[str, sql.Composed]] = []
+    if other is None:
+        checks.append(("whole value", whole))
+        in_background = None
+    else:
+        in_background = Background(lambda: other.execute(whole).fetchall())
+    if free:
+        texts = sql.SQL(" UNION ALL ").join(free)
+        checks.append(("email in text", hits(sql.SQL(
+            "SELECT o.k, o.v, f.j FROM (SELECT lower(m.a[1]) AS e, f0.j "
+            "FROM ({t}) AS f0 CROSS JOIN LATERAL "
+            "regexp_matches(f0.v, {re}, 'g') AS m(a) WHERE f0.v LIKE '%@%') AS f "
+            "JOIN (SELECT lower(v) AS lv, * FROM ({o}) AS o0 "
+            "WHERE v LIKE '%@%') AS o ON o.lv = f.e"
+        ).format(t=texts, re=sql.Literal(f"({EMAIL_TOKEN})"),
+                 o=originals))))  # fmt: skip
+        words = _name_words(conn, sources, raws)
+        if words is not None:
+            checks.append(("name in text", sql.SQL(
+                "SELECT DISTINCT o.origin, f.j FROM ({t}) AS f CROSS JOIN LATERAL "
+                "regexp_split_to_table(lower(f.v), {sp}) AS m(w) JOIN {words} AS o "
+                "ON o.w = m.w WHERE {pre} LIMIT {n}"
+            ).format(t=texts, sp=sql.Literal(WORD_SPLIT), words=sql.Identifier(WORDS),
+                     pre=words, n=sql.Literal(MAX_REPORTED))))  # fmt: skip
+    leaks: list[tuple[str, str, str]] = []
+    try:
+        for how, stmt in checks:
+            for o, j in conn.execute(stmt).fetchall():
+                origin = str(o) if how == "name in text" else names[o]
+                leaks.append((origin, places[j], how))
+    except BaseException:
+        if other is not None and in_background is not None:
+            other.cancel()
+            in_background.join()
+        raise
+    if in_background is not None:
+        found = in_background.result()
+        leaks = [(names[k], places[j], "whole value") for k, j in found] + leaks
+    row = conn.execute(
+        sql.SQL("SELECT ({})").format(sql.SQL(") + (").join(counts))
+    ).fetchone()
+    report.originals = int(row[0]) if row else 0
+    report.seconds = time.monotonic() - started
+    if leaks:
+        raise LeakFound(leaks[:MAX_REPORTED])
+    return report
+
+
+def _name_words(
+    conn: psycopg.Connection[Any], sources: list[Any], raws: dict[str, sql.Composable]
+) -> sql.Composable | None:
+    """Fill the TEMP table of name words; the prefilter for free text, or None."""
+    from psycopg import sql
+
+    named = [
+        sql.SQL("SELECT lower({}) AS v, {} AS origin FROM {}").format(
+            _pg_text(sql.Identifier(c.name), c),
+            sql.Literal(f"{t.key}.{c.name}"),
+            raws[t.key],
+        )
+        for t, c, r in sources
+        if r.strategy == "name"
+    ]
+    if not named:
+        return None
+    # Words of an ambiguous (fake-shaped) name are all fake-list words: excepted.
+    conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {w} AS SELECT x AS w, origin FROM (SELECT DISTINCT x, "
+            "o.origin FROM ({n}) AS o, regexp_split_to_table(o.v, {sp}) AS x "
+            "WHERE length(x) >= {m}) AS d WHERE x <> ALL({fake})"
+        ).format(
+            w=sql.Identifier(WORDS), n=sql.SQL(" UNION ALL ").join(named),
+            sp=sql.Literal(WORD_SPLIT), m=sql.Literal(MIN_WORD),
+            fake=sql.Literal(FAKE_WORDS),
+        )
+    )  # fmt: skip
+    row = conn.execute(
+        f"SELECT count(*), (array_agg(w ORDER BY w))[1:{PREFILTER_WORDS}] FROM {WORDS}"
+    ).fetchone()
+    n_words, words = (int(row[0]), list(row[1] or [])) if row else (0, [])
+    if not n_words:
+        return None
+    conn.execute(f"ANALYZE {WORDS}")
+    if n_words <= PREFILTER_WORDS and not any(_RE_SPECIAL.search(w) for w in words):
+        return sql.SQL("lower(f.v) ~ {}").format(
+            sql.Literal("(" + "|".join(words) + ")")
+        )
+    return sql.SQL("true")
