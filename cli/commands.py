@@ -186,6 +186,7 @@ def cmd_ls(ctx: _Ctx) -> int:
 
 def cmd_status(ctx: _Ctx) -> int:
     from branchdb.cli.output import branch_json, emit_json, human_size
+    from branchdb.daemon.views import ttl_dict
 
     st = ctx.engine.status(ctx.branch())
     rec = st["record"]
@@ -196,6 +197,7 @@ def cmd_status(ctx: _Ctx) -> int:
         "pending": st["pending"],
         "problem": redact(st["problem"]) if st["problem"] else None,
         "protected": ctx.engine.is_protected(rec.branch),
+        "ttl": ttl_dict(st["ttl"]),
     }
     if ctx.args.json:
         emit_json(data)
@@ -214,6 +216,7 @@ def cmd_status(ctx: _Ctx) -> int:
         f"migrations:  {len(rec.applied)} applied, {len(st['pending'])} pending",
         f"created:     {data['created_at']}",
         f"last used:   {data['last_used_at']}",
+        f"ttl:         {_ttl_text(data['ttl'])}",
     ]
     lines += [f"  pending:   {p}" for p in st["pending"]]
     if data["problem"]:
@@ -442,6 +445,31 @@ def cmd_gc(ctx: _Ctx) -> int:
     if not ctx.args.dry_run:
         freed = sum(c.size_bytes for c in report.deleted)
         _print(f"deleted {len(report.deleted)} database(s), freed {human_size(freed)}")
+    return 0
+
+
+def _ttl_text(info: dict[str, Any]) -> str:
+    from branchdb.daemon.gc import human_duration
+
+    if info["ttl"] is None:
+        text = "never idle"
+    else:
+        text = human_duration(info["ttl"]) + f", idle after {info['idle_after']}"
+    text += " (this branch)" if info["ttl_source"] == "branch" else " (project default)"
+    if info["protected"]:
+        text += "; protected: never collected"
+    return text
+
+
+def cmd_ttl(ctx: _Ctx) -> int:
+    from branchdb.cli.output import emit_json
+    from branchdb.daemon.views import ttl_dict
+
+    data = ttl_dict(ctx.engine.set_ttl(ctx.args.branch, ctx.args.ttl))
+    if ctx.args.json:
+        emit_json(data)
+    else:
+        _print(f"ttl of {data['branch']}: {_ttl_text(data)}")
     return 0
 
 

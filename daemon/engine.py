@@ -300,11 +300,14 @@ class Engine:
             last_used_at=now,
             info=old.info if old else {},
         )
-        if self.backend.exists(database):
-            # A database with our marker but no ready record: a crash between
-            # create and record. It is ours; rebuild it.
-            self.backend.drop(database, rec.info)
-        self.store.put_branch(rec)
+        from branchdb.daemon import quota
+
+        with quota.admission(self, branch, progress):
+            if self.backend.exists(database):
+                # A database with our marker but no ready record: a crash between
+                # create and record. It is ours; rebuild it.
+                self.backend.drop(database, rec.info)
+            self.store.put_branch(rec)
         progress(
             f"creating {database} "
             + ("(fresh)" if snapshot is None else f"from snapshot {snapshot.ref}")
@@ -424,6 +427,7 @@ class Engine:
         out["size_bytes"] = (
             self.backend.size_bytes(rec.database) if out["exists"] else 0
         )
+        out["ttl"] = self.ttl_of(branch)
         out["pending"] = []
         out["problem"] = None
         if out["exists"]:
@@ -629,3 +633,46 @@ class Engine:
         from branchdb.daemon import gc
 
         return gc.run(self, dry_run=dry_run, progress=progress)
+
+    def gc_totals(self) -> dict[str, Any]:
+        """Persistent GC counters of this project (see :func:`gc.totals`)."""
+        from branchdb.daemon import gc
+
+        return gc.totals(self)
+
+    def set_ttl(self, branch: str, value: str) -> dict[str, Any]:
+        """Override *branch*'s idle TTL: a duration (``"3d"``), ``"never"``, or
+        ``"default"`` (back to ``branches.ttl``). Idempotent; returns
+        :meth:`ttl_of`. Raises NotFound (no such branch), ConfigError (bad value).
+        """
+        from branchdb.daemon.config import parse_duration
+
+        self.get(branch)
+        if value == "default":
+            self.store.clear_branch_ttl(self.project, branch)
+        elif value == "never":
+            self.store.set_branch_ttl(self.project, branch, None)
+        else:
+            seconds = parse_duration(value, "ttl", f"TTL of {branch!r}")
+            if seconds < 1:
+                raise ConfigError(f"TTL of {branch!r}: must be at least 1s")
+            self.store.set_branch_ttl(self.project, branch, seconds)
+        return self.ttl_of(branch)
+
+    def ttl_of(self, branch: str) -> dict[str, Any]:
+        """``{"branch", "ttl" (seconds or None: never idle), "ttl_source"
+        ("branch" or "project"), "idle_after" (epoch seconds or None),
+        "protected"}``."""
+        rec = self.get(branch)
+        overrides = self.store.branch_ttls(self.project)
+        if branch in overrides:
+            ttl, source = overrides[branch], "branch"
+        else:
+            ttl, source = self.config.branches.ttl, "project"
+        return {
+            "branch": branch,
+            "ttl": ttl,
+            "ttl_source": source,
+            "idle_after": None if ttl is None else rec.last_used_at + ttl,
+            "protected": self.is_protected(branch),
+        }

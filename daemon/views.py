@@ -88,5 +88,20 @@ def gc_dict(report: GcReport, *, dry_run: bool) -> dict[str, Any]:
             for c in report.candidates
         ],
         "missing": report.missing,
+        "active": report.active,
         "freed_bytes": sum(c.size_bytes for c in report.deleted),
+        "totals": {
+            **report.totals,
+            "last_run_at": iso(report.totals["last_run_at"])
+            if report.totals.get("last_run_at")
+            else None,
+        },
+    }
+
+
+def ttl_dict(info: dict[str, Any]) -> dict[str, Any]:
+    """What ``branchdb ttl`` and ``PUT .../ttl`` answer (see Engine.ttl_of)."""
+    return {
+        **info,
+        "idle_after": iso(info["idle_after"]) if info["idle_after"] else None,
     }

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from branchdb.daemon.api import branches, gc, schemas, webhooks
+from branchdb.daemon.api import branches, gc, metrics, schemas, webhooks
 from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.daemon_config import DaemonSettings
@@ -155,9 +155,10 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.state.daemon = daemon
     _install_error_handlers(app)
     app.include_router(meta)
+    app.include_router(gc.router)  # before branches: PUT .../{branch}/ttl
     app.include_router(branches.router)
     app.include_router(webhooks.router)
-    app.include_router(gc.router)
+    app.include_router(metrics.router)
     return app
 
 

@@ -93,6 +93,30 @@ _MIGRATIONS = {
         PRIMARY KEY (project, branch)
     );
     """,
+    # Garbage collection, version 4: per-branch TTL overrides (ttl NULL: never idle),
+    # the last activity sample of each server database (a change means it was used),
+    # and persistent counters (collected databases/bytes by reason, runs, last run).
+    4: """
+    CREATE TABLE branch_ttl (
+        project TEXT NOT NULL,
+        branch TEXT NOT NULL,
+        ttl INTEGER,
+        PRIMARY KEY (project, branch)
+    );
+    CREATE TABLE activity_samples (
+        project TEXT NOT NULL,
+        database TEXT NOT NULL,
+        counter INTEGER NOT NULL,
+        sampled_at REAL NOT NULL,
+        PRIMARY KEY (project, database)
+    );
+    CREATE TABLE gc_counters (
+        project TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value REAL NOT NULL,
+        PRIMARY KEY (project, name)
+    );
+    """,
 }
 
 _BRANCH_COLS = (
@@ -229,9 +253,14 @@ class SqliteStore:
             )
 
     def delete_branch(self, project: str, branch: str) -> None:
+        """Delete the record and what hangs off it (its TTL override)."""
         with self._write() as db:
             db.execute(
                 "DELETE FROM branches WHERE project = ? AND branch = ?",
+                (project, branch),
+            )
+            db.execute(
+                "DELETE FROM branch_ttl WHERE project = ? AND branch = ?",
                 (project, branch),
             )
 
@@ -403,3 +432,91 @@ class SqliteStore:
             }
             for r in rows
         }
+
+    # ------------------------------------------------------- gc: ttl overrides
+    def set_branch_ttl(self, project: str, branch: str, ttl: int | None) -> None:
+        """Override *branch*'s TTL: seconds, or None for "never idle"."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO branch_ttl (project, branch, ttl) "
+                "VALUES (?, ?, ?)",
+                (project, branch, ttl),
+            )
+
+    def clear_branch_ttl(self, project: str, branch: str) -> None:
+        """Back to the project's default TTL."""
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM branch_ttl WHERE project = ? AND branch = ?",
+                (project, branch),
+            )
+
+    def branch_ttls(self, project: str) -> dict[str, int | None]:
+        """branch -> overridden TTL in seconds (None: never) for *project*."""
+        rows = self._db.execute(
+            "SELECT branch, ttl FROM branch_ttl WHERE project = ?", (project,)
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    # ------------------------------------------------- gc: activity samples
+    def activity_samples(self, project: str) -> dict[str, int]:
+        """database -> the activity counter last sampled on the server."""
+        rows = self._db.execute(
+            "SELECT database, counter FROM activity_samples WHERE project = ?",
+            (project,),
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def record_activity(
+        self,
+        project: str,
+        samples: dict[str, int],
+        used: dict[str, float],
+        when: float,
+    ) -> None:
+        """Replace *project*'s samples by *samples*; refresh last-used of *used*.
+
+        *used* maps branch -> when it was seen used. One transaction.
+        """
+        with self._write() as db:
+            db.execute("DELETE FROM activity_samples WHERE project = ?", (project,))
+            db.executemany(
+                "INSERT INTO activity_samples (project, database, counter, "
+                "sampled_at) VALUES (?, ?, ?, ?)",
+                [(project, d, c, when) for d, c in samples.items()],
+            )
+            db.executemany(
+                "UPDATE branches SET last_used_at = max(last_used_at, ?) "
+                "WHERE project = ? AND branch = ?",
+                [(t, project, b) for b, t in used.items()],
+            )
+
+    # ------------------------------------------------------- gc: counters
+    def gc_counters(self, project: str | None = None) -> dict[str, dict[str, float]]:
+        """project -> {name: value} (every project when *project* is None)."""
+        sql = "SELECT project, name, value FROM gc_counters"
+        args: tuple[str, ...] = ()
+        if project is not None:
+            sql, args = sql + " WHERE project = ?", (project,)
+        out: dict[str, dict[str, float]] = {}
+        for r in self._db.execute(sql, args).fetchall():
+            out.setdefault(r[0], {})[r[1]] = r[2]
+        return out
+
+    def bump_gc_counters(
+        self, project: str, add: dict[str, float], put: dict[str, float]
+    ) -> None:
+        """Add *add* to counters and set *put* gauges, in one transaction."""
+        with self._write() as db:
+            for name, value in add.items():
+                db.execute(
+                    "INSERT INTO gc_counters (project, name, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT (project, name) DO UPDATE SET value = value + ?",
+                    (project, name, value, value),
+                )
+            for name, value in put.items():
+                db.execute(
+                    "INSERT OR REPLACE INTO gc_counters (project, name, value) "
+                    "VALUES (?, ?, ?)",
+                    (project, name, value),
+                )
