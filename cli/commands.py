@@ -112,6 +112,11 @@ def _up_summary(res: object) -> str:
         if n
         else "no pending migrations"
     )
+    if res.evicted:
+        what.append(
+            f"evicted {', '.join(res.evicted)} (least recently used; "
+            "branches.max_branches)"
+        )
     return ", ".join(what)
 
 

@@ -50,8 +50,10 @@ class UpResult:
         reset: bool = False,
         applied: list[str] | None = None,  # migration names applied by this call
         up_to_date: bool = False,  # the fast path: nothing to do
+        evicted: list[str] | None = None,  # branches evicted to stay within quota
     ) -> None:
         self.record = record
+        self.evicted = evicted or []
         self.created = created
         self.reset = reset
         self.applied = applied or []
@@ -92,6 +94,7 @@ class Engine:
         self._store = store
         self._backend = backend
         self.clock = clock
+        self._evicted: list[str] = []  # by the current up's quota admission
 
     # ------------------------------------------------------------------ parts
     @property
@@ -223,6 +226,7 @@ class Engine:
             return UpResult(record=rec, up_to_date=True)
 
         source = self.migration_source(files)
+        self._evicted = []
         with self.lock(branch, timeout=lock_timeout, progress=progress):
             rec = self.store.get_branch(self.project, branch)
             created = False
@@ -258,9 +262,15 @@ class Engine:
                 rec = self._reset_locked(rec, self._record_source(rec), progress)
                 applied = self._migrate_locked(rec, source, fp, progress)
                 return UpResult(
-                    record=rec, created=created, reset=True, applied=applied
+                    record=rec,
+                    created=created,
+                    reset=True,
+                    applied=applied,
+                    evicted=self._evicted,
                 )
-            return UpResult(record=rec, created=created, applied=applied)
+            return UpResult(
+                record=rec, created=created, applied=applied, evicted=self._evicted
+            )
 
     def _cheap_exists(self, rec: BranchRecord) -> bool:
         # Only backends whose existence check is a stat() are asked on the fast
@@ -302,7 +312,8 @@ class Engine:
         )
         from branchdb.daemon import quota
 
-        with quota.admission(self, branch, progress):
+        with quota.admission(self, branch, progress) as evicted:
+            self._evicted = evicted
             if self.backend.exists(database):
                 # A database with our marker but no ready record: a crash between
                 # create and record. It is ours; rebuild it.

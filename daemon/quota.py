@@ -31,12 +31,16 @@ log = logging.getLogger("branchdb.gc")
 
 
 @contextmanager
-def admission(engine: Engine, branch: str, progress: Progress) -> Iterator[None]:
+def admission(
+    engine: Engine, branch: str, progress: Progress
+) -> Iterator[list[str]]:
     """Make room for *branch*'s database, then hold the quota lock while the
-    caller records it. No-op without ``max_branches``. Raises QuotaExceeded."""
+    caller records it; yields the branches evicted. No-op without
+    ``max_branches``. Raises QuotaExceeded."""
     limit = engine.config.branches.max_branches
+    evicted: list[str] = []
     if limit is None:
-        yield
+        yield evicted
         return
     locks = engine.config.data_dir / "locks"
     locks.mkdir(parents=True, exist_ok=True)
@@ -45,8 +49,8 @@ def admission(engine: Engine, branch: str, progress: Progress) -> Iterator[None]
         fcntl.flock(fd, fcntl.LOCK_EX)
         others = [r for r in engine.list_branches() if r.branch != branch]
         if len(others) >= limit:
-            _make_room(engine, branch, others, limit, progress)
-        yield
+            _make_room(engine, branch, others, limit, progress, evicted)
+        yield evicted
     finally:
         os.close(fd)
 
@@ -57,6 +61,7 @@ def _make_room(
     others: list[BranchRecord],
     limit: int,
     progress: Progress,
+    evicted: list[str],
 ) -> None:
     b = engine.config.branches
     over = len(others) - limit + 1
@@ -78,6 +83,7 @@ def _make_room(
         if over == 0:
             break
         if _evict(engine, rec, branch, limit, progress):
+            evicted.append(rec.branch)
             over -= 1
     if over > 0:
         raise QuotaExceeded(

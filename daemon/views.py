@@ -45,6 +45,7 @@ def up_dict(res: UpResult) -> dict[str, Any]:
         "reset": res.reset,
         "up_to_date": res.up_to_date,
         "applied": res.applied,
+        "evicted": res.evicted,
     }
 
 
