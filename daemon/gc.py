@@ -317,9 +317,9 @@ def _collect(engine: Engine, c: Candidate) -> int | None:
         if c.marked_at is not None and rec.last_used_at > c.marked_at:
             return None  # used again during the grace period: kept
         if gc_activity.in_use(engine, rec.database):
-            # Someone is connected right now: that is a use. Keep it, and let
-            # the next run's sample refresh its last-used time.
-            log.info("gc kept %s of %r: a session is open on it", c.database, c.branch)
+            # Someone is connected or was since the plan's sample: a use. Keep
+            # it; the next run's sample refreshes its last-used time.
+            log.info("gc kept %s of %r: it is in use", c.database, c.branch)
             return None
         size = backend.size_bytes(rec.database) if backend.exists(rec.database) else 0
         backend.drop(rec.database, rec.info)

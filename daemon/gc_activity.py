@@ -62,9 +62,14 @@ def refresh(engine: Engine, records: list[BranchRecord], now: float) -> list[str
 
 
 def in_use(engine: Engine, database: str) -> bool:
-    """True when *database* has a session open right now (server backends)."""
+    """True when *database* has a session open right now, or ran transactions
+    since the last sample (server backends; the last look before a drop)."""
     sample = getattr(engine.backend, "activity", None)
     if sample is None:
         return False
     seen: dict[str, tuple[int, int]] = sample([database])
-    return seen.get(database, (0, 0))[1] > 0
+    if database not in seen:
+        return False
+    xacts, sessions = seen[database]
+    before = engine.store.activity_samples(engine.project).get(database)
+    return sessions > 0 or (before is not None and before != xacts)

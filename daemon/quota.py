@@ -31,9 +31,7 @@ log = logging.getLogger("branchdb.gc")
 
 
 @contextmanager
-def admission(
-    engine: Engine, branch: str, progress: Progress
-) -> Iterator[list[str]]:
+def admission(engine: Engine, branch: str, progress: Progress) -> Iterator[list[str]]:
     """Make room for *branch*'s database, then hold the quota lock while the
     caller records it; yields the branches evicted. No-op without
     ``max_branches``. Raises QuotaExceeded."""

@@ -264,11 +264,14 @@ class PostgresBackend:
         branch databases themselves, which would count as activity).
         """
         with self._admin() as admin:
+            # Sessions: client backends only (an autovacuum worker is no use).
             rows = admin.query(
                 "SELECT d.datname, shobj_description(d.oid, 'pg_database'), "
-                "coalesce(s.xact_commit + s.xact_rollback, 0), "
-                "coalesce(s.numbackends, 0) "
+                "coalesce(s.xact_commit + s.xact_rollback, 0), coalesce(a.n, 0) "
                 "FROM pg_database d LEFT JOIN pg_stat_database s ON s.datid = d.oid "
+                "LEFT JOIN (SELECT datid, count(*) AS n FROM pg_stat_activity "
+                "WHERE backend_type = 'client backend' GROUP BY datid) a "
+                "ON a.datid = d.oid "
                 "WHERE %s::text[] IS NULL OR d.datname = ANY(%s::text[])",
                 databases,
                 databases,
