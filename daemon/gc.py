@@ -243,9 +243,17 @@ def run(engine: Engine, *, dry_run: bool, progress: Progress) -> GcReport:
     orphan_marks = store.gc_marks(project, "orphan")
     orphans = {d: orphan_marks.get(d, now) for d in owned - known}
     marks = store.gc_marks(project, "branch")
+    if facts is not None and facts.default_sha is not None:
+        facts.seed(store.merge_checks(project, facts.default_sha))
     candidates = plan(
         records, marks, orphans, facts, policy, now, store.closed_branches(project)
     )
+    if facts is not None and facts.default_sha is not None:
+        # Persist the expensive squash/rebase answers (one git merge-tree each),
+        # keyed by (tip, default tip): the next plan reuses them until main moves.
+        fresh = facts.new_answers()
+        if fresh:
+            store.add_merge_checks(project, facts.default_sha, fresh)
     report = GcReport(
         candidates,
         [r.branch for r in records if r.status == "ready" and r.database not in owned],

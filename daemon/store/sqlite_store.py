@@ -95,7 +95,8 @@ _MIGRATIONS = {
     """,
     # Garbage collection, version 4: per-branch TTL overrides (ttl NULL: never idle),
     # the last activity sample of each server database (a change means it was used),
-    # and persistent counters (collected databases/bytes by reason, runs, last run).
+    # persistent counters (collected databases/bytes by reason, runs, last run), and
+    # the squash/rebase check's answers for the default branch's current tip.
     4: """
     CREATE TABLE branch_ttl (
         project TEXT NOT NULL,
@@ -115,6 +116,13 @@ _MIGRATIONS = {
         name TEXT NOT NULL,
         value REAL NOT NULL,
         PRIMARY KEY (project, name)
+    );
+    CREATE TABLE merge_checks (
+        project TEXT NOT NULL,
+        default_sha TEXT NOT NULL,
+        tip TEXT NOT NULL,
+        contained INTEGER NOT NULL,
+        PRIMARY KEY (project, default_sha, tip)
     );
     """,
 }
@@ -520,3 +528,29 @@ class SqliteStore:
                     "VALUES (?, ?, ?)",
                     (project, name, value),
                 )
+
+    # ------------------------------------------------- gc: squash-check cache
+    def merge_checks(self, project: str, default_sha: str) -> dict[str, bool]:
+        """tip -> "its changes are contained in *default_sha*" (cached answers)."""
+        rows = self._db.execute(
+            "SELECT tip, contained FROM merge_checks "
+            "WHERE project = ? AND default_sha = ?",
+            (project, default_sha),
+        ).fetchall()
+        return {r[0]: bool(r[1]) for r in rows}
+
+    def add_merge_checks(
+        self, project: str, default_sha: str, answers: dict[str, bool]
+    ) -> None:
+        """Add *answers*; answers for any other default tip are dropped (they can
+        never be asked again once the default branch has moved on)."""
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM merge_checks WHERE project = ? AND default_sha != ?",
+                (project, default_sha),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO merge_checks "
+                "(project, default_sha, tip, contained) VALUES (?, ?, ?, ?)",
+                [(project, default_sha, t, int(c)) for t, c in answers.items()],
+            )
