@@ -131,3 +131,12 @@ def test_api_evicts(client: httpx.Client, caplog: pytest.LogCaptureFixture) -> N
         "evicted database" in m and "'x'" in m and "to create 'z'" in m
         for m in caplog.messages
     ), caplog.messages
+
+
+def test_gc_pace_must_be_a_non_negative_number(repo: Path) -> None:
+    for bad, msg in (("-1", "gc.pace must be >= 0"), ('"fast"', "gc.pace must be")):
+        (repo / "branchdb.toml").write_text(CONFIG + f"[gc]\npace = {bad}\n")
+        r = run(repo, "ls")
+        assert r.code == 2 and msg in r.err, r.err
+    (repo / "branchdb.toml").write_text(CONFIG + "[gc]\npace = 0\n")
+    assert run(repo, "ls").code == 0
