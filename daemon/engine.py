@@ -637,7 +637,8 @@ class Engine:
         """Plan garbage collection and, unless *dry_run*, act on it.
 
         A run marks newly collectable databases and deletes those marked at least
-        ``branches.grace`` ago and unused since. A dry run changes nothing. Safe to
+        ``branches.grace`` ago and unused since. A dry run marks and deletes
+        nothing (it does record the server activity sample, see gc_activity). Safe to
         interrupt and re-run: each deletion is one branch, under that branch's lock.
         See :mod:`branchdb.daemon.gc`.
         """
