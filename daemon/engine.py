@@ -653,38 +653,14 @@ class Engine:
         return gc.totals(self)
 
     def set_ttl(self, branch: str, value: str) -> dict[str, Any]:
-        """Override *branch*'s idle TTL: a duration (``"3d"``), ``"never"``, or
-        ``"default"`` (back to ``branches.ttl``). Idempotent; returns
-        :meth:`ttl_of`. Raises NotFound (no such branch), ConfigError (bad value).
-        """
-        from branchdb.daemon.config import parse_duration
+        """Override *branch*'s idle TTL: a duration (``"3d"``), ``"never"`` or
+        ``"default"``. Idempotent. See :func:`gc_ttl.set_ttl`."""
+        from branchdb.daemon import gc_ttl
 
-        self.get(branch)
-        if value == "default":
-            self.store.clear_branch_ttl(self.project, branch)
-        elif value == "never":
-            self.store.set_branch_ttl(self.project, branch, None)
-        else:
-            seconds = parse_duration(value, "ttl", f"TTL of {branch!r}")
-            if seconds < 1:
-                raise ConfigError(f"TTL of {branch!r}: must be at least 1s")
-            self.store.set_branch_ttl(self.project, branch, seconds)
-        return self.ttl_of(branch)
+        return gc_ttl.set_ttl(self, branch, value)
 
     def ttl_of(self, branch: str) -> dict[str, Any]:
-        """``{"branch", "ttl" (seconds or None: never idle), "ttl_source"
-        ("branch" or "project"), "idle_after" (epoch seconds or None),
-        "protected"}``."""
-        rec = self.get(branch)
-        overrides = self.store.branch_ttls(self.project)
-        if branch in overrides:
-            ttl, source = overrides[branch], "branch"
-        else:
-            ttl, source = self.config.branches.ttl, "project"
-        return {
-            "branch": branch,
-            "ttl": ttl,
-            "ttl_source": source,
-            "idle_after": None if ttl is None else rec.last_used_at + ttl,
-            "protected": self.is_protected(branch),
-        }
+        """*branch*'s effective idle TTL. See :func:`gc_ttl.ttl_of`."""
+        from branchdb.daemon import gc_ttl
+
+        return gc_ttl.ttl_of(self, branch)
