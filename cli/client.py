@@ -95,6 +95,10 @@ class Client(Protocol):
 
     def gc(self, *, dry_run: bool, progress: Progress = _noop) -> Json: ...
 
+    def set_ttl(self, branch: str, ttl: str) -> Json:
+        """``views.ttl_dict``: *ttl* is a duration, "never" or "default"."""
+        ...
+
 
 def protected(config: Config, branch: str) -> bool:
     return any(fnmatch.fnmatchcase(branch, p) for p in config.branches.protected)
@@ -195,6 +199,9 @@ class LocalClient:
     def gc(self, *, dry_run: bool, progress: Progress = _noop) -> Json:
         report = self.engine.gc(dry_run=dry_run, progress=progress)
         return views.gc_dict(report, dry_run=dry_run)
+
+    def set_ttl(self, branch: str, ttl: str) -> Json:
+        return views.ttl_dict(self.engine.set_ttl(branch, ttl))
 
 
 def connect(config: Config) -> Client:

@@ -119,6 +119,11 @@ def _up_summary(res: Json) -> str:
         if n
         else "no pending migrations"
     )
+    if res.get("evicted"):
+        what.append(
+            f"evicted {', '.join(res['evicted'])} (least recently used; "
+            "branches.max_branches)"
+        )
     return ", ".join(what)
 
 
@@ -215,6 +220,7 @@ def cmd_status(ctx: _Ctx) -> int:
         f"{len(data['pending'])} pending",
         f"created:     {data['created_at']}",
         f"last used:   {data['last_used_at']}",
+        f"ttl:         {_ttl_text(data['ttl'])}",
     ]
     lines += [f"  pending:   {p}" for p in data["pending"]]
     if data["problem"]:
@@ -444,6 +450,30 @@ def cmd_gc(ctx: _Ctx) -> int:
         deleted = sum(1 for c in report["candidates"] if c["deleted"])
         freed = human_size(report["freed_bytes"])
         _print(f"deleted {deleted} database(s), freed {freed}")
+    return 0
+
+
+def _ttl_text(info: dict[str, Any]) -> str:
+    from branchdb.daemon.gc import human_duration
+
+    if info["ttl"] is None:
+        text = "never idle"
+    else:
+        text = human_duration(info["ttl"]) + f", idle after {info['idle_after']}"
+    text += " (this branch)" if info["ttl_source"] == "branch" else " (project default)"
+    if info["protected"]:
+        text += "; protected: never collected"
+    return text
+
+
+def cmd_ttl(ctx: _Ctx) -> int:
+    from branchdb.cli.output import emit_json
+
+    data = ctx.client.set_ttl(ctx.args.branch, ctx.args.ttl)
+    if ctx.args.json:
+        emit_json(data)
+    else:
+        _print(f"ttl of {data['branch']}: {_ttl_text(data)}")
     return 0
 
 

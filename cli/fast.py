@@ -140,6 +140,7 @@ def _print(rec: SimpleNamespace, flags: set[str]) -> None:
                 "reset": False,
                 "up_to_date": True,
                 "applied": [],
+                "evicted": [],
             }
         )
     elif not flags & {"-q", "--quiet"}:

@@ -27,6 +27,7 @@ from branchdb.cli.commands import (
     cmd_snapshot,
     cmd_status,
     cmd_token,
+    cmd_ttl,
     cmd_up,
     cmd_url,
 )
@@ -178,6 +179,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     json_arg(sp)
 
+    sp = add("ttl", cmd_ttl, "set one branch's idle TTL for garbage collection")
+    sp.add_argument("branch", metavar="BRANCH", help="git branch")
+    sp.add_argument(
+        "ttl",
+        metavar="DURATION|never|default",
+        help='e.g. "3d", "12h"; never: not collected for being idle; default: '
+        "back to branches.ttl",
+    )
+    json_arg(sp)
+
     sp = add(
         "snapshot",
         cmd_snapshot,
@@ -255,6 +266,7 @@ COMMANDS = frozenset(
         "init",
         "hook",
         "gc",
+        "ttl",
         "snapshot",
         "serve",
         "token",

@@ -290,6 +290,11 @@ class RemoteClient:
         )
         return result
 
+    def set_ttl(self, branch: str, ttl: str) -> Json:
+        path = self._path("branches", branch, "ttl")
+        result: Json = self._call("PUT", path, json={"ttl": ttl})
+        return result
+
     def is_protected(self, branch: str) -> bool:
         # The local branchdb.toml's patterns; the daemon checks its own as well.
         return protected(self.config, branch)

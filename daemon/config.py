@@ -61,6 +61,13 @@ class BranchesSection(NamedTuple):
     ttl: int | None = None  # seconds
     grace: int = 3600  # seconds between "collectable" and deletion
     max_branches: int | None = None
+    on_limit: str = "refuse"  # creating beyond max_branches: "refuse" or "evict"
+
+
+class GcSection(NamedTuple):
+    #: After each drop, sleep ``pace`` x the drop's own duration (0: no pacing), so
+    #: a server deleting many databases keeps serving its other clients.
+    pace: float = 1.0
 
 
 class SnapshotDefinition(NamedTuple):
@@ -92,6 +99,7 @@ class Config(NamedTuple):
     branches: BranchesSection = BranchesSection()
     server: ServerSection = ServerSection()
     snapshots: SnapshotsSection = SnapshotsSection()
+    gc: GcSection = GcSection()
 
     @property
     def data_dir(self) -> Path:
@@ -116,7 +124,14 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "env_var": str,
     },
     "migrations": {"dir": str, "format": str, "command": str, "timeout": str},
-    "branches": {"protected": list, "ttl": str, "grace": str, "max_branches": int},
+    "branches": {
+        "protected": list,
+        "ttl": str,
+        "grace": str,
+        "max_branches": int,
+        "on_limit": str,
+    },
+    "gc": {"pace": (int, float)},
     "server": {"url": str},
     "snapshots": {"keep": int},  # plus [snapshots.NAME] tables, see _snapshots
 }
@@ -232,6 +247,11 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
         )
     if b.get("max_branches", 1) < 1:
         raise ConfigError(f"{where}: branches.max_branches must be at least 1")
+    if b.get("on_limit", "refuse") not in ("refuse", "evict"):
+        raise ConfigError(f'{where}: branches.on_limit must be "refuse" or "evict"')
+    pace = raw.get("gc", {}).get("pace", 1.0)
+    if pace < 0:
+        raise ConfigError(f"{where}: gc.pace must be >= 0 (0: no pacing)")
     protected = b.get("protected", ["main", "master"])
     if not all(isinstance(x, str) and x for x in protected):
         raise ConfigError(f"{where}: branches.protected must be a list of glob strings")
@@ -273,7 +293,9 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
             if "grace" in b
             else 3600,
             max_branches=b.get("max_branches"),
+            on_limit=b.get("on_limit", "refuse"),
         ),
+        gc=GcSection(pace=float(pace)),
         server=ServerSection(
             url=os.environ.get("BRANCHDB_SERVER") or s.get("url"),
         ),

@@ -53,8 +53,10 @@ class UpResult:
         reset: bool = False,
         applied: list[str] | None = None,  # migration names applied by this call
         up_to_date: bool = False,  # the fast path: nothing to do
+        evicted: list[str] | None = None,  # branches evicted to stay within quota
     ) -> None:
         self.record = record
+        self.evicted = evicted or []
         self.created = created
         self.reset = reset
         self.applied = applied or []
@@ -95,6 +97,7 @@ class Engine:
         self._store = store
         self._backend = backend
         self.clock = clock
+        self._evicted: list[str] = []  # by the current up's quota admission
 
     # ------------------------------------------------------------------ parts
     @property
@@ -258,6 +261,7 @@ class Engine:
             return UpResult(record=rec, up_to_date=True)
 
         source = self.migration_source(files)
+        self._evicted = []
         with self.lock(branch, timeout=lock_timeout, progress=progress):
             rec = self.store.get_branch(self.project, branch)
             created = False
@@ -295,10 +299,16 @@ class Engine:
                 applied = self._migrate_locked(rec, source, fp, progress)
                 self._audit_applied(branch, applied)
                 return UpResult(
-                    record=rec, created=created, reset=True, applied=applied
+                    record=rec,
+                    created=created,
+                    reset=True,
+                    applied=applied,
+                    evicted=self._evicted,
                 )
             self._audit_applied(branch, applied)
-            return UpResult(record=rec, created=created, applied=applied)
+            return UpResult(
+                record=rec, created=created, applied=applied, evicted=self._evicted
+            )
 
     def _audit_applied(
         self, branch: str, applied: list[str], always: bool = False
@@ -345,11 +355,15 @@ class Engine:
             last_used_at=now,
             info=old.info if old else {},
         )
-        if self.backend.exists(database):
-            # A database with our marker but no ready record: a crash between
-            # create and record. It is ours; rebuild it.
-            self.backend.drop(database, rec.info)
-        self.store.put_branch(rec)
+        from branchdb.daemon import quota
+
+        with quota.admission(self, branch, progress) as evicted:
+            self._evicted = evicted
+            if self.backend.exists(database):
+                # A database with our marker but no ready record: a crash between
+                # create and record. It is ours; rebuild it.
+                self.backend.drop(database, rec.info)
+            self.store.put_branch(rec)
         progress(
             f"creating {database} "
             + ("(fresh)" if snapshot is None else f"from snapshot {snapshot.ref}")
@@ -481,6 +495,7 @@ class Engine:
         out["size_bytes"] = (
             self.backend.size_bytes(rec.database) if out["exists"] else 0
         )
+        out["ttl"] = self.ttl_of(branch)
         out["pending"] = []
         out["problem"] = None
         if out["exists"]:
@@ -691,7 +706,8 @@ class Engine:
         """Plan garbage collection and, unless *dry_run*, act on it.
 
         A run marks newly collectable databases and deletes those marked at least
-        ``branches.grace`` ago and unused since. A dry run changes nothing. Safe to
+        ``branches.grace`` ago and unused since. A dry run marks and deletes
+        nothing (it does record the server activity sample, see gc_activity). Safe to
         interrupt and re-run: each deletion is one branch, under that branch's lock.
         See :mod:`branchdb.daemon.gc`.
 
@@ -710,3 +726,22 @@ class Engine:
                     "this run was skipped"
                 )
             return gc.run(self, dry_run=False, progress=progress)
+
+    def gc_totals(self) -> dict[str, Any]:
+        """Persistent GC counters of this project (see :func:`gc.totals`)."""
+        from branchdb.daemon import gc
+
+        return gc.totals(self)
+
+    def set_ttl(self, branch: str, value: str) -> dict[str, Any]:
+        """Override *branch*'s idle TTL: a duration (``"3d"``), ``"never"`` or
+        ``"default"``. Idempotent. See :func:`gc_ttl.set_ttl`."""
+        from branchdb.daemon import gc_ttl
+
+        return gc_ttl.set_ttl(self, branch, value)
+
+    def ttl_of(self, branch: str) -> dict[str, Any]:
+        """*branch*'s effective idle TTL. See :func:`gc_ttl.ttl_of`."""
+        from branchdb.daemon import gc_ttl
+
+        return gc_ttl.ttl_of(self, branch)

@@ -8,6 +8,7 @@
     ├── NotFound                     no such branch database / snapshot
     ├── Refused                      a safe refusal: protected branch, foreign object,
     │                                confirmation needed, lock busy
+    │   └── QuotaExceeded            the project is at branches.max_branches
     ├── BackendError                 the database server or file system said no
     │   └── DatabaseError            a statement failed: the server's own message
     └── MigrationError               anything about migrations
@@ -60,6 +61,12 @@ class NotFound(BranchdbError):
 
 class Refused(BranchdbError):
     """branchdb refused to do something unsafe; nothing was changed."""
+
+    http_status = 409
+
+
+class QuotaExceeded(Refused):
+    """Creating one more branch database would pass ``branches.max_branches``."""
 
     http_status = 409
 

@@ -7,7 +7,10 @@ Policies (a protected branch is never collectable):
                or its pull request was closed as merged (webhook);
 - ``closed``   its pull request was closed without merging (webhook);
 - ``deleted``  no local or remote-tracking branch of that name exists any more;
-- ``idle``     unused for longer than the TTL;
+- ``idle``     unused for longer than the TTL (the project's ``branches.ttl``, or
+               the branch's own, set with ``branchdb ttl``; ``never`` exempts it).
+               "Used" is refreshed by ``up``, ``url``, ``env``, API reads and, on
+               server backends, by real connections (see :mod:`.gc_activity`);
 - ``over-quota`` beyond ``branches.max_branches``, least recently used first;
 - ``orphan``   a database carrying branchdb's marker with no record (a crash
                between create and record).
@@ -15,12 +18,19 @@ Policies (a protected branch is never collectable):
 Collectable is not deleted: each candidate is first *marked* (``gc_seen_at``), and only
 deleted by a run at least ``grace`` seconds later. Using the database after it was
 marked (``last_used_at`` > mark) unmarks it: the branch is kept.
+
+Deletions are paced (``gc.pace``): after each drop the run sleeps ``pace`` times
+that drop's duration, so a database server dropping hundreds of databases keeps
+answering its other clients. Every deletion is logged (``branchdb.gc`` logger:
+branch, reason, bytes freed) and counted in the state store (persistent counters
+per project and reason, see :func:`totals`; served at ``GET /metrics``).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +64,21 @@ class Policy:
     ttl: int | None
     grace: int
     max_branches: int | None
+    #: branch -> its own TTL in seconds (None: never idle); others use ``ttl``.
+    ttl_overrides: dict[str, int | None] = field(default_factory=dict)
+
+    def ttl_for(self, branch: str) -> tuple[int | None, str]:
+        """(TTL in seconds or None, "branch" or "project": where it comes from)."""
+        if branch in self.ttl_overrides:
+            return self.ttl_overrides[branch], "branch"
+        return self.ttl, "project"
+
+
+def human_duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s" if seconds == int(seconds) else f"{seconds:.1f}s"
 
 
 def is_protected(branch: str, patterns: tuple[str, ...]) -> bool:
@@ -78,9 +103,11 @@ def _why(
         how = facts.merged_into_default(rec.branch, rec.created_at)
         if how:
             return "merged", how
-    if policy.ttl is not None and now - rec.last_used_at > policy.ttl:
+    ttl, whose = policy.ttl_for(rec.branch)
+    if ttl is not None and now - rec.last_used_at > ttl:
         days = (now - rec.last_used_at) / 86400
-        return "idle", f"unused for {days:.1f} days (ttl {policy.ttl / 86400:g} days)"
+        own = ", set for this branch" if whose == "branch" else ""
+        return "idle", f"unused for {days:.1f} days (ttl {human_duration(ttl)}{own})"
     return None
 
 
@@ -152,10 +179,42 @@ class GcReport:
     candidates: list[Candidate]  # oldest due first
     missing: list[str]  # branches whose record has no database any more
     deleted: list[Candidate] = field(default_factory=list)
+    #: branches whose server database was seen used since the last sample
+    active: list[str] = field(default_factory=list)
+    #: persistent per-project counters after this run (see :func:`totals`)
+    totals: dict[str, Any] = field(default_factory=dict)
+
+
+def totals(engine: Engine) -> dict[str, Any]:
+    """The project's persistent GC counters (kept in the state store, so they
+    survive restarts): databases and bytes collected, by reason and in all; runs;
+    the last run's time (epoch seconds, or None)."""
+    raw = engine.store.gc_counters(engine.project).get(engine.project, {})
+    by_reason: dict[str, dict[str, int]] = {}
+    for name, value in raw.items():
+        kind, _, reason = name.partition(":")
+        if kind in ("databases", "bytes") and reason:
+            by_reason.setdefault(reason, {"databases": 0, "bytes": 0})[kind] = int(
+                value
+            )
+    return {
+        "collected_databases": sum(r["databases"] for r in by_reason.values()),
+        "collected_bytes": sum(r["bytes"] for r in by_reason.values()),
+        "by_reason": dict(sorted(by_reason.items())),
+        "runs": int(raw.get("runs", 0)),
+        "last_run_at": raw.get("last_run_at"),
+    }
+
+
+def count_deletion(engine: Engine, reason: str, size: int) -> None:
+    engine.store.bump_gc_counters(
+        engine.project, {f"databases:{reason}": 1, f"bytes:{reason}": size}, {}
+    )
 
 
 def run(engine: Engine, *, dry_run: bool, progress: Progress) -> GcReport:
     """Plan, then (unless *dry_run*) mark and delete. See the module docstring."""
+    from branchdb.daemon import gc_activity
     from branchdb.daemon.errors import GitError
     from branchdb.daemon.git_repo import BranchFacts
 
@@ -167,6 +226,7 @@ def run(engine: Engine, *, dry_run: bool, progress: Progress) -> GcReport:
         b.ttl,
         b.grace,
         b.max_branches,
+        store.branch_ttls(project),
     )
     try:
         facts: BranchFacts | None = BranchFacts(
@@ -175,19 +235,32 @@ def run(engine: Engine, *, dry_run: bool, progress: Progress) -> GcReport:
     except GitError:
         facts = None  # not a git checkout: only TTL, quota and webhooks apply
     records = engine.list_branches()
+    # Server backends: connections seen on a database since the last sample count
+    # as a use (refreshes last-used in the store and in *records*).
+    active = gc_activity.refresh(engine, records, now)
     known = {r.database for r in records}
     owned = set(engine.backend.list_owned())
     orphan_marks = store.gc_marks(project, "orphan")
     orphans = {d: orphan_marks.get(d, now) for d in owned - known}
     marks = store.gc_marks(project, "branch")
+    if facts is not None and facts.default_sha is not None:
+        facts.seed(store.merge_checks(project, facts.default_sha))
     candidates = plan(
         records, marks, orphans, facts, policy, now, store.closed_branches(project)
     )
+    if facts is not None and facts.default_sha is not None:
+        # Persist the expensive squash/rebase answers (one git merge-tree each),
+        # keyed by (tip, default tip): the next plan reuses them until main moves.
+        fresh = facts.new_answers()
+        if fresh:
+            store.add_merge_checks(project, facts.default_sha, fresh)
     report = GcReport(
         candidates,
         [r.branch for r in records if r.status == "ready" and r.database not in owned],
+        active=active,
     )
     if dry_run:
+        report.totals = totals(engine)
         return report
     # Only still-collectable branches keep their marks; orphans that vanished (or
     # got a record) lose theirs.
@@ -200,15 +273,20 @@ def run(engine: Engine, *, dry_run: bool, progress: Progress) -> GcReport:
         new_marks[c.branch] = c.marked_at
     store.set_gc_marks(project, "branch", new_marks)
     store.set_gc_marks(project, "orphan", orphans)
-    for c in candidates:
-        if c.due(now):
-            freed = _collect(engine, c)
-            if freed is not None:
-                c.size_bytes = freed
-                report.deleted.append(c)
-                progress(
-                    f"deleted {c.branch or c.database} ({c.reason}), {freed} bytes"
-                )
+    pace = engine.config.gc.pace
+    due = [c for c in candidates if c.due(now)]
+    for i, c in enumerate(due):
+        started = time.monotonic()
+        freed = _collect(engine, c)
+        if freed is not None:
+            c.size_bytes = freed
+            report.deleted.append(c)
+            count_deletion(engine, c.reason, freed)
+            progress(f"deleted {c.branch or c.database} ({c.reason}), {freed} bytes")
+        if pace > 0 and i + 1 < len(due):
+            # Adaptive: a slow drop (busy server, big database, checkpoint) earns
+            # a longer pause, so the server's other clients get their share.
+            time.sleep(pace * (time.monotonic() - started))
     if report.deleted:
         gone = {c.branch for c in report.deleted} | {c.database for c in report.deleted}
         store.set_gc_marks(
@@ -217,11 +295,15 @@ def run(engine: Engine, *, dry_run: bool, progress: Progress) -> GcReport:
         store.set_gc_marks(
             project, "orphan", {k: v for k, v in orphans.items() if k not in gone}
         )
+    store.bump_gc_counters(project, {"runs": 1}, {"last_run_at": now})
+    report.totals = totals(engine)
     return report
 
 
 def _collect(engine: Engine, c: Candidate) -> int | None:
     """Delete one due candidate; None if it changed meanwhile (then it is kept)."""
+    from branchdb.daemon import gc_activity
+
     backend, store = engine.backend, engine.store
     if c.branch is None:  # an orphan: re-check it is still unrecorded and ours
         if store.branch_by_database(engine.config.database.backend, c.database):
@@ -231,7 +313,11 @@ def _collect(engine: Engine, c: Candidate) -> int | None:
         size = backend.size_bytes(c.database)
         backend.drop(c.database, {})
         engine.audit("delete", "", f"garbage collection: orphan {c.database}")
-        log.info("deleted orphan database %s, freed %d bytes", c.database, size)
+        log.info(
+            "gc deleted orphan database %s (reason=orphan), freed %d bytes",
+            c.database,
+            size,
+        )
         return size
     with engine.lock(c.branch):
         rec = store.get_branch(engine.project, c.branch)
@@ -239,13 +325,18 @@ def _collect(engine: Engine, c: Candidate) -> int | None:
             return None
         if c.marked_at is not None and rec.last_used_at > c.marked_at:
             return None  # used again during the grace period: kept
+        if gc_activity.in_use(engine, rec.database):
+            # Someone is connected or was since the plan's sample: a use. Keep
+            # it; the next run's sample refreshes its last-used time.
+            log.info("gc kept %s of %r: it is in use", c.database, c.branch)
+            return None
         size = backend.size_bytes(rec.database) if backend.exists(rec.database) else 0
         backend.drop(rec.database, rec.info)
         store.delete_branch(engine.project, rec.branch)
         store.clear_closed(engine.project, rec.branch)
         engine.audit("delete", rec.branch, f"gc {c.reason}: {c.evidence}")
     log.info(
-        "deleted database %s of branch %r (%s: %s), freed %d bytes",
+        "gc deleted database %s of branch %r (reason=%s: %s), freed %d bytes",
         c.database,
         c.branch,
         c.reason,

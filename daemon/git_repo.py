@@ -92,6 +92,7 @@ class BranchFacts:
             default_branch
         )
         self._squash: dict[str, bool] = {}  # tip -> contained in the default branch
+        self._seeded: set[str] = set()  # tips whose answer came from the cache
         self.ancestors: set[str] = set()  # tips reachable from the default branch
         self.default_tree = ""
         if self.default_sha is not None:
@@ -125,6 +126,15 @@ class BranchFacts:
             first = tree.stdout.split("\n", 1)[0]
             self._squash[tip] = tree.returncode == 0 and first == self.default_tree
         return self._squash[tip]
+
+    def seed(self, answers: dict[str, bool]) -> None:
+        """Reuse squash-check answers computed earlier for this default tip."""
+        self._seeded = set(answers)
+        self._squash.update(answers)
+
+    def new_answers(self) -> dict[str, bool]:
+        """Squash-check answers computed by this instance (not seeded)."""
+        return {t: c for t, c in self._squash.items() if t not in self._seeded}
 
     def prefetch(self, branches: list[str]) -> None:
         """Run the squash check of *branches* concurrently (each is a git process)."""

@@ -45,6 +45,7 @@ def up_dict(res: UpResult) -> dict[str, Any]:
         "reset": res.reset,
         "up_to_date": res.up_to_date,
         "applied": res.applied,
+        "evicted": res.evicted,
     }
 
 
@@ -88,7 +89,22 @@ def gc_dict(report: GcReport, *, dry_run: bool) -> dict[str, Any]:
             for c in report.candidates
         ],
         "missing": report.missing,
+        "active": report.active,
         "freed_bytes": sum(c.size_bytes for c in report.deleted),
+        "totals": {
+            **report.totals,
+            "last_run_at": iso(report.totals["last_run_at"])
+            if report.totals.get("last_run_at")
+            else None,
+        },
+    }
+
+
+def ttl_dict(info: dict[str, Any]) -> dict[str, Any]:
+    """What ``branchdb ttl`` and ``PUT .../ttl`` answer (see Engine.ttl_of)."""
+    return {
+        **info,
+        "idle_after": iso(info["idle_after"]) if info["idle_after"] else None,
     }
 
 
@@ -101,4 +117,5 @@ def status_dict(st: dict[str, Any], *, protected: bool) -> dict[str, Any]:
         "pending": st["pending"],
         "problem": redact(st["problem"]) if st["problem"] else None,
         "protected": protected,
+        "ttl": ttl_dict(st["ttl"]),
     }

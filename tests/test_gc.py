@@ -120,12 +120,14 @@ def test_grace_period_and_reuse(repo: Path) -> None:
 
 def test_over_quota_lru(repo: Path) -> None:
     clock = Clock()
-    eng = engine(repo, clock, "max_branches = 3\n")
+    eng = engine(repo, clock)
     eng.up("main")
     for b in ["x1", "x2", "x3", "x4"]:
         branch_with_commit(repo, b)  # open work: not merged, not deleted
         clock.now += 60
         eng.up(b)
+    # The limit is lowered after the fact (creating beyond it is refused).
+    eng = engine(repo, clock, "max_branches = 3\n")
     clock.now += 60
     eng.url("x1")  # x1 is used last: x2 and x3 are the least recently used
     # 5 databases, max 3 (protected main counts): the two LRU non-protected go.

@@ -190,6 +190,40 @@ def test_closed_branches(store: Store) -> None:
     assert store.closed_branches("shop") == {}
 
 
+def test_gc_state(store: Store) -> None:
+    store.put_branch(rec(ODD[1], "db1", last_used_at=100.0))
+    store.set_branch_ttl("shop", ODD[1], 3600)
+    store.set_branch_ttl("shop", ODD[1], 7200)  # replaced, not duplicated
+    store.set_branch_ttl("shop", "other", None)
+    assert store.branch_ttls("shop") == {ODD[1]: 7200, "other": None}
+    store.clear_branch_ttl("shop", "other")
+    store.delete_branch("shop", ODD[1])  # the override goes with the record
+    assert store.branch_ttls("shop") == {}
+
+    store.put_branch(rec("a", "dba", last_used_at=100.0))
+    store.put_branch(rec("b", "dbb", last_used_at=500.0))
+    store.record_activity("shop", {"dba": 7, "dbb": 9}, {"a": 300.0, "b": 300.0}, 1.0)
+    assert store.activity_samples("shop") == {"dba": 7, "dbb": 9}
+    # last-used only moves forward.
+    assert store.get_branch("shop", "a").last_used_at == 300.0  # type: ignore[union-attr]
+    assert store.get_branch("shop", "b").last_used_at == 500.0  # type: ignore[union-attr]
+    store.record_activity("shop", {"dba": 8}, {}, 2.0)
+    assert store.activity_samples("shop") == {"dba": 8}
+
+    store.bump_gc_counters("shop", {"collected": 2, "bytes": 10.5}, {"last": 5.0})
+    store.bump_gc_counters("shop", {"collected": 1}, {"last": 6.0})
+    assert store.gc_counters("shop") == {
+        "shop": {"collected": 3.0, "bytes": 10.5, "last": 6.0}
+    }
+
+    store.add_merge_checks("shop", "m1", {"t1": True, "t2": False})
+    store.add_merge_checks("shop", "m1", {"t2": True})
+    assert store.merge_checks("shop", "m1") == {"t1": True, "t2": True}
+    store.add_merge_checks("shop", "m2", {"t3": False})  # main moved: old answers go
+    assert store.merge_checks("shop", "m1") == {}
+    assert store.merge_checks("shop", "m2") == {"t3": False}
+
+
 def test_audit_log_newest_first_with_filters(store: Store) -> None:
     for i, (branch, action) in enumerate(
         [("a", "create"), ("b", "create"), ("a", "migrate"), ("a", "delete")]

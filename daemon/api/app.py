@@ -31,6 +31,7 @@ from branchdb.daemon.api import (
     audit,
     branches,
     gc,
+    metrics,
     openapi,
     schemas,
     snapshots,
@@ -205,11 +206,12 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.add_middleware(BodyLimit, max_body=settings.max_body)
     _install_error_handlers(app)
     app.include_router(meta)
+    app.include_router(gc.router)  # before branches: PUT .../{branch}/ttl
     app.include_router(branches.router)
     app.include_router(snapshots.router)
     app.include_router(webhooks.router)
-    app.include_router(gc.router)
     app.include_router(audit.router)
+    app.include_router(metrics.router)
     openapi.install(app)
     return app
 

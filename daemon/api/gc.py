@@ -1,7 +1,10 @@
-"""``/v1/projects/{project}/gc``: the garbage-collection plan, and a run.
+"""``/v1/projects/{project}/gc``: the garbage-collection plan, and a run; and
+``/v1/projects/{project}/branches/{branch}/ttl``: a branch's own idle TTL.
 
 The same :meth:`Engine.gc` as ``branchdb gc`` and the daemon's scheduler; the JSON
-is what ``branchdb gc --json`` prints.
+is what ``branchdb gc --json`` prints. The TTL route must be matched before the
+branches router's ``PUT /branches/{branch:path}`` (which would take ``x/ttl`` for a
+branch name): ``create_app`` includes this router first.
 """
 
 from __future__ import annotations
@@ -9,10 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from branchdb.daemon import views
-from branchdb.daemon.api.deps import AdminToken, ProjectDep, ReadToken
+from branchdb.daemon.api.deps import (
+    AdminToken,
+    BranchDep,
+    CiToken,
+    ProjectDep,
+    ReadToken,
+)
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.audit import acting
 
@@ -45,3 +55,26 @@ async def gc_run(
 
     report = await run_in_threadpool(work)
     return views.gc_dict(report, dry_run=dry_run)
+
+
+class TtlBody(BaseModel):
+    ttl: str = Field(
+        max_length=32,
+        # What gc_ttl.set_ttl accepts: 1 to 99999 of a unit (at most 99999w).
+        pattern=r"^(never|default|\s*0*[1-9][0-9]{0,4}\s*[smhdw]\s*)$",
+        description='a duration ("3d", "12h", "90m"), "never" (not collected for '
+        'being idle) or "default" (back to the project\'s branches.ttl)',
+        examples=["3d"],
+    )
+
+
+@router.put(
+    "/branches/{branch:path}/ttl",
+    summary="Set one branch's idle TTL for garbage collection (idempotent)",
+    responses=errors(400, 401, 403, 404, 422),
+)
+async def put_ttl(
+    token: CiToken, project: ProjectDep, branch: BranchDep, body: TtlBody
+) -> dict[str, Any]:
+    info = await run_in_threadpool(lambda: project.engine().set_ttl(branch, body.ttl))
+    return views.ttl_dict(info)

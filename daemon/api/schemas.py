@@ -29,6 +29,7 @@ class UpBranch(Branch):
     reset: bool
     up_to_date: bool
     applied: list[str]
+    evicted: list[str] = []
 
 
 class ResetBranch(Branch):

@@ -254,6 +254,34 @@ class PostgresBackend:
             )
             return [str(n) for n, c in rows if admin.ours(c, "branch")]
 
+    def activity(
+        self, databases: list[str] | None = None
+    ) -> dict[str, tuple[int, int]]:
+        """Each branch database of this project (or of *databases*) -> (transactions
+        committed + rolled back so far, sessions open now), from pg_stat_database.
+
+        Read-only, one query on the admin connection (never a connection to the
+        branch databases themselves, which would count as activity).
+        """
+        with self._admin() as admin:
+            # Sessions: client backends only (an autovacuum worker is no use).
+            rows = admin.query(
+                "SELECT d.datname, shobj_description(d.oid, 'pg_database'), "
+                "coalesce(s.xact_commit + s.xact_rollback, 0), coalesce(a.n, 0) "
+                "FROM pg_database d LEFT JOIN pg_stat_database s ON s.datid = d.oid "
+                "LEFT JOIN (SELECT datid, count(*) AS n FROM pg_stat_activity "
+                "WHERE backend_type = 'client backend' GROUP BY datid) a "
+                "ON a.datid = d.oid "
+                "WHERE %s::text[] IS NULL OR d.datname = ANY(%s::text[])",
+                databases,
+                databases,
+            )
+            return {
+                str(n): (int(x), int(b))
+                for n, c, x, b in rows
+                if admin.ours(c, "branch")
+            }
+
     def size_bytes(self, database: str) -> int:
         with self._admin() as admin:
             return admin.size(database)

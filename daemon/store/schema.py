@@ -120,6 +120,38 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX audit_log_project ON audit_log (project, branch, id);
     """,
+    # Garbage collection: per-branch TTL overrides (ttl NULL: never idle), the last
+    # activity sample of each server database (a change means it was used),
+    # persistent counters (collected databases/bytes by reason, runs, last run), and
+    # the squash/rebase check's answers for the default branch's current tip.
+    5: """
+    CREATE TABLE branch_ttl (
+        project TEXT NOT NULL,
+        branch TEXT NOT NULL,
+        ttl BIGINT,
+        PRIMARY KEY (project, branch)
+    );
+    CREATE TABLE activity_samples (
+        project TEXT NOT NULL,
+        database TEXT NOT NULL,
+        counter BIGINT NOT NULL,
+        sampled_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (project, database)
+    );
+    CREATE TABLE gc_counters (
+        project TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (project, name)
+    );
+    CREATE TABLE merge_checks (
+        project TEXT NOT NULL,
+        default_sha TEXT NOT NULL,
+        tip TEXT NOT NULL,
+        contained INTEGER NOT NULL,
+        PRIMARY KEY (project, default_sha, tip)
+    );
+    """,
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from branchdb.daemon.models import BranchRecord, SnapshotRecord
 from branchdb.daemon.store.base import AuditEntry
+from branchdb.daemon.store.gc_state import GcState
 
 _BRANCH_COLS = (
     "project, branch, database, backend, source, status, created_at, last_used_at, "
@@ -69,7 +70,7 @@ def _audit(row: Mapping[str, Any]) -> AuditEntry:
     )
 
 
-class SqlStore:
+class SqlStore(GcState):
     """The queries; see the module docstring for what a subclass provides."""
 
     _db: Any
@@ -133,9 +134,14 @@ class SqlStore:
             )
 
     def delete_branch(self, project: str, branch: str) -> None:
+        """Delete the record and what hangs off it (its TTL override)."""
         with self._write() as db:
             db.execute(
                 "DELETE FROM branches WHERE project = ? AND branch = ?",
+                (project, branch),
+            )
+            db.execute(
+                "DELETE FROM branch_ttl WHERE project = ? AND branch = ?",
                 (project, branch),
             )
 

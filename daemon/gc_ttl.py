@@ -1,0 +1,61 @@
+"""Per-branch idle TTL: overriding ``branches.ttl`` for one branch.
+
+Stored in the state store (``branch_ttl``; deleted with the branch's record) and
+read by every GC plan (:attr:`gc.Policy.ttl_overrides`). ``never`` exempts the
+branch from the idle policy only: merged, deleted, closed and quota still apply.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from branchdb.daemon.config import parse_duration
+from branchdb.daemon.errors import ConfigError
+
+if TYPE_CHECKING:
+    from branchdb.daemon.engine import Engine
+
+
+#: The longest TTL (99999 weeks): "idle after" must stay a representable date.
+MAX_TTL = 99999 * 604800
+
+
+def set_ttl(engine: Engine, branch: str, value: str) -> dict[str, Any]:
+    """Set *branch*'s TTL to *value*: a duration (``"3d"``, ``"12h"``), ``"never"``
+    or ``"default"`` (back to ``branches.ttl``). Idempotent; returns
+    :func:`ttl_of`. Raises NotFound (no such branch), ConfigError (bad value)."""
+    engine.get(branch)
+    store, project = engine.store, engine.project
+    if value == "default":
+        store.clear_branch_ttl(project, branch)
+    elif value == "never":
+        store.set_branch_ttl(project, branch, None)
+    else:
+        seconds = parse_duration(value, "ttl", f"TTL of {branch!r}")
+        if seconds < 1:
+            raise ConfigError(f"TTL of {branch!r}: must be at least 1s")
+        if seconds > MAX_TTL:
+            raise ConfigError(
+                f'TTL of {branch!r}: at most 99999w; use "never" for no limit'
+            )
+        store.set_branch_ttl(project, branch, seconds)
+    return ttl_of(engine, branch)
+
+
+def ttl_of(engine: Engine, branch: str) -> dict[str, Any]:
+    """``{"branch", "ttl" (seconds; None: never idle), "ttl_source" ("branch" or
+    "project"), "idle_after" (epoch seconds or None), "protected"}``. Raises
+    NotFound."""
+    rec = engine.get(branch)
+    overrides = engine.store.branch_ttls(engine.project)
+    if branch in overrides:
+        ttl, source = overrides[branch], "branch"
+    else:
+        ttl, source = engine.config.branches.ttl, "project"
+    return {
+        "branch": branch,
+        "ttl": ttl,
+        "ttl_source": source,
+        "idle_after": None if ttl is None else rec.last_used_at + ttl,
+        "protected": engine.is_protected(branch),
+    }
