@@ -85,6 +85,11 @@ def is_protected(branch: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(branch, p) for p in patterns)
 
 
+#: The reference of a closed mark that records a branch deleted on the remote (a
+#: ``push`` with ``deleted`` or a ``delete`` event) rather than a closed pull request.
+DELETED_ON_REMOTE = "branch deleted"
+
+
 def _why(
     rec: BranchRecord,
     facts: BranchFacts | None,
@@ -93,6 +98,8 @@ def _why(
     closed: dict[str, dict[str, Any]],
 ) -> tuple[str, str] | None:
     pr = closed.get(rec.branch)
+    if pr is not None and pr["reference"].startswith(DELETED_ON_REMOTE):
+        return "deleted", f"{pr['reference']} (webhook)"
     if pr is not None:
         what = "merged" if pr["merged"] else "closed"
         ref = f" {pr['reference']}" if pr["reference"] else ""

@@ -81,12 +81,15 @@ def test_delete_event_hands_the_branch_to_gc(hook: Hook) -> None:
     assert closed(hook) == {}
     job = hook.done(hook.github("delete", delete_event("old")))
     assert job["status"] == "succeeded"
-    assert closed(hook)["old"]["reference"] == "acme/shop: branch deleted"
+    assert closed(hook)["old"]["reference"] == "branch deleted in acme/shop"
     plan = hook.client.get(
         "/v1/projects/shop/gc",
         headers={"Authorization": f"Bearer {hook.tokens['read']}"},
     ).json()
     assert [c["branch"] for c in plan["candidates"]] == ["old"]
+    (only,) = plan["candidates"]
+    assert only["policy"] == "deleted"
+    assert only["evidence"] == "branch deleted in acme/shop (webhook)"
 
 
 def make_fork(upstream: Path, tmp_path: Path) -> tuple[Path, str]:

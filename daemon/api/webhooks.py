@@ -41,6 +41,7 @@ from branchdb.daemon.api.webhooks_core import (
     json_object,
     read_body,
 )
+from branchdb.daemon.gc import DELETED_ON_REMOTE
 
 __all__ = ["MAX_BODY", "plan", "router", "signature_ok"]
 
@@ -97,7 +98,9 @@ def _push(payload: dict[str, Any]) -> Action | str:
     branch = ref.removeprefix("refs/heads/")
     repo = _repo_name(payload)
     if payload.get("deleted"):
-        return Action("closed", branch, _ZERO, False, f"{repo}: branch deleted", repo)
+        return Action(
+            "closed", branch, _ZERO, False, f"{DELETED_ON_REMOTE} in {repo}", repo
+        )
     sha = payload.get("after")
     if not isinstance(sha, str) or sha == _ZERO:
         raise BadRequest("push payload lacks 'after'")
@@ -111,7 +114,7 @@ def _delete(payload: dict[str, Any]) -> Action | str:
     if not isinstance(ref, str) or not ref:
         raise BadRequest("delete payload lacks 'ref'")
     repo = _repo_name(payload)
-    return Action("closed", ref, _ZERO, False, f"{repo}: branch deleted", repo)
+    return Action("closed", ref, _ZERO, False, f"{DELETED_ON_REMOTE} in {repo}", repo)
 
 
 def plan(event: str, payload: dict[str, Any], allow_forks: bool) -> Action | str:
