@@ -7,8 +7,6 @@ documented ``pull_request`` event shape and are signed like GitHub signs them.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from apisupport import auth, make_tokens, serve_in_thread, setup_project, wait_job
+from hooksupport import SECRET, commit_on_branch, sign
 from support import git, tables
 
 from branchdb.daemon import daemon_config, light
@@ -24,12 +23,7 @@ from branchdb.daemon.api.app import create_app
 from branchdb.daemon.git_tree import GitTreeFiles, Mirror
 from branchdb.daemon.store.sqlite_store import SqliteStore
 
-SECRET = "It's a Secret to Everybody"
 HOOK = "/v1/webhooks/github?project=shop"
-
-
-def sign(body: bytes, secret: str = SECRET) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def pr_event(
@@ -125,20 +119,6 @@ def hook(repo: Path, tmp_path: Path) -> Iterator[Hook]:
         httpx.Client(base_url=base, timeout=60) as client,
     ):
         yield Hook(upstream, tmp_path / "daemon", client, toks)
-
-
-def commit_on_branch(
-    repo: Path, branch: str, files: dict[str, str], *, new: bool
-) -> str:
-    """Commit *files* on *branch* and go back to main: the working tree never has them."""
-    git(repo, "checkout", "-q", *(["-b"] if new else []), branch)
-    for name, text in files.items():
-        (repo / name).write_text(text)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", f"work on {branch}")
-    sha = git(repo, "rev-parse", "HEAD")
-    git(repo, "checkout", "-q", "main")
-    return sha
 
 
 def test_pull_request_lifecycle(hook: Hook) -> None:

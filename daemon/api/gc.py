@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from branchdb.daemon import views
+from branchdb.daemon.api import schemas
 from branchdb.daemon.api.deps import (
     AdminToken,
     BranchDep,
@@ -70,6 +71,7 @@ class TtlBody(BaseModel):
 
 @router.put(
     "/branches/{branch:path}/ttl",
+    response_model=schemas.Ttl,
     summary="Set one branch's idle TTL for garbage collection (idempotent)",
     responses=errors(400, 401, 403, 404, 422),
 )

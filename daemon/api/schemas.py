@@ -81,12 +81,23 @@ class Job(BaseModel):
     progress: list[str] = []
 
 
+class Ttl(BaseModel):
+    """A branch's idle TTL for garbage collection (``branchdb ttl --json``)."""
+
+    branch: str
+    ttl: int | None  # seconds; None: never collected for being idle
+    ttl_source: str  # "branch" (its own) or "project" (branches.ttl)
+    idle_after: str | None
+    protected: bool
+
+
 class BranchStatus(Branch):
     exists: bool
     size_bytes: int
     pending: list[str]
     problem: str | None
     protected: bool
+    ttl: Ttl
 
 
 class CreatedSnapshot(Snapshot):

@@ -21,10 +21,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from branchdb.daemon import git_tree, publish, views
+from branchdb.daemon.api import uploads
 from branchdb.daemon.api.deps import (
     BadRequest,
     Daemon,
-    PayloadTooLarge,
     ProjectRuntime,
 )
 from branchdb.daemon.audit import acting
@@ -56,17 +56,7 @@ class Action(NamedTuple):
 
 async def read_body(request: Request) -> bytes:
     """The request body, refused with 413 past MAX_BODY (before reading it all)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        raise PayloadTooLarge(f"webhook body over {MAX_BODY} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise PayloadTooLarge(f"webhook body over {MAX_BODY} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await uploads.read_body(request, MAX_BODY)
 
 
 def json_object(body: bytes) -> dict[str, Any]:
