@@ -144,7 +144,7 @@ def test_webhook_changes_are_attributed_to_the_delivery(hook: Hook) -> None:  # 
         ("migrate", "github:d-9"),
         ("create", "github:d-9"),
     ]
-    assert rows[0]["reason"] == f"github up acme/shop#7 at {sha[:12]}"
+    assert rows[0]["reason"] == f"github acme/shop#7 at {sha[:12]}"
 
 
 # ------------------------------------------------- two daemons, one PG state store

@@ -199,7 +199,7 @@ def _work(
 
     def work() -> tuple[int, dict[str, Any]]:
         store = daemon.store()
-        why = f"{provider} {act.verb} {act.reference or act.branch} at {act.sha[:12]}"
+        why = f"{provider} {act.reference or act.branch} at {act.sha[:12]}"
         try:
             with acting(f"{provider}:{delivery}", why):
                 code, body = provision()
