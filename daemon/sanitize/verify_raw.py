@@ -6,7 +6,13 @@ the masked copy, so this verifier reads them there — nothing is copied, sorted
 indexed — in few set-based statements over the whole snapshot:
 
 - **whole values**: every text-like value of every column of every table (one
-  ``UNION ALL``) hash-joined to every original of every masked column;
+  ``UNION ALL``) hash-joined to every original of every masked column — except that
+  a column filled by a generator (``email``, ``name``, ``phone``, ``address``, text
+  ``hash``, ``null``) can only hold values of that generator's form (a fixed prefix,
+  a length, one of a finite list), so its values are joined only to the originals of
+  that form (:func:`could_be`): usually none, and PostgreSQL then skips the probe;
+- originals are read in one scan per raw table (``LATERAL VALUES`` over its masked
+  columns);
 - **emails in free text**: each address found in a column that is not replaced by a
   generated fake, joined to the lower-cased originals containing ``@``;
 - **name words in free text**: each word of such a column joined to the words of the
@@ -51,6 +57,53 @@ if TYPE_CHECKING:
 MIN_LEN = 4
 
 
+def could_be(rule: Any, col: Any) -> sql.Composable | None:
+    """A cheap test of ``o.v`` true for every value *rule* can write in *col*.
+
+    None when the rule's output has no such form (then the column's values are
+    joined to every original). Pinned against :mod:`fakes` by the tests.
+    """
+    from psycopg import sql
+
+    s, cut = rule.strategy, col.max_len
+    if s == "null":
+        return sql.SQL("false")
+    if col.kind == "inet" and s == "hash":
+        return sql.SQL("left(o.v, 3) = '10.'")
+    if col.kind != "text":
+        return None
+
+    def prefix(p: str) -> sql.Composable:
+        p = p[:cut] if cut else p
+        return sql.SQL("left(o.v, {}) = {}").format(sql.Literal(len(p)), sql.Literal(p))
+
+    def one_of(words: list[str]) -> sql.Composable:
+        cuts = sorted({w[:cut] if cut else w for w in words})
+        return sql.SQL("o.v = ANY({})").format(sql.Literal(cuts))
+
+    if s == "hash":
+        return sql.SQL("length(o.v) = {}").format(
+            sql.Literal(min(fakes.HASH_HEX, cut or 64))
+        )
+    if s == "email":
+        k = fakes.EMAIL_HEX if cut is None else min(fakes.EMAIL_HEX, cut - 17)
+        if k < 8:
+            return sql.SQL("length(o.v) = {}").format(sql.Literal(cut or 32))
+        return prefix(fakes.EMAIL_PREFIX)
+    if s == "phone":
+        return prefix(fakes.PHONE_PREFIX)
+    if s == "name":
+        first, last = fakes.FIRST_NAMES, fakes.LAST_NAMES
+        full = [f"{a} {b}" for a in first for b in last]
+        return one_of({"first": first, "last": last}.get(rule.part, full))
+    if s == "address":
+        if rule.part == "city":
+            return one_of(fakes.CITIES)
+        # street, zip and full addresses start with a digit
+        return sql.SQL("ascii(o.v) BETWEEN 48 AND 57")
+    return None
+
+
 def verify(
     conn: psycopg.Connection[Any],
     schema: Schema,
@@ -82,14 +135,12 @@ def verify(
     sources = [(t, c, r) for t, c, r in _sources(schema, rules) if t.key in raws]
     if not sources:
         return report
-    parts, ambiguous, counts = [], [], []
+    ambiguous: list[sql.Composable] = []
+    by_table: dict[str, list[tuple[int, sql.Composable]]] = {}
     for k, (table, col, r) in enumerate(sources):
-        v = _pg_text(sql.Identifier(col.name), col)
-        parts.append(sql.SQL(
-            "SELECT {v} AS v, {k} AS k FROM {raw} "
-            "WHERE {v} IS NOT NULL AND length({v}) >= {n}"
-        ).format(v=v, k=sql.Literal(k),
-                 raw=raws[table.key], n=sql.Literal(MIN_LEN)))  # fmt: skip
+        by_table.setdefault(table.key, []).append(
+            (k, _pg_text(sql.Identifier(col.name), col))
+        )
         amb: list[sql.Composable] = [sql.SQL("false")]
         if r.strategy == "fixed":
             amb.append(sql.SQL("o.v = {}").format(sql.Literal(str(r.value))))
@@ -98,10 +149,23 @@ def verify(
         ambiguous.append(sql.SQL("WHEN {} THEN {}").format(
             sql.Literal(k), sql.SQL(" OR ").join(amb)
         ))  # fmt: skip
-        counts.append(sql.SQL(
-            "SELECT count(*) FROM {} WHERE {} IS NOT NULL AND length({}) >= {}"
-        ).format(
-            raws[table.key], v, v, sql.Literal(MIN_LEN)
+    parts: list[sql.Composable] = []
+    counts: list[sql.Composable] = []
+    for key, cols in by_table.items():
+        pairs = sql.SQL(", ").join(
+            sql.SQL("({}, {})").format(v, sql.Literal(k)) for k, v in cols
+        )
+        parts.append(sql.SQL(
+            "SELECT _x.v, _x.k FROM {raw} CROSS JOIN LATERAL (VALUES {p}) AS _x(v, k) "
+            "WHERE _x.v IS NOT NULL AND length(_x.v) >= {n}"
+        ).format(raw=raws[key], p=pairs, n=sql.Literal(MIN_LEN)))  # fmt: skip
+        counts.append(sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(" + ").join(
+                sql.SQL("count(*) FILTER (WHERE length({}) >= {})").format(
+                    v, sql.Literal(MIN_LEN)
+                ) for _k, v in cols
+            ),
+            raws[key],
         ))  # fmt: skip
     originals = sql.SQL(" UNION ALL ").join(parts)
     is_amb = sql.SQL("CASE o.k {} ELSE false END").format(sql.SQL(" ").join(ambiguous))
@@ -117,8 +181,14 @@ def verify(
     # narrow rows keep a few million originals in one in-memory hash table.
     names = [f"{t.key}.{c.name}" for t, c, _r in sources]
     values: list[sql.Composed] = []
+    shaped: list[sql.Composed] = []
+    forms: list[sql.Composable] = []
     free: list[sql.Composed] = []
     places: list[str] = []
+    column_rules = {
+        f"{key}.{r.column}": r for key, tr in rules.tables.items()
+        for r in tr.columns.values()
+    }  # fmt: skip
     for table, col in schema.text_columns():
         where = f"{table.key}.{col.name}"
         v = _pg_text(sql.Identifier("_t", col.name), col)
@@ -126,13 +196,33 @@ def verify(
             v, sql.Literal(len(places)), sql.Identifier(table.schema, table.name)
         )
         places.append(where)
-        values.append(part)
+        form = None
+        if where in report.generated:
+            form = could_be(column_rules[where], col)
+        if form is None:
+            values.append(part)
+        else:
+            shaped.append(part)
+            if form.as_string(conn) not in {f.as_string(conn) for f in forms}:
+                forms.append(form)
         if where not in report.generated and col.kind != "inet":
             free.append(part)
         report.columns_searched += 1
-    whole = hits(sql.SQL(
-        "SELECT o.k, o.v, f.j FROM ({}) AS f JOIN ({}) AS o ON o.v = f.v"
-    ).format(sql.SQL(" UNION ALL ").join(values), originals))  # fmt: skip
+    joins: list[sql.Composable] = []
+    if values:
+        joins.append(sql.SQL(
+            "SELECT o.k, o.v, f.j FROM ({}) AS f JOIN ({}) AS o ON o.v = f.v"
+        ).format(sql.SQL(" UNION ALL ").join(values), originals))  # fmt: skip
+    if shaped:
+        # Only originals of a generator's form can equal a generated value.
+        joins.append(sql.SQL(
+            "SELECT o.k, o.v, f.j FROM ({}) AS f JOIN (SELECT * FROM ({}) AS o "
+            "WHERE {}) AS o ON o.v = f.v"
+        ).format(sql.SQL(" UNION ALL ").join(shaped), originals,
+                 sql.SQL(" OR ").join(forms)))  # fmt: skip
+    if not joins:
+        joins.append(sql.SQL("SELECT 0 AS k, ''::text AS v, 0 AS j WHERE false"))
+    whole = hits(sql.SQL(" UNION ALL ").join(joins))
     checks: list[tuple[str, sql.Composed]] = []
     if other is None:
         checks.append(("whole value", whole))
@@ -171,9 +261,11 @@ def verify(
     if in_background is not None:
         found = in_background.result()
         leaks = [(names[k], places[j], "whole value") for k, j in found] + leaks
-    row = conn.execute(
-        sql.SQL("SELECT ({})").format(sql.SQL(") + (").join(counts))
-    ).fetchone()
+    row = (
+        (other or conn)
+        .execute(sql.SQL("SELECT ({})").format(sql.SQL(") + (").join(counts)))
+        .fetchone()
+    )
     report.originals = int(row[0]) if row else 0
     report.seconds = time.monotonic() - started
     if leaks:
