@@ -458,7 +458,7 @@ FORMS = [
         ("address", "city"),
         ("address", "zip"),
         ("hash", "full"),
-    )  # fmt: skip
+    )
     for n in (None, 4, 9, 20, 30)
 ]
 
