@@ -27,7 +27,9 @@ where it was found, never the value.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.sanitize import fakes
@@ -57,8 +59,10 @@ if TYPE_CHECKING:
 MIN_LEN = 4
 
 
-def could_be(rule: Any, col: Any) -> sql.Composable | None:
-    """A cheap test of ``o.v`` true for every value *rule* can write in *col*.
+def could_be(
+    rule: Any, col: Any, v: sql.Composable | None = None
+) -> sql.Composable | None:
+    """A cheap test of *v* (``o.v``) true for every value *rule* can write in *col*.
 
     None when the rule's output has no such form (then the column's values are
     joined to every original). Pinned against :mod:`fakes` by the tests.
@@ -66,29 +70,31 @@ def could_be(rule: Any, col: Any) -> sql.Composable | None:
     from psycopg import sql
 
     s, cut = rule.strategy, col.max_len
+    v = sql.SQL("o.v") if v is None else v
     if s == "null":
         return sql.SQL("false")
     if col.kind == "inet" and s == "hash":
-        return sql.SQL("left(o.v, 3) = '10.'")
+        return sql.SQL("left({}, 3) = '10.'").format(v)
     if col.kind != "text":
         return None
 
     def prefix(p: str) -> sql.Composable:
         p = p[:cut] if cut else p
-        return sql.SQL("left(o.v, {}) = {}").format(sql.Literal(len(p)), sql.Literal(p))
+        like = "".join("\\" + ch if ch in "%_\\" else ch for ch in p) + "%"
+        return sql.SQL('{} COLLATE "C" LIKE {}').format(v, sql.Literal(like))
 
     def one_of(words: list[str]) -> sql.Composable:
         cuts = sorted({w[:cut] if cut else w for w in words})
-        return sql.SQL("o.v = ANY({})").format(sql.Literal(cuts))
+        return sql.SQL("{} = ANY({})").format(v, sql.Literal(cuts))
 
     if s == "hash":
-        return sql.SQL("length(o.v) = {}").format(
-            sql.Literal(min(fakes.HASH_HEX, cut or 64))
+        return sql.SQL("length({}) = {}").format(
+            v, sql.Literal(min(fakes.HASH_HEX, cut or 64))
         )
     if s == "email":
         k = fakes.EMAIL_HEX if cut is None else min(fakes.EMAIL_HEX, cut - 17)
         if k < 8:
-            return sql.SQL("length(o.v) = {}").format(sql.Literal(cut or 32))
+            return sql.SQL("length({}) = {}").format(v, sql.Literal(cut or 32))
         return prefix(fakes.EMAIL_PREFIX)
     if s == "phone":
         return prefix(fakes.PHONE_PREFIX)
@@ -100,7 +106,7 @@ def could_be(rule: Any, col: Any) -> sql.Composable | None:
         if rule.part == "city":
             return one_of(fakes.CITIES)
         # street, zip and full addresses start with a digit
-        return sql.SQL("ascii(o.v) BETWEEN 48 AND 57")
+        return sql.SQL("ascii({}) BETWEEN 48 AND 57").format(v)
     return None
 
 
@@ -110,12 +116,14 @@ def verify(
     rules: Rules,
     raws: dict[str, sql.Composable],
     other: psycopg.Connection[Any] | None = None,
+    then: Callable[[psycopg.Connection[Any]], Any] | None = None,
 ) -> VerifyReport:
     """Search the masked tables for the originals held in *raws*; raise LeakFound.
 
     *raws* maps a table key to the relation holding that table's unmasked rows.
-    With *other* (a second connection to the same database), the whole-value check
-    runs there, concurrently with the checks inside free text.
+    With *other* (a second connection to the same database), the whole-value and
+    email checks run there, concurrently with the name-word check, and then
+    ``then(other)`` (work that may overlap the name-word check, e.g. a VACUUM).
     """
     from psycopg import sql
 
@@ -149,24 +157,15 @@ def verify(
         ambiguous.append(sql.SQL("WHEN {} THEN {}").format(
             sql.Literal(k), sql.SQL(" OR ").join(amb)
         ))  # fmt: skip
-    parts: list[sql.Composable] = []
-    counts: list[sql.Composable] = []
-    for key, cols in by_table.items():
-        pairs = sql.SQL(", ").join(
-            sql.SQL("({}, {})").format(v, sql.Literal(k)) for k, v in cols
-        )
-        parts.append(sql.SQL(
-            "SELECT _x.v, _x.k FROM {raw} CROSS JOIN LATERAL (VALUES {p}) AS _x(v, k) "
-            "WHERE _x.v IS NOT NULL AND length(_x.v) >= {n}"
-        ).format(raw=raws[key], p=pairs, n=sql.Literal(MIN_LEN)))  # fmt: skip
-        counts.append(sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(" + ").join(
-                sql.SQL("count(*) FILTER (WHERE length({}) >= {})").format(
-                    v, sql.Literal(MIN_LEN)
-                ) for _k, v in cols
-            ),
-            raws[key],
-        ))  # fmt: skip
+    # One scan per column (cheaper than a LATERAL VALUES per row).
+    parts = [
+        sql.SQL(
+            "SELECT {v} AS v, {k} AS k FROM {raw} "
+            "WHERE {v} IS NOT NULL AND length({v}) >= {n}"
+        ).format(v=v, k=sql.Literal(k), raw=raws[key], n=sql.Literal(MIN_LEN))
+        for key, cols in by_table.items()
+        for k, v in cols
+    ]
     originals = sql.SQL(" UNION ALL ").join(parts)
     is_amb = sql.SQL("CASE o.k {} ELSE false END").format(sql.SQL(" ").join(ambiguous))
 
@@ -182,13 +181,20 @@ def verify(
     names = [f"{t.key}.{c.name}" for t, c, _r in sources]
     values: list[sql.Composed] = []
     shaped: list[sql.Composed] = []
-    forms: list[sql.Composable] = []
+    forms: list[tuple[Any, Any]] = []
     free: list[sql.Composed] = []
     places: list[str] = []
     column_rules = {
         f"{key}.{r.column}": r for key, tr in rules.tables.items()
         for r in tr.columns.values()
     }  # fmt: skip
+    # Lengths and forms narrow the join only under deterministic collations, where
+    # equal texts are byte-equal.
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_collation c "
+        "ON c.oid = a.attcollation WHERE NOT c.collisdeterministic)"
+    ).fetchone()
+    by_length = not (row and row[0])
     for table, col in schema.text_columns():
         where = f"{table.key}.{col.name}"
         v = _pg_text(sql.Identifier("_t", col.name), col)
@@ -197,76 +203,132 @@ def verify(
         )
         places.append(where)
         form = None
-        if where in report.generated:
+        if where in report.generated and by_length:
             form = could_be(column_rules[where], col)
         if form is None:
             values.append(part)
         else:
             shaped.append(part)
-            if form.as_string(conn) not in {f.as_string(conn) for f in forms}:
-                forms.append(form)
+            forms.append((column_rules[where], col))
         if where not in report.generated and col.kind != "inet":
             free.append(part)
         report.columns_searched += 1
-    joins: list[sql.Composable] = []
-    if values:
-        joins.append(sql.SQL(
-            "SELECT o.k, o.v, f.j FROM ({}) AS f JOIN ({}) AS o ON o.v = f.v"
-        ).format(sql.SQL(" UNION ALL ").join(values), originals))  # fmt: skip
-    if shaped:
-        # Only originals of a generator's form can equal a generated value.
-        joins.append(sql.SQL(
-            "SELECT o.k, o.v, f.j FROM ({}) AS f JOIN (SELECT * FROM ({}) AS o "
-            "WHERE {}) AS o ON o.v = f.v"
-        ).format(sql.SQL(" UNION ALL ").join(shaped), originals,
-                 sql.SQL(" OR ").join(forms)))  # fmt: skip
-    if not joins:
-        joins.append(sql.SQL("SELECT 0 AS k, ''::text AS v, 0 AS j WHERE false"))
-    whole = hits(sql.SQL(" UNION ALL ").join(joins))
-    checks: list[tuple[str, sql.Composed]] = []
-    if other is None:
-        checks.append(("whole value", whole))
-        in_background = None
-    else:
-        in_background = Background(lambda: other.execute(whole).fetchall())
+
+    def any_form(v: sql.Composable) -> sql.Composable:
+        """*v* has the form of some generated column's values."""
+        tests: dict[str, sql.Composable] = {}
+        for rule, col in forms:
+            t = could_be(rule, col, v)
+            assert t is not None
+            tests.setdefault(t.as_string(conn), t)
+        return sql.SQL(" OR ").join(tests.values()) if tests else sql.SQL("false")
+
+    # Per raw table, one scan: how many originals, their lengths, how many have
+    # the form of some generator (usually none: then no generated value is probed).
+    stats = []
+    for key, cols in by_table.items():
+        ok = [
+            sql.SQL("length({}) >= {}").format(v, sql.Literal(MIN_LEN))
+            for _k, v in cols
+        ]
+        stats.append(sql.SQL(
+            "SELECT {n} AS n, least({lo}) AS lo, greatest({hi}) AS hi, "
+            "count(*) FILTER (WHERE {f}) AS f FROM {raw}"
+        ).format(
+            n=sql.SQL(" + ").join(
+                sql.SQL("count(*) FILTER (WHERE {})").format(c) for c in ok
+            ),
+            lo=sql.SQL(", ").join(
+                sql.SQL("min(length({})) FILTER (WHERE {})").format(v, c)
+                for (_k, v), c in zip(cols, ok, strict=True)
+            ),
+            hi=sql.SQL(", ").join(
+                sql.SQL("max(length({}))").format(v) for _k, v in cols
+            ),
+            f=sql.SQL(" OR ").join(
+                sql.SQL("({} AND ({}))").format(c, any_form(v))
+                for (_k, v), c in zip(cols, ok, strict=True)
+            ),
+            raw=raws[key],
+        ))  # fmt: skip
+
+    def whole(c: psycopg.Connection[Any]) -> tuple[list[tuple[int, int]], int]:
+        """(origin, place) of whole-value leaks; how many originals were read."""
+        row = c.execute(sql.SQL(
+            "SELECT sum(n), min(lo), max(hi), sum(f) FROM ({}) AS s"
+        ).format(sql.SQL(" UNION ALL ").join(stats))).fetchone()  # fmt: skip
+        n, lo, hi, shaped_n = row if row else (0, None, None, 0)
+        joins: list[sql.Composable] = []
+        if values and n:
+            fit: sql.Composable = sql.SQL("")
+            if by_length:
+                fit = sql.SQL(" WHERE length(f.v) BETWEEN {} AND {}").format(
+                    sql.Literal(lo), sql.Literal(hi)
+                )
+            joins.append(sql.SQL(
+                "SELECT o.k, o.v, f.j FROM (SELECT * FROM ({}) AS f{}) AS f "
+                "JOIN ({}) AS o ON o.v = f.v"
+            ).format(sql.SQL(" UNION ALL ").join(values), fit, originals))  # fmt: skip
+        if shaped and shaped_n:
+            # Only originals of a generator's form can equal a generated value.
+            joins.append(sql.SQL(
+                "SELECT o.k, o.v, f.j FROM ({}) AS f JOIN (SELECT * FROM ({}) AS o "
+                "WHERE {}) AS o ON o.v = f.v"
+            ).format(sql.SQL(" UNION ALL ").join(shaped), originals,
+                     any_form(sql.SQL("o.v"))))  # fmt: skip
+        if not joins:
+            return [], int(n or 0)
+        stmt = hits(sql.SQL(" UNION ALL ").join(joins))
+        found = c.execute(stmt).fetchall()
+        return [(int(k), int(j)) for k, j in found], int(n or 0)
+
+    email_check: sql.Composed | None = None
+    name_check: sql.Composed | None = None
     if free:
         texts = sql.SQL(" UNION ALL ").join(free)
-        checks.append(("email in text", hits(sql.SQL(
+        email_check = hits(sql.SQL(
             "SELECT o.k, o.v, f.j FROM (SELECT lower(m.a[1]) AS e, f0.j "
             "FROM ({t}) AS f0 CROSS JOIN LATERAL "
             "regexp_matches(f0.v, {re}, 'g') AS m(a) WHERE f0.v LIKE '%@%') AS f "
             "JOIN (SELECT lower(v) AS lv, * FROM ({o}) AS o0 "
             "WHERE v LIKE '%@%') AS o ON o.lv = f.e"
         ).format(t=texts, re=sql.Literal(f"({EMAIL_TOKEN})"),
-                 o=originals))))  # fmt: skip
-        words = _name_words(conn, sources, raws)
-        if words is not None:
-            checks.append(("name in text", sql.SQL(
-                "SELECT DISTINCT o.origin, f.j FROM ({t}) AS f CROSS JOIN LATERAL "
-                "regexp_split_to_table(lower(f.v), {sp}) AS m(w) JOIN {words} AS o "
-                "ON o.w = m.w WHERE {pre} LIMIT {n}"
-            ).format(t=texts, sp=sql.Literal(WORD_SPLIT), words=sql.Identifier(WORDS),
-                     pre=words, n=sql.Literal(MAX_REPORTED))))  # fmt: skip
+                 o=originals))  # fmt: skip
+        name_check = sql.SQL(
+            "SELECT DISTINCT o.origin, f.j FROM ({t}) AS f CROSS JOIN LATERAL "
+            "regexp_split_to_table(lower(f.v), {sp}) AS m(w) JOIN {words} AS o "
+            "ON o.w = m.w WHERE {{pre}} LIMIT {n}"
+        ).format(t=texts, sp=sql.Literal(WORD_SPLIT), words=sql.Identifier(WORDS),
+                 n=sql.Literal(MAX_REPORTED))  # fmt: skip
+
+    def by_value(c: psycopg.Connection[Any]) -> tuple[list[Any], int]:
+        """Whole values, then emails in free text: (leaks, originals read)."""
+        found, n = whole(c)
+        out = [(names[k], places[j], "whole value") for k, j in found]
+        if email_check is not None:
+            for k, j in c.execute(email_check).fetchall():
+                out.append((names[k], places[j], "email in text"))
+        if then is not None:
+            then(c)
+        return out, n
+
+    in_background = Background(functools.partial(by_value, other)) if other else None
     leaks: list[tuple[str, str, str]] = []
     try:
-        for how, stmt in checks:
+        words = _name_words(conn, sources, raws) if name_check else None
+        if name_check is not None and words is not None:
+            stmt = sql.SQL(name_check.as_string(conn)).format(pre=words)
             for o, j in conn.execute(stmt).fetchall():
-                origin = str(o) if how == "name in text" else names[o]
-                leaks.append((origin, places[j], how))
+                leaks.append((str(o), places[j], "name in text"))
     except BaseException:
         if other is not None and in_background is not None:
             other.cancel()
             in_background.join()
         raise
-    if in_background is not None:
-        found = in_background.result()
-        leaks = [(names[k], places[j], "whole value") for k, j in found] + leaks
-    row = (
-        (other or conn)
-        .execute(sql.SQL("SELECT ({})").format(sql.SQL(") + (").join(counts)))
-        .fetchone()
+    found, report.originals = (
+        in_background.result() if in_background is not None else by_value(conn)
     )
-    report.originals = int(row[0]) if row else 0
+    leaks = found + leaks
     report.seconds = time.monotonic() - started
     if leaks:
         raise LeakFound(leaks[:MAX_REPORTED])
