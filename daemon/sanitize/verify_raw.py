@@ -10,11 +10,13 @@ indexed — in few set-based statements over the whole snapshot:
   a column filled by a generator (``email``, ``name``, ``phone``, ``address``, text
   ``hash``, ``null``) can only hold values of that generator's form (a fixed prefix,
   a length, one of a finite list), so its values are joined only to the originals of
-  that form (:func:`could_be`): usually none, and PostgreSQL then skips the probe;
-- originals are read in one scan per raw table (``LATERAL VALUES`` over its masked
-  columns);
+  that form (:func:`could_be`), and only when one scan per raw table counted some
+  (usually none); the same scan gives the originals' shortest and longest length,
+  and values outside that range are not probed (both narrowings only when no column
+  uses a nondeterministic collation, under which equal texts may differ in bytes);
 - **emails in free text**: each address found in a column that is not replaced by a
-  generated fake, joined to the lower-cased originals containing ``@``;
+  generated fake, joined to the lower-cased originals containing ``@`` (with the
+  whole-value check, on the second connection, followed by *then*);
 - **name words in free text**: each word of such a column joined to the words of the
   masked person names (fake-list words and words under four letters excepted).
 
