@@ -443,3 +443,79 @@ def test_stream_keeps_sequences_and_leaves_matviews_empty(pg_cluster: Cluster) -
         assert c.execute(
             "SELECT relispopulated FROM pg_class WHERE relname = 'mv'"
         ).fetchone() == (False,)
+
+
+FORMS = [
+    (s, p, n)
+    for s, p in (
+        ("email", "full"),
+        ("name", "full"),
+        ("name", "first"),
+        ("name", "last"),
+        ("phone", "full"),
+        ("address", "full"),
+        ("address", "street"),
+        ("address", "city"),
+        ("address", "zip"),
+        ("hash", "full"),
+    )
+    for n in (None, 4, 9, 20, 30)
+]
+
+
+def test_generated_values_fit_the_verifiers_forms(pg_cluster: Cluster) -> None:
+    """verify_raw.could_be holds for every fake (it narrows the whole-value join)."""
+    from branchdb.daemon.sanitize import verify_raw
+    from branchdb.daemon.sanitize.rules import ColumnRule
+
+    values = sql.Literal([f"someone{i}@mail.test Ünï {i}" for i in range(400)])
+    with admin(pg_cluster) as c:
+        for strategy, part, n in FORMS:
+            col = compile_pg.Column("c", "text", "text", n, False, False)
+            rule = ColumnRule("t", "c", strategy, part=part)
+            form = verify_raw.could_be(rule, col)
+            assert form is not None
+            row = c.execute(sql.SQL(
+                "SELECT bool_and({}), count(*) FROM (SELECT {} AS v FROM "
+                "unnest({}::text[]) AS u(c)) AS o"
+            ).format(form, compile_pg.column_expr(rule, col, "s"), values)).fetchone()  # fmt: skip
+            assert row == (True, 400), (strategy, part, n)
+            real = c.execute(
+                sql.SQL("SELECT bool_or({}) FROM unnest({}::text[]) AS o(v)").format(
+                    form, values
+                )
+            ).fetchone()
+            assert real == (False,), (strategy, part, n)
+
+
+def test_stream_verifier_finds_an_original_in_a_generated_column(
+    pg_cluster: Cluster,
+) -> None:
+    """A generated column is searched for originals of its own form, whatever
+    column they came from (an email original that reads like a fake name)."""
+    from branchdb.daemon.sanitize import verify_raw
+    from branchdb.daemon.sanitize.schema import pg_schema
+
+    db = f"gen_{uuid.uuid4().hex[:8]}"
+    with admin(pg_cluster) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    rules = parse_rules(
+        'salt = "s"\n[tables.t.columns]\nemail = "email"\nname = "name"\n'
+    )
+    with admin(pg_cluster, db) as c:
+        c.execute("CREATE TABLE t (email text, name text)")
+        schema = pg_schema(c)
+        c.execute("CREATE SCHEMA r; CREATE TABLE r.t (email text, name text)")
+        c.execute("INSERT INTO r.t VALUES ('Avery Ashford', 'Robin Real')")
+        c.execute(
+            "INSERT INTO t VALUES ('user_0123456789abcdef@example.com', 'Blake Carrow')"
+        )
+        raws = {"t": sql.Identifier("r", "t")}
+        assert verify_raw.verify(c, schema, rules, raws).originals == 2
+        c.execute("UPDATE t SET name = 'Avery Ashford'")
+        with pytest.raises(
+            verify.LeakFound, match=r"original t.email found in t.name \(whole value\)"
+        ):
+            verify_raw.verify(c, schema, rules, raws)
+    with admin(pg_cluster) as c:
+        c.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(db)))

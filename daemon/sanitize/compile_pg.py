@@ -8,7 +8,9 @@ masked differently on its two sides fails loudly instead of dangling. User trigg
 are disabled around the UPDATE so that an audit trigger cannot copy the originals.
 
 Every fake is ``sha256(salt || value::text)`` sliced exactly as :mod:`fakes` does, so
-PostgreSQL and SQLite produce the same fake for the same text.
+PostgreSQL and SQLite produce the same fake for the same text. The digest stays
+``bytea``: the 7-hex-digit slices are read with ``get_byte`` and only the hex a fake
+shows is encoded (parsing hex through ``bit(28)`` costs more than the hash itself).
 """
 
 from __future__ import annotations
@@ -41,16 +43,37 @@ def _s(text: str) -> sql.SQL:
 
 
 def digest(salt: str, value: sql.Composable) -> sql.Composable:
+    """Hex text of the salted digest (the order of ``shuffle``)."""
     from psycopg import sql
 
-    return sql.SQL(
-        "encode(sha256(convert_to({} || ({})::text, 'UTF8')), 'hex')"
-    ).format(sql.Literal(salt), value)
+    return sql.SQL("encode({}, 'hex')").format(digest_bytes(salt, value))
 
 
-def _int(h: sql.Composable, at: int) -> sql.Composable:
-    """int(h[at:at+7], 16): 28 bits, never negative."""
-    return _s("('x' || substr({}, {}, 7))::bit(28)::int").format(h, _s(str(at + 1)))
+def digest_bytes(salt: str, value: sql.Composable) -> sql.Composable:
+    """``sha256(salt || value::text)`` as bytea: what every fake is sliced from."""
+    from psycopg import sql
+
+    return sql.SQL("sha256(convert_to({} || ({})::text, 'UTF8'))").format(
+        sql.Literal(salt), value
+    )
+
+
+def _hex(d: sql.Composable, n: int) -> sql.Composable:
+    """The first *n* hex digits of digest *d* (``h[:n]``)."""
+    full = _s("encode(substring({} from 1 for {}), 'hex')").format(
+        d, _s(str(min((n + 1) // 2, 32)))
+    )
+    if n % 2 == 0 or n >= 64:
+        return full
+    return _s("left({}, {})").format(full, _s(str(n)))
+
+
+def _int(d: sql.Composable, at: int) -> sql.Composable:
+    """int(h[at:at+7], 16) of the hex digest h, read from the bytes of *d*."""
+    b = [_s("get_byte({}, {})").format(d, _s(str(at // 2 + i))) for i in range(4)]
+    if at % 2 == 0:
+        return _s("(({} << 20) | ({} << 12) | ({} << 4) | ({} >> 4))").format(*b)
+    return _s("((({} & 15) << 24) | ({} << 16) | ({} << 8) | {})").format(*b)
 
 
 def _pick(words: list[str], h: sql.Composable, at: int) -> sql.Composable:
@@ -77,12 +100,9 @@ def _fake(rule: ColumnRule, col: Column, h: sql.Composable) -> sql.Composable:
             else min(fakes.EMAIL_HEX, col.max_len - 17)
         )
         if k < 8:
-            return _s("left({}, {})").format(h, _s(str(col.max_len or fakes.HASH_HEX)))
-        return sql.SQL("{} || left({}, {}) || {}").format(
-            sql.Literal(fakes.EMAIL_PREFIX),
-            h,
-            _s(str(k)),
-            sql.Literal(fakes.EMAIL_DOMAIN),
+            return _hex(h, col.max_len or fakes.HASH_HEX)
+        return sql.SQL("{} || {} || {}").format(
+            sql.Literal(fakes.EMAIL_PREFIX), _hex(h, k), sql.Literal(fakes.EMAIL_DOMAIN)
         )
     if s == "name":
         first = _pick(fakes.FIRST_NAMES, h, 0)
@@ -112,11 +132,9 @@ def _hash(
 
     typ = sql.SQL(col.type)
     if col.kind == "text":
-        return _s("left({}, {})").format(
-            h, _s(str(min(fakes.HASH_HEX, col.max_len or 64)))
-        )
+        return _hex(h, min(fakes.HASH_HEX, col.max_len or 64))
     if col.kind == "int":
-        big = sql.SQL("('x' || substr({}, 1, 15))::bit(60)::bigint").format(h)
+        big = sql.SQL("('x' || {})::bit(60)::bigint").format(_hex(h, 15))
         mod = {"smallint": 32767, "integer": 2147483647}.get(col.type)
         return (
             sql.SQL("({} % {})::{}").format(big, sql.Literal(mod), typ) if mod else big
@@ -126,11 +144,9 @@ def _hash(
         limit = 10 ** (int(m.group(1)) - int(m.group(2))) if m else 1 << 28
         return sql.SQL("({} % {})::{}").format(_int(h, 0), sql.Literal(limit), typ)
     if col.kind == "uuid":
-        return sql.SQL("substr({}, 1, 32)::uuid").format(h)
+        return sql.SQL("{}::uuid").format(_hex(h, 32))
     if col.kind == "inet":
-        return sql.SQL(
-            "'10.0.0.0'::inet + ('x' || substr({}, 1, 6))::bit(24)::int"
-        ).format(h)
+        return sql.SQL("'10.0.0.0'::inet + ({} >> 4)").format(_int(h, 0))
     return sql.SQL("sha256(convert_to({}, 'UTF8') || {})").format(sql.Literal(salt), v)
 
 
@@ -143,13 +159,13 @@ def column_expr(
 ) -> sql.Composable:
     """The SQL expression that replaces *col* (NULL stays NULL except for fixed).
 
-    *h*, if given, names a column already holding ``digest(salt, col)``.
+    *h*, if given, names a column already holding ``digest_bytes(salt, col)``.
     """
     from psycopg import sql
 
     v = sql.Identifier(col.name)
     s = rule.strategy
-    h = digest(salt, v) if h is None else h
+    h = digest_bytes(salt, v) if h is None else h
     if s == "null":
         return sql.SQL("NULL")
     if s == "fixed":

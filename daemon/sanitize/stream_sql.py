@@ -36,7 +36,7 @@ def masked_select(
             # Each digest computed once per row, however often the fake reads it.
             h = sql.Identifier(f"_bdb_h{i}")
             digests.append(sql.SQL("{} AS {}").format(
-                compile_pg.digest(rules.salt_for(rule), ident), h
+                compile_pg.digest_bytes(rules.salt_for(rule), ident), h
             ))  # fmt: skip
             exprs.append(compile_pg.column_expr(rule, col, rules.salt_for(rule), h))
         elif rule.strategy != "shuffle":

@@ -6,9 +6,17 @@ the masked copy, so this verifier reads them there — nothing is copied, sorted
 indexed — in few set-based statements over the whole snapshot:
 
 - **whole values**: every text-like value of every column of every table (one
-  ``UNION ALL``) hash-joined to every original of every masked column;
+  ``UNION ALL``) hash-joined to every original of every masked column — except that
+  a column filled by a generator (``email``, ``name``, ``phone``, ``address``, text
+  ``hash``, ``null``) can only hold values of that generator's form (a fixed prefix,
+  a length, one of a finite list), so its values are joined only to the originals of
+  that form (:func:`could_be`), and only when one scan per raw table counted some
+  (usually none); the same scan gives the originals' shortest and longest length,
+  and values outside that range are not probed (both narrowings only when no column
+  uses a nondeterministic collation, under which equal texts may differ in bytes);
 - **emails in free text**: each address found in a column that is not replaced by a
-  generated fake, joined to the lower-cased originals containing ``@``;
+  generated fake, joined to the lower-cased originals containing ``@`` (with the
+  whole-value check, on the second connection, followed by *then*);
 - **name words in free text**: each word of such a column joined to the words of the
   masked person names (fake-list words and words under four letters excepted).
 
@@ -21,7 +29,9 @@ where it was found, never the value.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.sanitize import fakes
@@ -51,18 +61,71 @@ if TYPE_CHECKING:
 MIN_LEN = 4
 
 
+def could_be(
+    rule: Any, col: Any, v: sql.Composable | None = None
+) -> sql.Composable | None:
+    """A cheap test of *v* (``o.v``) true for every value *rule* can write in *col*.
+
+    None when the rule's output has no such form (then the column's values are
+    joined to every original). Pinned against :mod:`fakes` by the tests.
+    """
+    from psycopg import sql
+
+    s, cut = rule.strategy, col.max_len
+    v = sql.SQL("o.v") if v is None else v
+    if s == "null":
+        return sql.SQL("false")
+    if col.kind == "inet" and s == "hash":
+        return sql.SQL("left({}, 3) = '10.'").format(v)
+    if col.kind != "text":
+        return None
+
+    def prefix(p: str) -> sql.Composable:
+        p = p[:cut] if cut else p
+        like = "".join("\\" + ch if ch in "%_\\" else ch for ch in p) + "%"
+        return sql.SQL('{} COLLATE "C" LIKE {}').format(v, sql.Literal(like))
+
+    def one_of(words: list[str]) -> sql.Composable:
+        cuts = sorted({w[:cut] if cut else w for w in words})
+        return sql.SQL("{} = ANY({})").format(v, sql.Literal(cuts))
+
+    if s == "hash":
+        return sql.SQL("length({}) = {}").format(
+            v, sql.Literal(min(fakes.HASH_HEX, cut or 64))
+        )
+    if s == "email":
+        k = fakes.EMAIL_HEX if cut is None else min(fakes.EMAIL_HEX, cut - 17)
+        if k < 8:
+            return sql.SQL("length({}) = {}").format(v, sql.Literal(cut or 32))
+        return prefix(fakes.EMAIL_PREFIX)
+    if s == "phone":
+        return prefix(fakes.PHONE_PREFIX)
+    if s == "name":
+        first, last = fakes.FIRST_NAMES, fakes.LAST_NAMES
+        full = [f"{a} {b}" for a in first for b in last]
+        return one_of({"first": first, "last": last}.get(rule.part, full))
+    if s == "address":
+        if rule.part == "city":
+            return one_of(fakes.CITIES)
+        # street, zip and full addresses start with a digit
+        return sql.SQL("ascii({}) BETWEEN 48 AND 57").format(v)
+    return None
+
+
 def verify(
     conn: psycopg.Connection[Any],
     schema: Schema,
     rules: Rules,
     raws: dict[str, sql.Composable],
     other: psycopg.Connection[Any] | None = None,
+    then: Callable[[psycopg.Connection[Any]], Any] | None = None,
 ) -> VerifyReport:
     """Search the masked tables for the originals held in *raws*; raise LeakFound.
 
     *raws* maps a table key to the relation holding that table's unmasked rows.
-    With *other* (a second connection to the same database), the whole-value check
-    runs there, concurrently with the checks inside free text.
+    With *other* (a second connection to the same database), the whole-value and
+    email checks run there, concurrently with the name-word check, and then
+    ``then(other)`` (work that may overlap the name-word check, e.g. a VACUUM).
     """
     from psycopg import sql
 
@@ -82,14 +145,12 @@ def verify(
     sources = [(t, c, r) for t, c, r in _sources(schema, rules) if t.key in raws]
     if not sources:
         return report
-    parts, ambiguous, counts = [], [], []
+    ambiguous: list[sql.Composable] = []
+    by_table: dict[str, list[tuple[int, sql.Composable]]] = {}
     for k, (table, col, r) in enumerate(sources):
-        v = _pg_text(sql.Identifier(col.name), col)
-        parts.append(sql.SQL(
-            "SELECT {v} AS v, {k} AS k FROM {raw} "
-            "WHERE {v} IS NOT NULL AND length({v}) >= {n}"
-        ).format(v=v, k=sql.Literal(k),
-                 raw=raws[table.key], n=sql.Literal(MIN_LEN)))  # fmt: skip
+        by_table.setdefault(table.key, []).append(
+            (k, _pg_text(sql.Identifier(col.name), col))
+        )
         amb: list[sql.Composable] = [sql.SQL("false")]
         if r.strategy == "fixed":
             amb.append(sql.SQL("o.v = {}").format(sql.Literal(str(r.value))))
@@ -98,11 +159,15 @@ def verify(
         ambiguous.append(sql.SQL("WHEN {} THEN {}").format(
             sql.Literal(k), sql.SQL(" OR ").join(amb)
         ))  # fmt: skip
-        counts.append(sql.SQL(
-            "SELECT count(*) FROM {} WHERE {} IS NOT NULL AND length({}) >= {}"
-        ).format(
-            raws[table.key], v, v, sql.Literal(MIN_LEN)
-        ))  # fmt: skip
+    # One scan per column (cheaper than a LATERAL VALUES per row).
+    parts = [
+        sql.SQL(
+            "SELECT {v} AS v, {k} AS k FROM {raw} "
+            "WHERE {v} IS NOT NULL AND length({v}) >= {n}"
+        ).format(v=v, k=sql.Literal(k), raw=raws[key], n=sql.Literal(MIN_LEN))
+        for key, cols in by_table.items()
+        for k, v in cols
+    ]
     originals = sql.SQL(" UNION ALL ").join(parts)
     is_amb = sql.SQL("CASE o.k {} ELSE false END").format(sql.SQL(" ").join(ambiguous))
 
@@ -117,8 +182,21 @@ def verify(
     # narrow rows keep a few million originals in one in-memory hash table.
     names = [f"{t.key}.{c.name}" for t, c, _r in sources]
     values: list[sql.Composed] = []
+    shaped: list[sql.Composed] = []
+    forms: list[tuple[Any, Any]] = []
     free: list[sql.Composed] = []
     places: list[str] = []
+    column_rules = {
+        f"{key}.{r.column}": r for key, tr in rules.tables.items()
+        for r in tr.columns.values()
+    }  # fmt: skip
+    # Lengths and forms narrow the join only under deterministic collations, where
+    # equal texts are byte-equal.
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_collation c "
+        "ON c.oid = a.attcollation WHERE NOT c.collisdeterministic)"
+    ).fetchone()
+    by_length = not (row and row[0])
     for table, col in schema.text_columns():
         where = f"{table.key}.{col.name}"
         v = _pg_text(sql.Identifier("_t", col.name), col)
@@ -126,55 +204,133 @@ def verify(
             v, sql.Literal(len(places)), sql.Identifier(table.schema, table.name)
         )
         places.append(where)
-        values.append(part)
+        form = None
+        if where in report.generated and by_length:
+            form = could_be(column_rules[where], col)
+        if form is None:
+            values.append(part)
+        else:
+            shaped.append(part)
+            forms.append((column_rules[where], col))
         if where not in report.generated and col.kind != "inet":
             free.append(part)
         report.columns_searched += 1
-    whole = hits(sql.SQL(
-        "SELECT o.k, o.v, f.j FROM ({}) AS f JOIN ({}) AS o ON o.v = f.v"
-    ).format(sql.SQL(" UNION ALL ").join(values), originals))  # fmt: skip
-    checks: list[tuple[str, sql.Composed]] = []
-    if other is None:
-        checks.append(("whole value", whole))
-        in_background = None
-    else:
-        in_background = Background(lambda: other.execute(whole).fetchall())
+
+    def any_form(v: sql.Composable) -> sql.Composable:
+        """*v* has the form of some generated column's values."""
+        tests: dict[str, sql.Composable] = {}
+        for rule, col in forms:
+            t = could_be(rule, col, v)
+            assert t is not None
+            tests.setdefault(t.as_string(conn), t)
+        return sql.SQL(" OR ").join(tests.values()) if tests else sql.SQL("false")
+
+    # Per raw table, one scan: how many originals, their lengths, how many have
+    # the form of some generator (usually none: then no generated value is probed).
+    stats = []
+    for key, cols in by_table.items():
+        ok = [
+            sql.SQL("length({}) >= {}").format(v, sql.Literal(MIN_LEN))
+            for _k, v in cols
+        ]
+        stats.append(sql.SQL(
+            "SELECT {n} AS n, least({lo}) AS lo, greatest({hi}) AS hi, "
+            "count(*) FILTER (WHERE {f}) AS f FROM {raw}"
+        ).format(
+            n=sql.SQL(" + ").join(
+                sql.SQL("count(*) FILTER (WHERE {})").format(c) for c in ok
+            ),
+            lo=sql.SQL(", ").join(
+                sql.SQL("min(length({})) FILTER (WHERE {})").format(v, c)
+                for (_k, v), c in zip(cols, ok, strict=True)
+            ),
+            hi=sql.SQL(", ").join(
+                sql.SQL("max(length({}))").format(v) for _k, v in cols
+            ),
+            f=sql.SQL(" OR ").join(
+                sql.SQL("({} AND ({}))").format(c, any_form(v))
+                for (_k, v), c in zip(cols, ok, strict=True)
+            ),
+            raw=raws[key],
+        ))  # fmt: skip
+
+    def whole(c: psycopg.Connection[Any]) -> tuple[list[tuple[int, int]], int]:
+        """(origin, place) of whole-value leaks; how many originals were read."""
+        row = c.execute(sql.SQL(
+            "SELECT sum(n), min(lo), max(hi), sum(f) FROM ({}) AS s"
+        ).format(sql.SQL(" UNION ALL ").join(stats))).fetchone()  # fmt: skip
+        n, lo, hi, shaped_n = row if row else (0, None, None, 0)
+        joins: list[sql.Composable] = []
+        if values and n:
+            fit: sql.Composable = sql.SQL("")
+            if by_length:
+                fit = sql.SQL(" WHERE length(f.v) BETWEEN {} AND {}").format(
+                    sql.Literal(lo), sql.Literal(hi)
+                )
+            joins.append(sql.SQL(
+                "SELECT o.k, o.v, f.j FROM (SELECT * FROM ({}) AS f{}) AS f "
+                "JOIN ({}) AS o ON o.v = f.v"
+            ).format(sql.SQL(" UNION ALL ").join(values), fit, originals))  # fmt: skip
+        if shaped and shaped_n:
+            # Only originals of a generator's form can equal a generated value.
+            joins.append(sql.SQL(
+                "SELECT o.k, o.v, f.j FROM ({}) AS f JOIN (SELECT * FROM ({}) AS o "
+                "WHERE {}) AS o ON o.v = f.v"
+            ).format(sql.SQL(" UNION ALL ").join(shaped), originals,
+                     any_form(sql.SQL("o.v"))))  # fmt: skip
+        if not joins:
+            return [], int(n or 0)
+        stmt = hits(sql.SQL(" UNION ALL ").join(joins))
+        found = c.execute(stmt).fetchall()
+        return [(int(k), int(j)) for k, j in found], int(n or 0)
+
+    email_check: sql.Composed | None = None
+    name_check: sql.Composed | None = None
     if free:
         texts = sql.SQL(" UNION ALL ").join(free)
-        checks.append(("email in text", hits(sql.SQL(
+        email_check = hits(sql.SQL(
             "SELECT o.k, o.v, f.j FROM (SELECT lower(m.a[1]) AS e, f0.j "
             "FROM ({t}) AS f0 CROSS JOIN LATERAL "
             "regexp_matches(f0.v, {re}, 'g') AS m(a) WHERE f0.v LIKE '%@%') AS f "
             "JOIN (SELECT lower(v) AS lv, * FROM ({o}) AS o0 "
             "WHERE v LIKE '%@%') AS o ON o.lv = f.e"
         ).format(t=texts, re=sql.Literal(f"({EMAIL_TOKEN})"),
-                 o=originals))))  # fmt: skip
-        words = _name_words(conn, sources, raws)
-        if words is not None:
-            checks.append(("name in text", sql.SQL(
-                "SELECT DISTINCT o.origin, f.j FROM ({t}) AS f CROSS JOIN LATERAL "
-                "regexp_split_to_table(lower(f.v), {sp}) AS m(w) JOIN {words} AS o "
-                "ON o.w = m.w WHERE {pre} LIMIT {n}"
-            ).format(t=texts, sp=sql.Literal(WORD_SPLIT), words=sql.Identifier(WORDS),
-                     pre=words, n=sql.Literal(MAX_REPORTED))))  # fmt: skip
+                 o=originals))  # fmt: skip
+        name_check = sql.SQL(
+            "SELECT DISTINCT o.origin, f.j FROM ({t}) AS f CROSS JOIN LATERAL "
+            "regexp_split_to_table(lower(f.v), {sp}) AS m(w) JOIN {words} AS o "
+            "ON o.w = m.w WHERE {{pre}} LIMIT {n}"
+        ).format(t=texts, sp=sql.Literal(WORD_SPLIT), words=sql.Identifier(WORDS),
+                 n=sql.Literal(MAX_REPORTED))  # fmt: skip
+
+    def by_value(c: psycopg.Connection[Any]) -> tuple[list[Any], int]:
+        """Whole values, then emails in free text: (leaks, originals read)."""
+        found, n = whole(c)
+        out = [(names[k], places[j], "whole value") for k, j in found]
+        if email_check is not None:
+            for k, j in c.execute(email_check).fetchall():
+                out.append((names[k], places[j], "email in text"))
+        if then is not None:
+            then(c)
+        return out, n
+
+    in_background = Background(functools.partial(by_value, other)) if other else None
     leaks: list[tuple[str, str, str]] = []
     try:
-        for how, stmt in checks:
+        words = _name_words(conn, sources, raws) if name_check else None
+        if name_check is not None and words is not None:
+            stmt = sql.SQL(name_check.as_string(conn)).format(pre=words)
             for o, j in conn.execute(stmt).fetchall():
-                origin = str(o) if how == "name in text" else names[o]
-                leaks.append((origin, places[j], how))
+                leaks.append((str(o), places[j], "name in text"))
     except BaseException:
         if other is not None and in_background is not None:
             other.cancel()
             in_background.join()
         raise
-    if in_background is not None:
-        found = in_background.result()
-        leaks = [(names[k], places[j], "whole value") for k, j in found] + leaks
-    row = conn.execute(
-        sql.SQL("SELECT ({})").format(sql.SQL(") + (").join(counts))
-    ).fetchone()
-    report.originals = int(row[0]) if row else 0
+    found, report.originals = (
+        in_background.result() if in_background is not None else by_value(conn)
+    )
+    leaks = found + leaks
     report.seconds = time.monotonic() - started
     if leaks:
         raise LeakFound(leaks[:MAX_REPORTED])
