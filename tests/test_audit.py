@@ -195,6 +195,11 @@ def test_two_daemons_on_one_state_store_create_one_database_and_share_the_log(
 ) -> None:
     a, b, toks = two_daemons
     ci = auth(toks["ci"])
+    # Both apps live in this one process and share the module-level routers, which
+    # FastAPI finishes building on their first request: build them once here, so
+    # the race below is the replicas' (it is, across processes), not FastAPI's.
+    for base in (a, b):
+        assert httpx.get(f"{base}/v1/projects/shop/branches", headers=ci).is_success
     start = threading.Barrier(2)
     codes: list[int] = []
 
