@@ -24,8 +24,9 @@ Prints rows/s for both, the ratio and the sanitizer's phases (seconds).
 Measured on a 2-core machine shared with other jobs (load average 0.9 to 2.7):
 2,000,000 rows: COPY 98,118 rows/s (20.4 s), sanitized 51,339 rows/s (39.0 s): 52%
 (phases copy 8.2 s, mask 12.7 s, verify 12.8 s, post-data 4.4 s); two more runs:
-49% (COPY 17.2 s, sanitized 35.2 s) and 57% (COPY 24.6 s, sanitized 43.3 s), so the
-target is met only narrowly and not in every run. 200,000 rows: 117,081 vs
+49% (COPY 17.2 s, sanitized 35.2 s) and 57% (COPY 24.6 s, sanitized 43.3 s); on the
+quiet machine afterwards 69%, 42% and 49% (mask 9.4-13.8 s, verify 8.8-15.9 s for the
+same work), so the target is met only narrowly and not in every run. 200,000 rows: 117,081 vs
 40,751 rows/s (35%): fixed costs (schema, ANALYZE, seal) weigh more there. Masking
 is bound by PostgreSQL's sha256() (~1.2 µs a call through OpenSSL, one per masked
 value); the verifier by splitting names into words (regex) and one scan of the
