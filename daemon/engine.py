@@ -97,7 +97,6 @@ class Engine:
         self._store = store
         self._backend = backend
         self.clock = clock
-        self._evicted: list[str] = []  # by the current up's quota admission
 
     # ------------------------------------------------------------------ parts
     @property
@@ -261,7 +260,7 @@ class Engine:
             return UpResult(record=rec, up_to_date=True)
 
         source = self.migration_source(files)
-        self._evicted = []
+        evicted: list[str] = []  # by the quota admission of a create
         with self.lock(branch, timeout=lock_timeout, progress=progress):
             rec = self.store.get_branch(self.project, branch)
             created = False
@@ -281,7 +280,7 @@ class Engine:
                             + " to rebuild it"
                         )
             else:
-                rec = self._create(branch, rec, fresh, from_snapshot, progress)
+                rec, evicted = self._create(branch, rec, fresh, from_snapshot, progress)
                 created = True
             do_reset = (
                 self.config.database.reset_on_drift
@@ -303,11 +302,11 @@ class Engine:
                     created=created,
                     reset=True,
                     applied=applied,
-                    evicted=self._evicted,
+                    evicted=evicted,
                 )
             self._audit_applied(branch, applied)
             return UpResult(
-                record=rec, created=created, applied=applied, evicted=self._evicted
+                record=rec, created=created, applied=applied, evicted=evicted
             )
 
     def _audit_applied(
@@ -332,7 +331,8 @@ class Engine:
         fresh: bool,
         from_snapshot: str | None,
         progress: Progress,
-    ) -> BranchRecord:
+    ) -> tuple[BranchRecord, list[str]]:
+        """Build *branch*'s database; (its ready record, branches evicted for it)."""
         database = self.database_name(branch)
         other = self.store.branch_by_database(self.config.database.backend, database)
         if other is not None and (other.project, other.branch) != (
@@ -358,7 +358,6 @@ class Engine:
         from branchdb.daemon import quota
 
         with quota.admission(self, branch, progress) as evicted:
-            self._evicted = evicted
             if self.backend.exists(database):
                 # A database with our marker but no ready record: a crash between
                 # create and record. It is ours; rebuild it.
@@ -379,7 +378,7 @@ class Engine:
         rec.status = "ready"
         self.store.put_branch(rec)
         self.audit("create", branch, f"{database} from {rec.source}")
-        return rec
+        return rec, evicted
 
     def _migrate_locked(
         self,

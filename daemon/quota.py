@@ -45,10 +45,14 @@ def admission(engine: Engine, branch: str, progress: Progress) -> Iterator[list[
     fd = os.open(locks / "_quota.lock", os.O_CREAT | os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        others = [r for r in engine.list_branches() if r.branch != branch]
-        if len(others) >= limit:
-            _make_room(engine, branch, others, limit, progress, evicted)
-        yield evicted
+        # Replicas sharing a state store count the same records: hold its lock too.
+        with engine.store.lock(
+            f"quota\0{engine.project}", label=f"{engine.project} (quota)"
+        ):
+            others = [r for r in engine.list_branches() if r.branch != branch]
+            if len(others) >= limit:
+                _make_room(engine, branch, others, limit, progress, evicted)
+            yield evicted
     finally:
         os.close(fd)
 
