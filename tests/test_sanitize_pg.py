@@ -204,6 +204,26 @@ def test_same_fakes_as_sqlite(pg_cluster: Cluster, source: Any) -> None:
             )
 
 
+def test_utf8_digest_reads_the_same_bytes(pg_cluster: Cluster) -> None:
+    """In a UTF8 database the textsend digest (the streaming path's) is the
+    convert_to digest, and Python's, for non-ASCII text too."""
+    import hashlib
+
+    text = "Zoë Łukasz 山田 ✓"
+    with admin(pg_cluster) as c:
+        row = c.execute(
+            sql.SQL("SELECT current_setting('server_encoding'), {}, {}").format(
+                compile_pg.digest_bytes("s", sql.Literal(text), utf8=True),
+                compile_pg.digest_bytes("s", sql.Literal(text)),
+            )
+        ).fetchone()
+    assert row is not None
+    assert row[0] == "UTF8"
+    assert (
+        bytes(row[1]) == bytes(row[2]) == hashlib.sha256(("s" + text).encode()).digest()
+    )
+
+
 def test_missing_rule_blocks_and_changes_nothing(
     pg_cluster: Cluster, source: Any
 ) -> None:
@@ -519,3 +539,51 @@ def test_stream_verifier_finds_an_original_in_a_generated_column(
             verify_raw.verify(c, schema, rules, raws)
     with admin(pg_cluster) as c:
         c.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(db)))
+
+
+@pytest.mark.parametrize("pair", [False, True], ids=["one-connection", "two-halves"])
+def test_stream_verifier_finds_name_words_in_any_case(
+    pg_cluster: Cluster, pair: bool
+) -> None:
+    """A word of an original name inside free text is found whatever its case, in
+    ASCII text (the ~* prefilter) and in non-ASCII text (always split), with the
+    names split by one connection or in halves by two."""
+    from branchdb.daemon.sanitize import verify_raw
+    from branchdb.daemon.sanitize.schema import pg_schema
+
+    db = f"words_{uuid.uuid4().hex[:8]}"
+    with admin(pg_cluster) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    rules = parse_rules('salt = "s"\n[tables.t.columns]\nname = "name"\n')
+    names = [(f"Person{i} Family{i}",) for i in range(50)] + [
+        ("Zoë Lindqvist",),
+        ("Åsa Øberg",),
+    ]
+    try:
+        with admin(pg_cluster, db) as c, admin(pg_cluster, db) as c2:
+            c.execute("CREATE TABLE t (name text, note text)")
+            schema = pg_schema(c)
+            c.execute("CREATE SCHEMA r; CREATE TABLE r.t (name text, note text)")
+            c.cursor().executemany("INSERT INTO r.t (name) VALUES (%s)", names)
+            c.execute("INSERT INTO t VALUES ('Blake Carrow', 'nothing to see')")
+            raws = {"t": sql.Identifier("r", "t")}
+            kw: dict[str, Any] = {"other": c2, "scratch": "r"} if pair else {}
+
+            def check() -> None:
+                verify_raw.verify(c, schema, rules, raws, **kw)
+                c.execute("DROP TABLE IF EXISTS r._bdb_words")
+                c.execute("DROP TABLE IF EXISTS pg_temp._bdb_words")
+
+            check()
+            for note in ("called LINDQVIST today", "ask øberg, please", "FAMILY7!"):
+                c.execute("UPDATE t SET note = %s", [note])
+                with pytest.raises(
+                    verify.LeakFound,
+                    match=r"original t.name found in t.note \(name in text\)",
+                ):
+                    check()
+                c.execute("DROP TABLE IF EXISTS r._bdb_words")
+                c.execute("DROP TABLE IF EXISTS pg_temp._bdb_words")
+    finally:
+        with admin(pg_cluster) as c:
+            c.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(db)))

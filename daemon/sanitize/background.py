@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -31,3 +32,21 @@ class Background:
         if self._err:
             raise self._err[0]
         return self._out[0]
+
+
+def concurrently(jobs: list[tuple[Any, Callable[[Any], Any]]]) -> list[Any]:
+    """fn(conn) for each (conn, fn) job, each connection in its own thread (the
+    first in this one); the results in order. On an error the statements still
+    running are cancelled (``conn.cancel()``) and the first error is raised."""
+    if len(jobs) == 1:
+        return [jobs[0][1](jobs[0][0])]
+    running = [Background(functools.partial(fn, c)) for c, fn in jobs[1:]]
+    try:
+        first = jobs[0][1](jobs[0][0])
+        return [first, *(b.result() for b in running)]
+    except BaseException:
+        for c, _fn in jobs:
+            c.cancel()
+        for b in running:
+            b.join()
+        raise

@@ -49,10 +49,20 @@ def digest(salt: str, value: sql.Composable) -> sql.Composable:
     return sql.SQL("encode({}, 'hex')").format(digest_bytes(salt, value))
 
 
-def digest_bytes(salt: str, value: sql.Composable) -> sql.Composable:
-    """``sha256(salt || value::text)`` as bytea: what every fake is sliced from."""
+def digest_bytes(
+    salt: str, value: sql.Composable, *, utf8: bool = False
+) -> sql.Composable:
+    """``sha256(salt || value::text)`` as bytea: what every fake is sliced from.
+
+    *utf8*: the database encoding is UTF8, so the text's own bytes (``textsend``)
+    are its UTF-8 bytes, without ``convert_to``'s validating pass over them.
+    """
     from psycopg import sql
 
+    if utf8:
+        return sql.SQL("sha256(textsend({} || ({})::text))").format(
+            sql.Literal(salt), value
+        )
     return sql.SQL("sha256(convert_to({} || ({})::text, 'UTF8'))").format(
         sql.Literal(salt), value
     )

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.errors import BackendError
 from branchdb.daemon.sanitize import compile_pg, detect, stream_sql, verify, verify_raw
-from branchdb.daemon.sanitize.background import Background
+from branchdb.daemon.sanitize.background import concurrently
 from branchdb.daemon.sanitize.plan import (
     ApplyReport,
     Progress,
@@ -56,21 +56,6 @@ if TYPE_CHECKING:
 
 #: Tables of at least this many pages are copied as two concurrent halves.
 SPLIT_PAGES = 64
-
-
-def _parallel(jobs: list[tuple[Any, Callable[[Any], Any]]]) -> list[Any]:
-    """fn(conn) for each (conn, fn) job, concurrently; the first error is raised."""
-    if len(jobs) == 1:
-        return [jobs[0][1](jobs[0][0])]
-    running = [Background(functools.partial(fn, c)) for c, fn in jobs]
-    try:
-        return [b.result() for b in running]
-    except BaseException:
-        for c, _fn in jobs:
-            c.cancel()
-        for b in running:
-            b.join()
-        raise
 
 
 def _halves(
@@ -104,40 +89,19 @@ def _mask(
     cols: list[str],
     raw: sql.Composable,
     rules: Rules,
+    utf8: bool,
 ) -> int:
     """INSERT the masked rows of *raw* into *table*; rows written."""
     from psycopg import sql
 
     final = sql.Identifier(table.schema, table.name)
     names = sql.SQL(", ").join(map(sql.Identifier, cols))
-    select = stream_sql.masked_select(trule, table, cols, raw, rules)
+    select = stream_sql.masked_select(trule, table, cols, raw, rules, utf8=utf8)
     stmt = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE {}").format(
         final, names, select
     )
     with conn.transaction():
         return compile_pg._run(conn, stmt, f"mask {table.key}")
-
-
-def _copy_halves(
-    pairs: tuple[tuple[Any, Any], ...],
-    names: sql.Composable,
-    final: sql.Composable,
-    target: sql.Composable,
-    pages: int,
-) -> int:
-    """COPY the two halves of *final*'s pages, each on its (source, staging) pair."""
-    from psycopg import sql
-
-    into = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(target, names)
-    cut = sql.Literal(f"({pages // 2},0)")
-    jobs: list[tuple[Any, Callable[[Any], Any]]] = []
-    for (s, d), op in zip(pairs, ("<", ">="), strict=True):
-        out = sql.SQL(
-            "COPY (SELECT {} FROM ONLY {} WHERE ctid {} {}::tid) TO STDOUT "
-            "(FORMAT binary)"
-        ).format(names, final, sql.SQL(op), cut)
-        jobs.append((d, functools.partial(_pipe, s, out, into=into)))
-    return sum(_parallel(jobs))
 
 
 def _copy_sequences(src: psycopg.Connection[Any], dst: psycopg.Connection[Any]) -> None:
@@ -180,20 +144,6 @@ def _copyable(
     ).fetchone()
     assert row is not None
     return list(row[2]), bool(row[0]), int(row[1])
-
-
-def _pipe(
-    src: psycopg.Connection[Any],
-    out: sql.Composed,
-    dst: psycopg.Connection[Any],
-    into: sql.Composed,
-) -> int:
-    """Stream COPY *out* on *src* into COPY *into* on *dst*; rows written."""
-    cur = dst.cursor()
-    with src.cursor().copy(out) as reader, cur.copy(into) as writer:
-        for chunk in reader:
-            writer.write(chunk)
-    return max(cur.rowcount, 0)
 
 
 def build(
@@ -239,7 +189,6 @@ def build(
     src = connect(source, what="snapshot source")
     dst: psycopg.Connection[Any] | None = None
     dst2: psycopg.Connection[Any] | None = None
-    src2: psycopg.Connection[Any] | None = None
     tmp = tempfile.TemporaryDirectory(prefix="branchdb-dump-")
     try:
         src.autocommit = False
@@ -260,14 +209,28 @@ def build(
         dump = os.path.join(tmp.name, "schema.dump")
         say("dumping the source schema")
         pg_copy.dump(source, bindir, dump, snapshot=str(row[0]), schema_only_data=True)
-        src2 = connect(source, what="snapshot source")
-        src2.autocommit = False
-        src2.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        src2.read_only = True
-        src2.execute(
-            sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(str(row[0])))
-        )
-        src2.execute("SET row_security = off")
+        # Every COPY of the source reads this transaction's exported snapshot.
+        joined = [
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            sql.SQL("SET TRANSACTION SNAPSHOT {}")
+            .format(sql.Literal(str(row[0])))
+            .as_string(src),
+            "SET row_security = off",
+        ]
+
+        def stream(
+            out: sql.Composable,
+            setup: list[sql.Composable],
+            into: sql.Composable,
+            what: str,
+        ) -> pg_copy.Stream:
+            return pg_copy.Stream(
+                bindir, source, joined, out.as_string(src), staging_url,
+                ["SET synchronous_commit = off", "SET row_security = off",
+                 *(x.as_string(src) for x in setup)],
+                into.as_string(src), what,
+            )  # fmt: skip
+
         pg_copy.restore(dump, staging_url, role, bindir, ("pre-data", "data"), say)
         lap("schema")
         # Two cores: big tables are copied as two halves, each masking INSERT runs
@@ -312,36 +275,45 @@ def build(
             # the unmasked rows of the tables they name, as in the in-place path.
             raw_name = table.name if table.schema == "public" else f"_bdb_t{i}"
             target = final if plain else sql.Identifier(raw_ns, raw_name)
+            what = f"copy of {table.key}"
             if not plain and not partitioned and pages >= SPLIT_PAGES:
                 # Two streams, two halves of the source's pages, one snapshot.
                 dst.execute(sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {})").format(
                     target, final
                 ))  # fmt: skip
-                loaded[table.key] = _copy_halves(
-                    ((src, dst), (src2, dst2)), names, final, target, pages
+                into = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
+                    target, names
                 )
+                cut = sql.Literal(f"({pages // 2},0)")
+                halves = [
+                    stream(sql.SQL(
+                        "COPY (SELECT {} FROM ONLY {} WHERE ctid {} {}::tid) TO STDOUT "
+                        "(FORMAT binary)"
+                    ).format(names, final, sql.SQL(op), cut), [], into, what)
+                    for op in ("<", ">=")
+                ]  # fmt: skip
+                loaded[table.key] = sum(pg_copy.streams(halves))
             else:
-                with dst.transaction():
-                    if plain and not partitioned:
-                        dst.execute(sql.SQL("TRUNCATE {}").format(final))
-                    elif not plain:
-                        dst.execute(
-                            sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {})").format(
-                                target, final
-                            )
-                        )
-                    freeze = "" if partitioned and plain else ", FREEZE"
-                    loaded[table.key] = _pipe(src, out, dst, sql.SQL(
-                        "COPY {} ({}) FROM STDIN (FORMAT binary{})"
-                    ).format(target, names, sql.SQL(freeze)))  # fmt: skip
+                setup: list[sql.Composable] = []
+                if plain and not partitioned:
+                    setup.append(sql.SQL("TRUNCATE {}").format(final))
+                elif not plain:
+                    setup.append(sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {})").format(
+                        target, final
+                    ))  # fmt: skip
+                # FREEZE: the table was created or truncated in the same transaction.
+                freeze = "" if partitioned and plain else ", FREEZE"
+                into = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary{})").format(
+                    target, names, sql.SQL(freeze)
+                )
+                loaded[table.key] = pg_copy.streams([stream(out, setup, into, what)])[0]
             progress(table.key, "copied", loaded[table.key])
             if not plain:
                 assert trule is not None
                 raws[table.key] = target
                 if not trule.truncate:
                     todo.append((trule, table, cols))
-        for s_conn in (src, src2):
-            s_conn.rollback()  # the source's snapshot and locks end here
+        src.rollback()  # the source's snapshot and locks end here
         lap("copy")
         # Rows removed by where (and, below, orphans) move from a raw table to its
         # "removed" twin: out of the snapshot, still searched by the verifier.
@@ -385,14 +357,16 @@ def build(
                 applied,
             )
         lap("prune")
+        row = dst.execute("SELECT current_setting('server_encoding')").fetchone()
+        utf8 = bool(row and row[0] == "UTF8")
         for trule, table, cols in todo:
             parts = _halves(dst, raws[table.key], trule)
             masks: list[tuple[Any, Callable[[Any], Any]]] = [
                 (c, functools.partial(_mask, trule=trule, table=table, cols=cols,
-                                      raw=p, rules=rules))
+                                      raw=p, rules=rules, utf8=utf8))
                 for c, p in zip(conns, parts, strict=False)
             ]  # fmt: skip
-            n = sum(_parallel(masks))
+            n = sum(concurrently(masks))
             loaded[table.key] = n
             applied.count(table.key, "masked", n)
             applied.rules_applied += len(masked(trule))
@@ -409,7 +383,13 @@ def build(
                 c.execute(sql.SQL("VACUUM (FREEZE) {}").format(ident))
 
         verified = verify_raw.verify(
-            dst, schema, rules, searched_in, other=dst2, then=freeze_masked
+            dst,
+            schema,
+            rules,
+            searched_in,
+            other=dst2,
+            then=freeze_masked,
+            scratch=raw_ns,
         )
         dst.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(raw_ns)))
         lap("verify")
@@ -423,7 +403,7 @@ def build(
     except psycopg.Error as e:
         raise BackendError(f"sanitized copy failed: {describe_error(e)}") from None
     finally:
-        for opened in (dst, dst2, src2):
+        for opened in (dst, dst2):
             if opened is not None:
                 opened.close()
         src.close()

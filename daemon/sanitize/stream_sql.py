@@ -18,9 +18,16 @@ if TYPE_CHECKING:
 
 
 def masked_select(
-    trule: TableRule, table: Table, cols: list[str], raw: sql.Composable, rules: Rules
+    trule: TableRule,
+    table: Table,
+    cols: list[str],
+    raw: sql.Composable,
+    rules: Rules,
+    *,
+    utf8: bool = False,
 ) -> sql.Composed:
-    """SELECT of *cols* (in order) from *raw*, masked by *trule*."""
+    """SELECT of *cols* (in order) from *raw*, masked by *trule* (*utf8*: the
+    database encoding is UTF8, see :func:`compile_pg.digest_bytes`)."""
     from psycopg import sql
 
     where = sql.SQL("")  # rows removed by where were moved out of *raw* before
@@ -36,7 +43,7 @@ def masked_select(
             # Each digest computed once per row, however often the fake reads it.
             h = sql.Identifier(f"_bdb_h{i}")
             digests.append(sql.SQL("{} AS {}").format(
-                compile_pg.digest_bytes(rules.salt_for(rule), ident), h
+                compile_pg.digest_bytes(rules.salt_for(rule), ident, utf8=utf8), h
             ))  # fmt: skip
             exprs.append(compile_pg.column_expr(rule, col, rules.salt_for(rule), h))
         elif rule.strategy != "shuffle":

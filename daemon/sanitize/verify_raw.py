@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.sanitize import fakes
-from branchdb.daemon.sanitize.background import Background
+from branchdb.daemon.sanitize.background import concurrently
 from branchdb.daemon.sanitize.rules import Rules
 from branchdb.daemon.sanitize.schema import Schema
 from branchdb.daemon.sanitize.verify import (
@@ -59,6 +59,16 @@ if TYPE_CHECKING:
     from psycopg import sql
 
 MIN_LEN = 4
+
+
+def _long_enough(v: sql.Composable) -> sql.Composable:
+    """``length(v) >= MIN_LEN`` without counting the characters of long values (no
+    server encoding spends more than 4 bytes on a character)."""
+    from psycopg import sql
+
+    return sql.SQL("(octet_length({v}) >= {b} OR length({v}) >= {n})").format(
+        v=v, b=sql.Literal(4 * MIN_LEN), n=sql.Literal(MIN_LEN)
+    )
 
 
 def could_be(
@@ -119,13 +129,16 @@ def verify(
     raws: dict[str, sql.Composable],
     other: psycopg.Connection[Any] | None = None,
     then: Callable[[psycopg.Connection[Any]], Any] | None = None,
+    scratch: str | None = None,
 ) -> VerifyReport:
     """Search the masked tables for the originals held in *raws*; raise LeakFound.
 
     *raws* maps a table key to the relation holding that table's unmasked rows.
-    With *other* (a second connection to the same database), the whole-value and
-    email checks run there, concurrently with the name-word check, and then
-    ``then(other)`` (work that may overlap the name-word check, e.g. a VACUUM).
+    With *other* (a second connection to the same database) and *scratch* (a schema
+    for the words table both can see), each connection splits half of the original
+    names into words; then the whole-value and email checks run on *other* while
+    *conn* checks the name words in free text and runs ``then(conn)`` (work that
+    may overlap the other checks, e.g. a VACUUM).
     """
     from psycopg import sql
 
@@ -161,10 +174,9 @@ def verify(
         ))  # fmt: skip
     # One scan per column (cheaper than a LATERAL VALUES per row).
     parts = [
-        sql.SQL(
-            "SELECT {v} AS v, {k} AS k FROM {raw} "
-            "WHERE {v} IS NOT NULL AND length({v}) >= {n}"
-        ).format(v=v, k=sql.Literal(k), raw=raws[key], n=sql.Literal(MIN_LEN))
+        sql.SQL("SELECT {v} AS v, {k} AS k FROM {raw} WHERE {ok}").format(
+            v=v, k=sql.Literal(k), raw=raws[key], ok=_long_enough(v)
+        )
         for key, cols in by_table.items()
         for k, v in cols
     ]
@@ -229,10 +241,7 @@ def verify(
     # the form of some generator (usually none: then no generated value is probed).
     stats = []
     for key, cols in by_table.items():
-        ok = [
-            sql.SQL("length({}) >= {}").format(v, sql.Literal(MIN_LEN))
-            for _k, v in cols
-        ]
+        ok = [_long_enough(v) for _k, v in cols]
         stats.append(sql.SQL(
             "SELECT {n} AS n, least({lo}) AS lo, greatest({hi}) AS hi, "
             "count(*) FILTER (WHERE {f}) AS f FROM {raw}"
@@ -241,11 +250,11 @@ def verify(
                 sql.SQL("count(*) FILTER (WHERE {})").format(c) for c in ok
             ),
             lo=sql.SQL(", ").join(
-                sql.SQL("min(length({})) FILTER (WHERE {})").format(v, c)
+                sql.SQL("min(octet_length({})) FILTER (WHERE {})").format(v, c)
                 for (_k, v), c in zip(cols, ok, strict=True)
             ),
             hi=sql.SQL(", ").join(
-                sql.SQL("max(length({}))").format(v) for _k, v in cols
+                sql.SQL("max(octet_length({}))").format(v) for _k, v in cols
             ),
             f=sql.SQL(" OR ").join(
                 sql.SQL("({} AND ({}))").format(c, any_form(v))
@@ -264,7 +273,7 @@ def verify(
         if values and n:
             fit: sql.Composable = sql.SQL("")
             if by_length:
-                fit = sql.SQL(" WHERE length(f.v) BETWEEN {} AND {}").format(
+                fit = sql.SQL(" WHERE octet_length(f.v) BETWEEN {} AND {}").format(
                     sql.Literal(lo), sql.Literal(hi)
                 )
             joins.append(sql.SQL(
@@ -286,6 +295,7 @@ def verify(
 
     email_check: sql.Composed | None = None
     name_check: sql.Composed | None = None
+    words_table = sql.Identifier(*([scratch] if scratch else []), WORDS)
     if free:
         texts = sql.SQL(" UNION ALL ").join(free)
         email_check = hits(sql.SQL(
@@ -299,8 +309,8 @@ def verify(
         name_check = sql.SQL(
             "SELECT DISTINCT o.origin, f.j FROM ({t}) AS f CROSS JOIN LATERAL "
             "regexp_split_to_table(lower(f.v), {sp}) AS m(w) JOIN {words} AS o "
-            "ON o.w = m.w WHERE {{pre}} LIMIT {n}"
-        ).format(t=texts, sp=sql.Literal(WORD_SPLIT), words=sql.Identifier(WORDS),
+            "ON o.w = m.w COLLATE \"C\" WHERE {{pre}} LIMIT {n}"
+        ).format(t=texts, sp=sql.Literal(WORD_SPLIT), words=words_table,
                  n=sql.Literal(MAX_REPORTED))  # fmt: skip
 
     def by_value(c: psycopg.Connection[Any]) -> tuple[list[Any], int]:
@@ -310,71 +320,110 @@ def verify(
         if email_check is not None:
             for k, j in c.execute(email_check).fetchall():
                 out.append((names[k], places[j], "email in text"))
-        if then is not None:
-            then(c)
         return out, n
 
-    in_background = Background(functools.partial(by_value, other)) if other else None
-    leaks: list[tuple[str, str, str]] = []
-    try:
-        words = _name_words(conn, sources, raws) if name_check else None
-        if name_check is not None and words is not None:
-            stmt = sql.SQL(name_check.as_string(conn)).format(pre=words)
-            for o, j in conn.execute(stmt).fetchall():
-                leaks.append((str(o), places[j], "name in text"))
-    except BaseException:
-        if other is not None and in_background is not None:
-            other.cancel()
-            in_background.join()
-        raise
-    found, report.originals = (
-        in_background.result() if in_background is not None else by_value(conn)
-    )
-    leaks = found + leaks
+    named = _named(sources, raws) if name_check is not None else []
+    pre: sql.Composable | None = None
+    if named:
+        # First the words of the original names: each connection splits half the
+        # names (the split is the most expensive part of the verifier).
+        conn.execute(sql.SQL(
+            "CREATE {} TABLE {} (w text COLLATE \"C\", origin text)"
+        ).format(sql.SQL("UNLOGGED" if scratch else "TEMP"), words_table))  # fmt: skip
+        halves: list[int | None] = [0, 1] if other is not None and scratch else [None]
+        concurrently([
+            (c, functools.partial(_fill_words, table=words_table, named=named, part=h))
+            for c, h in zip((conn, other), halves, strict=False)
+        ])  # fmt: skip
+        pre = _prefilter(conn, words_table)
+
+    def by_name(c: psycopg.Connection[Any]) -> list[tuple[str, str, str]]:
+        """Name words in free text, then *then*."""
+        out = []
+        if name_check is not None and pre is not None:
+            stmt = sql.SQL(name_check.as_string(c)).format(pre=pre)
+            for o, j in c.execute(stmt).fetchall():
+                out.append((str(o), places[j], "name in text"))
+        if then is not None:
+            then(c)
+        return out
+
+    if other is None:
+        (by_words, (found, report.originals)) = by_name(conn), by_value(conn)
+    else:
+        by_words, (found, report.originals) = concurrently(
+            [(conn, by_name), (other, by_value)]
+        )
+    leaks = found + by_words
     report.seconds = time.monotonic() - started
     if leaks:
         raise LeakFound(leaks[:MAX_REPORTED])
     return report
 
 
-def _name_words(
-    conn: psycopg.Connection[Any], sources: list[Any], raws: dict[str, sql.Composable]
-) -> sql.Composable | None:
-    """Fill the TEMP table of name words; the prefilter for free text, or None."""
+def _named(sources: list[Any], raws: dict[str, sql.Composable]) -> list[Any]:
+    """(text, origin literal, relation) of every original masked as a name."""
     from psycopg import sql
 
-    named = [
-        sql.SQL("SELECT lower({}) AS v, {} AS origin FROM {}").format(
-            _pg_text(sql.Identifier(c.name), c),
-            sql.Literal(f"{t.key}.{c.name}"),
-            raws[t.key],
-        )
+    return [
+        (_pg_text(sql.Identifier(c.name), c), sql.Literal(f"{t.key}.{c.name}"),
+         raws[t.key])
         for t, c, r in sources
         if r.strategy == "name"
-    ]
-    if not named:
-        return None
+    ]  # fmt: skip
+
+
+def _fill_words(
+    conn: psycopg.Connection[Any],
+    table: sql.Composable,
+    named: list[Any],
+    part: int | None,
+) -> None:
+    """Add the distinct words of the original names to *table* (with *part*, only
+    those of the names whose hash has that parity)."""
+    from psycopg import sql
+
+    def rows(v: sql.Composable) -> sql.Composable:
+        if part is None:
+            return sql.SQL("{} IS NOT NULL").format(v)
+        return sql.SQL("hashtext({}) & 1 = {}").format(v, sql.Literal(part))
+
+    names = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT lower({}) AS v, {} AS origin FROM {} WHERE {}").format(
+            v, o, r, rows(v)
+        )
+        for v, o, r in named
+    )
     # Words of an ambiguous (fake-shaped) name are all fake-list words: excepted.
     conn.execute(
         sql.SQL(
-            "CREATE TEMP TABLE {w} AS SELECT x AS w, origin FROM (SELECT DISTINCT x, "
-            "o.origin FROM ({n}) AS o, regexp_split_to_table(o.v, {sp}) AS x "
-            "WHERE length(x) >= {m}) AS d WHERE x <> ALL({fake})"
+            "INSERT INTO {w} SELECT x, origin FROM (SELECT DISTINCT x, origin "
+            "FROM (SELECT regexp_split_to_table(o.v, {sp}) AS x, o.origin "
+            "FROM ({n}) AS o) AS s WHERE length(x) >= {m}) AS d "
+            "WHERE x <> ALL({fake})"
         ).format(
-            w=sql.Identifier(WORDS), n=sql.SQL(" UNION ALL ").join(named),
-            sp=sql.Literal(WORD_SPLIT), m=sql.Literal(MIN_WORD),
+            w=table, n=names, sp=sql.Literal(WORD_SPLIT), m=sql.Literal(MIN_WORD),
             fake=sql.Literal(FAKE_WORDS),
         )
     )  # fmt: skip
-    row = conn.execute(
-        f"SELECT count(*), (array_agg(w ORDER BY w))[1:{PREFILTER_WORDS}] FROM {WORDS}"
-    ).fetchone()
+
+
+def _prefilter(
+    conn: psycopg.Connection[Any], table: sql.Composable
+) -> sql.Composable | None:
+    """The test of free text *f.v* worth splitting into words, or None (no words)."""
+    from psycopg import sql
+
+    row = conn.execute(sql.SQL(
+        "SELECT count(DISTINCT w), (array_agg(DISTINCT w ORDER BY w))[1:{}] FROM {}"
+    ).format(sql.Literal(PREFILTER_WORDS), table)).fetchone()  # fmt: skip
     n_words, words = (int(row[0]), list(row[1] or [])) if row else (0, [])
     if not n_words:
         return None
-    conn.execute(f"ANALYZE {WORDS}")
+    conn.execute(sql.SQL("ANALYZE {}").format(table))
     if n_words <= PREFILTER_WORDS and not any(_RE_SPECIAL.search(w) for w in words):
-        return sql.SQL("lower(f.v) ~ {}").format(
+        # For ASCII text, ~* is the substring test of lower(); other text is split.
+        return sql.SQL("(f.v ~* {} OR octet_length(f.v) <> length(f.v))").format(
             sql.Literal("(" + "|".join(words) + ")")
         )
     return sql.SQL("true")
