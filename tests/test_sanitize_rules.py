@@ -58,9 +58,11 @@ def test_fakes_are_deterministic_sized_and_shaped() -> None:
     assert h is not None and h == fakes.digest("salt", "alice@example.org")
     assert h != fakes.digest("pepper", "alice@example.org")
     assert fakes.digest("s", None) is None
-    assert fakes.email(h, None) == f"user_{h[:16]}@example.com"
-    assert fakes.email(h, 30) == f"user_{h[:13]}@example.com"
-    assert fakes.email(h, 20) == h[:20]  # too short to decorate: plain hex
+    assert fakes.email(h, None) == f"{h[:16]}@example.com"
+    assert fakes.email(h, 30) == f"{h[:16]}@example.com"
+    assert fakes.email(h, 25) == f"{h[:13]}@example.com"
+    assert fakes.email(h, 19) == h[:19]  # too short to decorate: plain hex
+    assert fakes.email(h, 20) == f"{h[:8]}@example.com"
     for strategy, part in (("name", "full"), ("name", "first"), ("phone", "full"),
                            ("address", "full"), ("address", "street"), ("address", "zip")):  # fmt: skip
         shape = fakes.shape(strategy, part)

@@ -104,16 +104,10 @@ def _fake(rule: ColumnRule, col: Column, h: sql.Composable) -> sql.Composable:
 
     s = rule.strategy
     if s == "email":
-        k = (
-            fakes.EMAIL_HEX
-            if col.max_len is None
-            else min(fakes.EMAIL_HEX, col.max_len - 17)
-        )
+        k = fakes.email_hex(col.max_len)
         if k < 8:
             return _hex(h, col.max_len or fakes.HASH_HEX)
-        return sql.SQL("{} || {} || {}").format(
-            sql.Literal(fakes.EMAIL_PREFIX), _hex(h, k), sql.Literal(fakes.EMAIL_DOMAIN)
-        )
+        return sql.SQL("{} || {}").format(_hex(h, k), sql.Literal(fakes.EMAIL_DOMAIN))
     if s == "name":
         first = _pick(fakes.FIRST_NAMES, h, 0)
         last = _pick(fakes.LAST_NAMES, h, 7)

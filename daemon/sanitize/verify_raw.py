@@ -30,6 +30,7 @@ where it was found, never the value.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -104,10 +105,11 @@ def could_be(
             v, sql.Literal(min(fakes.HASH_HEX, cut or 64))
         )
     if s == "email":
-        k = fakes.EMAIL_HEX if cut is None else min(fakes.EMAIL_HEX, cut - 17)
-        if k < 8:
+        if fakes.email_hex(cut) < 8:
             return sql.SQL("length({}) = {}").format(v, sql.Literal(cut or 32))
-        return prefix(fakes.EMAIL_PREFIX)
+        return sql.SQL('{} COLLATE "C" LIKE {}').format(
+            v, sql.Literal("%" + fakes.EMAIL_DOMAIN)
+        )
     if s == "phone":
         return prefix(fakes.PHONE_PREFIX)
     if s == "name":
@@ -263,12 +265,18 @@ def verify(
             raw=raws[key],
         ))  # fmt: skip
 
-    def whole(c: psycopg.Connection[Any]) -> tuple[list[tuple[int, int]], int]:
-        """(origin, place) of whole-value leaks; how many originals were read."""
+    def measure(c: psycopg.Connection[Any]) -> tuple[Any, ...]:
+        """(originals, shortest, longest, originals of a generator's form)."""
         row = c.execute(sql.SQL(
             "SELECT sum(n), min(lo), max(hi), sum(f) FROM ({}) AS s"
         ).format(sql.SQL(" UNION ALL ").join(stats))).fetchone()  # fmt: skip
-        n, lo, hi, shaped_n = row if row else (0, None, None, 0)
+        return tuple(row) if row else (0, None, None, 0)
+
+    def whole(
+        c: psycopg.Connection[Any], measured: tuple[Any, ...]
+    ) -> tuple[list[tuple[int, int]], int]:
+        """(origin, place) of whole-value leaks; how many originals were read."""
+        n, lo, hi, shaped_n = measured
         joins: list[sql.Composable] = []
         if values and n:
             fit: sql.Composable = sql.SQL("")
@@ -313,14 +321,25 @@ def verify(
         ).format(t=texts, sp=sql.Literal(WORD_SPLIT), words=words_table,
                  n=sql.Literal(MAX_REPORTED))  # fmt: skip
 
-    def by_value(c: psycopg.Connection[Any]) -> tuple[list[Any], int]:
+    def by_value(
+        c: psycopg.Connection[Any], measured: tuple[Any, ...]
+    ) -> tuple[list[Any], int]:
         """Whole values, then emails in free text: (leaks, originals read)."""
-        found, n = whole(c)
+        found, n = whole(c, measured)
         out = [(names[k], places[j], "whole value") for k, j in found]
         if email_check is not None:
             for k, j in c.execute(email_check).fetchall():
                 out.append((names[k], places[j], "email in text"))
         return out, n
+
+    def by_name(c: psycopg.Connection[Any]) -> list[tuple[str, str, str]]:
+        """Name words in free text."""
+        out = []
+        if name_check is not None and pre is not None:
+            stmt = sql.SQL(name_check.as_string(c)).format(pre=pre)
+            for o, j in c.execute(stmt).fetchall():
+                out.append((str(o), places[j], "name in text"))
+        return out
 
     named = _named(sources, raws) if name_check is not None else []
     pre: sql.Composable | None = None
@@ -337,22 +356,35 @@ def verify(
         ])  # fmt: skip
         pre = _prefilter(conn, words_table)
 
-    def by_name(c: psycopg.Connection[Any]) -> list[tuple[str, str, str]]:
-        """Name words in free text, then *then*."""
-        out = []
-        if name_check is not None and pre is not None:
-            stmt = sql.SQL(name_check.as_string(c)).format(pre=pre)
-            for o, j in c.execute(stmt).fetchall():
-                out.append((str(o), places[j], "name in text"))
-        if then is not None:
-            then(c)
-        return out
-
     if other is None:
-        (by_words, (found, report.originals)) = by_name(conn), by_value(conn)
+        if then is not None:
+            then(conn)
+        found, report.originals = by_value(conn, measure(conn))
+        by_words = by_name(conn)
     else:
-        by_words, (found, report.originals) = concurrently(
-            [(conn, by_name), (other, by_value)]
+        # *then* (a VACUUM FREEZE) first on conn, which spares the later scans
+        # setting hint bits on every fresh row; meanwhile *other* measures the
+        # originals (raw tables only) and checks the name words; conn then takes
+        # the whole-value and email checks, with other's measures.
+        measured: list[tuple[Any, ...]] = []
+        done = threading.Event()
+
+        def measure_then_names(c: psycopg.Connection[Any]) -> Any:
+            try:
+                measured.append(measure(c))
+            finally:
+                done.set()
+            return by_name(c)
+
+        def then_by_value(c: psycopg.Connection[Any]) -> Any:
+            if then is not None:
+                then(c)
+            done.wait()
+            # (Without measures other failed: concurrently() raises its error.)
+            return by_value(c, measured[0]) if measured else ([], 0)
+
+        (found, report.originals), by_words = concurrently(
+            [(conn, then_by_value), (other, measure_then_names)]
         )
     leaks = found + by_words
     report.seconds = time.monotonic() - started
