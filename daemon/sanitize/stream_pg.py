@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.errors import BackendError
 from branchdb.daemon.sanitize import compile_pg, detect, stream_sql, verify, verify_raw
-from branchdb.daemon.sanitize.background import concurrently
+from branchdb.daemon.sanitize.background import Background, concurrently
 from branchdb.daemon.sanitize.plan import (
     ApplyReport,
     Progress,
@@ -189,6 +189,7 @@ def build(
     src = connect(source, what="snapshot source")
     dst: psycopg.Connection[Any] | None = None
     dst2: psycopg.Connection[Any] | None = None
+    dst3: psycopg.Connection[Any] | None = None
     tmp = tempfile.TemporaryDirectory(prefix="branchdb-dump-")
     try:
         src.autocommit = False
@@ -372,25 +373,36 @@ def build(
             applied.rules_applied += len(masked(trule))
             progress(table.key, "masked", n)
         lap("mask")
-        stream_sql.check_fks(dst, schema)
         applied.seconds = time.monotonic() - applied.started
-        # While the name words are checked, the masked tables are frozen (no index
-        # to maintain yet): the backend's VACUUM (FREEZE) then skips them.
+        # A third connection freezes the masked tables (no index to maintain yet:
+        # the backend's VACUUM (FREEZE) then skips them) while the verifier splits
+        # the original names into words; it scans the masked tables only once they
+        # are frozen (a scan of fresh rows would first set a hint bit on each).
+        dst3 = connect(staging_url, what="staging database")
         frozen = [sql.Identifier(t.schema, t.name) for _r, t, _c in todo]
 
-        def freeze_masked(c: psycopg.Connection[Any]) -> None:
+        def freeze_masked() -> None:
+            assert dst3 is not None
             for ident in frozen:
-                c.execute(sql.SQL("VACUUM (FREEZE) {}").format(ident))
+                dst3.execute(sql.SQL("VACUUM (FREEZE) {}").format(ident))
 
-        verified = verify_raw.verify(
-            dst,
-            schema,
-            rules,
-            searched_in,
-            other=dst2,
-            then=freeze_masked,
-            scratch=raw_ns,
-        )
+        freezer = Background(freeze_masked)
+        try:
+            verified = verify_raw.verify(
+                dst,
+                schema,
+                rules,
+                searched_in,
+                other=dst2,
+                settled=freezer.result,
+                scratch=raw_ns,
+            )
+            freezer.result()
+        except BaseException:
+            dst3.cancel()
+            freezer.join()
+            raise
+        stream_sql.check_fks(dst, schema)
         dst.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(raw_ns)))
         lap("verify")
         for c in conns:
@@ -403,7 +415,7 @@ def build(
     except psycopg.Error as e:
         raise BackendError(f"sanitized copy failed: {describe_error(e)}") from None
     finally:
-        for opened in (dst, dst2):
+        for opened in (dst, dst2, dst3):
             if opened is not None:
                 opened.close()
         src.close()

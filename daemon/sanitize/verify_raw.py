@@ -30,7 +30,6 @@ where it was found, never the value.
 from __future__ import annotations
 
 import functools
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -130,7 +129,7 @@ def verify(
     rules: Rules,
     raws: dict[str, sql.Composable],
     other: psycopg.Connection[Any] | None = None,
-    then: Callable[[psycopg.Connection[Any]], Any] | None = None,
+    settled: Callable[[], Any] | None = None,
     scratch: str | None = None,
 ) -> VerifyReport:
     """Search the masked tables for the originals held in *raws*; raise LeakFound.
@@ -138,9 +137,10 @@ def verify(
     *raws* maps a table key to the relation holding that table's unmasked rows.
     With *other* (a second connection to the same database) and *scratch* (a schema
     for the words table both can see), each connection splits half of the original
-    names into words; then the whole-value and email checks run on *other* while
-    *conn* checks the name words in free text and runs ``then(conn)`` (work that
-    may overlap the other checks, e.g. a VACUUM).
+    names into words; then *conn* measures the originals and checks whole values and
+    emails while *other* checks the name words in free text. *settled* is called
+    before the first scan of the masked tables (e.g. to wait for a VACUUM FREEZE
+    running meanwhile elsewhere: a scan of fresh rows sets a hint bit on each).
     """
     from psycopg import sql
 
@@ -357,34 +357,27 @@ def verify(
         pre = _prefilter(conn, words_table)
 
     if other is None:
-        if then is not None:
-            then(conn)
-        found, report.originals = by_value(conn, measure(conn))
+        measured = measure(conn)
+        if settled is not None:
+            settled()
+        found, report.originals = by_value(conn, measured)
         by_words = by_name(conn)
     else:
-        # *then* (a VACUUM FREEZE) first on conn, which spares the later scans
-        # setting hint bits on every fresh row; meanwhile *other* measures the
-        # originals (raw tables only) and checks the name words; conn then takes
-        # the whole-value and email checks, with other's measures.
-        measured: list[tuple[Any, ...]] = []
-        done = threading.Event()
+        # conn measures the originals (raw tables only) while *settled* may still
+        # be working on the masked tables; then each connection scans them.
+        def measure_then_by_value(c: psycopg.Connection[Any]) -> Any:
+            measured = measure(c)
+            if settled is not None:
+                settled()
+            return by_value(c, measured)
 
-        def measure_then_names(c: psycopg.Connection[Any]) -> Any:
-            try:
-                measured.append(measure(c))
-            finally:
-                done.set()
+        def names_when_settled(c: psycopg.Connection[Any]) -> Any:
+            if settled is not None:
+                settled()
             return by_name(c)
 
-        def then_by_value(c: psycopg.Connection[Any]) -> Any:
-            if then is not None:
-                then(c)
-            done.wait()
-            # (Without measures other failed: concurrently() raises its error.)
-            return by_value(c, measured[0]) if measured else ([], 0)
-
         (found, report.originals), by_words = concurrently(
-            [(conn, then_by_value), (other, measure_then_names)]
+            [(conn, measure_then_by_value), (other, names_when_settled)]
         )
     leaks = found + by_words
     report.seconds = time.monotonic() - started
