@@ -587,3 +587,58 @@ def test_stream_verifier_finds_name_words_in_any_case(
     finally:
         with admin(pg_cluster) as c:
             c.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(db)))
+
+
+def test_stream_in_pieces_masks_every_row_and_finds_a_planted_name(
+    pg_cluster: Cluster,
+) -> None:
+    """A table big enough to be copied in halves and masked and verified in pieces
+    (each connection taking the next piece): every row is masked once, and a name
+    planted in free text of the last page is still found."""
+    src = f"pieces_{uuid.uuid4().hex[:8]}"
+    with admin(pg_cluster) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(src)))
+    rows = 20_000
+    try:
+        with admin(pg_cluster, src) as c:
+            c.execute(
+                "CREATE TABLE people (id int PRIMARY KEY, email text UNIQUE NOT NULL,"
+                " full_name text NOT NULL, note text)"
+            )
+            c.execute(
+                "INSERT INTO people SELECT g, 'p' || g || '@corp.test', "
+                "'Given' || chr(97 + g %% 26) || ' Kin' || chr(97 + g %% 7) || 'wood', "
+                "repeat('x', 60) FROM generate_series(1, %s) g",
+                [rows],
+            )
+            pages = c.execute(
+                "SELECT pg_relation_size('people') / 8192"
+            ).fetchone()
+        assert pages is not None and pages[0] >= 8 * stream_pg.PIECES * 2
+        text = (
+            'salt = "s"\n[tables.people.columns]\nemail = "email"\n'
+            'full_name = "name"\nnote = "keep"\n'
+        )
+        target, report = _stream(pg_cluster, src, text)
+        with admin(pg_cluster, target) as c:
+            got = c.execute(
+                "SELECT count(*), count(DISTINCT email), "
+                "count(*) FILTER (WHERE email LIKE '%@corp.test') FROM people"
+            ).fetchone()
+        assert got == (rows, rows, 0)
+        assert report.verified.originals == 2 * rows
+        with admin(pg_cluster, src) as c:
+            c.execute(
+                "UPDATE people SET note = 'met KINCWOOD at noon' WHERE id = %s",
+                [rows],
+            )
+        with pytest.raises(
+            verify.LeakFound,
+            match=r"original people.full_name found in people.note \(name in text\)",
+        ):
+            _stream(pg_cluster, src, text)
+    finally:
+        with admin(pg_cluster) as c:
+            c.execute(
+                sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(src))
+            )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -34,19 +34,41 @@ class Background:
         return self._out[0]
 
 
-def concurrently(jobs: list[tuple[Any, Callable[[Any], Any]]]) -> list[Any]:
-    """fn(conn) for each (conn, fn) job, each connection in its own thread (the
-    first in this one); the results in order. On an error the statements still
-    running are cancelled (``conn.cancel()``) and the first error is raised."""
-    if len(jobs) == 1:
-        return [jobs[0][1](jobs[0][0])]
-    running = [Background(functools.partial(fn, c)) for c, fn in jobs[1:]]
-    try:
-        first = jobs[0][1](jobs[0][0])
-        return [first, *(b.result() for b in running)]
-    except BaseException:
-        for c, _fn in jobs:
-            c.cancel()
-        for b in running:
-            b.join()
-        raise
+def pooled(conns: Sequence[Any], jobs: Sequence[Callable[[Any], Any]]) -> list[Any]:
+    """Run each ``job(conn)`` on whichever of *conns* is free (one thread per
+    connection, the first in this one); the results in the order of *jobs*.
+
+    Work is taken as it frees up, so a slower core does fewer jobs instead of
+    leaving the other idle at the end. On an error no new job starts, the
+    statements still running are cancelled (``conn.cancel()``) and the first
+    error is raised.
+    """
+    results: list[Any] = [None] * len(jobs)
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    queue = iter(enumerate(jobs))
+
+    def work(conn: Any) -> None:
+        while True:
+            with lock:
+                nxt = None if errors else next(queue, None)
+            if nxt is None:
+                return
+            i, job = nxt
+            try:
+                results[i] = job(conn)
+            except BaseException as e:  # raised below, after the others stopped
+                with lock:
+                    errors.append(e)
+                for c in conns:
+                    if c is not conn:
+                        c.cancel()
+                return
+
+    helpers = [Background(functools.partial(work, c)) for c in conns[1:]]
+    work(conns[0])
+    for h in helpers:
+        h.join()
+    if errors:
+        raise errors[0]
+    return results

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.errors import BackendError
 from branchdb.daemon.sanitize import compile_pg, detect, stream_sql, verify, verify_raw
-from branchdb.daemon.sanitize.background import Background, concurrently
+from branchdb.daemon.sanitize.background import Background, pooled
 from branchdb.daemon.sanitize.plan import (
     ApplyReport,
     Progress,
@@ -56,30 +56,8 @@ if TYPE_CHECKING:
 
 #: Tables of at least this many pages are copied as two concurrent halves.
 SPLIT_PAGES = 64
-
-
-def _halves(
-    conn: psycopg.Connection[Any], raw: sql.Composable, trule: TableRule
-) -> list[sql.Composable]:
-    """*raw* whole, or as two page ranges (not with shuffle: it permutes the whole)."""
-    from psycopg import sql
-
-    if any(r.strategy == "shuffle" for r in trule.columns.values()):
-        return [raw]
-    row = conn.execute(
-        sql.SQL("SELECT pg_relation_size({}::regclass) / 8192").format(
-            sql.Literal(raw.as_string(conn))
-        )
-    ).fetchone()
-    half = int(row[0]) // 2 if row else 0
-    if half < SPLIT_PAGES // 4:
-        return [raw]
-    return [
-        sql.SQL("(SELECT * FROM {} WHERE ctid {} {}::tid)").format(
-            raw, sql.SQL(op), sql.Literal(f"({half},0)")
-        )
-        for op in ("<", ">=")
-    ]
+#: Pieces a big table is masked in, taken by the connections as they free up.
+PIECES = 8
 
 
 def _mask(
@@ -361,13 +339,14 @@ def build(
         row = dst.execute("SELECT current_setting('server_encoding')").fetchone()
         utf8 = bool(row and row[0] == "UTF8")
         for trule, table, cols in todo:
-            parts = _halves(dst, raws[table.key], trule)
-            masks: list[tuple[Any, Callable[[Any], Any]]] = [
-                (c, functools.partial(_mask, trule=trule, table=table, cols=cols,
-                                      raw=p, rules=rules, utf8=utf8))
-                for c, p in zip(conns, parts, strict=False)
-            ]  # fmt: skip
-            n = sum(concurrently(masks))
+            # (shuffle permutes the whole column: one statement)
+            whole = any(r.strategy == "shuffle" for r in trule.columns.values())
+            parts = stream_sql.page_ranges(dst, raws[table.key], 1 if whole else PIECES)
+            n = sum(pooled(conns, [
+                functools.partial(_mask, trule=trule, table=table, cols=cols,
+                                  raw=p, rules=rules, utf8=utf8)
+                for p in parts
+            ]))  # fmt: skip
             loaded[table.key] = n
             applied.count(table.key, "masked", n)
             applied.rules_applied += len(masked(trule))
@@ -396,6 +375,16 @@ def build(
                 other=dst2,
                 settled=freezer.result,
                 scratch=raw_ns,
+                pieces={
+                    key: [
+                        sql.SQL("{} AS _bdb_r").format(p)
+                        for p in (
+                            *stream_sql.page_ranges(dst, raw, PIECES),
+                            removed[key],
+                        )
+                    ]
+                    for key, raw in raws.items()
+                },
             )
             freezer.result()
         except BaseException:

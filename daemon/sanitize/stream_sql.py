@@ -139,3 +139,41 @@ def check_fks(conn: psycopg.Connection[Any], schema: Schema) -> None:
                 f"foreign key {fk.name} ({fk.child} → {fk.parent}) no longer holds "
                 "after masking: mask both sides with the same strategy and salt_key"
             )
+
+
+#: A piece of a table split by :func:`page_ranges` has at least this many pages.
+MIN_PIECE_PAGES = 16
+
+
+def page_ranges(
+    conn: psycopg.Connection[Any], table: sql.Composable, n: int
+) -> list[sql.Composable]:
+    """*table* as up to *n* subqueries over consecutive page ranges (whole if small).
+
+    Many more pieces than connections: each connection takes the next piece when it
+    is free (:func:`background.pooled`), so neither core idles at the end.
+    """
+    from psycopg import sql
+
+    row = conn.execute(
+        sql.SQL("SELECT pg_relation_size({}::regclass) / 8192").format(
+            sql.Literal(table.as_string(conn))
+        )
+    ).fetchone()
+    pages = int(row[0]) if row else 0
+    n = min(n, pages // MIN_PIECE_PAGES)
+    if n < 2:
+        return [table]
+    cuts = [pages * i // n for i in range(1, n)]
+    bounds = list(zip([None, *cuts], [*cuts, None], strict=True))
+    out: list[sql.Composable] = []
+    for lo, hi in bounds:
+        conds = [
+            sql.SQL("ctid {} {}::tid").format(sql.SQL(op), sql.Literal(f"({p},0)"))
+            for op, p in ((">=", lo), ("<", hi))
+            if p is not None
+        ]
+        out.append(sql.SQL("(SELECT * FROM {} WHERE {})").format(
+            table, sql.SQL(" AND ").join(conds)
+        ))  # fmt: skip
+    return out

@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon.sanitize import fakes
-from branchdb.daemon.sanitize.background import concurrently
+from branchdb.daemon.sanitize import fakes, stream_sql
+from branchdb.daemon.sanitize.background import pooled
 from branchdb.daemon.sanitize.rules import Rules
 from branchdb.daemon.sanitize.schema import Schema
 from branchdb.daemon.sanitize.verify import (
@@ -131,6 +131,7 @@ def verify(
     other: psycopg.Connection[Any] | None = None,
     settled: Callable[[], Any] | None = None,
     scratch: str | None = None,
+    pieces: dict[str, list[sql.Composable]] | None = None,
 ) -> VerifyReport:
     """Search the masked tables for the originals held in *raws*; raise LeakFound.
 
@@ -199,6 +200,7 @@ def verify(
     shaped: list[sql.Composed] = []
     forms: list[tuple[Any, Any]] = []
     free: list[sql.Composed] = []
+    free_of: list[tuple[sql.Composable, sql.Composable, int]] = []
     places: list[str] = []
     column_rules = {
         f"{key}.{r.column}": r for key, tr in rules.tables.items()
@@ -214,9 +216,8 @@ def verify(
     for table, col in schema.text_columns():
         where = f"{table.key}.{col.name}"
         v = _pg_text(sql.Identifier("_t", col.name), col)
-        part = sql.SQL("SELECT {} AS v, {} AS j FROM {} AS _t").format(
-            v, sql.Literal(len(places)), sql.Identifier(table.schema, table.name)
-        )
+        ident = sql.Identifier(table.schema, table.name)
+        part = _texts(v, len(places), ident)
         places.append(where)
         form = None
         if where in report.generated and by_length:
@@ -228,6 +229,7 @@ def verify(
             forms.append((column_rules[where], col))
         if where not in report.generated and col.kind != "inet":
             free.append(part)
+            free_of.append((ident, v, len(places) - 1))
         report.columns_searched += 1
 
     def any_form(v: sql.Composable) -> sql.Composable:
@@ -239,14 +241,16 @@ def verify(
             tests.setdefault(t.as_string(conn), t)
         return sql.SQL(" OR ").join(tests.values()) if tests else sql.SQL("false")
 
-    # Per raw table, one scan: how many originals, their lengths, how many have
-    # the form of some generator (usually none: then no generated value is probed).
-    stats = []
-    for key, cols in by_table.items():
+    def measure_sql(
+        cols: list[tuple[int, sql.Composable]], relation: sql.Composable
+    ) -> sql.Composed:
+        """One scan of *relation*: how many originals, their lengths in bytes, how
+        many have the form of some generator (usually none: then no generated
+        value is probed)."""
         ok = [_long_enough(v) for _k, v in cols]
-        stats.append(sql.SQL(
-            "SELECT {n} AS n, least({lo}) AS lo, greatest({hi}) AS hi, "
-            "count(*) FILTER (WHERE {f}) AS f FROM {raw}"
+        return sql.SQL(
+            "SELECT {n}, least({lo}), greatest({hi}), "
+            "count(*) FILTER (WHERE {f}) FROM {raw}"
         ).format(
             n=sql.SQL(" + ").join(
                 sql.SQL("count(*) FILTER (WHERE {})").format(c) for c in ok
@@ -262,14 +266,11 @@ def verify(
                 sql.SQL("({} AND ({}))").format(c, any_form(v))
                 for (_k, v), c in zip(cols, ok, strict=True)
             ),
-            raw=raws[key],
-        ))  # fmt: skip
+            raw=relation,
+        )  # fmt: skip
 
-    def measure(c: psycopg.Connection[Any]) -> tuple[Any, ...]:
-        """(originals, shortest, longest, originals of a generator's form)."""
-        row = c.execute(sql.SQL(
-            "SELECT sum(n), min(lo), max(hi), sum(f) FROM ({}) AS s"
-        ).format(sql.SQL(" UNION ALL ").join(stats))).fetchone()  # fmt: skip
+    def measure(stmt: sql.Composed, c: psycopg.Connection[Any]) -> tuple[Any, ...]:
+        row = c.execute(stmt).fetchone()
         return tuple(row) if row else (0, None, None, 0)
 
     def whole(
@@ -302,121 +303,121 @@ def verify(
         return [(int(k), int(j)) for k, j in found], int(n or 0)
 
     email_check: sql.Composed | None = None
-    name_check: sql.Composed | None = None
     words_table = sql.Identifier(*([scratch] if scratch else []), WORDS)
     if free:
-        texts = sql.SQL(" UNION ALL ").join(free)
         email_check = hits(sql.SQL(
             "SELECT o.k, o.v, f.j FROM (SELECT lower(m.a[1]) AS e, f0.j "
             "FROM ({t}) AS f0 CROSS JOIN LATERAL "
             "regexp_matches(f0.v, {re}, 'g') AS m(a) WHERE f0.v LIKE '%@%') AS f "
             "JOIN (SELECT lower(v) AS lv, * FROM ({o}) AS o0 "
             "WHERE v LIKE '%@%') AS o ON o.lv = f.e"
-        ).format(t=texts, re=sql.Literal(f"({EMAIL_TOKEN})"),
-                 o=originals))  # fmt: skip
-        name_check = sql.SQL(
-            "SELECT DISTINCT o.origin, f.j FROM ({t}) AS f CROSS JOIN LATERAL "
-            "regexp_split_to_table(lower(f.v), {sp}) AS m(w) JOIN {words} AS o "
-            "ON o.w = m.w COLLATE \"C\" WHERE {{pre}} LIMIT {n}"
-        ).format(t=texts, sp=sql.Literal(WORD_SPLIT), words=words_table,
-                 n=sql.Literal(MAX_REPORTED))  # fmt: skip
+        ).format(t=sql.SQL(" UNION ALL ").join(free),
+                 re=sql.Literal(f"({EMAIL_TOKEN})"), o=originals))  # fmt: skip
 
     def by_value(
-        c: psycopg.Connection[Any], measured: tuple[Any, ...]
-    ) -> tuple[list[Any], int]:
-        """Whole values, then emails in free text: (leaks, originals read)."""
-        found, n = whole(c, measured)
-        out = [(names[k], places[j], "whole value") for k, j in found]
-        if email_check is not None:
-            for k, j in c.execute(email_check).fetchall():
-                out.append((names[k], places[j], "email in text"))
-        return out, n
+        measured: tuple[Any, ...], c: psycopg.Connection[Any]
+    ) -> list[tuple[str, str, str]]:
+        found, _n = whole(c, measured)
+        return [(names[k], places[j], "whole value") for k, j in found]
 
-    def by_name(c: psycopg.Connection[Any]) -> list[tuple[str, str, str]]:
-        """Name words in free text."""
-        out = []
-        if name_check is not None and pre is not None:
-            stmt = sql.SQL(name_check.as_string(c)).format(pre=pre)
-            for o, j in c.execute(stmt).fetchall():
-                out.append((str(o), places[j], "name in text"))
-        return out
+    def by_email(c: psycopg.Connection[Any]) -> list[tuple[str, str, str]]:
+        assert email_check is not None
+        return [
+            (names[k], places[j], "email in text")
+            for k, j in c.execute(email_check).fetchall()
+        ]
 
-    named = _named(sources, raws) if name_check is not None else []
-    pre: sql.Composable | None = None
+    def by_name(
+        texts: sql.Composable, pre: sql.Composable, c: psycopg.Connection[Any]
+    ) -> list[tuple[str, str, str]]:
+        stmt = sql.SQL(
+            "SELECT DISTINCT o.origin, f.j FROM ({t}) AS f CROSS JOIN LATERAL "
+            "regexp_split_to_table(lower(f.v), {sp}) AS m(w) JOIN {words} AS o "
+            "ON o.w = m.w COLLATE \"C\" WHERE {pre} LIMIT {n}"
+        ).format(t=texts, sp=sql.Literal(WORD_SPLIT), words=words_table, pre=pre,
+                 n=sql.Literal(MAX_REPORTED))  # fmt: skip
+        return [(str(o), places[j], "name in text") for o, j in c.execute(stmt)]
+
+    conns = [conn] if other is None else [conn, other]
+    pieces = pieces or {key: [raws[key]] for key in by_table}
+    # First, on the raw tables only (while *settled* may still be working on the
+    # masked ones): the originals measured and the original names split into
+    # words, piece by piece, by whichever connection is free.
+    named = _named(sources, pieces) if free else []
     if named:
-        # First the words of the original names: each connection splits half the
-        # names (the split is the most expensive part of the verifier).
         conn.execute(sql.SQL(
             "CREATE {} TABLE {} (w text COLLATE \"C\", origin text)"
         ).format(sql.SQL("UNLOGGED" if scratch else "TEMP"), words_table))  # fmt: skip
-        halves: list[int | None] = [0, 1] if other is not None and scratch else [None]
-        concurrently([
-            (c, functools.partial(_fill_words, table=words_table, named=named, part=h))
-            for c, h in zip((conn, other), halves, strict=False)
-        ])  # fmt: skip
-        pre = _prefilter(conn, words_table)
-
-    if other is None:
-        measured = measure(conn)
-        if settled is not None:
-            settled()
-        found, report.originals = by_value(conn, measured)
-        by_words = by_name(conn)
-    else:
-        # conn measures the originals (raw tables only) while *settled* may still
-        # be working on the masked tables; then each connection scans them.
-        def measure_then_by_value(c: psycopg.Connection[Any]) -> Any:
-            measured = measure(c)
-            if settled is not None:
-                settled()
-            return by_value(c, measured)
-
-        def names_when_settled(c: psycopg.Connection[Any]) -> Any:
-            if settled is not None:
-                settled()
-            return by_name(c)
-
-        (found, report.originals), by_words = concurrently(
-            [(conn, measure_then_by_value), (other, names_when_settled)]
-        )
-    leaks = found + by_words
+    first = [
+        functools.partial(measure, measure_sql(cols, piece))
+        for key, cols in by_table.items()
+        for piece in pieces[key]
+    ]
+    fills: list[Callable[[Any], Any]] = [
+        functools.partial(_fill_words, table=words_table, named=[one]) for one in named
+    ]
+    # (a TEMP words table is seen by its own connection only)
+    measures = pooled(conns if scratch else [conn], [*fills, *first])[len(fills) :]
+    n = sum(int(m[0] or 0) for m in measures)
+    lows = [m[1] for m in measures if m[1] is not None]
+    highs = [m[2] for m in measures if m[2] is not None]
+    measured = (
+        n, min(lows) if lows else None, max(highs) if highs else None,
+        sum(int(m[3] or 0) for m in measures),
+    )  # fmt: skip
+    report.originals = n
+    pre = _prefilter(conn, words_table) if named else None
+    # Then the masked tables: whole values, emails, and name words in free text
+    # (the most expensive check: in pieces of each table's pages).
+    if settled is not None:
+        settled()
+    checks: list[Callable[[Any], list[tuple[str, str, str]]]] = []
+    if pre is not None:
+        for relation, v, j in free_of:
+            for piece in stream_sql.page_ranges(conn, relation, 4 if other else 1):
+                checks.append(functools.partial(by_name, _texts(v, j, piece), pre))
+    checks.append(functools.partial(by_value, measured))
+    if email_check is not None:
+        checks.append(by_email)
+    leaks = [leak for out in pooled(conns, checks) for leak in out]
     report.seconds = time.monotonic() - started
     if leaks:
         raise LeakFound(leaks[:MAX_REPORTED])
     return report
 
 
-def _named(sources: list[Any], raws: dict[str, sql.Composable]) -> list[Any]:
-    """(text, origin literal, relation) of every original masked as a name."""
+def _texts(v: sql.Composable, j: int, relation: sql.Composable) -> sql.Composed:
+    """The text values *v* of *relation* (as ``_t``), tagged with place *j*."""
+    from psycopg import sql
+
+    return sql.SQL("SELECT {} AS v, {} AS j FROM {} AS _t").format(
+        v, sql.Literal(j), relation
+    )
+
+
+def _named(sources: list[Any], pieces: dict[str, list[sql.Composable]]) -> list[Any]:
+    """(text, origin literal, relation) of every original masked as a name, one per
+    piece of the relations holding that table's originals."""
     from psycopg import sql
 
     return [
-        (_pg_text(sql.Identifier(c.name), c), sql.Literal(f"{t.key}.{c.name}"),
-         raws[t.key])
+        (_pg_text(sql.Identifier(c.name), c), sql.Literal(f"{t.key}.{c.name}"), p)
         for t, c, r in sources
         if r.strategy == "name"
-    ]  # fmt: skip
+        for p in pieces[t.key]
+    ]
 
 
 def _fill_words(
-    conn: psycopg.Connection[Any],
-    table: sql.Composable,
-    named: list[Any],
-    part: int | None,
+    conn: psycopg.Connection[Any], table: sql.Composable, named: list[Any]
 ) -> None:
-    """Add the distinct words of the original names to *table* (with *part*, only
-    those of the names whose hash has that parity)."""
+    """Add the distinct words of the original names in *named* to *table*."""
     from psycopg import sql
 
-    def rows(v: sql.Composable) -> sql.Composable:
-        if part is None:
-            return sql.SQL("{} IS NOT NULL").format(v)
-        return sql.SQL("hashtext({}) & 1 = {}").format(v, sql.Literal(part))
-
     names = sql.SQL(" UNION ALL ").join(
-        sql.SQL("SELECT lower({}) AS v, {} AS origin FROM {} WHERE {}").format(
-            v, o, r, rows(v)
-        )
+        sql.SQL(
+            "SELECT lower({}) AS v, {} AS origin FROM {} WHERE {} IS NOT NULL"
+        ).format(v, o, r, v)
         for v, o, r in named
     )
     # Words of an ambiguous (fake-shaped) name are all fake-list words: excepted.
