@@ -22,7 +22,7 @@ from test_sanitize_data import (
 )  # fmt: skip
 
 from branchdb.daemon.backends import pg_copy
-from branchdb.daemon.sanitize import compile_pg, stream_pg, verify
+from branchdb.daemon.sanitize import compile_pg, stream_pg, stream_sql, verify
 from branchdb.daemon.sanitize.detect import UnreviewedColumns
 from branchdb.daemon.sanitize.pipeline import check_postgres, sanitize_postgres
 from branchdb.daemon.sanitize.rules import RulesError, parse_rules
@@ -614,7 +614,7 @@ def test_stream_in_pieces_masks_every_row_and_finds_a_planted_name(
             pages = c.execute(
                 "SELECT pg_relation_size('people') / 8192"
             ).fetchone()
-        assert pages is not None and pages[0] >= 8 * stream_pg.PIECES * 2
+        assert pages is not None and pages[0] >= 4 * stream_sql.MIN_PIECE_PAGES
         text = (
             'salt = "s"\n[tables.people.columns]\nemail = "email"\n'
             'full_name = "name"\nnote = "keep"\n'

@@ -56,8 +56,9 @@ if TYPE_CHECKING:
 
 #: Tables of at least this many pages are copied as two concurrent halves.
 SPLIT_PAGES = 64
-#: Pieces a big table is masked in, taken by the connections as they free up.
-PIECES = 8
+#: Pieces a big table is masked in, taken by the connections as they free up
+#: (small enough that the last one leaves the other core idle only briefly).
+PIECES = 24
 
 
 def _mask(
@@ -392,14 +393,20 @@ def build(
             freezer.join()
             raise
         stream_sql.check_fks(dst, schema)
-        dst.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(raw_ns)))
         lap("verify")
-        for c in conns:
-            c.close()
+        dst2.close()
+        # The originals are dropped (mostly waiting for the disk) while the indexes
+        # build; both are done before anything is published.
+        drop = sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(raw_ns))
+        dropper = Background(functools.partial(dst.execute, drop))
         # (Run concurrently with the verifier, the index builds and the verifier
         # slowed each other down more than they overlapped: measured at 2M rows.)
         say("creating indexes and constraints")
-        pg_copy.restore(dump, staging_url, role, bindir, ("post-data",), say)
+        try:
+            pg_copy.restore(dump, staging_url, role, bindir, ("post-data",), say)
+        finally:
+            dropper.join()
+        dropper.result()
         lap("post-data")
     except psycopg.Error as e:
         raise BackendError(f"sanitized copy failed: {describe_error(e)}") from None

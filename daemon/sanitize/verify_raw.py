@@ -374,7 +374,7 @@ def verify(
     checks: list[Callable[[Any], list[tuple[str, str, str]]]] = []
     if pre is not None:
         for relation, v, j in free_of:
-            for piece in stream_sql.page_ranges(conn, relation, 4 if other else 1):
+            for piece in stream_sql.page_ranges(conn, relation, 8 if other else 1):
                 checks.append(functools.partial(by_name, _texts(v, j, piece), pre))
     checks.append(functools.partial(by_value, measured))
     if email_check is not None:
