@@ -196,6 +196,9 @@ def build(
             .format(sql.Literal(str(row[0])))
             .as_string(src),
             "SET row_security = off",
+            # A half of a table is a TID range scan: no parallel workers on the
+            # source reading the whole table for each half.
+            "SET max_parallel_workers_per_gather = 0",
         ]
 
         def stream(
@@ -223,6 +226,9 @@ def build(
             # compiling the masking and verifying statements costs more than it saves.
             c.execute("SET synchronous_commit = off")
             c.execute("SET jit = off")
+            # Work is split over the connections in pieces of page ranges; parallel
+            # workers on top would only compete for the same cores.
+            c.execute("SET max_parallel_workers_per_gather = 0")
             # A row-level security policy hiding rows from the verifier is an error.
             c.execute("SET row_security = off")
         _copy_sequences(src, dst)
