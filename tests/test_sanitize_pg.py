@@ -611,9 +611,7 @@ def test_stream_in_pieces_masks_every_row_and_finds_a_planted_name(
                 "repeat('x', 60) FROM generate_series(1, %s) g",
                 [rows],
             )
-            pages = c.execute(
-                "SELECT pg_relation_size('people') / 8192"
-            ).fetchone()
+            pages = c.execute("SELECT pg_relation_size('people') / 8192").fetchone()
         assert pages is not None and pages[0] >= 4 * stream_sql.MIN_PIECE_PAGES
         text = (
             'salt = "s"\n[tables.people.columns]\nemail = "email"\n'
