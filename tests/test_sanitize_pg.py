@@ -22,6 +22,7 @@ from test_sanitize_data import (
 )  # fmt: skip
 
 from branchdb.daemon.backends import pg_copy
+from branchdb.daemon.errors import BackendError
 from branchdb.daemon.sanitize import compile_pg, stream_pg, stream_sql, verify
 from branchdb.daemon.sanitize.detect import UnreviewedColumns
 from branchdb.daemon.sanitize.pipeline import check_postgres, sanitize_postgres
@@ -640,3 +641,53 @@ def test_stream_in_pieces_masks_every_row_and_finds_a_planted_name(
             c.execute(
                 sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(src))
             )
+
+
+def test_psql_stream_copies_rows_and_names_the_failing_side(
+    pg_cluster: Cluster,
+) -> None:
+    """pg_copy.Stream pipes COPY between two psql processes: the rows arrive (a
+    non-ASCII text included), the count is returned, and a failure on either side
+    is a BackendError that says which side and why."""
+    dbs = [f"pipe_{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    with admin(pg_cluster) as c:
+        for db in dbs:
+            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    src, dst = (pg_cluster.url(db) for db in dbs)
+    bindir = pg_copy.find_bin(15)
+    try:
+        with admin(pg_cluster, dbs[0]) as c:
+            c.execute("CREATE TABLE t (id int PRIMARY KEY, s text)")
+            c.execute(
+                "INSERT INTO t SELECT g, 'Zoë ' || g FROM generate_series(1, 500) g"
+            )
+        with admin(pg_cluster, dbs[1]) as c:
+            c.execute("CREATE TABLE t (id int PRIMARY KEY, s text)")
+        out = "COPY t TO STDOUT (FORMAT binary)"
+        into = "COPY t FROM STDIN (FORMAT binary)"
+        job = pg_copy.Stream(bindir, src, [], out, dst, ["TRUNCATE t"], into, "copy")
+        assert pg_copy.streams([job]) == [500]
+        with admin(pg_cluster, dbs[1]) as c:
+            assert c.execute(
+                "SELECT count(*), max(s) FROM t WHERE s LIKE 'Zoë %'"
+            ).fetchone() == (500, "Zoë 99")
+        bad = pg_copy.Stream(
+            bindir, src, [], "COPY nope TO STDOUT", dst, [], into, "copy of nope"
+        )
+        with pytest.raises(
+            BackendError,
+            match=r"copy of nope failed: reading the source .*\"nope\" does not exist",
+        ):
+            pg_copy.streams([bad])
+        # the same rows again: the primary key refuses them, nothing is half-written
+        dup = pg_copy.Stream(bindir, src, [], out, dst, [], into, "copy again")
+        with pytest.raises(BackendError, match=r"writing the copy .*duplicate key"):
+            pg_copy.streams([dup])
+        with admin(pg_cluster, dbs[1]) as c:
+            assert c.execute("SELECT count(*) FROM t").fetchone() == (500,)
+    finally:
+        with admin(pg_cluster) as c:
+            for db in dbs:
+                c.execute(
+                    sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(db))
+                )

@@ -200,9 +200,12 @@ class Stream:
         into: str,
         what: str,
     ) -> None:
-        psql = [f"{bindir}/psql", "-X", "-v", "ON_ERROR_STOP=1", "--no-psqlrc"]
+        psql = [f"{bindir}/psql", "--no-psqlrc", "-v", "ON_ERROR_STOP=1"]
         src, src_env = _split(source)
         dst, dst_env = _split(target)
+        # Binary COPY sends text in the client encoding: the same lossless one on
+        # both sides, whatever PGCLIENTENCODING the daemon's environment has.
+        src_env["PGCLIENTENCODING"] = dst_env["PGCLIENTENCODING"] = "UTF8"
         self.what = what
         # -q: the reader's stdout is the data; no command tag may be printed there.
         self.reader = subprocess.Popen(
@@ -227,17 +230,20 @@ class Stream:
         self.reader.stdout.close()  # the writer holds the only read end
 
     def wait(self) -> int:
-        """Rows written; BackendError (the writer's error first) if either failed."""
+        """Rows written; BackendError naming each side that failed."""
         w_out, w_err = self.writer.communicate()
         _r_out, r_err = self.reader.communicate()
-        for proc, err in ((self.writer, w_err), (self.reader, r_err)):
-            if proc.returncode != 0:
-                tail = "\n".join(
-                    err.decode(errors="replace").strip().splitlines()[-_TAIL:]
-                )
-                raise BackendError(
-                    f"{self.what} failed (psql exit {proc.returncode}): {redact(tail)}"
-                )
+        failed = [
+            f"{side} (psql exit {proc.returncode}): "
+            + redact(" ".join(err.decode(errors="replace").split()[-60:]))
+            for side, proc, err in (
+                ("reading the source", self.reader, r_err),
+                ("writing the copy", self.writer, w_err),
+            )
+            if proc.returncode != 0
+        ]
+        if failed:
+            raise BackendError(f"{self.what} failed: " + "; ".join(failed))
         found = re.findall(rb"^COPY (\d+)$", w_out, re.MULTILINE)
         return int(found[-1]) if found else 0
 

@@ -9,18 +9,22 @@ instead streams, for a PostgreSQL source:
 2. ``pg_dump --exclude-table-data='*.*'`` (schema, sequence values, large objects);
    its pre-data and data sections are restored into the staging database: tables
    without indexes, constraints or triggers;
-3. per table, ``COPY … TO STDOUT (FORMAT binary)`` from the source into either the
-   final table (no rule masks it: ``COPY FREEZE`` after a ``TRUNCATE`` in the same
-   transaction, so no later pass rewrites it) or an UNLOGGED raw table in a private
-   schema, from which ONE ``INSERT INTO final SELECT <masked expressions> FROM raw
-   WHERE <where>`` writes the masked rows — the published table never holds an
-   original, not even in a dead tuple;
-4. the originals of masked columns are captured from the raw tables into a TEMP table
-   (:func:`verify.capture_pg`), the raw tables are dropped, rows orphaned by
-   ``where``/``truncate`` are deleted (:func:`plan.prune`), every foreign key is
-   checked, the verifier searches every text column of every table;
-5. the post-data section (indexes, constraints, foreign keys, triggers) is restored,
-   which re-validates every constraint; triggers never see the load.
+3. per table, ``COPY … TO STDOUT (FORMAT binary)`` from the source, piped by two
+   ``psql`` processes (:class:`pg_copy.Stream`: no row passes through Python) into
+   either the final table (no rule masks it: ``COPY FREEZE`` after a ``TRUNCATE`` in
+   the same transaction, so no later pass rewrites it) or an UNLOGGED raw table in a
+   private schema (big tables as two concurrent halves of their pages);
+4. ``where`` and the rows it orphans (:func:`plan.prune`) move from the raw tables to
+   "removed" twins, on the unmasked rows;
+5. ``INSERT INTO final SELECT <masked expressions> FROM raw`` in page-range pieces,
+   taken by two connections as they free up (:func:`background.pooled`): the
+   published table never holds an original, not even in a dead tuple;
+6. a third connection freezes the masked tables while :func:`verify_raw.verify`
+   measures the originals and splits the original names into words; then it searches
+   every text column of every table for the originals, still in their raw tables;
+7. every foreign key is checked; the raw schema is dropped while the post-data
+   section (indexes, constraints, foreign keys, triggers) is restored, which
+   re-validates every constraint; triggers never see the load.
 
 Any exception means "publish nothing": the caller drops the staging database.
 """

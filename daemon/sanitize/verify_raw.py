@@ -8,17 +8,22 @@ indexed — in few set-based statements over the whole snapshot:
 - **whole values**: every text-like value of every column of every table (one
   ``UNION ALL``) hash-joined to every original of every masked column — except that
   a column filled by a generator (``email``, ``name``, ``phone``, ``address``, text
-  ``hash``, ``null``) can only hold values of that generator's form (a fixed prefix,
-  a length, one of a finite list), so its values are joined only to the originals of
-  that form (:func:`could_be`), and only when one scan per raw table counted some
-  (usually none); the same scan gives the originals' shortest and longest length,
-  and values outside that range are not probed (both narrowings only when no column
-  uses a nondeterministic collation, under which equal texts may differ in bytes);
+  ``hash``, ``null``) can only hold values of that generator's form (a fixed prefix
+  or suffix, a length, one of a finite list), so its values are joined only to the
+  originals of that form (:func:`could_be`), and only when a scan of the raw tables
+  counted some (usually none); the same scan gives the originals' shortest and
+  longest length in bytes, and values outside that range are not probed (both
+  narrowings only when no column uses a nondeterministic collation, under which
+  equal texts may differ in bytes);
 - **emails in free text**: each address found in a column that is not replaced by a
-  generated fake, joined to the lower-cased originals containing ``@`` (with the
-  whole-value check, on the second connection, followed by *then*);
+  generated fake, joined to the lower-cased originals containing ``@``;
 - **name words in free text**: each word of such a column joined to the words of the
   masked person names (fake-list words and words under four letters excepted).
+
+The work is a list of jobs over pieces (page ranges) of the tables, run by
+:func:`background.pooled` on one or two connections: first the raw tables only
+(measures, name words) while the caller may still be freezing the masked tables,
+then, once *settled*, the masked tables.
 
 A match is a leak unless the original is *ambiguous* — shorter than four characters,
 equal to its rule's fixed value, or shaped like its own strategy's output (a real
