@@ -377,6 +377,22 @@ def build(
                 dst3.execute(sql.SQL("VACUUM (FREEZE) {}").format(ident))
 
         freezer = Background(freeze_masked)
+        post: list[Background] = []
+
+        def settled() -> None:
+            """The masked tables are frozen: their foreign keys are checked, then
+            indexes and constraints build while the verifier searches them (reads
+            and index builds do not conflict; a leak still publishes nothing)."""
+            freezer.result()
+            if not post:
+                assert dst3 is not None
+                stream_sql.check_fks(dst3, schema)
+                say("creating indexes and constraints")
+                post.append(Background(functools.partial(
+                    pg_copy.restore, dump, staging_url, role, bindir, ("post-data",),
+                    say,
+                )))  # fmt: skip
+
         try:
             verified = verify_raw.verify(
                 dst,
@@ -384,7 +400,7 @@ def build(
                 rules,
                 searched_in,
                 other=dst2,
-                settled=freezer.result,
+                settled=settled,
                 scratch=raw_ns,
                 pieces={
                     key: [
@@ -397,23 +413,21 @@ def build(
                     for key, raw in raws.items()
                 },
             )
-            freezer.result()
+            settled()
         except BaseException:
             dst3.cancel()
             freezer.join()
+            for b in post:
+                b.join()
             raise
-        stream_sql.check_fks(dst, schema)
         lap("verify")
         dst2.close()
         # The originals are dropped (mostly waiting for the disk) while the indexes
-        # build; both are done before anything is published.
+        # finish; both are done before anything is published.
         drop = sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(raw_ns))
         dropper = Background(functools.partial(dst.execute, drop))
-        # (Run concurrently with the verifier, the index builds and the verifier
-        # slowed each other down more than they overlapped: measured at 2M rows.)
-        say("creating indexes and constraints")
         try:
-            pg_copy.restore(dump, staging_url, role, bindir, ("post-data",), say)
+            post[0].result()
         finally:
             dropper.join()
         dropper.result()
