@@ -64,6 +64,9 @@ if TYPE_CHECKING:
     from psycopg import sql
 
 MIN_LEN = 4
+#: WORD_SPLIT for a lower-cased name that is all ASCII, where [:alpha:] is [a-z]
+#: (about a fifth cheaper than the class, on the verifier's costliest statement).
+ASCII_WORD_SPLIT = "[^a-z'-]+"
 
 
 def _long_enough(v: sql.Composable) -> sql.Composable:
@@ -432,11 +435,13 @@ def _fill_words(
     conn.execute(
         sql.SQL(
             "INSERT INTO {w} SELECT x, origin FROM (SELECT DISTINCT x, origin "
-            "FROM (SELECT regexp_split_to_table(o.v, {sp}) AS x, o.origin "
+            "FROM (SELECT regexp_split_to_table(o.v, CASE WHEN octet_length(o.v) "
+            "= length(o.v) THEN {ascii} ELSE {sp} END) AS x, o.origin "
             "FROM ({n}) AS o) AS s WHERE length(x) >= {m}) AS d "
             "WHERE x <> ALL({fake})"
         ).format(
-            w=table, n=names, sp=sql.Literal(WORD_SPLIT), m=sql.Literal(MIN_WORD),
+            w=table, n=names, sp=sql.Literal(WORD_SPLIT),
+            ascii=sql.Literal(ASCII_WORD_SPLIT), m=sql.Literal(MIN_WORD),
             fake=sql.Literal(FAKE_WORDS),
         )
     )  # fmt: skip
