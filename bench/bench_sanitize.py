@@ -11,28 +11,26 @@ the same run:
 - branchdb: ``PostgresBackend.snapshot_create`` with rules masking email, name and
   phone — what ``branchdb snapshot create --rules`` runs (daemon/sanitize/stream_pg.py):
   detect on the source, ``pg_dump`` of the schema only, binary ``COPY`` of the rows
-  into an UNLOGGED raw table, ``INSERT … SELECT <masked>`` into the real table (two
-  halves in parallel; one SHA-256 per masked value, fakes read from its bytes with
-  ``get_byte``), verify that no original survives (originals' lengths and generator
-  forms counted in one scan, so values that cannot match are not probed; name words
-  and emails in free text on a second connection, then ``VACUUM (FREEZE)`` of the
-  masked tables), indexes and constraints, then the backend's
-  ``VACUUM (FREEZE, ANALYZE)`` and seal.
+  into an UNLOGGED raw table (two halves, each piped between two ``psql`` processes),
+  ``INSERT … SELECT <masked>`` into the real table in 24 page-range pieces taken by two
+  connections as they free up (one SHA-256 per masked value, fakes read from its
+  bytes with ``get_byte``), the masked table frozen on a third connection while the
+  verifier measures the originals and splits the original names into words (in
+  pieces), then the search of the masked table for originals (whole values, emails
+  and name words in free text) while its indexes and constraints build, then the
+  backend's ``VACUUM (FREEZE, ANALYZE)`` and seal.
 
 Prints rows/s for both, the ratio and the sanitizer's phases (seconds).
 
-Measured on a 2-core machine shared with other jobs (load average 0.9 to 2.7):
-2,000,000 rows: COPY 98,118 rows/s (20.4 s), sanitized 51,339 rows/s (39.0 s): 52%
-(phases copy 8.2 s, mask 12.7 s, verify 12.8 s, post-data 4.4 s); two more runs:
-49% (COPY 17.2 s, sanitized 35.2 s) and 57% (COPY 24.6 s, sanitized 43.3 s); on the
-quiet machine afterwards 69%, 42% and 49% (mask 9.4-13.8 s, verify 8.8-15.9 s for the
-same work). Those runs did not checkpoint between steps, so whichever run met the
-fill's (or the other run's) checkpoint paid for it. With a CHECKPOINT before each timed
-run, ``--reps 3``: 40%, 38%, 44% (median 40%): the target is not met. 200,000 rows: 117,081 vs
-40,751 rows/s (35%): fixed costs (schema, ANALYZE, seal) weigh more there. Masking
-is bound by PostgreSQL's sha256() (~1.2 µs a call through OpenSSL, one per masked
-value); the verifier by splitting names into words (regex) and one scan of the
-originals.
+Measured on the 2-core machine, 2026-11-29, three batches (``--reps 3``, ``--reps 5``,
+``--reps 5``): 53/56/70%, 63/47/50/56/49%, 45/51/52/52/49% — 13 runs, median 52%
+(COPY 13.1-19.1 s, sanitized 25.6-37.9 s). The machine's speed drifted by a third
+within a batch (a single-thread Python loop took 4.8-7.6 s); slow spells cost the
+two-core pipeline more than the one-stream baseline. Phases: copy 2.5-4.0 s, mask
+9.4-15.0 s (bound by PostgreSQL's sha256(), ~1.5 µs a call through OpenSSL 3, three
+per row), verify 10-17.8 s (the indexes build alongside; its costliest statement
+splits 2M names into words by regex), the rest of post-data 0.1-2.2 s. Before this
+session's changes: 38/40/44% (median 40%). 200,000 rows: 35/40/46% (fixed costs).
 """
 
 from __future__ import annotations
