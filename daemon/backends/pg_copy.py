@@ -207,12 +207,15 @@ class Stream:
         # both sides, whatever PGCLIENTENCODING the daemon's environment has.
         src_env["PGCLIENTENCODING"] = dst_env["PGCLIENTENCODING"] = "UTF8"
         self.what = what
+        # Messages go to files: a pipe nobody reads yet could fill and stall psql.
+        # (Closed by wait() or kill(), which every caller reaches: see streams().)
+        self.errs = (tempfile.TemporaryFile(), tempfile.TemporaryFile())  # noqa: SIM115
         # -q: the reader's stdout is the data; no command tag may be printed there.
         self.reader = subprocess.Popen(
             [*psql, "-q", f"--dbname={src}", *_commands([*before, out])],
             env=src_env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.errs[0],
         )
         try:
             self.writer = subprocess.Popen(
@@ -220,38 +223,47 @@ class Stream:
                 env=dst_env,
                 stdin=self.reader.stdout,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stderr=self.errs[1],
             )
         except BaseException:
             self.reader.kill()
             self.reader.wait()
+            for err in self.errs:
+                err.close()
             raise
         assert self.reader.stdout is not None
         self.reader.stdout.close()  # the writer holds the only read end
 
     def wait(self) -> int:
         """Rows written; BackendError naming each side that failed."""
-        w_out, w_err = self.writer.communicate()
-        _r_out, r_err = self.reader.communicate()
-        failed = [
-            f"{side} (psql exit {proc.returncode}): "
-            + redact(" ".join(err.decode(errors="replace").split()[-60:]))
-            for side, proc, err in (
-                ("reading the source", self.reader, r_err),
-                ("writing the copy", self.writer, w_err),
-            )
-            if proc.returncode != 0
-        ]
+        w_out, _ = self.writer.communicate()
+        self.reader.wait()
+        failed = []
+        for side, proc, err in (
+            ("reading the source", self.reader, self.errs[0]),
+            ("writing the copy", self.writer, self.errs[1]),
+        ):
+            err.seek(0)
+            text = err.read().decode(errors="replace")
+            err.close()
+            if proc.returncode != 0:
+                tail = redact(" ".join(text.split()[-60:]))
+                failed.append(f"{side} (psql exit {proc.returncode}): {tail}")
         if failed:
             raise BackendError(f"{self.what} failed: " + "; ".join(failed))
         found = re.findall(rb"^COPY (\d+)$", w_out, re.MULTILINE)
         return int(found[-1]) if found else 0
 
     def kill(self) -> None:
+        """Stop both processes (if still running) and release their files."""
         for proc in (self.reader, self.writer):
             if proc.poll() is None:
                 proc.kill()
-            proc.communicate()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        for err in self.errs:
+            err.close()
 
 
 def _commands(statements: list[str]) -> list[str]:
