@@ -143,13 +143,15 @@ def verify(
 ) -> VerifyReport:
     """Search the masked tables for the originals held in *raws*; raise LeakFound.
 
-    *raws* maps a table key to the relation holding that table's unmasked rows.
-    With *other* (a second connection to the same database) and *scratch* (a schema
-    for the words table both can see), each connection splits half of the original
-    names into words; then *conn* measures the originals and checks whole values and
-    emails while *other* checks the name words in free text. *settled* is called
-    before the first scan of the masked tables (e.g. to wait for a VACUUM FREEZE
-    running meanwhile elsewhere: a scan of fresh rows sets a hint bit on each).
+    *raws* maps a table key to the relation holding that table's unmasked rows;
+    *pieces*, optionally, to relations that together hold the same rows (page
+    ranges), in which the raw-side work is split. With *other* (a second connection
+    to the same database) and *scratch* (a schema for the words table both can
+    see), the jobs — first on the raw tables (originals measured, names split into
+    words), then on the masked ones (whole values, emails, name words in pieces of
+    free text) — go to whichever connection is free. *settled* is called between
+    the two (e.g. to wait for a VACUUM FREEZE running meanwhile elsewhere: a scan
+    of fresh rows sets a hint bit on each).
     """
     from psycopg import sql
 
