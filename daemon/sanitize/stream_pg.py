@@ -220,8 +220,8 @@ def build(
 
         pg_copy.restore(dump, staging_url, role, bindir, ("pre-data", "data"), say)
         lap("schema")
-        # Two cores: big tables are copied as two halves, each masking INSERT runs
-        # as two halves of its raw table, and the verifier splits its checks.
+        # Two cores, two connections: big tables are masked in pieces each takes as
+        # it frees up (background.pooled), and the verifier splits its checks so.
         dst = connect(staging_url, what="staging database")
         dst2 = connect(staging_url, what="staging database")
         conns = (dst, dst2)
@@ -274,13 +274,12 @@ def build(
                 into = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
                     target, names
                 )
-                cut = sql.Literal(f"({pages // 2},0)")
                 halves = [
                     stream(sql.SQL(
-                        "COPY (SELECT {} FROM ONLY {} WHERE ctid {} {}::tid) TO STDOUT "
+                        "COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT "
                         "(FORMAT binary)"
-                    ).format(names, final, sql.SQL(op), cut), [], into, what)
-                    for op in ("<", ">=")
+                    ).format(names, final, cond), [], into, what)
+                    for cond in stream_sql.ctid_ranges(pages, 2)
                 ]  # fmt: skip
                 loaded[table.key] = sum(pg_copy.streams(halves))
             else:

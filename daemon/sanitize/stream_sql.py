@@ -161,19 +161,26 @@ def page_ranges(
         )
     ).fetchone()
     pages = int(row[0]) if row else 0
+    conds = ctid_ranges(pages, n)
+    if len(conds) < 2:
+        return [table]
+    return [sql.SQL("(SELECT * FROM {} WHERE {})").format(table, c) for c in conds]
+
+
+def ctid_ranges(pages: int, n: int) -> list[sql.Composable]:
+    """Conditions on ``ctid`` cutting *pages* pages into up to *n* consecutive
+    ranges of at least MIN_PIECE_PAGES pages (one, ``true``, if too small)."""
+    from psycopg import sql
+
     n = min(n, pages // MIN_PIECE_PAGES)
     if n < 2:
-        return [table]
+        return [sql.SQL("true")]
     cuts = [pages * i // n for i in range(1, n)]
-    bounds = list(zip([None, *cuts], [*cuts, None], strict=True))
     out: list[sql.Composable] = []
-    for lo, hi in bounds:
-        conds = [
+    for lo, hi in zip([None, *cuts], [*cuts, None], strict=True):
+        out.append(sql.SQL(" AND ").join(
             sql.SQL("ctid {} {}::tid").format(sql.SQL(op), sql.Literal(f"({p},0)"))
             for op, p in ((">=", lo), ("<", hi))
             if p is not None
-        ]
-        out.append(sql.SQL("(SELECT * FROM {} WHERE {})").format(
-            table, sql.SQL(" AND ").join(conds)
         ))  # fmt: skip
     return out

@@ -212,7 +212,7 @@ def verify(
     values: list[sql.Composed] = []
     shaped: list[sql.Composed] = []
     forms: list[tuple[Any, Any]] = []
-    free: list[sql.Composed] = []
+    # Free text (not replaced by a generator): (table, text of a column, place).
     free_of: list[tuple[sql.Composable, sql.Composable, int]] = []
     places: list[str] = []
     column_rules = {
@@ -241,7 +241,6 @@ def verify(
             shaped.append(part)
             forms.append((column_rules[where], col))
         if where not in report.generated and col.kind != "inet":
-            free.append(part)
             free_of.append((ident, v, len(places) - 1))
         report.columns_searched += 1
 
@@ -288,8 +287,8 @@ def verify(
 
     def whole(
         c: psycopg.Connection[Any], measured: tuple[Any, ...]
-    ) -> tuple[list[tuple[int, int]], int]:
-        """(origin, place) of whole-value leaks; how many originals were read."""
+    ) -> list[tuple[int, int]]:
+        """(origin, place) of each whole-value leak."""
         n, lo, hi, shaped_n = measured
         joins: list[sql.Composable] = []
         if values and n:
@@ -310,28 +309,27 @@ def verify(
             ).format(sql.SQL(" UNION ALL ").join(shaped), originals,
                      any_form(sql.SQL("o.v"))))  # fmt: skip
         if not joins:
-            return [], int(n or 0)
+            return []
         stmt = hits(sql.SQL(" UNION ALL ").join(joins))
-        found = c.execute(stmt).fetchall()
-        return [(int(k), int(j)) for k, j in found], int(n or 0)
+        return [(int(k), int(j)) for k, j in c.execute(stmt).fetchall()]
 
     email_check: sql.Composed | None = None
     words_table = sql.Identifier(*([scratch] if scratch else []), WORDS)
-    if free:
+    if free_of:
         email_check = hits(sql.SQL(
             "SELECT o.k, o.v, f.j FROM (SELECT lower(m.a[1]) AS e, f0.j "
             "FROM ({t}) AS f0 CROSS JOIN LATERAL "
             "regexp_matches(f0.v, {re}, 'g') AS m(a) WHERE f0.v LIKE '%@%') AS f "
             "JOIN (SELECT lower(v) AS lv, * FROM ({o}) AS o0 "
             "WHERE v LIKE '%@%') AS o ON o.lv = f.e"
-        ).format(t=sql.SQL(" UNION ALL ").join(free),
+        ).format(t=sql.SQL(" UNION ALL ").join(
+                     _texts(v, j, ident) for ident, v, j in free_of),
                  re=sql.Literal(f"({EMAIL_TOKEN})"), o=originals))  # fmt: skip
 
     def by_value(
         measured: tuple[Any, ...], c: psycopg.Connection[Any]
     ) -> list[tuple[str, str, str]]:
-        found, _n = whole(c, measured)
-        return [(names[k], places[j], "whole value") for k, j in found]
+        return [(names[k], places[j], "whole value") for k, j in whole(c, measured)]
 
     def by_email(c: psycopg.Connection[Any]) -> list[tuple[str, str, str]]:
         assert email_check is not None
@@ -356,7 +354,7 @@ def verify(
     # First, on the raw tables only (while *settled* may still be working on the
     # masked ones): the originals measured and the original names split into
     # words, piece by piece, by whichever connection is free.
-    named = _named(sources, pieces) if free else []
+    named = _named(sources, pieces) if free_of else []
     if named:
         conn.execute(sql.SQL(
             "CREATE {} TABLE {} (w text COLLATE \"C\", origin text)"
