@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from branchdb.daemon import views
 
 if TYPE_CHECKING:
-    from branchdb.daemon.config import Config
-    from branchdb.daemon.engine import Engine
+    from branchdb.daemon.config.project import Config
+    from branchdb.daemon.core.engine import Engine
 
 Progress = Callable[[str], None]
 Json = dict[str, Any]
@@ -138,8 +138,14 @@ class LocalClient:
         return [views.branch_dict(r) for r in self.engine.list_branches()]
 
     def status(self, branch: str) -> Json:
+        from branchdb.daemon.gc.ttl import ttl_of
+
         st = self.engine.status(branch)
-        return views.status_dict(st, protected=self.engine.is_protected(branch))
+        return views.status_dict(
+            st,
+            protected=self.engine.is_protected(branch),
+            ttl=ttl_of(self.engine, branch),
+        )
 
     def migrate(
         self, branch: str, *, dry_run: bool = False, progress: Progress = _noop
@@ -197,11 +203,15 @@ class LocalClient:
         return [views.snapshot_dict(s) for s in self.engine.snapshot_rm(ref)]
 
     def gc(self, *, dry_run: bool, progress: Progress = _noop) -> Json:
-        report = self.engine.gc(dry_run=dry_run, progress=progress)
+        from branchdb.daemon.gc.collector import collect
+
+        report = collect(self.engine, dry_run=dry_run, progress=progress)
         return views.gc_dict(report, dry_run=dry_run)
 
     def set_ttl(self, branch: str, ttl: str) -> Json:
-        return views.ttl_dict(self.engine.set_ttl(branch, ttl))
+        from branchdb.daemon.gc.ttl import set_ttl
+
+        return views.ttl_dict(set_ttl(self.engine, branch, ttl))
 
 
 def connect(config: Config) -> Client:
@@ -210,6 +220,6 @@ def connect(config: Config) -> Client:
         from branchdb.cli.remote import RemoteClient
 
         return RemoteClient(config)
-    from branchdb.daemon.engine import Engine
+    from branchdb.daemon.core.engine import Engine
 
     return LocalClient(Engine(config))

@@ -27,11 +27,12 @@ from urllib.parse import quote
 import httpx
 
 from branchdb.cli.client import Json, Progress, _noop, protected
-from branchdb.daemon import errors, light
-from branchdb.daemon.errors import BranchdbError, ConfigError
+from branchdb.daemon.core import errors
+from branchdb.daemon.core.errors import BranchdbError, ConfigError
+from branchdb.daemon.migrations import files as migration_files
 
 if TYPE_CHECKING:
-    from branchdb.daemon.config import Config
+    from branchdb.daemon.config.project import Config
 
 #: Seconds to wait for one HTTP answer (jobs are polled, so this is never the
 #: length of a migration).
@@ -87,7 +88,7 @@ def pack_migrations(config: Config) -> bytes | None:
     cfg = config.migrations
     if cfg.format == "command":
         return None
-    folder = light.migrations_dir(
+    folder = migration_files.migrations_dir(
         str(config.root), str(cfg.dir) if cfg.dir else None, cfg.format
     )
     if folder is not None and not os.path.isdir(folder):
@@ -97,7 +98,7 @@ def pack_migrations(config: Config) -> bytes | None:
     buf = io.BytesIO()
     # Fixed mtime and mode: the archive depends on the files' content alone.
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
-        for rel in light.list_files(folder) if folder else []:
+        for rel in migration_files.list_files(folder) if folder else []:
             with open(os.path.join(folder, rel), "rb") as f:  # type: ignore[arg-type]
                 data = f.read()
             info = tarfile.TarInfo(rel)

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from branchdb.daemon import naming
+from branchdb.daemon.core import naming
 
 HOSTILE = [
     "main",

@@ -202,7 +202,7 @@ def test_refresh_from_definition_keeps_n_versions(repo: Path, tmp_path: Path) ->
 
 
 def test_daemon_schedules_refresh_and_gc(repo: Path) -> None:
-    from branchdb.daemon import daemon_config
+    from branchdb.daemon.api import settings as daemon_config
     from branchdb.daemon.api.app import _start_scheduler
     from branchdb.daemon.api.deps import Daemon
 

@@ -1,7 +1,7 @@
 """``create_app(settings)``: the daemon's FastAPI application.
 
 Nothing is built at import time: the factory receives the settings (see
-:mod:`branchdb.daemon.daemon_config`), builds the :class:`~.deps.Daemon` (projects,
+:mod:`branchdb.daemon.api.settings`), builds the :class:`~.deps.Daemon` (projects,
 job table, state store access) and hands it to routes through ``Annotated``
 dependencies. Errors are translated here, once: a BranchdbError answers its
 ``http_status`` with ``{"error": {"type", "message"}}`` (message redacted), malformed
@@ -9,7 +9,7 @@ JSON 400, validation errors 422, unknown routes 404, request bodies over
 ``server.max_body`` 413 (:mod:`.bodylimit`) — all JSON, all documented in the OpenAPI
 (:mod:`.openapi`).
 
-Before serving, the lifespan runs crash recovery (:mod:`branchdb.daemon.recovery`)
+Before serving, the lifespan runs crash recovery (:mod:`branchdb.daemon.core.recovery`)
 for every project: provisioning a killed daemon left half done is cleaned up.
 """
 
@@ -28,21 +28,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from branchdb.daemon.api import (
-    audit,
+    audit_log,
     branches,
-    gc,
+    collection,
     metrics,
     openapi,
     schemas,
     snapshots,
-    webhooks,
 )
 from branchdb.daemon.api.bodylimit import BodyLimit
 from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken
 from branchdb.daemon.api.schemas import errors
-from branchdb.daemon.audit import acting
-from branchdb.daemon.daemon_config import DaemonSettings
-from branchdb.daemon.errors import BranchdbError, NotFound, Refused, redact
+from branchdb.daemon.api.settings import DaemonSettings
+from branchdb.daemon.api.webhooks import github as webhooks
+from branchdb.daemon.core.audit import acting
+from branchdb.daemon.core.errors import BranchdbError, NotFound, Refused, redact
+from branchdb.daemon.gc.collector import collect
 
 log = logging.getLogger("branchdb.api")
 
@@ -206,11 +207,11 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.add_middleware(BodyLimit, max_body=settings.max_body)
     _install_error_handlers(app)
     app.include_router(meta)
-    app.include_router(gc.router)  # before branches: PUT .../{branch}/ttl
+    app.include_router(collection.router)  # before branches: PUT .../{branch}/ttl
     app.include_router(branches.router)
     app.include_router(snapshots.router)
     app.include_router(webhooks.router)
-    app.include_router(audit.router)
+    app.include_router(audit_log.router)
     app.include_router(metrics.router)
     openapi.install(app)
     return app
@@ -218,8 +219,8 @@ def create_app(settings: DaemonSettings) -> FastAPI:
 
 def _recover(daemon: Daemon) -> None:
     """Crash recovery of every project; errors are logged, never fatal."""
-    from branchdb.daemon import recovery
-    from branchdb.daemon.engine import Engine
+    from branchdb.daemon.core import recovery
+    from branchdb.daemon.core.engine import Engine
 
     for p in daemon.projects.values():
         # A private engine: the per-thread ones belong to the request threads. With
@@ -260,7 +261,7 @@ def _start_scheduler(daemon: Daemon, interval: int) -> Any:
         for p in daemon.projects.values():
             try:
                 with acting("scheduler", "scheduled gc"):
-                    report = p.engine().gc(dry_run=False)
+                    report = collect(p.engine(), dry_run=False)
                 for c in report.deleted:
                     log.info("gc %s: deleted %s (%s)", p.name, c.database, c.reason)
             except Refused as e:  # another replica is collecting: skip this round
