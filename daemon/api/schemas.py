@@ -124,5 +124,6 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         413: "Request body too large",
         422: "Invalid parameters, or a migration failed / drifted / was edited",
         502: "The database server or file system failed",
+        503: "The database server or the repository cannot be reached; try again",
     }
     return {c: {"model": ErrorBody, "description": what[c]} for c in codes}

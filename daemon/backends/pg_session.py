@@ -16,7 +16,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.core.dbsession import Row
-from branchdb.daemon.core.errors import BackendError, DatabaseError, Refused, redact
+from branchdb.daemon.core.errors import (
+    BackendError,
+    DatabaseError,
+    Refused,
+    ServerUnavailable,
+    redact,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -76,10 +82,33 @@ def connect(url: str, *, what: str = "database") -> psycopg.Connection[Any]:
         where = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
         who = params.get("user", "?")
         db = params.get("dbname", "?")
-        raise BackendError(
+        error = ServerUnavailable if unreachable(e) else BackendError
+        raise error(
             f"cannot connect to PostgreSQL server {where} as role {who} "
             f"({what} {db}): {connection_reason(e)}"
         ) from None
+
+
+#: libpq's words for a server that is not there or not taking connections now (a
+#: server that answers and refuses — password, missing database — is not one).
+_UNREACHABLE = (
+    "Connection refused",
+    "timeout expired",
+    "failed to resolve host",
+    "could not translate host name",
+    "Network is unreachable",
+    "No route to host",
+    "server closed the connection unexpectedly",
+    "the database system is",  # starting up, shutting down, in recovery mode
+    "too many clients",
+    "remaining connection slots",
+)
+
+
+def unreachable(e: Exception) -> bool:
+    """True if a failed connection means the server cannot be reached (503)."""
+    text = str(e)
+    return any(words in text for words in _UNREACHABLE)
 
 
 def connection_reason(e: Exception) -> str:

@@ -5,12 +5,14 @@
     BranchdbError                    every error branchdb raises on purpose
     ├── ConfigError                  branchdb.toml missing, unknown key, bad value
     ├── GitError                     not a repository, detached HEAD, unreadable ref
+    │   └── RepositoryUnavailable    the daemon could not fetch its repository (503)
     ├── NotFound                     no such branch database / snapshot
     ├── Refused                      a safe refusal: protected branch, foreign object,
     │                                confirmation needed, lock busy
     │   └── QuotaExceeded            the project is at branches.max_branches
     ├── BackendError                 the database server or file system said no
-    │   └── DatabaseError            a statement failed: the server's own message
+    │   ├── DatabaseError            a statement failed: the server's own message
+    │   └── ServerUnavailable        the database server cannot be reached (503)
     └── MigrationError               anything about migrations
         ├── MigrationFailed          a statement failed; rolled back; names file + stmt
         ├── MigrationEdited          an applied migration's file changed
@@ -55,6 +57,12 @@ class GitError(BranchdbError):
     exit_code = 2
 
 
+class RepositoryUnavailable(GitError):
+    """The repository could not be fetched (unreachable, too slow): try again."""
+
+    http_status = 503
+
+
 class NotFound(BranchdbError):
     http_status = 404
 
@@ -79,6 +87,12 @@ class BackendError(BranchdbError):
 
 class DatabaseError(BackendError):
     """A statement failed; ``str()`` is the database's own message (no secrets)."""
+
+
+class ServerUnavailable(BackendError):
+    """The database server cannot be reached (down, refusing, not answering)."""
+
+    http_status = 503
 
 
 class MigrationError(BranchdbError):
