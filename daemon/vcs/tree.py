@@ -1,9 +1,10 @@
 """Reading migrations from a git commit: the daemon's bare mirror of a repository.
 
-Webhook flows never check anything out. The daemon keeps one bare mirror per project
-under its data directory, fetches into it, and reads the files of a commit with
-``git ls-tree`` and ``git cat-file`` — so two pull requests at different commits
-never share a working tree, and a half-finished checkout cannot exist.
+Webhook flows and API calls without an upload never check anything out. The daemon
+keeps one bare mirror per project under its data directory, fetches into it, and
+reads the files of a commit with ``git ls-tree`` and ``git cat-file`` — so two pull
+requests at different commits never share a working tree, and a half-finished
+checkout cannot exist.
 """
 
 from __future__ import annotations
@@ -12,13 +13,30 @@ import fcntl
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 from branchdb.daemon.config.project import Config
-from branchdb.daemon.core.errors import ConfigError, GitError
+from branchdb.daemon.core.errors import (
+    ConfigError,
+    GitError,
+    NotFound,
+    Refused,
+    RepositoryUnavailable,
+)
 from branchdb.daemon.migrations import files as migration_files
 
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+#: What ``?sha=`` may be: a full or abbreviated commit id (SHA-1 or SHA-256).
+SHA_PATTERN = r"^[0-9a-fA-F]{7,64}$"
+#: A fetch slower than this fails (503): a caller is waiting for its answer.
+FETCH_TIMEOUT = 120.0
+# The branches webhooks give to forks' pull and merge requests (allow_forks), and
+# the refs their commits are fetched through.
+_FORK_REFS = (
+    (re.compile(r"pull/([0-9]+)"), "refs/pull/{}/head"),
+    (re.compile(r"mr/([0-9]+)"), "refs/merge-requests/{}/head"),
+)
 # Branches and pull/merge request heads (GitHub's refs/pull/N/head and GitLab's
 # refs/merge-requests/N/head carry the commits of forks).
 _REFSPECS = (
@@ -29,15 +47,28 @@ _REFSPECS = (
 
 
 def _git(
-    cwd: Path, *args: str, check: bool = True, binary: bool = False
+    cwd: Path,
+    *args: str,
+    check: bool = True,
+    binary: bool = False,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}  # never wait for a password
     try:
         r = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, check=False, env=env
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            check=False,
+            env=env,
+            timeout=timeout,
         )
     except FileNotFoundError:
         raise GitError("git is not installed or not on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise RepositoryUnavailable(
+            f"git {args[0]} did not finish within {timeout:.0f} s; try again"
+        ) from None
     if check and r.returncode != 0:
         err = r.stderr.decode("utf-8", "replace").strip()
         raise GitError(f"git {args[0]} failed: {err}")
@@ -50,6 +81,7 @@ class Mirror:
     def __init__(self, path: Path, url: str) -> None:
         self.path = path
         self.url = url
+        self._fetched_since: float | None = None  # start of the last good fetch
 
     def has_commit(self, sha: str) -> bool:
         if not (self.path / "HEAD").exists():
@@ -57,19 +89,103 @@ class Mirror:
         r = _git(self.path, "cat-file", "-e", f"{sha}^{{commit}}", check=False)
         return r.returncode == 0
 
-    def fetch(self) -> None:
-        """Create the mirror if missing and fetch every branch and pull request head."""
+    def fetch(self, *, newer_than: float | None = None) -> None:
+        """Create the mirror if missing and fetch every branch and pull request head.
+
+        With *newer_than* (a ``time.monotonic()``), a fetch that started at or after
+        it and succeeded is enough: callers waiting together share one fetch. Raises
+        RepositoryUnavailable when git fails or takes over :data:`FETCH_TIMEOUT`.
+        """
+        started = time.monotonic()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock = self.path.parent / f"{self.path.name}.lock"
         fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # one fetch at a time per mirror
+            done = self._fetched_since
+            if newer_than is not None and done is not None and done >= newer_than:
+                return
             if not (self.path / "HEAD").exists():
                 self.path.mkdir(parents=True, exist_ok=True)
                 _git(self.path, "init", "--quiet", "--bare")
-            _git(self.path, "fetch", "--quiet", "--prune", "--", self.url, *_REFSPECS)
+            r = _git(
+                self.path,
+                "fetch",
+                "--quiet",
+                "--prune",
+                "--",
+                self.url,
+                *_REFSPECS,
+                check=False,
+                timeout=FETCH_TIMEOUT,
+            )
+            if r.returncode != 0:
+                err = r.stderr.decode("utf-8", "replace").strip()
+                raise RepositoryUnavailable(f"cannot fetch {self.url}: {err}")
+            self._fetched_since = started
         finally:
             os.close(fd)
+
+    def branch_commit(
+        self, branch: str, sha: str | None = None, *, forks: bool = False
+    ) -> str:
+        """The commit to read *branch*'s migrations from, after a fetch.
+
+        Its tip, or with *sha* (a full or abbreviated commit id) that commit, which
+        must be on the branch's history. With *forks*, ``pull/<N>`` and ``mr/<N>``
+        (what webhooks name forks' requests) are also looked up as the pull/merge
+        request heads. Raises NotFound (no such branch or commit in the repository),
+        Refused (*sha* is not on the branch, or is ambiguous), RepositoryUnavailable.
+        """
+        self.fetch(newer_than=time.monotonic())
+        tip = self._tip(branch, forks)
+        if tip is None:
+            raise NotFound(
+                f"branch {branch!r} is not in the repository {self.url}; push it "
+                "first, or send the migrations with the request"
+            )
+        if sha is None:
+            return tip
+        commit = self._commit(sha.lower())
+        if commit is None:
+            raise NotFound(f"commit {sha} is not in the repository {self.url}")
+        ancestor = _git(
+            self.path, "merge-base", "--is-ancestor", commit, tip, check=False
+        )
+        if ancestor.returncode != 0:
+            raise Refused(
+                f"commit {sha} is not on the history of branch {branch!r} "
+                f"(its tip is {tip[:12]})"
+            )
+        return commit
+
+    def _tip(self, branch: str, forks: bool) -> str | None:
+        refs = [f"refs/heads/{branch}"]
+        for rx, ref in _FORK_REFS if forks else ():
+            if m := rx.fullmatch(branch):
+                refs.append(ref.format(*m.groups()))
+        for ref in refs:
+            # show-ref --verify takes the exact ref: no guessing among ref names.
+            r = _git(self.path, "show-ref", "--verify", "--hash", ref, check=False)
+            if r.returncode == 0:
+                oid = r.stdout.decode().strip()
+                if self._commit(oid) == oid:
+                    return oid
+        return None
+
+    def _commit(self, prefix: str) -> str | None:
+        """The one commit whose id starts with hex *prefix*; None if there is none."""
+        # --disambiguate lists objects only: a branch named like the prefix is not
+        # taken for it, as rev-parse would.
+        r = _git(self.path, "rev-parse", f"--disambiguate={prefix}", check=False)
+        found = []
+        for oid in r.stdout.decode().split():
+            kind = _git(self.path, "cat-file", "-t", oid, check=False)
+            if kind.stdout.decode().strip() == "commit":
+                found.append(oid)
+        if len(found) > 1:
+            raise Refused(f"commit id {prefix} is ambiguous; give more of it")
+        return found[0] if found else None
 
     def ensure(self, sha: str) -> None:
         """Make sure commit *sha* is in the mirror (fetching if it is not yet)."""
