@@ -119,6 +119,7 @@ class Engine(ProjectContext):
         lock_timeout: float | None = None,
         progress: Progress = no_progress,
         files: MigrationFiles | None = None,
+        confirm_exists: bool = False,
     ) -> UpResult:
         """Make sure *branch* has a database with all its migrations applied.
 
@@ -127,9 +128,12 @@ class Engine(ProjectContext):
 
         Idempotent: when the database exists and the migrations did not change since
         they were last applied, this only refreshes ``last_used`` (the hook's fast
-        path: no database connection, no heavy import). Raises MigrationFailed (the
-        failing migration rolled back, the database still usable), MigrationEdited,
-        MigrationDrift (unless *reset_on_drift*).
+        path: no database connection, no heavy import). On backends whose existence
+        check is a server round trip the fast path trusts the record, unless
+        *confirm_exists* (the daemon: it hands the URL to someone else); a database
+        found missing is created again. Raises MigrationFailed (the failing
+        migration rolled back, the database still usable), MigrationEdited,
+        MigrationDrift (unless *reset_on_drift*), ServerUnavailable.
         """
         branchname.validate(branch)
         if fresh and from_snapshot:
@@ -142,7 +146,11 @@ class Engine(ProjectContext):
             and rec.status == "ready"
             and rec.fingerprint == fp
             and not (fresh or from_snapshot)
-            and self._cheap_exists(rec)
+            and (
+                self.backend.exists(rec.database)
+                if confirm_exists
+                else self._cheap_exists(rec)
+            )
         ):
             self.store.touch_branch(self.project, branch, now)
             rec.last_used_at = max(rec.last_used_at, now)
