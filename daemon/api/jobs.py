@@ -4,7 +4,9 @@ The table is in memory: jobs are lost when the daemon restarts (the branch recor
 they produced are not: those are in the state store). Finished jobs are kept until
 the table holds ``keep`` of them. Jobs sharing a key (one branch of one project) run
 one after the other, in the order they were started, so two webhook deliveries for one
-branch are applied in arrival order.
+branch are applied in arrival order. A request answered in place takes its
+:meth:`JobTable.turn` in the same line: it runs after every job of its key started
+before it (a CI PUT after the webhook's job), and a job started meanwhile runs after it.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from branchdb.daemon.core.errors import BranchdbError, redact
+from branchdb.daemon.core.errors import BranchdbError, Refused, redact
 
 log = logging.getLogger("branchdb.api")
 
@@ -61,13 +65,21 @@ class Job:
         }
 
 
+class _Place:
+    """A place in a key's line: *ready* is set when its turn comes."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what  # "webhook:up job 3f2a…", shown to whoever waits behind
+        self.ready = asyncio.get_running_loop().create_future()
+
+
 class JobTable:
     def __init__(self, keep: int = 1000) -> None:
         self.keep = keep
         self._jobs: dict[str, Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._users: dict[str, int] = {}  # jobs holding or awaiting each lock
+        # Each key's line, first place holding the turn; a key without one is absent.
+        self._lines: dict[str, deque[_Place]] = {}
 
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
@@ -75,24 +87,65 @@ class JobTable:
     def start(
         self, kind: str, project: str, branch: str | None, work: Work, key: str = ""
     ) -> Job:
-        """Run *work* in the thread pool; return its job at once (call in the loop)."""
+        """Run *work* in the thread pool; return its job at once (call in the loop).
+
+        With *key*, the job takes its place in the key's line now, before this
+        returns: whatever asks for the key's turn after this call runs after it.
+        """
         job = Job(kind, project, branch)
         self._jobs[job.id] = job
         self._trim()
-        task = asyncio.get_running_loop().create_task(self._run(job, work, key))
+        place = self._join(key, f"{kind} job {job.id}") if key else None
+        task = asyncio.get_running_loop().create_task(self._run(job, work, key, place))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
 
-    async def _run(self, job: Job, work: Work, key: str) -> None:
-        lock = self._locks.setdefault(key, asyncio.Lock()) if key else None
-        self._users[key] = self._users.get(key, 0) + 1
+    def _join(self, key: str, what: str) -> _Place:
+        place = _Place(what)
+        line = self._lines.setdefault(key, deque())
+        line.append(place)
+        if len(line) == 1:
+            place.ready.set_result(None)
+        return place
+
+    def _leave(self, key: str, place: _Place) -> None:
+        line = self._lines[key]
+        first = line[0] is place
+        line.remove(place)
+        if not line:
+            del self._lines[key]
+        elif first and not line[0].ready.done():
+            line[0].ready.set_result(None)  # the turn passes on
+
+    @asynccontextmanager
+    async def turn(
+        self, key: str, what: str, *, timeout: float, busy: str
+    ) -> AsyncIterator[None]:
+        """Hold *key*'s turn: after every job and turn that asked for it before.
+
+        Waits at most *timeout* seconds, then raises Refused(*busy* plus what holds
+        the turn). *what* names the holder to those who wait behind it.
+        """
+        place = self._join(key, what)
         try:
-            if lock is not None:
-                async with lock:
-                    status, body = await run_in_threadpool(work)
-            else:
-                status, body = await run_in_threadpool(work)
+            try:
+                await asyncio.wait_for(asyncio.shield(place.ready), timeout)
+            except TimeoutError:
+                holder = self._lines[key][0].what
+                raise Refused(
+                    f"{busy} (waited {timeout:.0f} s behind the {holder}); "
+                    "try again in a moment"
+                ) from None
+            yield
+        finally:
+            self._leave(key, place)
+
+    async def _run(self, job: Job, work: Work, key: str, place: _Place | None) -> None:
+        try:
+            if place is not None:
+                await place.ready
+            status, body = await run_in_threadpool(work)
             job.status, job.http_status, job.result = "succeeded", status, body
         except BranchdbError as e:
             job.status, job.http_status = "failed", e.http_status
@@ -103,10 +156,8 @@ class JobTable:
             job.error = {"type": "InternalError", "message": redact(str(e))}
         finally:
             job.finished_at = time.time()
-            self._users[key] -= 1
-            if not self._users[key]:
-                del self._users[key]
-                self._locks.pop(key, None)
+            if place is not None:
+                self._leave(key, place)
 
     def _trim(self) -> None:
         done = [j for j in self._jobs.values() if j.status != "running"]

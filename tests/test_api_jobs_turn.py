@@ -1,0 +1,103 @@
+"""The job table's per-key line: jobs and requests answered in place take turns in
+the order they asked, a waiter gives up cleanly, and nothing is left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from branchdb.daemon.api.jobs import JobTable
+from branchdb.daemon.core.errors import Refused
+
+
+def test_jobs_and_turns_run_in_the_order_they_asked() -> None:
+    async def main() -> list[str]:
+        table = JobTable()
+        order: list[str] = []
+        gate = threading.Event()
+
+        def slow() -> tuple[int, dict[str, str]]:
+            gate.wait(10)
+            order.append("job 1")
+            return 200, {}
+
+        def quick(name: str) -> tuple[int, dict[str, str]]:
+            order.append(name)
+            return 200, {}
+
+        table.start("webhook:up", "p", "b", slow, key="p\0b")
+
+        async def request() -> None:
+            async with table.turn("p\0b", "up request", timeout=10, busy="busy"):
+                order.append("request")
+
+        waiting = asyncio.create_task(request())
+        await asyncio.sleep(0.05)
+        # Started after the request asked: runs after it.
+        job3 = table.start("up", "p", "b", lambda: quick("job 3"), key="p\0b")
+        other = table.start("up", "p", "c", lambda: quick("other key"), key="p\0c")
+        await asyncio.sleep(0.05)
+        gate.set()
+        await waiting
+        while table.get(job3.id).status == "running":  # type: ignore[union-attr]
+            await asyncio.sleep(0.01)
+        assert table.get(other.id).status == "succeeded"  # type: ignore[union-attr]
+        assert not table._lines
+        return order
+
+    assert asyncio.run(main()) == ["other key", "job 1", "request", "job 3"]
+
+
+def test_a_turn_times_out_naming_the_holder_and_leaves_the_line() -> None:
+    async def main() -> None:
+        table = JobTable()
+        gate = threading.Event()
+
+        def slow() -> tuple[int, dict[str, str]]:
+            gate.wait(10)
+            return 200, {}
+
+        job = table.start("webhook:up", "p", "b", slow, key="k")
+        with pytest.raises(Refused) as caught:
+            async with table.turn("k", "up request", timeout=0.1, busy="b is busy"):
+                pass
+        assert "b is busy" in str(caught.value)
+        assert f"webhook:up job {job.id}" in str(caught.value)
+        assert len(table._lines["k"]) == 1  # only the job's place is left
+        gate.set()
+        async with table.turn("k", "up request", timeout=10, busy="busy"):
+            assert job.status == "succeeded"
+        assert not table._lines
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_waiter_passes_the_turn_on() -> None:
+    async def main() -> None:
+        table = JobTable()
+        held = asyncio.Event()
+        release = asyncio.Event()
+
+        async def holder() -> None:
+            async with table.turn("k", "first", timeout=10, busy="busy"):
+                held.set()
+                await release.wait()
+
+        async def waiter(name: str, into: list[str]) -> None:
+            async with table.turn("k", name, timeout=10, busy="busy"):
+                into.append(name)
+
+        got: list[str] = []
+        first = asyncio.create_task(holder())
+        await held.wait()
+        gone = asyncio.create_task(waiter("gone", got))
+        last = asyncio.create_task(waiter("last", got))
+        await asyncio.sleep(0.01)
+        gone.cancel()  # a client that hung up while waiting
+        release.set()
+        await asyncio.gather(first, last)
+        assert got == ["last"] and not table._lines
+
+    asyncio.run(main())
