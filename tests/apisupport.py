@@ -46,6 +46,13 @@ def setup_project(repo: Path) -> Path:
     return repo
 
 
+def branches(repo: Path, *names: str) -> None:
+    """Git branches *names* at HEAD of *repo*: without an upload, the daemon reads a
+    branch's migrations from the repository, so the branch must be there."""
+    for name in names:
+        git(repo, "branch", name)
+
+
 def make_tokens(settings: DaemonSettings) -> dict[str, str]:
     """One fresh token per scope, stored where the daemon looks for them."""
     store = SqliteStore(settings.data_dir / "state.db")

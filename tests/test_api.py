@@ -11,6 +11,7 @@ import httpx
 import pytest
 from apisupport import (
     auth,
+    branches,
     make_tokens,
     serve_in_thread,
     settings_for,
@@ -67,6 +68,7 @@ def test_health_and_ready_need_no_token(api: Api) -> None:
 
 
 def test_put_creates_once_and_answers_like_the_cli(api: Api) -> None:
+    branches(api.repo, "feature/x")
     first = api.call("PUT", f"{BR}/feature/x")
     assert first.status_code == 201, first.text
     body = first.json()
@@ -98,6 +100,7 @@ def test_put_creates_once_and_answers_like_the_cli(api: Api) -> None:
 
 
 def test_get_refreshes_last_used_and_lists(api: Api) -> None:
+    branches(api.repo, "a/b/c")
     api.call("PUT", f"{BR}/a/b/c")
     store = SqliteStore(api.repo / ".branchdb" / "state.db")
     store.touch_branch("shop", "a/b/c", 0)
@@ -112,6 +115,7 @@ def test_get_refreshes_last_used_and_lists(api: Api) -> None:
 
 
 def test_delete_drops_the_file_and_protected_needs_force(api: Api) -> None:
+    branches(api.repo, "feature/gone")
     url = api.call("PUT", f"{BR}/feature/gone").json()["url"]
     r = api.call("DELETE", f"{BR}/feature/gone")
     assert r.status_code == 200 and r.json()["dropped"] is True
@@ -129,10 +133,16 @@ def test_delete_drops_the_file_and_protected_needs_force(api: Api) -> None:
 
 
 def test_migrate_and_reset(api: Api) -> None:
+    branches(api.repo, "feat")
     url = api.call("PUT", f"{BR}/feat").json()["url"]
+    # A migration committed on the branch (the checkout stays on main).
+    git(api.repo, "checkout", "-q", "feat")
     (api.repo / "migrations" / "003_coupons.sql").write_text(
         "CREATE TABLE coupons (code TEXT);\n"
     )
+    git(api.repo, "add", "-A")
+    git(api.repo, "commit", "-q", "-m", "coupons")
+    git(api.repo, "checkout", "-q", "main")
     dry = api.call("POST", f"{BR}/feat/migrate", params={"dry_run": "true"})
     assert dry.json() == {
         "branch": "feat",
@@ -162,12 +172,14 @@ def test_migrate_and_reset(api: Api) -> None:
 
 def test_branch_named_like_a_verb(api: Api) -> None:
     """A branch called x/reset is a branch, not the reset of x."""
+    branches(api.repo, "x/reset")
     assert api.call("PUT", f"{BR}/x/reset").status_code == 201
     assert api.call("GET", f"{BR}/x/reset", scope="read").json()["branch"] == "x/reset"
     assert api.call("POST", f"{BR}/x/reset/reset").json()["branch"] == "x/reset"
 
 
 def test_errors_are_json(api: Api) -> None:
+    branches(api.repo, "ok")
     hostile = api.call("PUT", f"{BR}/bad%01name")
     assert hostile.status_code == 400 and hostile.json()["error"]["type"] == "GitError"
     nul = api.call("PUT", f"{BR}/a%00b")
@@ -193,6 +205,7 @@ def test_errors_are_json(api: Api) -> None:
 
 
 def test_auth_scopes(api: Api) -> None:
+    branches(api.repo, "f")
     none = api.client.put(f"{BR}/f")
     assert none.status_code == 401 and none.headers["www-authenticate"] == "Bearer"
     assert none.json()["error"]["type"] == "Unauthorized"
@@ -214,6 +227,7 @@ def test_auth_scopes(api: Api) -> None:
 
 
 def test_wait_false_answers_202_with_a_job(api: Api) -> None:
+    branches(api.repo, "bg")
     r = api.call("PUT", f"{BR}/bg", params={"wait": "false"})
     assert (
         r.status_code == 202 and r.headers["location"] == f"/v1/jobs/{r.json()['id']}"
@@ -240,6 +254,7 @@ def test_snapshots_list(api: Api, tmp_path: Path) -> None:
     snap = eng.snapshot_create("prod", str(src))
     listed = api.call("GET", "/v1/projects/shop/snapshots", scope="read").json()
     assert listed == [snapshot_json(snap)]
+    branches(api.repo, "from-prod")
     created = api.call("PUT", f"{BR}/from-prod", params={"from": "prod"}).json()
     assert created["source"] == "snapshot:prod@1" and "t" in tables(
         db_file(created["url"])
@@ -264,6 +279,7 @@ def test_openapi_documents_the_routes(api: Api) -> None:
 def test_twenty_concurrent_puts_make_one_database(repo: Path) -> None:
     """Against a real uvicorn server: one database, one 201, the same URL for all."""
     setup_project(repo)
+    branches(repo, "feature/race")
     settings = settings_for(repo)
     toks = make_tokens(settings)
 
@@ -302,9 +318,11 @@ def test_gc_plan_run_and_scheduler(tmp_path: Path) -> None:
         serve_in_thread(create_app(settings)) as base,
         httpx.Client(base_url=base, timeout=60) as client,
     ):
+        git(repo, "branch", "gone")
         r = client.put("/v1/projects/shop/branches/gone", headers=auth(toks["ci"]))
         assert r.status_code == 201, r.text
-        # No git branch "gone": collectable as deleted.
+        git(repo, "branch", "-D", "gone")
+        # No git branch "gone" any more: collectable as deleted.
         plan = client.get("/v1/projects/shop/gc", headers=auth(toks["read"])).json()
         assert [(c["branch"], c["policy"]) for c in plan["candidates"]] == [
             ("gone", "deleted")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apisupport import auth, free_port, setup_project
+from apisupport import auth, branches, free_port, setup_project
 from support import BRANCHDB, run, tables
 
 from branchdb.daemon.api import settings as daemon_config
@@ -18,6 +18,7 @@ from branchdb.daemon.core.errors import ConfigError
 
 def test_serve_subprocess_creates_a_branch(repo: Path) -> None:
     setup_project(repo)
+    branches(repo, "feature/preview")
     created = run(repo, "token", "create", "--scope", "ci", "--name", "preview")
     assert created.code == 0, created.err
     token = created.out.strip()

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apisupport import auth, make_tokens, serve_in_thread, settings_for, setup_project
+from apisupport import (
+    auth,
+    branches,
+    make_tokens,
+    serve_in_thread,
+    settings_for,
+    setup_project,
+)
 from pgcluster import Cluster
 from storesupport import KINDS, Backing, backing, fresh_database
 from support import git
@@ -87,6 +94,7 @@ def _token_id(settings_data: Path, secret: str, url: str | None = None) -> str:
 
 def test_api_serves_the_log_with_filters_and_scopes(repo: Path) -> None:
     setup_project(repo)
+    branches(repo, "feature/a", "b")
     settings = settings_for(repo)
     toks = make_tokens(settings)
     ci_id = _token_id(settings.data_dir, toks["ci"])
@@ -159,6 +167,7 @@ def two_daemons(
         cfg + f'\n[database]\nbackend = "postgres"\nserver = "{pg_cluster.admin_url}"\n'
     )
     git(repo, "commit", "-qam", "postgres backend")
+    branches(repo, "feature/x")
     other = tmp_path / "host-b"
     shutil.copytree(repo, other)
     with fresh_database(pg_cluster) as url:

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from apisupport import auth, free_port, setup_project
+from apisupport import auth, branches, free_port, setup_project
 from pgcluster import Cluster
 from support import BRANCHDB, git, run, tables
 
@@ -135,6 +135,7 @@ def test_sigkill_during_a_libsql_clone(
     repo: Path, daemons: Callable[..., Daemon]
 ) -> None:
     setup_project(repo)
+    git(repo, "branch", "feature/big")
     source = repo.parent / "big.db"
     big_sqlite(source, 600)
     r = run(repo, "snapshot", "create", "big", "--source", str(source))
@@ -189,6 +190,7 @@ def test_sigkill_during_a_migration(repo: Path, daemons: Callable[..., Daemon]) 
     (repo / "migrations" / "003_slow.sql").write_text(SLOW)
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "slow")
+    branches(repo, "feature/slow")
     tok = token(repo)
     d = daemons(repo)
     d.start()
@@ -345,6 +347,7 @@ def test_sigkill_during_a_postgres_clone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     project, env = pg_project(repo, pg_cluster)
+    branches(repo, *(f"feature/pg{attempt}" for attempt in range(8)))
     with psycopg.connect(pg_cluster.admin_url, autocommit=True) as c:
         c.execute(f"DROP DATABASE IF EXISTS {project}_src")
         c.execute(f"CREATE DATABASE {project}_src")

@@ -3,9 +3,15 @@
 Engine calls block (files, database servers, migrations), so every one runs in the
 thread pool. Long verbs (create, reset, migrate) take ``?wait=false`` to answer 202
 with a job to poll at ``/v1/jobs/{id}`` (its ``progress`` lists the engine's progress
-lines). Create, reset, migrate and status accept an optional upload of the migration
-files to use instead of the project's own directory (see :mod:`.uploads`): that is
-how the CLI's remote mode applies a developer's uncommitted migrations.
+lines); answered in place, they first wait their turn behind the jobs already started
+for the branch (a webhook's), at most :data:`TURN_TIMEOUT` seconds.
+
+What create, reset, migrate and status apply: an upload of migration files when the
+request carries one (see :mod:`.uploads`: how the CLI's remote mode applies a
+developer's uncommitted migrations); otherwise the branch's migrations as committed
+in the project's repository — its tip after a fetch, or ``?sha=`` on its history
+(:meth:`.deps.ProjectRuntime.committed_migrations`). Only a project without a
+repository reads its directory on disk, for every branch.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from branchdb.daemon.api.deps import (
     Daemon,
     DaemonDep,
     ProjectDep,
+    ProjectRuntime,
     ReadToken,
 )
 from branchdb.daemon.api.jobs import Job
@@ -33,15 +40,25 @@ from branchdb.daemon.api.uploads import OPENAPI_BODY, read_upload
 from branchdb.daemon.core.audit import acting
 from branchdb.daemon.core.errors import Refused
 from branchdb.daemon.gc.ttl import ttl_of
+from branchdb.daemon.migrations.base import MigrationFiles
+from branchdb.daemon.vcs.tree import SHA_PATTERN
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["branches"])
 
 #: How long a request waits for another one working on the same branch.
 LOCK_TIMEOUT = 300.0
+#: How long a request answered in place waits behind the branch's queued jobs.
+TURN_TIMEOUT = 300.0
 
 Wait = Query(True, description="false: answer 202 with a job id at once")
 Fresh = Query(False, description="start from an empty database")
 FromSnapshot = Query(None, alias="from", description="clone from NAME or NAME@N")
+Sha = Query(
+    None,
+    pattern=SHA_PATTERN,
+    description="without an upload: read the migrations at this commit (7-64 hex "
+    "digits), which must be on the branch's history; default: the branch's tip",
+)
 
 #: Work that reports progress lines through the callable it is given.
 ProgressWork = Callable[[Callable[[str], None]], tuple[int, dict[str, Any]]]
@@ -86,8 +103,41 @@ async def _long(
     branch: str,
     work: ProgressWork,
 ) -> JSONResponse:
+    """:func:`run_long` for a branch verb; answered in place, it waits its turn
+    behind the jobs already started for the branch (a webhook's job first)."""
     key = f"{project}\0{branch}"
-    return await run_long(daemon, wait, kind, project, branch, key, work)
+    if not wait:
+        return await run_long(daemon, wait, kind, project, branch, key, work)
+    async with daemon.jobs.turn(
+        key,
+        f"{kind} request",
+        timeout=TURN_TIMEOUT,
+        busy=f"another request or webhook job is still working on {branch!r}",
+    ):
+        status, body = await run_in_threadpool(work, _ignore)
+    return JSONResponse(body, status_code=status)
+
+
+def _no_sha_with(upload: MigrationFiles | None, sha: str | None) -> None:
+    # Refused (409), like fresh with from: the two choices exclude each other.
+    if upload is not None and sha is not None:
+        raise Refused(
+            "?sha= reads the migrations from the repository; send it without an "
+            "upload (or the upload without ?sha=)"
+        )
+
+
+def _migrations(
+    project: ProjectRuntime,
+    branch: str,
+    upload: MigrationFiles | None,
+    sha: str | None,
+) -> MigrationFiles | None:
+    """What a branch verb applies: the upload, else the branch as committed (None:
+    a project without a repository, whose directory on disk the engine reads)."""
+    if upload is not None:
+        return upload
+    return project.committed_migrations(branch, sha)
 
 
 _ACCEPTED: dict[int | str, dict[str, Any]] = {
@@ -101,7 +151,7 @@ _ACCEPTED: dict[int | str, dict[str, Any]] = {
     responses={
         201: {"model": schemas.UpBranch, "description": "Created"},
         **_ACCEPTED,
-        **errors(400, 401, 403, 404, 409, 413, 422, 502),
+        **errors(400, 401, 403, 404, 409, 413, 422, 502, 503),
     },
     openapi_extra=OPENAPI_BODY,
     summary="Create the branch's database if missing and apply its migrations",
@@ -115,15 +165,20 @@ async def put_branch(
     fresh: bool = Fresh,
     from_snapshot: str | None = FromSnapshot,
     reset_on_drift: bool | None = Query(None),
+    sha: str | None = Sha,
     wait: bool = Wait,
 ) -> JSONResponse:
     """Idempotent: a second call changes nothing and answers 200 (the first, 201).
 
-    With a body, the uploaded files are the migrations to apply.
+    With a body, the uploaded files are the migrations to apply; without, the
+    branch's as committed (its tip, or *sha*). The database is confirmed to exist
+    on its server: one dropped behind branchdb's back is made again (201).
     """
-    files = await read_upload(request)
+    upload = await read_upload(request)
+    _no_sha_with(upload, sha)
 
     def work(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
+        files = _migrations(project, branch, upload, sha)
         with acting(f"token:{token.id}"):
             res = project.engine().up(
                 branch,
@@ -133,6 +188,7 @@ async def put_branch(
                 lock_timeout=LOCK_TIMEOUT,
                 progress=progress,
                 files=files,
+                confirm_exists=True,
             )
         return (201 if res.created else 200), views.up_dict(res)
 
@@ -183,19 +239,26 @@ async def delete_branch(
 @router.post(
     "/branches/{branch:path}/status",
     response_model=schemas.BranchStatus,
-    responses=errors(400, 401, 403, 404, 413),
+    responses=errors(400, 401, 403, 404, 409, 413, 422, 503),
     openapi_extra=OPENAPI_BODY,
     summary="A branch database with live facts: size, pending migrations, problems",
 )
 async def branch_status(
-    request: Request, token: ReadToken, project: ProjectDep, branch: BranchDep
+    request: Request,
+    token: ReadToken,
+    project: ProjectDep,
+    branch: BranchDep,
+    sha: str | None = Sha,
 ) -> dict[str, Any]:
     """Read-only (a POST only to carry the optional upload: pending is computed
-    against the uploaded files when given)."""
-    files = await read_upload(request)
+    against the uploaded files when given, else against the branch as committed)."""
+    upload = await read_upload(request)
+    _no_sha_with(upload, sha)
 
     def work() -> dict[str, Any]:
         engine = project.engine()
+        engine.get(branch)  # no database: 404 before any fetch
+        files = _migrations(project, branch, upload, sha)
         st = engine.status(branch, files=files)
         return views.status_dict(
             st, protected=engine.is_protected(branch), ttl=ttl_of(engine, branch)
@@ -207,7 +270,7 @@ async def branch_status(
 @router.post(
     "/branches/{branch:path}/reset",
     response_model=schemas.ResetBranch,
-    responses={**_ACCEPTED, **errors(400, 401, 403, 404, 409, 413, 422, 502)},
+    responses={**_ACCEPTED, **errors(400, 401, 403, 404, 409, 413, 422, 502, 503)},
     openapi_extra=OPENAPI_BODY,
     summary="Recreate from its source and re-apply migrations; the URL stays",
 )
@@ -220,9 +283,11 @@ async def reset_branch(
     fresh: bool = Fresh,
     from_snapshot: str | None = FromSnapshot,
     force: bool = Query(False, description="allow resetting a protected branch"),
+    sha: str | None = Sha,
     wait: bool = Wait,
 ) -> JSONResponse:
-    files = await read_upload(request)
+    upload = await read_upload(request)
+    _no_sha_with(upload, sha)
 
     def work(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
         engine = project.engine()
@@ -230,6 +295,8 @@ async def reset_branch(
             raise Refused(
                 f"{branch!r} is protected (branches.protected); pass force=true"
             )
+        engine.get(branch)  # no database: 404 before any fetch
+        files = _migrations(project, branch, upload, sha)
         with acting(f"token:{token.id}"):
             res = engine.reset(
                 branch,
@@ -246,7 +313,7 @@ async def reset_branch(
 @router.post(
     "/branches/{branch:path}/migrate",
     response_model=schemas.Migrate,
-    responses={**_ACCEPTED, **errors(400, 401, 403, 404, 409, 413, 422, 502)},
+    responses={**_ACCEPTED, **errors(400, 401, 403, 404, 409, 413, 422, 502, 503)},
     openapi_extra=OPENAPI_BODY,
     summary="Apply (or with dry_run=true, list) the branch's pending migrations",
 )
@@ -257,11 +324,15 @@ async def migrate_branch(
     project: ProjectDep,
     branch: BranchDep,
     dry_run: bool = False,
+    sha: str | None = Sha,
     wait: bool = Wait,
 ) -> JSONResponse:
-    files = await read_upload(request)
+    upload = await read_upload(request)
+    _no_sha_with(upload, sha)
 
     def work(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
+        project.engine().get(branch)  # no database: 404 before any fetch
+        files = _migrations(project, branch, upload, sha)
         with acting(f"token:{token.id}"):
             res = project.engine().migrate(
                 branch, dry_run=dry_run, progress=progress, files=files

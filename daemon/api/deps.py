@@ -27,9 +27,11 @@ from branchdb.daemon.api.jobs import JobTable
 from branchdb.daemon.api.settings import DaemonSettings, ProjectSettings
 from branchdb.daemon.core import branchname
 from branchdb.daemon.core.engine import Engine
-from branchdb.daemon.core.errors import BranchdbError, NotFound
+from branchdb.daemon.core.errors import BranchdbError, NotFound, Refused
+from branchdb.daemon.migrations.base import MigrationFiles
 from branchdb.daemon.store import open_store
 from branchdb.daemon.store.base import Store
+from branchdb.daemon.vcs import tree as git_tree
 from branchdb.daemon.vcs.tree import Mirror
 
 
@@ -84,6 +86,30 @@ class ProjectRuntime:
             store = self._shared_store() if self._shared_store else None
             engine = self._local.engine = Engine(self.settings.config, store=store)
         return engine
+
+    def committed_migrations(
+        self, branch: str, sha: str | None = None
+    ) -> MigrationFiles | None:
+        """*branch*'s migrations as committed in the project's repository.
+
+        Fetches the mirror first (callers arriving together share one fetch), then
+        reads the branch's tip, or *sha* on its history. None when the project has
+        no repository: its directory on disk is then the only source, whatever the
+        branch. Blocks (git): call it in the thread pool. Raises NotFound (a branch
+        or commit the repository does not have), Refused (*sha* off the branch, or
+        given without a repository), RepositoryUnavailable (the fetch failed).
+        """
+        if self.mirror is None:
+            if sha is not None:
+                raise Refused(
+                    f"project {self.name!r} has no repository to read commit {sha} "
+                    "from; set repository in the daemon config"
+                )
+            return None
+        commit = self.mirror.branch_commit(branch, sha, forks=self.settings.allow_forks)
+        return git_tree.migrations_at(
+            self.settings.config, self.mirror, commit, self.settings.subdir
+        )
 
 
 class Daemon:

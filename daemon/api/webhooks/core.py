@@ -129,10 +129,10 @@ def _start_publish(
         return 200, publish.publish(settings, pub)
 
     async def start() -> str:
-        # Same key as the provisioning job: it runs after that job, in order.
-        return daemon.jobs.start(
-            "publish", proj.name, pub.branch, work, key=f"{proj.name}\0{pub.branch}"
-        ).id
+        # Publications of a branch run in order, in a line of their own: started
+        # once the provisioning is done, they never hold up a PUT waiting its turn.
+        key = f"{proj.name}\0{pub.branch}\0publish"
+        return daemon.jobs.start("publish", proj.name, pub.branch, work, key=key).id
 
     try:
         return asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
@@ -186,7 +186,9 @@ def _work(
             files = git_tree.migrations_at(
                 proj.settings.config, proj.mirror, act.sha, proj.settings.subdir
             )
-            res = engine.up(act.branch, files=files, lock_timeout=300)
+            res = engine.up(
+                act.branch, files=files, lock_timeout=300, confirm_exists=True
+            )
         except BranchdbError as e:
             _start_publish(daemon, proj, pub("failed", None, redact(str(e))), loop)
             raise
