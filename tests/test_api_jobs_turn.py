@@ -81,12 +81,12 @@ def test_a_cancelled_waiter_passes_the_turn_on() -> None:
         release = asyncio.Event()
 
         async def holder() -> None:
-            async with table.turn("k", "first", timeout=10, busy="busy"):
+            async with table.turn("k", "first", timeout=10, busy="b", shared=False):
                 held.set()
                 await release.wait()
 
         async def waiter(name: str, into: list[str]) -> None:
-            async with table.turn("k", name, timeout=10, busy="busy"):
+            async with table.turn("k", name, timeout=10, busy="b", shared=False):
                 into.append(name)
 
         got: list[str] = []
@@ -101,3 +101,45 @@ def test_a_cancelled_waiter_passes_the_turn_on() -> None:
         assert got == ["last"] and not table._lines
 
     asyncio.run(main())
+
+
+def test_requests_next_to_each_other_share_the_turn() -> None:
+    """Two requests answered in place run side by side; a job started while they
+    run waits for both, and a request after that job waits for it."""
+
+    async def main() -> list[str]:
+        table = JobTable()
+        order: list[str] = []
+        inside = asyncio.Event()
+        release = asyncio.Event()
+
+        async def request(name: str) -> None:
+            async with table.turn("k", name, timeout=10, busy="busy"):
+                order.append(f"{name} in")
+                if name == "r2":
+                    inside.set()
+                await release.wait()
+                order.append(f"{name} out")
+
+        r1 = asyncio.create_task(request("r1"))
+        r2 = asyncio.create_task(request("r2"))
+        await inside.wait()  # r2 got in while r1 still holds the turn
+
+        def work() -> tuple[int, dict[str, str]]:
+            order.append("job")
+            return 200, {}
+
+        job = table.start("webhook:up", "p", "b", work, key="k")
+        r3 = asyncio.create_task(request("r3"))
+        await asyncio.sleep(0.05)
+        assert job.status == "running" and "r3 in" not in order
+        release.set()
+        await asyncio.gather(r1, r2, r3)
+        assert job.finished_at is not None
+        assert not table._lines
+        return order
+
+    order = asyncio.run(main())
+    assert order[:2] == ["r1 in", "r2 in"]
+    assert order.index("job") > max(order.index("r1 out"), order.index("r2 out"))
+    assert order.index("r3 in") > order.index("job")

@@ -7,6 +7,8 @@ one after the other, in the order they were started, so two webhook deliveries f
 branch are applied in arrival order. A request answered in place takes its
 :meth:`JobTable.turn` in the same line: it runs after every job of its key started
 before it (a CI PUT after the webhook's job), and a job started meanwhile runs after it.
+Requests next to each other in the line share their turn (they ran side by side
+before there was a line; the engine's branch lock still orders what they change).
 """
 
 from __future__ import annotations
@@ -66,10 +68,15 @@ class Job:
 
 
 class _Place:
-    """A place in a key's line: *ready* is set when its turn comes."""
+    """A place in a key's line: *ready* is set when its turn comes.
 
-    def __init__(self, what: str) -> None:
+    An exclusive place's turn comes when it is first in line; a *shared* one's when
+    every place before it is shared too.
+    """
+
+    def __init__(self, what: str, shared: bool) -> None:
         self.what = what  # "webhook:up job 3f2a…", shown to whoever waits behind
+        self.shared = shared
         self.ready = asyncio.get_running_loop().create_future()
 
 
@@ -101,38 +108,48 @@ class JobTable:
         task.add_done_callback(self._tasks.discard)
         return job
 
-    def _join(self, key: str, what: str) -> _Place:
-        place = _Place(what)
-        line = self._lines.setdefault(key, deque())
-        line.append(place)
-        if len(line) == 1:
-            place.ready.set_result(None)
+    def _join(self, key: str, what: str, shared: bool = False) -> _Place:
+        place = _Place(what, shared)
+        self._lines.setdefault(key, deque()).append(place)
+        self._wake(key)
         return place
 
     def _leave(self, key: str, place: _Place) -> None:
         line = self._lines[key]
-        first = line[0] is place
         line.remove(place)
-        if not line:
+        if line:
+            self._wake(key)  # the turn passes on
+        else:
             del self._lines[key]
-        elif first and not line[0].ready.done():
-            line[0].ready.set_result(None)  # the turn passes on
+
+    def _wake(self, key: str) -> None:
+        """Set *ready* on every place of *key*'s line whose turn has come."""
+        for i, place in enumerate(self._lines[key]):
+            if i and not (place.shared and self._lines[key][i - 1].shared):
+                break
+            if not place.ready.done():
+                place.ready.set_result(None)
+            if not place.shared:
+                break
 
     @asynccontextmanager
     async def turn(
-        self, key: str, what: str, *, timeout: float, busy: str
+        self, key: str, what: str, *, timeout: float, busy: str, shared: bool = True
     ) -> AsyncIterator[None]:
-        """Hold *key*'s turn: after every job and turn that asked for it before.
+        """Hold *key*'s turn: after every job (and exclusive turn) that asked before.
 
-        Waits at most *timeout* seconds, then raises Refused(*busy* plus what holds
-        the turn). *what* names the holder to those who wait behind it.
+        *shared* turns next to each other in the line hold it together. Waits at
+        most *timeout* seconds, then raises Refused(*busy* plus what it waited
+        behind). *what* names this holder to those who wait behind it.
         """
-        place = self._join(key, what)
+        place = self._join(key, what, shared)
         try:
             try:
                 await asyncio.wait_for(asyncio.shield(place.ready), timeout)
             except TimeoutError:
-                holder = self._lines[key][0].what
+                line = self._lines[key]
+                ahead = list(line)[: line.index(place)]
+                holder = next((p.what for p in ahead if not p.shared), "earlier work")
                 raise Refused(
                     f"{busy} (waited {timeout:.0f} s behind the {holder}); "
                     "try again in a moment"
