@@ -13,7 +13,9 @@ import fcntl
 import os
 import re
 import subprocess
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 from branchdb.daemon.config.project import Config
@@ -31,6 +33,8 @@ _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 SHA_PATTERN = r"^[0-9a-fA-F]{7,64}$"
 #: A fetch slower than this fails (503): a caller is waiting for its answer.
 FETCH_TIMEOUT = 120.0
+#: Trees (commit, directory) whose listing and files a mirror keeps in memory.
+TREE_CACHE = 64
 # The branches webhooks give to forks' pull and merge requests (allow_forks), and
 # the refs their commits are fetched through.
 _FORK_REFS = (
@@ -82,6 +86,22 @@ class Mirror:
         self.path = path
         self.url = url
         self._fetched_since: float | None = None  # start of the last good fetch
+        self._trees: OrderedDict[tuple[str, str], GitTreeFiles] = OrderedDict()
+        self._trees_lock = threading.Lock()
+
+    def tree(self, sha: str, subdir: str) -> GitTreeFiles:
+        """The files under *subdir* at commit *sha* (a full id), kept for reuse: a
+        commit never changes, so neither do its listing and files."""
+        key = (sha, subdir)
+        with self._trees_lock:
+            found = self._trees.get(key)
+            if found is None:
+                found = self._trees[key] = GitTreeFiles(self.path, sha, subdir)
+                while len(self._trees) > TREE_CACHE:
+                    self._trees.popitem(last=False)
+            else:
+                self._trees.move_to_end(key)
+            return found
 
     def has_commit(self, sha: str) -> bool:
         if not (self.path / "HEAD").exists():
@@ -168,9 +188,7 @@ class Mirror:
             # show-ref --verify takes the exact ref: no guessing among ref names.
             r = _git(self.path, "show-ref", "--verify", "--hash", ref, check=False)
             if r.returncode == 0:
-                oid = r.stdout.decode().strip()
-                if self._commit(oid) == oid:
-                    return oid
+                return r.stdout.decode().strip()
         return None
 
     def _commit(self, prefix: str) -> str | None:
@@ -274,11 +292,9 @@ def migrations_at(
             raise ConfigError(
                 "migrations.dir must be inside the repository for webhook flows"
             )
-        return GitTreeFiles(mirror.path, sha, join(project_subdir, rel))
+        return mirror.tree(sha, join(project_subdir, rel))
     for rel in migration_files.MIGRATION_DIRS:
-        files = GitTreeFiles(mirror.path, sha, join(project_subdir, rel))
+        files = mirror.tree(sha, join(project_subdir, rel))
         if files.exists():
             return files
-    return GitTreeFiles(
-        mirror.path, sha, join(project_subdir, migration_files.MIGRATION_DIRS[0])
-    )
+    return mirror.tree(sha, join(project_subdir, migration_files.MIGRATION_DIRS[0]))
