@@ -40,6 +40,8 @@ from branchdb.daemon.store.sqlite_store import SqliteStore
 
 BRANCHDB = str(Path(sys.executable).with_name("branchdb"))
 MIGRATIONS = 10
+#: The branches the benchmarks create (git branches of the bench repository).
+BRANCHES = ["feature/get", "feature/one", *(f"feature/c{i:02d}" for i in range(50))]
 
 
 def make_project(root: Path, name: str) -> Path:
@@ -54,8 +56,10 @@ def make_project(root: Path, name: str) -> Path:
             f"created_at TEXT);\nCREATE INDEX t{i}_name ON t{i} (name);\n"
             f"INSERT INTO t{i} (name) VALUES ('seed');\n"
         )
+    (repo / ".gitignore").write_text(".branchdb/\n")
     git = ["git", "-C", str(repo)]
     subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run(
         [
             *git,
@@ -65,12 +69,14 @@ def make_project(root: Path, name: str) -> Path:
             "user.name=B",
             "commit",
             "-q",
-            "--allow-empty",
             "-m",
             "init",
         ],
         check=True,
     )
+    # The daemon reads a branch's committed migrations: the branches must exist.
+    for name in BRANCHES:
+        subprocess.run([*git, "branch", name], check=True)
     return repo
 
 
@@ -257,7 +263,7 @@ async def concurrent_puts(
 
 
 def bench_create(root: Path, repo: Path, base: str, token: str) -> None:
-    names = [f"feature/c{i:02d}" for i in range(50)]
+    names = [n for n in BRANCHES if n.startswith("feature/c")]
     t = time.perf_counter()
     rs = asyncio.run(concurrent_puts(base, token, repo.name, names))
     wall = time.perf_counter() - t
