@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 STATE_FILE = "state.db"
 #: Version of the state store's schema (:mod:`.schema`; both stores upgrade to it; the
 #: hook's fast path reads only a store of exactly this version).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def open_store(url: str | None, sqlite_path: Path, schema: str | None = None) -> Store:

@@ -205,12 +205,16 @@ def _work(
             with acting(f"{provider}:{delivery}", why):
                 code, body = provision()
         except BranchdbError as e:
-            store.finish_delivery(provider, delivery, "failed", redact(str(e)))
+            store.finish_delivery(
+                provider, delivery, "failed", redact(str(e)), project=proj.name
+            )
             raise
         except Exception as e:
-            store.finish_delivery(provider, delivery, "failed", redact(repr(e)))
+            store.finish_delivery(
+                provider, delivery, "failed", redact(repr(e)), project=proj.name
+            )
             raise
-        store.finish_delivery(provider, delivery, "done")
+        store.finish_delivery(provider, delivery, "done", project=proj.name)
         return code, body
 
     return work
