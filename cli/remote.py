@@ -292,8 +292,8 @@ class RemoteClient:
         return result
 
     def set_ttl(self, branch: str, ttl: str) -> Json:
-        path = self._path("branches", branch, "ttl")
-        result: Json = self._call("PUT", path, json={"ttl": ttl})
+        path = self._path("branches", branch)
+        result: Json = self._call("PATCH", path, json={"ttl": ttl})
         return result
 
     def is_protected(self, branch: str) -> bool:

@@ -207,7 +207,7 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.add_middleware(BodyLimit, max_body=settings.max_body)
     _install_error_handlers(app)
     app.include_router(meta)
-    app.include_router(collection.router)  # before branches: PUT .../{branch}/ttl
+    app.include_router(collection.router)
     app.include_router(branches.router)
     app.include_router(snapshots.router)
     app.include_router(webhooks.router)
