@@ -16,7 +16,15 @@ from typing import Any
 import httpx
 import pytest
 from apisupport import auth, serve_in_thread, setup_project, wait_job
-from hooksupport import GITLAB_TOKEN, SECRET, sign
+from hooksupport import (
+    GITLAB_TOKEN,
+    SECRET,
+    delete_event,
+    merge_request_event,
+    push_event,
+    sign,
+)
+from hooksupport import pull_request_event as pr_event
 from support import git
 
 from branchdb.daemon.api import settings as daemon_config
@@ -41,24 +49,31 @@ class Two:
         return SqliteStore(self.data / "state.db")
 
     def github(
-        self, project: str, payload: dict[str, Any], delivery: str, secret: str
+        self,
+        project: str,
+        payload: dict[str, Any] | bytes,
+        delivery: str,
+        secret: str = SECRET,
+        event: str = "pull_request",
     ) -> httpx.Response:
-        body = json.dumps(payload).encode()
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         return self.client.post(
             f"/v1/webhooks/github?project={project}",
             content=body,
             headers={
-                "X-GitHub-Event": "pull_request",
+                "X-GitHub-Event": event,
                 "X-GitHub-Delivery": delivery,
                 "X-Hub-Signature-256": sign(body, secret),
                 "Content-Type": "application/json",
             },
         )
 
-    def gitlab(self, payload: dict[str, Any], key: str) -> httpx.Response:
+    def gitlab(self, payload: dict[str, Any] | bytes, key: str) -> httpx.Response:
+        """A merge request hook for ``shop``."""
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         return self.client.post(
             "/v1/webhooks/gitlab?project=shop",
-            content=json.dumps(payload).encode(),
+            content=body,
             headers={
                 "X-Gitlab-Event": "Merge Request Hook",
                 "X-Gitlab-Token": GITLAB_TOKEN,
@@ -217,3 +232,114 @@ def test_a_branch_named_ttl_is_an_ordinary_branch(two: Two, name: str) -> None:
     r = c.delete(path, headers=ci)
     assert r.status_code == 200 and r.json()["dropped"] is True, r.text
     assert two.branches("shop") == []
+
+
+# ------------------------------------------------------------ webhook deliveries
+def test_delivery_ids_are_per_project(two: Two) -> None:
+    """web's secret holder sends a delivery id first; shop's own delivery of that id
+    is still acted on (and web's redelivery of it is still a duplicate)."""
+    web_sha = git(two.web, "rev-parse", "HEAD")
+    r = two.github("web", pr_event("opened", "feature/w", web_sha), "id-1", WEB_SECRET)
+    assert r.status_code == 202 and r.json()["status"] == "accepted", r.text
+    assert wait_job(two.client, r.json()["job"], two.toks["admin"])["status"] == (
+        "succeeded"
+    )
+    shop_sha = git(two.shop, "rev-parse", "HEAD")
+    r = two.github("shop", pr_event("opened", "feature/s", shop_sha), "id-1")
+    assert r.status_code == 202 and r.json()["status"] == "accepted", r.text
+    job = wait_job(two.client, r.json()["job"], two.toks["admin"])
+    assert job["status"] == "succeeded", job
+    assert two.branches("shop") == ["feature/s"]
+    assert two.branches("web") == ["feature/w"]
+    r = two.github("web", pr_event("opened", "feature/w", web_sha), "id-1", WEB_SECRET)
+    assert r.status_code == 200 and r.json()["status"] == "duplicate", r.text
+    store = two.store()
+    try:
+        for project in ("shop", "web"):
+            row = store.delivery("github", "id-1", project=project) or {}
+            assert row["status"] == "done", (project, row)
+    finally:
+        store.close()
+
+
+# ------------------------------------------------------------ webhook branch names
+BAD_NAMES = ["a..b", "../../etc", "x" * 300, "-rf", "feat//x", "feat/x.lock"]
+
+
+def assert_ignored(r: httpx.Response) -> None:
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["status"] == "ignored", body
+    assert body["reason"].startswith("ignored: invalid branch name"), body
+
+
+def assert_nothing_recorded(two: Two, provider: str) -> None:
+    assert two.branches("shop") == []
+    store = two.store()
+    try:
+        assert store.closed_branches("shop") == {}
+        for n in range(len(BAD_NAMES) * 4):
+            assert store.delivery(provider, f"bad-{n}", project="shop") is None
+    finally:
+        store.close()
+    assert not (two.data / "mirrors").exists()  # nothing was even fetched
+
+
+def test_github_events_for_branch_names_git_refuses_are_ignored(two: Two) -> None:
+    sha = git(two.shop, "rev-parse", "HEAD")
+    n = 0
+    for name in BAD_NAMES:
+        for event, payload in [
+            ("pull_request", pr_event("opened", name, sha)),
+            ("pull_request", pr_event("closed", name, sha, merged=True)),
+            ("push", push_event(name, sha, sha)),
+            ("delete", delete_event(name)),
+        ]:
+            assert_ignored(two.github("shop", payload, f"bad-{n}", event=event))
+            n += 1
+    assert_nothing_recorded(two, "github")
+
+
+def test_gitlab_merge_requests_for_branch_names_git_refuses_are_ignored(
+    two: Two,
+) -> None:
+    sha = git(two.shop, "rev-parse", "HEAD")
+    n = 0
+    for name in BAD_NAMES:
+        for action in ("open", "update", "merge", "close"):
+            r = two.gitlab(merge_request_event(action, name, sha), f"bad-{n}")
+            assert_ignored(r)
+            n += 1
+    assert_nothing_recorded(two, "gitlab")
+
+
+# ------------------------------------------------------------ deeply nested JSON
+DEEP = b"[" * 50_000 + b"]" * 50_000
+
+
+def assert_bad_request(r: httpx.Response) -> None:
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json()["error"]["type"] == "BadRequest", r.text
+
+
+def test_deeply_nested_json_is_a_bad_request(two: Two) -> None:
+    c, admin = two.client, auth(two.toks["admin"])
+    assert_bad_request(two.github("shop", DEEP, "deep-1"))
+    assert_bad_request(two.github("shop", b'{"pull_request": ' + DEEP + b"}", "d-2"))
+    assert_bad_request(two.gitlab(DEEP, "deep-3"))
+    json_type = {"Content-Type": "application/json"}
+    for body in (DEEP, b'{"files": ' + DEEP + b"}"):
+        for method, path in [
+            ("PUT", "/v1/projects/shop/branches/feature/deep"),
+            ("POST", "/v1/projects/shop/branches/feature/deep/status"),
+        ]:
+            r = c.request(method, path, content=body, headers={**admin, **json_type})
+            assert_bad_request(r)
+    # A route whose body FastAPI parses (the snapshot's JSON) answers 400 too.
+    r = c.post(
+        "/v1/projects/shop/snapshots", content=DEEP, headers={**admin, **json_type}
+    )
+    assert r.status_code == 400, r.text
+    assert two.branches("shop") == []
+    assert c.get("/v1/health").status_code == 200

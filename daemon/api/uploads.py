@@ -153,11 +153,22 @@ def _add(files: dict[str, bytes], path: str, data: bytes, total: int) -> int:
     return total
 
 
-def _from_json(body: bytes) -> dict[str, bytes]:
+def parse_json(body: bytes, what: str) -> Any:
+    """*body* parsed as JSON; BadRequest naming *what* if it is not JSON.
+
+    Nesting deeper than the interpreter's recursion limit (``[[[[…]]]]`` 50,000
+    deep fits in a few hundred kB) is a malformed request too, not a crash.
+    """
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the upload is not valid JSON") from None
+        return json.loads(body)
+    except RecursionError:
+        raise BadRequest(f"{what} is nested too deeply to read") from None
+    except ValueError:  # UnicodeDecodeError included
+        raise BadRequest(f"{what} is not valid JSON") from None
+
+
+def _from_json(body: bytes) -> dict[str, bytes]:
+    data = parse_json(body, "the upload")
     raw = data.get("files") if isinstance(data, dict) else None
     if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
         raise BadRequest('a JSON upload is {"files": {"path": "content", ...}}')
