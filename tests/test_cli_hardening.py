@@ -5,10 +5,14 @@ the installed ``branchdb`` script."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from apisupport import setup_project
+import httpx
+from apisupport import auth, make_tokens, serve_in_thread, settings_for, setup_project
 from support import run
+
+from branchdb.daemon.api.app import create_app
 
 
 def test_token_create_with_projects_is_listed(repo: Path) -> None:
@@ -33,3 +37,51 @@ def test_token_for_a_project_not_served_is_refused(repo: Path) -> None:
     assert r.code == 2 and r.out == ""
     assert r.err.count("\n") == 1 and "'shpo'" in r.err and "shop" in r.err
     assert json.loads(run(repo, "token", "ls", "--json").out) == []
+
+
+# ------------------------------------------------------------ a dangling symlink
+def _one_line_error(code: int, out: str, err: str) -> str:
+    assert code not in (0, 70), (code, out, err)
+    assert "Traceback" not in err and "internal error" not in err, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("branchdb: error: ")
+    return err.strip()
+
+
+def _dangle(repo: Path) -> None:
+    os.symlink("gone.sql", repo / "migrations" / "003_dangling.sql")
+
+
+def test_a_dangling_symlink_among_the_migrations_is_a_user_error(repo: Path) -> None:
+    setup_project(repo)
+    assert run(repo, "up").code == 0  # main has a database; the link comes later
+    _dangle(repo)
+    for args in (["up"], ["up", "feature/x"], ["migrate"]):
+        r = run(repo, *args)
+        line = _one_line_error(r.code, r.out, r.err)
+        assert "003_dangling.sql" in line and "gone.sql" in line, (args, line)
+    listed = json.loads(run(repo, "ls", "--json").out)
+    assert [b["branch"] for b in listed] == ["main"]
+
+
+def test_a_dangling_symlink_through_the_daemon(repo: Path) -> None:
+    """Remote mode names the file on the developer's machine; the daemon reading its
+    own directory answers 4xx JSON naming it."""
+    setup_project(repo)
+    settings = settings_for(repo)
+    toks = make_tokens(settings)
+    _dangle(repo)
+    with (
+        serve_in_thread(create_app(settings)) as base,
+        httpx.Client(base_url=base, timeout=60) as client,
+    ):
+        env = {"BRANCHDB_SERVER": base, "BRANCHDB_TOKEN": toks["ci"]}
+        r = run(repo, "up", "feature/x", env=env)
+        assert "003_dangling.sql" in _one_line_error(r.code, r.out, r.err)
+        put = client.put(
+            "/v1/projects/shop/branches/feature/x", headers=auth(toks["ci"])
+        )
+        assert 400 <= put.status_code < 500, put.text
+        assert "003_dangling.sql" in put.json()["error"]["message"]
+        listed = client.get("/v1/projects/shop/branches", headers=auth(toks["ci"]))
+        assert listed.json() == []
+
