@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 from apisupport import auth, make_tokens, serve_in_thread, settings_for, setup_project
-from support import run
+from support import git, run
 
 from branchdb.daemon.api.app import create_app
 
@@ -85,3 +85,17 @@ def test_a_dangling_symlink_through_the_daemon(repo: Path) -> None:
         listed = client.get("/v1/projects/shop/branches", headers=auth(toks["ci"]))
         assert listed.json() == []
 
+
+# ------------------------------------------------------------ the data directory
+def test_the_data_directory_ignores_itself(repo: Path) -> None:
+    """`up` without `init` (no .gitignore entry): .branchdb/ never shows in git."""
+    setup_project(repo)
+    (repo / ".gitignore").unlink()
+    git(repo, "commit", "-qam", "no ignore file")
+    r = run(repo, "up")
+    assert r.code == 0, r.err
+    assert (repo / ".branchdb" / "state.db").is_file()
+    assert (repo / ".branchdb" / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    git(repo, "add", "-A")
+    assert git(repo, "diff", "--cached", "--name-only") == ""
