@@ -324,6 +324,7 @@ class RemoteClient:
                 raise ConfigError(
                     f"cannot read rules file {path}: {e.strerror}"
                 ) from None
+            body["rules_name"] = str(path)  # what the daemon's errors call it
         if allow_unreviewed:
             body["allow_unreviewed"] = True
         result: Json = self._long("POST", self._path("snapshots"), progress, json=body)

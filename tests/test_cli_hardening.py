@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 import httpx
@@ -99,3 +100,41 @@ def test_the_data_directory_ignores_itself(repo: Path) -> None:
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
     git(repo, "add", "-A")
     assert git(repo, "diff", "--cached", "--name-only") == ""
+
+
+# ------------------------------------------------------------ remote snapshot rules
+RULES_CASES = {
+    # file name -> (its text, what the error says besides the file's name)
+    "not_toml.toml": ("salt = [unclosed\n", "not valid TOML"),
+    "no_table.toml": (
+        'salt = "s"\n[tables.people]\ncolumns.email = "email"\n'
+        '[tables.ghosts]\ncolumns.x = "null"\n',
+        "'ghosts' does not exist",
+    ),
+    "unreviewed.toml": ('salt = "s"\n', "have no rule in"),
+}
+
+
+def test_remote_snapshot_rules_errors_name_the_users_file(repo: Path) -> None:
+    setup_project(repo)
+    seed = repo.parent / "seed.db"
+    con = sqlite3.connect(seed)
+    con.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, email TEXT)")
+    con.commit()
+    con.close()
+    for name, (text, _) in RULES_CASES.items():
+        (repo / name).write_text(text)
+    settings = settings_for(repo)
+    toks = make_tokens(settings)
+    with serve_in_thread(create_app(settings)) as base:
+        remote = {"BRANCHDB_SERVER": base, "BRANCHDB_TOKEN": toks["admin"]}
+        for name, (_, says) in RULES_CASES.items():
+            args = ("snapshot", "create", "s", "--source", str(seed), "--rules", name)
+            errors = []
+            for env in (remote, None):  # remote, then embedded: the same message
+                r = run(repo, *args, env=env)
+                assert r.code not in (0, 70) and "Traceback" not in r.err, r.err
+                assert str(repo / name) in r.err and says in r.err, r.err
+                assert "branchdb-rules-" not in r.err, r.err
+                errors.append(r.err)
+            assert errors[0] == errors[1]
