@@ -63,14 +63,16 @@ class _Ctx:
         return self._engine
 
     def branch(self) -> str:
+        """The BRANCH argument, else the checked-out branch; GitError (exit 2) for a
+        name outside the one branch-name rule, before anything else happens."""
+        from branchdb.daemon.core import branchname
+
         name: str | None = getattr(self.args, "branch", None)
         if name:
-            from branchdb.daemon.core import branchname
-
             return branchname.validate(name)
         from branchdb.daemon.vcs.repo import current_branch
 
-        return current_branch(self.cwd)
+        return branchname.validate(current_branch(self.cwd))
 
     def progress(self, message: str) -> None:
         if sys.stderr.isatty() and not getattr(self.args, "json", False):
@@ -469,7 +471,7 @@ def _ttl_text(info: dict[str, Any]) -> str:
 def cmd_ttl(ctx: _Ctx) -> int:
     from branchdb.cli.output import emit_json
 
-    data = ctx.client.set_ttl(ctx.args.branch, ctx.args.ttl)
+    data = ctx.client.set_ttl(ctx.branch(), ctx.args.ttl)
     if ctx.args.json:
         emit_json(data)
     else:

@@ -138,3 +138,21 @@ def test_remote_snapshot_rules_errors_name_the_users_file(repo: Path) -> None:
                 assert "branchdb-rules-" not in r.err, r.err
                 errors.append(r.err)
             assert errors[0] == errors[1]
+
+
+# ------------------------------------------------------------ the one branch-name rule
+def test_every_cli_branch_goes_through_the_rule(repo: Path) -> None:
+    setup_project(repo)
+    for args in (["ttl", "a..b", "3d"], ["ttl", "-rf", "3d"], ["url", "feat//x"]):
+        if args[1].startswith("-"):
+            args = [args[0], "--", *args[1:]]
+        r = run(repo, *args)
+        assert r.code == 2, (args, r.err)
+        assert "invalid branch name" in _one_line_error(r.code, r.out, r.err)
+    # git can check out a 300-byte name (each part under 255); the rule cannot.
+    long = "x" * 200 + "/" + "y" * 99
+    git(repo, "checkout", "-q", "-b", long)
+    for args in (["url"], ["status"], ["up"]):
+        r = run(repo, *args)
+        assert r.code == 2, (args, r.err)
+        assert "invalid branch name" in _one_line_error(r.code, r.out, r.err)
