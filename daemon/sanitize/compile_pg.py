@@ -23,8 +23,8 @@ from branchdb.daemon.sanitize import fakes
 from branchdb.daemon.sanitize.plan import (
     ApplyReport,
     Progress,
-    _noop,
     masked,
+    no_progress,
     prune,
     resolve,
 )
@@ -236,7 +236,9 @@ def update_statement(
     return stmt
 
 
-def _run(conn: psycopg.Connection[Any], stmt: sql.Composed, what: str) -> int:
+def run_statement(conn: psycopg.Connection[Any], stmt: sql.Composed, what: str) -> int:
+    """Execute *stmt*; the rows it wrote. A failure is the rules' doing (a where,
+    an expression, a key masked on one side): RulesError naming *what*."""
     import psycopg
 
     from branchdb.daemon.backends.pg_session import describe_error
@@ -266,14 +268,14 @@ def _delete_orphans(
             sql.SQL("{} = {}").format(a, b) for a, b in zip(c, p, strict=True)
         ),
     )
-    return _run(conn, stmt, f"delete rows of {fk.child} orphaned by {fk.name}")
+    return run_statement(conn, stmt, f"delete rows of {fk.child} orphaned by {fk.name}")
 
 
 def apply(
     conn: psycopg.Connection[Any],
     schema: Schema,
     rules: Rules,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
 ) -> ApplyReport:
     """Apply *rules* to the staging database behind *conn*, all in one transaction.
 
@@ -286,7 +288,7 @@ def apply(
     with conn.transaction():
         for fk in schema.fks:
             child = schema.tables[fk.child]
-            _run(
+            run_statement(
                 conn,
                 sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
                     sql.Identifier(child.schema, child.name), sql.Identifier(fk.name)
@@ -296,13 +298,13 @@ def apply(
         for trule, table in pairs:
             ident = sql.Identifier(table.schema, table.name)
             if trule.truncate:
-                _run(
+                run_statement(
                     conn, sql.SQL("TRUNCATE {}").format(ident), f"truncate {table.key}"
                 )
                 report.count(table.key, "truncated", table.rows)
                 progress(table.key, "truncated", table.rows)
             elif trule.where:
-                n = _run(
+                n = run_statement(
                     conn,
                     sql.SQL("DELETE FROM {} WHERE NOT coalesce(({}), false)").format(
                         ident, sql.SQL(trule.where)
@@ -319,17 +321,17 @@ def apply(
             if stmt is None or trule.truncate:
                 continue
             ident = sql.Identifier(table.schema, table.name)
-            _run(
+            run_statement(
                 conn,
                 sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(ident),
                 "disable triggers",
             )
-            n = _run(
+            n = run_statement(
                 conn,
                 stmt,
                 f"mask {table.key} ({', '.join(r.column for r in masked(trule))})",
             )
-            _run(
+            run_statement(
                 conn,
                 sql.SQL("ALTER TABLE {} ENABLE TRIGGER USER").format(ident),
                 "enable triggers",
@@ -339,7 +341,7 @@ def apply(
             progress(table.key, "masked", n)
         for fk in schema.fks:
             child = schema.tables[fk.child]
-            _run(
+            run_statement(
                 conn,
                 sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
                     sql.Identifier(child.schema, child.name),

@@ -277,6 +277,17 @@ def unreviewed(findings: list[Finding], rules: Rules) -> list[Finding]:
     return [f for f in findings if not rules.reviewed(f.table, f.column)]
 
 
+def refuse_unreviewed(
+    findings: list[Finding], rules: Rules, allow_unreviewed: bool
+) -> list[Finding]:
+    """The flagged columns without a rule; UnreviewedColumns if there are any,
+    unless *allow_unreviewed* (then the caller records them on the snapshot)."""
+    missing = unreviewed(findings, rules)
+    if missing and not allow_unreviewed:
+        raise UnreviewedColumns(missing, rules.source)
+    return missing
+
+
 def starter_rules(
     findings: list[Finding], salt_env: str = "BRANCHDB_SANITIZE_SALT"
 ) -> str:

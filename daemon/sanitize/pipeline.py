@@ -24,8 +24,8 @@ from typing import Any
 
 from branchdb.daemon.errors import BackendError
 from branchdb.daemon.sanitize import compile_pg, compile_sqlite, detect, verify
-from branchdb.daemon.sanitize.detect import Finding, UnreviewedColumns
-from branchdb.daemon.sanitize.plan import ApplyReport, Progress, _noop
+from branchdb.daemon.sanitize.detect import Finding, refuse_unreviewed
+from branchdb.daemon.sanitize.plan import ApplyReport, Progress, no_progress
 from branchdb.daemon.sanitize.rules import Rules
 from branchdb.daemon.sanitize.schema import Schema, pg_schema, sqlite_schema
 
@@ -80,15 +80,6 @@ def line_progress(progress: Callable[[str], None] | None) -> Progress:
     return say
 
 
-def _gate(
-    findings: list[Finding], rules: Rules, allow_unreviewed: bool
-) -> list[Finding]:
-    missing = detect.unreviewed(findings, rules)
-    if missing and not allow_unreviewed:
-        raise UnreviewedColumns(missing, rules.source)
-    return missing
-
-
 def _rows(schema: Schema, count: Callable[[str], int]) -> int:
     return sum(count(k) for k in schema.tables)
 
@@ -99,7 +90,7 @@ def sanitize_postgres(
     rules: Rules,
     *,
     allow_unreviewed: bool = False,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
     sample: int = detect.SAMPLE,
 ) -> SanitizeReport:
     """Sanitize database *staging_db* in place (connecting with *admin_url*'s role).
@@ -128,7 +119,7 @@ def sanitize_postgres(
         findings = detect.detect(
             schema, detect.sample_pg(conn, schema, sample), "postgres"
         )
-        missing = _gate(findings, rules, allow_unreviewed)
+        missing = refuse_unreviewed(findings, rules, allow_unreviewed)
         lap("detect")
         originals = verify.capture_pg(conn, schema, rules)
         lap("capture")
@@ -171,7 +162,7 @@ def sanitize_sqlite(
     rules: Rules,
     *,
     allow_unreviewed: bool = False,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
     sample: int = detect.SAMPLE,
 ) -> SanitizeReport:
     """Sanitize the SQLite staging file *path* in place; same contract as above."""
@@ -188,7 +179,7 @@ def sanitize_sqlite(
         findings = detect.detect(
             schema, detect.sample_sqlite(db, schema, sample), "sqlite"
         )
-        missing = _gate(findings, rules, allow_unreviewed)
+        missing = refuse_unreviewed(findings, rules, allow_unreviewed)
         originals = verify.capture_sqlite(db, schema, rules)
         applied = compile_sqlite.apply(db, schema, rules, progress)
         verified = verify.verify_sqlite(db, schema, originals)

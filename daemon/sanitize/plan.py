@@ -25,8 +25,8 @@ _TEXT_ONLY = {"email", "name", "phone", "address"}
 _HASHABLE = {"text", "int", "numeric", "uuid", "inet", "bytes"}
 
 
-def _noop(_table: str, _action: str, _rows: int) -> None:
-    pass
+def no_progress(_table: str, _action: str, _rows: int) -> None:
+    """The default :data:`Progress`: reports nothing."""
 
 
 @dataclass

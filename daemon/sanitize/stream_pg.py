@@ -45,8 +45,8 @@ from branchdb.daemon.sanitize.background import Background, pooled
 from branchdb.daemon.sanitize.plan import (
     ApplyReport,
     Progress,
-    _noop,
     masked,
+    no_progress,
     prune,
     resolve,
 )
@@ -84,7 +84,7 @@ def _mask(
         final, names, select
     )
     with conn.transaction():
-        return compile_pg._run(conn, stmt, f"mask {table.key}")
+        return compile_pg.run_statement(conn, stmt, f"mask {table.key}")
 
 
 def _copy_sequences(src: psycopg.Connection[Any], dst: psycopg.Connection[Any]) -> None:
@@ -138,7 +138,7 @@ def build(
     rules: Rules,
     *,
     allow_unreviewed: bool = False,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
     say: Callable[[str], Any] = lambda _msg: None,
     sample: int = detect.SAMPLE,
 ) -> Any:
@@ -154,7 +154,7 @@ def build(
 
     from branchdb.daemon.backends import pg_copy
     from branchdb.daemon.backends.pg_session import connect, describe_error
-    from branchdb.daemon.sanitize.pipeline import SanitizeReport, _gate
+    from branchdb.daemon.sanitize.pipeline import SanitizeReport
 
     started = mark = time.monotonic()
     timings: dict[str, float] = {}
@@ -187,7 +187,7 @@ def build(
         findings = detect.detect(
             schema, detect.sample_pg(src, schema, sample), "postgres"
         )
-        missing = _gate(findings, rules, allow_unreviewed)
+        missing = detect.refuse_unreviewed(findings, rules, allow_unreviewed)
         pairs = {t.key: tr for tr, t in resolve(schema, rules)}
         lap("detect")
         dump = os.path.join(tmp.name, "schema.dump")
@@ -240,7 +240,7 @@ def build(
         raws: dict[str, sql.Composable] = {}
         todo: list[tuple[TableRule, Table, list[str]]] = []
         # Tables whose originals the verifier searches for (a truncated one too).
-        searched = {t.key for t, _c, _r in verify._sources(schema, rules)}
+        searched = {t.key for t, _c, _r in verify.original_sources(schema, rules)}
         for i, table in enumerate(schema.tables.values()):
             trule = pairs.get(table.key)
             final = sql.Identifier(table.schema, table.name)

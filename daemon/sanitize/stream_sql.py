@@ -82,7 +82,7 @@ def move(
     """Move the rows of *raw* matching *cond* (about ``_c``) into *removed*."""
     from psycopg import sql
 
-    return compile_pg._run(conn, sql.SQL(
+    return compile_pg.run_statement(conn, sql.SQL(
         "WITH _bdb_d AS (DELETE FROM {} AS _c WHERE {} RETURNING _c.*) "
         "INSERT INTO {} SELECT * FROM _bdb_d"
     ).format(raw, cond, removed), what)  # fmt: skip
@@ -111,9 +111,10 @@ def delete_orphans(
     what = f"delete rows of {fk.child} orphaned by {fk.name}"
     if fk.child in raws:
         return move(conn, raws[fk.child], removed[fk.child], cond, what)
-    return compile_pg._run(conn, sql.SQL("DELETE FROM {} AS _c WHERE {}").format(
+    stmt = sql.SQL("DELETE FROM {} AS _c WHERE {}").format(
         sql.Identifier(child.schema, child.name), cond
-    ), what)  # fmt: skip
+    )
+    return compile_pg.run_statement(conn, stmt, what)
 
 
 def check_fks(conn: psycopg.Connection[Any], schema: Schema) -> None:

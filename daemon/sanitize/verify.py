@@ -44,7 +44,8 @@ FAKE_WORDS = sorted(
 )
 EMAIL_TOKEN = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 MAX_REPORTED = 20
-_RE_SPECIAL = re.compile(r"[\\^$.|?*+()\[\]{}]")
+#: Characters special in a regex (a name word holding one cannot join an alternation).
+REGEX_SPECIAL = re.compile(r"[\\^$.|?*+()\[\]{}]")
 #: Strategies whose output is generated from the digest alone (never from the text
 #: of the original), so that a column they mask holds no free text to search inside.
 GENERATED = frozenset({"null", "hash", "email", "name", "phone", "address"})
@@ -79,7 +80,11 @@ class VerifyReport:
     generated: set[str] = field(default_factory=set)
 
 
-def _sources(schema: Schema, rules: Rules) -> list[tuple[Table, Column, ColumnRule]]:
+def original_sources(
+    schema: Schema, rules: Rules
+) -> list[tuple[Table, Column, ColumnRule]]:
+    """(table, column, rule) of every column whose originals the verifiers search
+    the snapshot for: a text-like column its rule replaces (``rules.REPLACING``)."""
     out = []
     for key, trule in rules.tables.items():
         table = schema.tables.get(key)
@@ -96,11 +101,21 @@ def _sources(schema: Schema, rules: Rules) -> list[tuple[Table, Column, ColumnRu
     return out  # fmt: skip
 
 
-def _named(schema: Schema, rules: Rules) -> list[str]:
+def generated_columns(rules: Rules) -> set[str]:
+    """ "table.column" of every column a GENERATED strategy fills."""
+    return {
+        f"{key}.{r.column}"
+        for key, trule in rules.tables.items()
+        for r in trule.columns.values()
+        if r.strategy in GENERATED
+    }
+
+
+def name_origins(schema: Schema, rules: Rules) -> list[str]:
     """Origins whose words are searched in free text (masked person names)."""
     return [
         f"{t.key}.{c.name}"
-        for t, c, r in _sources(schema, rules)
+        for t, c, r in original_sources(schema, rules)
         if r.strategy == "name"
     ]
 
@@ -110,7 +125,7 @@ def _shape(rule: ColumnRule) -> str | None:
 
 
 # ------------------------------------------------------------------ PostgreSQL
-def _pg_text(ident: sql.Composable, col: Column) -> sql.Composable:
+def pg_text(ident: sql.Composable, col: Column) -> sql.Composable:
     """The column as text; an address without its /32 (``inet::text`` adds it)."""
     from psycopg import sql
 
@@ -138,16 +153,10 @@ def capture_pg(
     conn.execute(
         f"CREATE TEMP TABLE {TEMP} (v text NOT NULL, lv text, origin text NOT NULL)"
     )
-    report = VerifyReport()
-    for key, trule in rules.tables.items():
-        report.generated.update(
-            f"{key}.{r.column}"
-            for r in trule.columns.values()
-            if r.strategy in GENERATED
-        )
-    for table, col, r in _sources(schema, rules):
+    report = VerifyReport(generated=generated_columns(rules))
+    for table, col, r in original_sources(schema, rules):
         origin = f"{table.key}.{col.name}"
-        v = _pg_text(sql.Identifier(col.name), col)
+        v = pg_text(sql.Identifier(col.name), col)
         skip: list[sql.Composable] = [sql.SQL("false")]
         if r.strategy == "fixed":
             skip.append(sql.SQL("v = {}").format(sql.Literal(str(r.value))))
@@ -180,7 +189,7 @@ def capture_pg(
             "AND length(x) >= {} AND x <> ALL({})"
         ).format(
             sql.Identifier(WORDS), sql.Identifier(TEMP), sql.Literal(WORD_SPLIT),
-            sql.Literal(_named(schema, rules)), sql.Literal(MIN_WORD),
+            sql.Literal(name_origins(schema, rules)), sql.Literal(MIN_WORD),
             sql.Literal(FAKE_WORDS),
         )
     )  # fmt: skip
@@ -214,12 +223,14 @@ def verify_pg(
     # words, one regex test skips splitting the values that cannot (every word is
     # letters, apostrophes and hyphens, none special in a regex).
     prefilter = None
-    if 0 < n_words <= PREFILTER_WORDS and not any(_RE_SPECIAL.search(w) for w in words):
+    if 0 < n_words <= PREFILTER_WORDS and not any(
+        REGEX_SPECIAL.search(w) for w in words
+    ):
         prefilter = sql.Literal("(" + "|".join(words) + ")")
     for table, col in schema.text_columns():
         where = f"{table.key}.{col.name}"
         t = sql.Identifier(table.schema, table.name)
-        v = _pg_text(sql.Identifier("_t", col.name), col)
+        v = pg_text(sql.Identifier("_t", col.name), col)
         checks = [
             ("whole value", sql.SQL(
                 "SELECT o.origin FROM {} AS _t JOIN {} AS o ON o.v = {} LIMIT 1"
@@ -286,7 +297,7 @@ def capture_sqlite(
         f"CREATE TEMP TABLE {TEMP} (v TEXT NOT NULL, lv TEXT, origin TEXT NOT NULL)"
     )
     report = VerifyReport()
-    for table, col, r in _sources(schema, rules):
+    for table, col, r in original_sources(schema, rules):
         origin, v = f"{table.key}.{col.name}", f"CAST({q(col.name)} AS TEXT)"
         db.execute(
             f"INSERT INTO temp.{TEMP} (v, origin) SELECT DISTINCT {v}, ? "
@@ -302,7 +313,7 @@ def capture_sqlite(
         report.ambiguous += max(cur.rowcount, 0)
     db.execute(f"UPDATE temp.{TEMP} SET lv = lower(v) WHERE v LIKE '%@%'")
     db.execute(f"CREATE TEMP TABLE {WORDS} (w TEXT NOT NULL, origin TEXT NOT NULL)")
-    named = _named(schema, rules)
+    named = name_origins(schema, rules)
     db.execute(
         f"INSERT INTO temp.{WORDS} SELECT DISTINCT m.value, o.origin "
         f"FROM temp.{TEMP} AS o, json_each(bdb_words(o.v)) AS m "

@@ -44,19 +44,19 @@ from branchdb.daemon.sanitize.background import pooled
 from branchdb.daemon.sanitize.rules import Rules
 from branchdb.daemon.sanitize.schema import Schema
 from branchdb.daemon.sanitize.verify import (
-    _RE_SPECIAL,
     EMAIL_TOKEN,
     FAKE_WORDS,
-    GENERATED,
     MAX_REPORTED,
     MIN_WORD,
     PREFILTER_WORDS,
+    REGEX_SPECIAL,
     WORD_SPLIT,
     WORDS,
     LeakFound,
     VerifyReport,
-    _pg_text,
-    _sources,
+    generated_columns,
+    original_sources,
+    pg_text,
 )
 
 if TYPE_CHECKING:
@@ -164,21 +164,17 @@ def verify(
             # The checks are already split over the connections, in pieces of page
             # ranges: a parallel plan would scan the whole table for each piece.
             c.execute("SET max_parallel_workers_per_gather = 0")
-    report = VerifyReport()
-    for key, trule in rules.tables.items():
-        report.generated.update(
-            f"{key}.{r.column}"
-            for r in trule.columns.values()
-            if r.strategy in GENERATED
-        )
-    sources = [(t, c, r) for t, c, r in _sources(schema, rules) if t.key in raws]
+    report = VerifyReport(generated=generated_columns(rules))
+    sources = [
+        (t, c, r) for t, c, r in original_sources(schema, rules) if t.key in raws
+    ]
     if not sources:
         return report
     ambiguous: list[sql.Composable] = []
     by_table: dict[str, list[tuple[int, sql.Composable]]] = {}
     for k, (table, col, r) in enumerate(sources):
         by_table.setdefault(table.key, []).append(
-            (k, _pg_text(sql.Identifier(col.name), col))
+            (k, pg_text(sql.Identifier(col.name), col))
         )
         amb: list[sql.Composable] = [sql.SQL("false")]
         if r.strategy == "fixed":
@@ -228,7 +224,7 @@ def verify(
     by_length = not (row and row[0])
     for table, col in schema.text_columns():
         where = f"{table.key}.{col.name}"
-        v = _pg_text(sql.Identifier("_t", col.name), col)
+        v = pg_text(sql.Identifier("_t", col.name), col)
         ident = sql.Identifier(table.schema, table.name)
         part = _texts(v, len(places), ident)
         places.append(where)
@@ -412,7 +408,7 @@ def _named(sources: list[Any], pieces: dict[str, list[sql.Composable]]) -> list[
     from psycopg import sql
 
     return [
-        (_pg_text(sql.Identifier(c.name), c), sql.Literal(f"{t.key}.{c.name}"), p)
+        (pg_text(sql.Identifier(c.name), c), sql.Literal(f"{t.key}.{c.name}"), p)
         for t, c, r in sources
         if r.strategy == "name"
         for p in pieces[t.key]
@@ -460,7 +456,7 @@ def _prefilter(
     if not n_words:
         return None
     conn.execute(sql.SQL("ANALYZE {}").format(table))
-    if n_words <= PREFILTER_WORDS and not any(_RE_SPECIAL.search(w) for w in words):
+    if n_words <= PREFILTER_WORDS and not any(REGEX_SPECIAL.search(w) for w in words):
         # For ASCII text, ~* is the substring test of lower(); other text is split.
         return sql.SQL("(f.v ~* {} OR octet_length(f.v) <> length(f.v))").format(
             sql.Literal("(" + "|".join(words) + ")")
