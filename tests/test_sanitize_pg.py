@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import sanitize_oracle as oracle
 from pgcluster import Cluster
 from psycopg import sql
 from test_sanitize_data import (
@@ -25,7 +26,7 @@ from branchdb.daemon.backends import pg_copy
 from branchdb.daemon.errors import BackendError
 from branchdb.daemon.sanitize import compile_pg, stream_pg, stream_sql, verify
 from branchdb.daemon.sanitize.detect import UnreviewedColumns
-from branchdb.daemon.sanitize.pipeline import check_postgres, sanitize_postgres
+from branchdb.daemon.sanitize.pipeline import check_postgres
 from branchdb.daemon.sanitize.rules import RulesError, parse_rules
 from branchdb.daemon.sanitize.schema import pg_schema
 
@@ -131,7 +132,7 @@ def test_pg_dump_copy_then_sanitize_leaves_no_original(
             pg_cluster.url(src), pg_cluster.url(target), "postgres",
             pg_copy.find_bin(15),
         )  # fmt: skip
-        report = sanitize_postgres(
+        report = oracle.sanitize_postgres(
             pg_cluster.admin_url, target, rules, progress=lambda *e: events.append(e)
         )
     assert fingerprint(pg_cluster, src) == before  # the source is unchanged
@@ -232,7 +233,7 @@ def test_missing_rule_blocks_and_changes_nothing(
     db = stage(pg_cluster, src)
     before = fingerprint(pg_cluster, db)
     with pytest.raises(UnreviewedColumns) as e:
-        sanitize_postgres(
+        oracle.sanitize_postgres(
             pg_cluster.admin_url, db, parse_rules(rules_text("postgres", drop="city ="))
         )
     assert "users.city" in str(e.value)
@@ -263,16 +264,16 @@ def test_verifier_catches_a_planted_leak(pg_cluster: Cluster, source: Any) -> No
     rules = parse_rules(rules_text("postgres"))
     with admin(pg_cluster, db) as c:
         schema = pg_schema(c)
-        captured = verify.capture_pg(c, schema, rules)
-        compile_pg.apply(c, schema, rules)
-        verify.verify_pg(c, schema, captured)
+        captured = oracle.capture_pg(c, schema, rules)
+        oracle.apply(c, schema, rules)
+        oracle.verify_pg(c, schema, captured)
         # a column nobody masked that copied an email, and a street in free text
         c.execute("ALTER TABLE order_items ADD COLUMN contact text")
         c.execute("UPDATE order_items SET contact = %s WHERE id = (SELECT min(id) FROM order_items)",
                   [f"ship to {data['users'][-1][1].upper()} please"])  # fmt: skip
         schema = pg_schema(c)
         with pytest.raises(verify.LeakFound) as e:
-            verify.verify_pg(c, schema, captured)
+            oracle.verify_pg(c, schema, captured)
     assert "original users.email found in order_items.contact (email in text)" in str(
         e.value
     )
@@ -283,7 +284,7 @@ def test_verifier_catches_a_planted_leak(pg_cluster: Cluster, source: Any) -> No
         verify.LeakFound,
         match=r"users.(full|first|last)_name found in orders.notes \(name in text\)",
     ):
-        sanitize_postgres(
+        oracle.sanitize_postgres(
             pg_cluster.admin_url, stage(pg_cluster, src), parse_rules(text)
         )
 
@@ -295,7 +296,7 @@ def test_deterministic_per_salt_and_fk_mismatch_fails(
     out = []
     for salt in ("a", "a", "b"):
         db = stage(pg_cluster, src)
-        sanitize_postgres(
+        oracle.sanitize_postgres(
             pg_cluster.admin_url, db, parse_rules(rules_text("postgres", salt=salt))
         )
         with admin(pg_cluster, db) as c:
@@ -312,7 +313,7 @@ def test_deterministic_per_salt_and_fk_mismatch_fails(
     with pytest.raises(
         RulesError, match=r"foreign key order_items_order_id_fkey .* no longer holds"
     ):
-        sanitize_postgres(pg_cluster.admin_url, db, parse_rules(text))
+        oracle.sanitize_postgres(pg_cluster.admin_url, db, parse_rules(text))
 
 
 def _stream(cluster: Cluster, src: str, text: str) -> tuple[str, Any]:
@@ -381,7 +382,9 @@ def test_stream_is_deterministic_and_matches_in_place(
         with admin(pg_cluster, db) as c:
             out.append(c.execute(query).fetchall())
     db = stage(pg_cluster, src)
-    sanitize_postgres(pg_cluster.admin_url, db, parse_rules(rules_text("postgres")))
+    oracle.sanitize_postgres(
+        pg_cluster.admin_url, db, parse_rules(rules_text("postgres"))
+    )
     with admin(pg_cluster, db) as c:
         out.append(c.execute(query).fetchall())
     assert out[0] == out[1] == out[2]
@@ -431,7 +434,7 @@ def test_stream_where_reads_unmasked_rows_of_other_tables(
     )
     db, report = _stream(pg_cluster, src, text)
     staged = stage(pg_cluster, src)
-    sanitize_postgres(pg_cluster.admin_url, staged, parse_rules(text))
+    oracle.sanitize_postgres(pg_cluster.admin_url, staged, parse_rules(text))
     counts = []
     for name in (db, staged):
         with admin(pg_cluster, name) as c:

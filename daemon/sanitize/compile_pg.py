@@ -1,35 +1,21 @@
-"""Rules → set-based PostgreSQL, executed by the server in one transaction.
+"""Rules → PostgreSQL expressions: the masked value of a column, per strategy.
 
-Per table: ``TRUNCATE`` or ``DELETE … WHERE NOT (where)``, then ONE ``UPDATE`` setting
-every masked column (a shuffled column joins a permutation of itself). Foreign keys
-are dropped for the duration and re-created at the end, which re-validates them: rows
-orphaned by ``where``/``truncate`` are deleted first (:func:`plan.prune`), and a key
-masked differently on its two sides fails loudly instead of dangling. User triggers
-are disabled around the UPDATE so that an audit trigger cannot copy the originals.
-
-Every fake is ``sha256(salt || value::text)`` sliced exactly as :mod:`fakes` does, so
-PostgreSQL and SQLite produce the same fake for the same text. The digest stays
-``bytea``: the 7-hex-digit slices are read with ``get_byte`` and only the hex a fake
-shows is encoded (parsing hex through ``bit(28)`` costs more than the hash itself).
+:func:`column_expr` is what :mod:`stream_sql` selects into the published table in place
+of the original. Every fake is ``sha256(salt || value::text)`` sliced exactly as
+:mod:`fakes` does, so PostgreSQL and SQLite produce the same fake for the same text. The
+digest stays ``bytea``: the 7-hex-digit slices are read with ``get_byte`` and only the
+hex a fake shows is encoded (parsing hex through ``bit(28)`` costs more than the hash
+itself).
 """
 
 from __future__ import annotations
 
 import re
-import time
 from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.sanitize import fakes
-from branchdb.daemon.sanitize.plan import (
-    ApplyReport,
-    Progress,
-    masked,
-    no_progress,
-    prune,
-    resolve,
-)
-from branchdb.daemon.sanitize.rules import ColumnRule, Rules, RulesError, TableRule
-from branchdb.daemon.sanitize.schema import Column, ForeignKey, Schema, Table
+from branchdb.daemon.sanitize.rules import ColumnRule, RulesError
+from branchdb.daemon.sanitize.schema import Column
 
 if TYPE_CHECKING:
     import psycopg
@@ -194,48 +180,6 @@ def column_expr(
     return _fake(rule, col, h)
 
 
-def update_statement(
-    trule: TableRule, table: Table, rules: Rules
-) -> sql.Composed | None:
-    """ONE UPDATE for every masked column of *table*, or None if nothing is masked."""
-    from psycopg import sql
-
-    cols = masked(trule)
-    if not cols:
-        return None
-    target = sql.Identifier(table.schema, table.name)
-    sets, joins = [], []
-    for i, r in enumerate(cols):
-        col = table.columns[r.column]
-        ident = sql.Identifier(col.name)
-        if r.strategy != "shuffle":
-            sets.append(
-                sql.SQL("{} = {}").format(ident, column_expr(r, col, rules.salt_for(r)))
-            )
-            continue
-        # Row k (physical order) takes the k-th value in salted-hash order.
-        alias = sql.Identifier(f"_bdb_p{i}")
-        order = digest(
-            rules.salt_for(r), sql.SQL("coalesce({}::text, '')").format(ident)
-        )
-        joins.append(
-            sql.SQL(
-                "JOIN (SELECT {c} AS v, row_number() OVER (ORDER BY {o}, {c}) AS rn "
-                "FROM {t}) AS {a} ON {a}.rn = _bdb_r.rn"
-            ).format(c=ident, o=order, t=target, a=alias)
-        )
-        sets.append(sql.SQL("{} = {}.v").format(ident, alias))
-    stmt = sql.SQL("UPDATE {} AS _bdb_t SET {}").format(
-        target, sql.SQL(", ").join(sets)
-    )
-    if joins:
-        stmt = sql.SQL(
-            "{} FROM (SELECT ctid AS id, row_number() OVER (ORDER BY ctid) AS rn "
-            "FROM {}) AS _bdb_r {} WHERE _bdb_t.ctid = _bdb_r.id"
-        ).format(stmt, target, sql.SQL(" ").join(joins))
-    return stmt
-
-
 def run_statement(conn: psycopg.Connection[Any], stmt: sql.Composed, what: str) -> int:
     """Execute *stmt*; the rows it wrote. A failure is the rules' doing (a where,
     an expression, a key masked on one side): RulesError naming *what*."""
@@ -248,108 +192,3 @@ def run_statement(conn: psycopg.Connection[Any], stmt: sql.Composed, what: str) 
     except psycopg.Error as e:
         raise RulesError(f"{what}: {describe_error(e)}") from None
     return max(int(cur.rowcount), 0)
-
-
-def _delete_orphans(
-    conn: psycopg.Connection[Any], schema: Schema, fk: ForeignKey
-) -> int:
-    from psycopg import sql
-
-    child, parent = schema.tables[fk.child], schema.tables[fk.parent]
-    c = [sql.SQL("_c.{}").format(sql.Identifier(x)) for x in fk.child_cols]
-    p = [sql.SQL("_p.{}").format(sql.Identifier(x)) for x in fk.parent_cols]
-    stmt = sql.SQL(
-        "DELETE FROM {} AS _c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} AS _p WHERE {})"
-    ).format(
-        sql.Identifier(child.schema, child.name),
-        sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(x) for x in c),
-        sql.Identifier(parent.schema, parent.name),
-        sql.SQL(" AND ").join(
-            sql.SQL("{} = {}").format(a, b) for a, b in zip(c, p, strict=True)
-        ),
-    )
-    return run_statement(conn, stmt, f"delete rows of {fk.child} orphaned by {fk.name}")
-
-
-def apply(
-    conn: psycopg.Connection[Any],
-    schema: Schema,
-    rules: Rules,
-    progress: Progress = no_progress,
-) -> ApplyReport:
-    """Apply *rules* to the staging database behind *conn*, all in one transaction.
-
-    Raises RulesError (nothing changed) when a rule cannot hold or a statement fails.
-    """
-    from psycopg import sql
-
-    pairs = resolve(schema, rules)
-    report = ApplyReport()
-    with conn.transaction():
-        for fk in schema.fks:
-            child = schema.tables[fk.child]
-            run_statement(
-                conn,
-                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-                    sql.Identifier(child.schema, child.name), sql.Identifier(fk.name)
-                ),
-                f"drop foreign key {fk.name}",
-            )
-        for trule, table in pairs:
-            ident = sql.Identifier(table.schema, table.name)
-            if trule.truncate:
-                run_statement(
-                    conn, sql.SQL("TRUNCATE {}").format(ident), f"truncate {table.key}"
-                )
-                report.count(table.key, "truncated", table.rows)
-                progress(table.key, "truncated", table.rows)
-            elif trule.where:
-                n = run_statement(
-                    conn,
-                    sql.SQL("DELETE FROM {} WHERE NOT coalesce(({}), false)").format(
-                        ident, sql.SQL(trule.where)
-                    ),
-                    f"{table.key}: where = {trule.where!r}",
-                )
-                report.count(table.key, "deleted by where", n)
-                progress(table.key, "deleted by where", n)
-        prune(
-            schema.fks, lambda fk: _delete_orphans(conn, schema, fk), progress, report
-        )
-        for trule, table in pairs:
-            stmt = update_statement(trule, table, rules)
-            if stmt is None or trule.truncate:
-                continue
-            ident = sql.Identifier(table.schema, table.name)
-            run_statement(
-                conn,
-                sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(ident),
-                "disable triggers",
-            )
-            n = run_statement(
-                conn,
-                stmt,
-                f"mask {table.key} ({', '.join(r.column for r in masked(trule))})",
-            )
-            run_statement(
-                conn,
-                sql.SQL("ALTER TABLE {} ENABLE TRIGGER USER").format(ident),
-                "enable triggers",
-            )
-            report.count(table.key, "masked", n)
-            report.rules_applied += len(masked(trule))
-            progress(table.key, "masked", n)
-        for fk in schema.fks:
-            child = schema.tables[fk.child]
-            run_statement(
-                conn,
-                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                    sql.Identifier(child.schema, child.name),
-                    sql.Identifier(fk.name),
-                    sql.SQL(fk.definition),
-                ),
-                f"foreign key {fk.name} ({fk.child} → {fk.parent}) no longer holds "
-                "after masking: mask both sides with the same strategy and salt_key",
-            )
-    report.seconds = time.monotonic() - report.started
-    return report

@@ -1,15 +1,13 @@
-"""Sanitize a copied staging database: detect → refuse → mask → compact → verify.
+"""Sanitize a copied SQLite staging file: detect → refuse → mask → compact → verify.
 
-These functions work in place on a copy (``pg_dump | pg_restore`` into a temp
-database, SQLite's online backup into a temp file), and the caller publishes it only
-if they return. Any exception means "publish nothing": the caller drops the staging
-copy. The PostgreSQL backend builds its snapshots with :mod:`stream_pg` instead,
-which never writes an original into the published tables; the in-place
-:func:`sanitize_postgres` remains for staging databases that already hold a copy.
+:func:`sanitize_sqlite` works in place on a copy (SQLite's online backup into a temp
+file), and the caller publishes it only if it returns. Any exception means "publish
+nothing": the caller deletes the staging copy. (PostgreSQL snapshots are built by
+:mod:`stream_pg`, which never writes an original into the published tables.)
 
 ::
 
-    report = sanitize_postgres(admin_url, tmp_db, load_rules("sanitize.toml"))
+    report = sanitize_sqlite(tmp_path, load_rules("sanitize.toml"))
     snapshot.info["sanitize"] = report.info()
 """
 
@@ -23,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from branchdb.daemon.errors import BackendError
-from branchdb.daemon.sanitize import compile_pg, compile_sqlite, detect, verify
+from branchdb.daemon.sanitize import compile_sqlite, detect, verify
 from branchdb.daemon.sanitize.detect import Finding, refuse_unreviewed
 from branchdb.daemon.sanitize.plan import ApplyReport, Progress, no_progress
 from branchdb.daemon.sanitize.rules import Rules
@@ -84,79 +82,6 @@ def _rows(schema: Schema, count: Callable[[str], int]) -> int:
     return sum(count(k) for k in schema.tables)
 
 
-def sanitize_postgres(
-    admin_url: str,
-    staging_db: str,
-    rules: Rules,
-    *,
-    allow_unreviewed: bool = False,
-    progress: Progress = no_progress,
-    sample: int = detect.SAMPLE,
-) -> SanitizeReport:
-    """Sanitize database *staging_db* in place (connecting with *admin_url*'s role).
-
-    Raises UnreviewedColumns (flagged columns without a rule), RulesError (a rule
-    cannot hold; nothing was changed) or LeakFound (an original survived).
-    """
-    from psycopg import sql
-    from psycopg.conninfo import make_conninfo
-
-    from branchdb.daemon.backends.pg_session import connect
-
-    started = time.monotonic()
-    timings: dict[str, float] = {}
-    mark = started
-
-    def lap(phase: str) -> None:
-        nonlocal mark
-        now = time.monotonic()
-        timings[phase] = now - mark
-        mark = now
-
-    conn = connect(make_conninfo(admin_url, dbname=staging_db), what="staging database")
-    try:
-        schema = pg_schema(conn)
-        findings = detect.detect(
-            schema, detect.sample_pg(conn, schema, sample), "postgres"
-        )
-        missing = refuse_unreviewed(findings, rules, allow_unreviewed)
-        lap("detect")
-        originals = verify.capture_pg(conn, schema, rules)
-        lap("capture")
-        applied = compile_pg.apply(conn, schema, rules, progress)
-        lap("mask")
-        touched = [schema.tables[k] for k in applied.tables if k in schema.tables]
-        for t in touched:
-            # FULL rewrites the table: no dead tuple holding an original stays in
-            # the pages a clone copies.
-            conn.execute(
-                sql.SQL("VACUUM (FULL, ANALYZE) {}").format(
-                    sql.Identifier(t.schema, t.name)
-                )
-            )
-            progress(t.key, "compacted", 0)
-        lap("compact")
-        verified = verify.verify_pg(conn, schema, originals)
-        lap("verify")
-
-        def count(key: str) -> int:
-            t = schema.tables[key]
-            row = conn.execute(
-                sql.SQL("SELECT count(*) FROM {}").format(
-                    sql.Identifier(t.schema, t.name)
-                )
-            ).fetchone()
-            return int(row[0]) if row else 0
-
-        rows = _rows(schema, count)
-    finally:
-        conn.close()  # drops the TEMP table of originals with the session
-    return SanitizeReport(
-        findings, missing, applied, verified, len(schema.tables), rows,
-        time.monotonic() - started, timings,
-    )  # fmt: skip
-
-
 def sanitize_sqlite(
     path: str | Path,
     rules: Rules,
@@ -165,7 +90,12 @@ def sanitize_sqlite(
     progress: Progress = no_progress,
     sample: int = detect.SAMPLE,
 ) -> SanitizeReport:
-    """Sanitize the SQLite staging file *path* in place; same contract as above."""
+    """Sanitize the SQLite staging file *path* in place.
+
+    Raises UnreviewedColumns (flagged columns without a rule), RulesError (a rule
+    cannot hold; nothing was changed), LeakFound (an original survived) or
+    BackendError (SQLite failed).
+    """
     started = time.monotonic()
     try:
         db = sqlite3.connect(str(path), isolation_level=None)

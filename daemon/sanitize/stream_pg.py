@@ -1,8 +1,8 @@
 """Build a sanitized PostgreSQL copy without ever writing an original into it.
 
-The copy-then-UPDATE path (:func:`pipeline.sanitize_postgres`) rewrites every row,
-maintains every index, and must then ``VACUUM FULL`` the dead originals away. This path
-instead streams, for a PostgreSQL source:
+A copy-then-UPDATE path (tests/sanitize_oracle.py, the tests' reference) rewrites
+every row, maintains every index, and must then ``VACUUM FULL`` the dead originals
+away. This path instead streams, for a PostgreSQL source:
 
 1. one ``REPEATABLE READ, READ ONLY`` transaction on the source; its snapshot is
    exported (``pg_export_snapshot``) so that ``pg_dump`` reads the very same view;
@@ -262,7 +262,7 @@ def build(
             )
             # A raw table of the public schema keeps the table's name: where
             # expressions, run with the raw schema first in search_path, then read
-            # the unmasked rows of the tables they name, as in the in-place path.
+            # the unmasked rows of the tables they name, as in the in-place paths.
             raw_name = table.name if table.schema == "public" else f"_bdb_t{i}"
             target = final if plain else sql.Identifier(raw_ns, raw_name)
             what = f"copy of {table.key}"
@@ -322,7 +322,7 @@ def build(
                     sql.Identifier(raw_ns)
                 )
             )
-            # In the rules' order, as the in-place path deletes.
+            # In the rules' order, as the in-place paths delete.
             for key, trule in pairs.items():
                 if not trule.where or trule.truncate or key not in raws:
                     continue
@@ -336,7 +336,7 @@ def build(
                 loaded[key] -= n
                 applied.count(key, "deleted by where", n)
                 progress(key, "deleted by where", n)
-            # Orphans are pruned on the unmasked rows (as the in-place path does), so
+            # Orphans are pruned on the unmasked rows (as the in-place paths do), so
             # a key masked differently on its two sides fails below, loudly.
             live = {k: r for k, r in raws.items() if not pairs[k].truncate}
             prune(

@@ -1,19 +1,18 @@
 """Prove that no original value of a masked column survives anywhere in the snapshot.
 
-Before masking, :func:`capture_pg`/:func:`capture_sqlite` copy the distinct original
-values of every replaced text column (see ``rules.REPLACING``) into a TEMP table of the
-staging connection — never into the database file, and gone when the connection
-closes. After masking, :func:`verify_pg`/:func:`verify_sqlite` search every text-like
-column of every table for them, set-based, three ways per column: whole values (a
-hash join on the value), email addresses inside free text (each extracted address
-joined to the lower-cased originals), and the words of masked *names* inside free
-text (each word joined to the words of the original names, fake-list words excepted).
-A hit raises :class:`LeakFound` naming where the original came from and where it was
-found — never the value itself.
+Before masking, :func:`capture_sqlite` copies the distinct original values of every
+replaced text column (see ``rules.REPLACING``) into a TEMP table of the staging
+connection — never into the database file, and gone when the connection closes. After
+masking, :func:`verify_sqlite` searches every text-like column of every table for them,
+set-based, three ways per column: whole values (a hash join on the value), email
+addresses inside free text (each extracted address joined to the lower-cased originals),
+and the words of masked *names* inside free text (each word joined to the words of the
+original names, fake-list words excepted). A hit raises :class:`LeakFound` naming where
+the original came from and where it was found — never the value itself.
 
 Originals shorter than ``min_len`` or matching their own strategy's output shape (a
 real "Avery Ashford" may also be a generated one) are counted as ``ambiguous`` and not
-searched.
+searched. (The PostgreSQL verifier, :mod:`verify_raw`, shares the vocabulary above.)
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from branchdb.daemon.errors import BranchdbError
 from branchdb.daemon.sanitize import fakes
@@ -31,7 +30,6 @@ from branchdb.daemon.sanitize.rules import REPLACING, ColumnRule, Rules
 from branchdb.daemon.sanitize.schema import Column, Schema, Table, q
 
 if TYPE_CHECKING:
-    import psycopg
     from psycopg import sql
 
 TEMP = "_bdb_originals"
@@ -130,141 +128,6 @@ def pg_text(ident: sql.Composable, col: Column) -> sql.Composable:
     from psycopg import sql
 
     return sql.SQL("host({})" if col.kind == "inet" else "{}::text").format(ident)
-
-
-def capture_pg(
-    conn: psycopg.Connection[Any],
-    schema: Schema,
-    rules: Rules,
-    min_len: int = 4,
-    read_from: dict[str, sql.Composable] | None = None,
-) -> VerifyReport:
-    """Copy the originals of masked columns into a TEMP table (before masking).
-
-    They are read from each table itself, or from ``read_from[table key]`` (a
-    relation holding the table's unmasked rows) where given.
-    """
-    from psycopg import sql
-
-    # Hash aggregates, hash joins and sorts of a few million originals stay in
-    # memory; the TEMP tables get local buffers (allocated only as they fill).
-    conn.execute("SET work_mem = '256MB'")
-    conn.execute("SET temp_buffers = '256MB'")
-    conn.execute(
-        f"CREATE TEMP TABLE {TEMP} (v text NOT NULL, lv text, origin text NOT NULL)"
-    )
-    report = VerifyReport(generated=generated_columns(rules))
-    for table, col, r in original_sources(schema, rules):
-        origin = f"{table.key}.{col.name}"
-        v = pg_text(sql.Identifier(col.name), col)
-        skip: list[sql.Composable] = [sql.SQL("false")]
-        if r.strategy == "fixed":
-            skip.append(sql.SQL("v = {}").format(sql.Literal(str(r.value))))
-        if shape := _shape(r):
-            skip.append(sql.SQL("v ~ {}").format(sql.Literal(shape)))
-        # One pass: distinct originals, the ambiguous ones counted and left out.
-        row = conn.execute(
-            sql.SQL(
-                "WITH d AS (SELECT DISTINCT {v} AS v FROM {t} "
-                "WHERE {v} IS NOT NULL AND length({v}) >= {n}), "
-                "s AS (SELECT v, ({skip}) AS amb FROM d), "
-                "i AS (INSERT INTO {tmp} (v, lv, origin) SELECT v, "
-                "CASE WHEN v LIKE '%@%' THEN lower(v) END, {o} FROM s "
-                "WHERE NOT amb RETURNING 1) "
-                "SELECT (SELECT count(*) FROM s WHERE amb), (SELECT count(*) FROM i)"
-            ).format(
-                tmp=sql.Identifier(TEMP), v=v, o=sql.Literal(origin),
-                t=(read_from or {}).get(table.key)
-                or sql.Identifier(table.schema, table.name),
-                n=sql.Literal(min_len),
-                skip=sql.SQL(" OR ").join(skip),
-            )
-        ).fetchone()  # fmt: skip
-        report.ambiguous += int(row[0]) if row else 0
-    conn.execute(f"CREATE TEMP TABLE {WORDS} (w text NOT NULL, origin text NOT NULL)")
-    conn.execute(
-        sql.SQL(
-            "INSERT INTO {} SELECT DISTINCT x, o.origin FROM {} AS o, "
-            "regexp_split_to_table(lower(o.v), {}) AS x WHERE o.origin = ANY({}) "
-            "AND length(x) >= {} AND x <> ALL({})"
-        ).format(
-            sql.Identifier(WORDS), sql.Identifier(TEMP), sql.Literal(WORD_SPLIT),
-            sql.Literal(name_origins(schema, rules)), sql.Literal(MIN_WORD),
-            sql.Literal(FAKE_WORDS),
-        )
-    )  # fmt: skip
-    conn.execute(f"CREATE INDEX ON {WORDS} (w)")
-    conn.execute(f"CREATE INDEX ON {TEMP} (v)")
-    conn.execute(f"CREATE INDEX ON {TEMP} (lv) WHERE lv IS NOT NULL")
-    conn.execute(f"ANALYZE {TEMP}")
-    conn.execute(f"ANALYZE {WORDS}")
-    row = conn.execute(f"SELECT count(*) FROM {TEMP}").fetchone()
-    report.originals = int(row[0]) if row else 0
-    return report
-
-
-def verify_pg(
-    conn: psycopg.Connection[Any], schema: Schema, report: VerifyReport
-) -> VerifyReport:
-    """Search every text-like column for captured originals; raise LeakFound."""
-    from psycopg import sql
-
-    started = time.monotonic()
-    leaks: list[tuple[str, str, str]] = []
-    tmp = sql.Identifier(TEMP)
-    has_emails = conn.execute(
-        f"SELECT EXISTS (SELECT 1 FROM {TEMP} WHERE lv IS NOT NULL)"
-    ).fetchone()
-    row = conn.execute(
-        f"SELECT count(*), array_agg(DISTINCT w ORDER BY w) FROM {WORDS}"
-    ).fetchone()
-    n_words, words = (int(row[0]), list(row[1] or [])) if row else (0, [])
-    # A value can hold a name word only if it has the word as a substring: with few
-    # words, one regex test skips splitting the values that cannot (every word is
-    # letters, apostrophes and hyphens, none special in a regex).
-    prefilter = None
-    if 0 < n_words <= PREFILTER_WORDS and not any(
-        REGEX_SPECIAL.search(w) for w in words
-    ):
-        prefilter = sql.Literal("(" + "|".join(words) + ")")
-    for table, col in schema.text_columns():
-        where = f"{table.key}.{col.name}"
-        t = sql.Identifier(table.schema, table.name)
-        v = pg_text(sql.Identifier("_t", col.name), col)
-        checks = [
-            ("whole value", sql.SQL(
-                "SELECT o.origin FROM {} AS _t JOIN {} AS o ON o.v = {} LIMIT 1"
-            ).format(t, tmp, v)),
-        ]  # fmt: skip
-        # A column replaced by a generated fake holds no free text: its whole values
-        # are searched (above), not the words or addresses inside them.
-        free_text = where not in report.generated and col.kind != "inet"
-        if free_text and has_emails and has_emails[0]:
-            checks.append(("email in text", sql.SQL(
-                "SELECT o.origin FROM {} AS _t CROSS JOIN LATERAL "
-                "regexp_matches({}, {}, 'g') AS m(a) "
-                "JOIN {} AS o ON o.lv = lower(m.a[1]) WHERE {} LIKE '%@%' LIMIT 1"
-            ).format(t, v, sql.Literal(f"({EMAIL_TOKEN})"), tmp, v)))  # fmt: skip
-        if free_text and n_words:
-            checks.append(("name in text", sql.SQL(
-                "SELECT o.origin FROM {} AS _t CROSS JOIN LATERAL "
-                "regexp_split_to_table(lower({}), {}) AS m(w) "
-                "JOIN {} AS o ON o.w = m.w WHERE {} LIMIT 1"
-            ).format(
-                t, v, sql.Literal(WORD_SPLIT), sql.Identifier(WORDS),
-                sql.SQL("lower({}) ~ {}").format(v, prefilter)
-                if prefilter is not None
-                else sql.SQL("true"),
-            )))  # fmt: skip
-        for how, stmt in checks:
-            row = conn.execute(stmt).fetchone()
-            if row:
-                leaks.append((str(row[0]), where, how))
-        report.columns_searched += 1
-    report.seconds = time.monotonic() - started
-    if leaks:
-        raise LeakFound(leaks[:MAX_REPORTED])
-    return report
 
 
 # ---------------------------------------------------------------------- SQLite

@@ -1,8 +1,8 @@
 """The verifier of the streaming path (:mod:`stream_pg`): originals read in place.
 
-:mod:`verify` copies the originals into TEMP tables before an in-place UPDATE destroys
-them. The streaming path still has them, untouched, in its raw tables while it checks
-the masked copy, so this verifier reads them there — nothing is copied, sorted or
+:mod:`verify` (SQLite) copies the originals into TEMP tables before an in-place UPDATE
+destroys them. The streaming path still has them, untouched, in its raw tables while it
+checks the masked copy, so this verifier reads them there — nothing is copied, sorted or
 indexed — in few set-based statements over the whole snapshot:
 
 - **whole values**: every text-like value of every column of every table (one
