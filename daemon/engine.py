@@ -668,7 +668,13 @@ class Engine:
 
             rules = load_rules(self.config.root / rules_path)
         if source.startswith(("postgres://", "postgresql://")):
-            return pipeline.check_postgres(source, rules)
+            from branchdb.daemon.backends.pg_session import connect
+
+            conn = connect(source, what="snapshot source")
+            try:
+                return pipeline.check_postgres(conn, rules)
+            finally:
+                conn.close()
         path = Path(source.removeprefix("file:")).expanduser()
         if not path.is_file():
             raise NotFound(f"snapshot source {path} does not exist")

@@ -119,8 +119,9 @@ def test_pg_dump_copy_then_sanitize_leaves_no_original(
     if path == "stream":
         # what the postgres backend runs before sealing a sanitized snapshot
         report = stream_pg.build(
-            pg_cluster.url(src), pg_cluster.admin_url, target, "postgres",
-            pg_copy.find_bin(15), rules, progress=lambda *e: events.append(e),
+            pg_copy.Client(pg_copy.find_bin(15), "postgres"), pg_cluster.url(src),
+            pg_cluster.admin_url, target, rules,
+            progress=lambda *e: events.append(e),
         )  # fmt: skip
         with admin(pg_cluster, target) as c:
             # no raw table of originals is left behind
@@ -243,9 +244,9 @@ def test_missing_rule_blocks_and_changes_nothing(
 
 def test_check_source_is_read_only(pg_cluster: Cluster, source: Any) -> None:
     src, _ = source
-    findings, missing = check_postgres(
-        pg_cluster.url(src), parse_rules(rules_text("postgres"))
-    )
+    with admin(pg_cluster, src) as c:
+        findings, missing = check_postgres(c, parse_rules(rules_text("postgres")))
+        assert c.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
     assert missing == []
     flagged = {f.where for f in findings}
     assert {
@@ -322,8 +323,8 @@ def _stream(cluster: Cluster, src: str, text: str) -> tuple[str, Any]:
     with admin(cluster) as c:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
     report = stream_pg.build(
-        cluster.url(src), cluster.admin_url, target, "postgres",
-        pg_copy.find_bin(15), parse_rules(text),
+        pg_copy.Client(pg_copy.find_bin(15), "postgres"), cluster.url(src),
+        cluster.admin_url, target, parse_rules(text),
     )  # fmt: skip
     return target, report
 
@@ -369,6 +370,28 @@ def test_stream_refuses_before_copying(pg_cluster: Cluster, source: Any) -> None
     ):
         _stream(pg_cluster, src, text)
     assert fingerprint(pg_cluster, src) == before
+
+
+def test_stream_blames_the_rule_whose_statement_fails(
+    pg_cluster: Cluster, source: Any
+) -> None:
+    """A where or an sql expression the server rejects is a RulesError naming the
+    rule, in the server's words."""
+    src, _ = source
+    text = rules_text("postgres").replace(
+        "where = \"created_at >= '2024-01-01'\"", 'where = "no_such_column > 0"'
+    )
+    with pytest.raises(
+        RulesError, match=r'users: where = .*column "no_such_column" does not exist'
+    ):
+        _stream(pg_cluster, src, text)
+    text = rules_text("postgres").replace(
+        PG_NOTES, '{ strategy = "sql", expr = "no_such_function(notes)" }'
+    )
+    with pytest.raises(
+        RulesError, match=r"mask orders: function no_such_function\(text\) does not"
+    ):
+        _stream(pg_cluster, src, text)
 
 
 def test_stream_is_deterministic_and_matches_in_place(

@@ -194,6 +194,8 @@ class LibsqlBackend:
                 )
             info: dict[str, Any] = {}
             if rules is not None:
+                # Imported here only: importing sanitize takes ~30 ms, which
+                # nothing but a sanitized snapshot should pay.
                 from branchdb.daemon.sanitize.pipeline import (
                     line_progress,
                     sanitize_sqlite,

@@ -11,14 +11,13 @@ itself).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from branchdb.daemon.sanitize import fakes
-from branchdb.daemon.sanitize.rules import ColumnRule, RulesError
+from branchdb.daemon.sanitize.rules import ColumnRule
 from branchdb.daemon.sanitize.schema import Column
 
 if TYPE_CHECKING:
-    import psycopg
     from psycopg import sql
 
 
@@ -178,17 +177,3 @@ def column_expr(
             out = sql.SQL("round({})").format(out)
         return sql.SQL("({})::{}").format(out, sql.SQL(col.type))
     return _fake(rule, col, h)
-
-
-def run_statement(conn: psycopg.Connection[Any], stmt: sql.Composed, what: str) -> int:
-    """Execute *stmt*; the rows it wrote. A failure is the rules' doing (a where,
-    an expression, a key masked on one side): RulesError naming *what*."""
-    import psycopg
-
-    from branchdb.daemon.backends.pg_session import describe_error
-
-    try:
-        cur = conn.execute(stmt)
-    except psycopg.Error as e:
-        raise RulesError(f"{what}: {describe_error(e)}") from None
-    return max(int(cur.rowcount), 0)

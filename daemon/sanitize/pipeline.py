@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.errors import BackendError
 from branchdb.daemon.sanitize import compile_sqlite, detect, verify
@@ -26,6 +26,9 @@ from branchdb.daemon.sanitize.detect import Finding, refuse_unreviewed
 from branchdb.daemon.sanitize.plan import ApplyReport, Progress, no_progress
 from branchdb.daemon.sanitize.rules import Rules
 from branchdb.daemon.sanitize.schema import Schema, pg_schema, sqlite_schema
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 @dataclass
@@ -135,20 +138,18 @@ def sanitize_sqlite(
 
 
 def check_postgres(
-    url: str, rules: Rules | None = None, sample: int = detect.SAMPLE
+    conn: psycopg.Connection[Any],
+    rules: Rules | None = None,
+    sample: int = detect.SAMPLE,
 ) -> tuple[list[Finding], list[Finding]]:
-    """(findings, unreviewed) for a live database, in a read-only session."""
-    from branchdb.daemon.backends.pg_session import connect
+    """(findings, unreviewed) for the live database behind *conn*.
 
-    conn = connect(url, what="snapshot source")
-    try:
-        conn.execute("SET default_transaction_read_only = on")
-        schema = pg_schema(conn)
-        findings = detect.detect(
-            schema, detect.sample_pg(conn, schema, sample), "postgres"
-        )
-    finally:
-        conn.close()
+    The session is made read-only first (``default_transaction_read_only``); the
+    caller opens and closes the connection.
+    """
+    conn.execute("SET default_transaction_read_only = on")
+    schema = pg_schema(conn)
+    findings = detect.detect(schema, detect.sample_pg(conn, schema, sample), "postgres")
     return findings, detect.unreviewed(findings, rules) if rules else findings
 
 

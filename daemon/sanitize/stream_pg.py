@@ -10,7 +10,7 @@ away. This path instead streams, for a PostgreSQL source:
    its pre-data and data sections are restored into the staging database: tables
    without indexes, constraints or triggers;
 3. per table, ``COPY … TO STDOUT (FORMAT binary)`` from the source, piped by two
-   ``psql`` processes (:class:`pg_copy.Stream`: no row passes through Python) into
+   ``psql`` processes (:meth:`PgClient.copy`: no row passes through Python) into
    either the final table (no rule masks it: ``COPY FREEZE`` after a ``TRUNCATE`` in
    the same transaction, so no later pass rewrites it) or an UNLOGGED raw table in a
    private schema (big tables as two concurrent halves of their pages);
@@ -31,17 +31,19 @@ Any exception means "publish nothing": the caller drops the staging database.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.errors import BackendError
-from branchdb.daemon.sanitize import compile_pg, detect, stream_sql, verify, verify_raw
+from branchdb.daemon.sanitize import detect, stream_sql, verify, verify_raw
 from branchdb.daemon.sanitize.background import Background, pooled
+from branchdb.daemon.sanitize.pg_client import CopyJob, PgClient
 from branchdb.daemon.sanitize.plan import (
     ApplyReport,
     Progress,
@@ -50,8 +52,8 @@ from branchdb.daemon.sanitize.plan import (
     prune,
     resolve,
 )
-from branchdb.daemon.sanitize.rules import Rules, TableRule
-from branchdb.daemon.sanitize.schema import Table, pg_schema
+from branchdb.daemon.sanitize.rules import Rules, RulesError, TableRule
+from branchdb.daemon.sanitize.schema import ForeignKey, Table, pg_schema
 
 if TYPE_CHECKING:
     import psycopg
@@ -65,6 +67,18 @@ SPLIT_PAGES = 64
 PIECES = 24
 
 
+@contextlib.contextmanager
+def _blame_rules(describe: Callable[[Exception], str], what: str) -> Iterator[None]:
+    """A statement failing inside is the rules' doing (a where, an expression, a key
+    masked on one side): RulesError naming *what*, in the server's words."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as e:
+        raise RulesError(f"{what}: {describe(e)}") from None
+
+
 def _mask(
     conn: psycopg.Connection[Any],
     trule: TableRule,
@@ -73,6 +87,7 @@ def _mask(
     raw: sql.Composable,
     rules: Rules,
     utf8: bool,
+    describe: Callable[[Exception], str],
 ) -> int:
     """INSERT the masked rows of *raw* into *table*; rows written."""
     from psycopg import sql
@@ -83,8 +98,8 @@ def _mask(
     stmt = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE {}").format(
         final, names, select
     )
-    with conn.transaction():
-        return compile_pg.run_statement(conn, stmt, f"mask {table.key}")
+    with conn.transaction(), _blame_rules(describe, f"mask {table.key}"):
+        return stream_sql.execute(conn, stmt)
 
 
 def _copy_sequences(src: psycopg.Connection[Any], dst: psycopg.Connection[Any]) -> None:
@@ -130,11 +145,10 @@ def _copyable(
 
 
 def build(
+    client: PgClient,
     source: str,
     admin_url: str,
     staging_db: str,
-    role: str,
-    bindir: str,
     rules: Rules,
     *,
     allow_unreviewed: bool = False,
@@ -144,16 +158,16 @@ def build(
 ) -> Any:
     """Fill the empty database *staging_db* with the sanitized copy of *source*.
 
-    Returns a :class:`pipeline.SanitizeReport`. Raises UnreviewedColumns, RulesError
-    (a rule cannot hold), LeakFound or BackendError; the caller then drops
-    *staging_db*. The source sees one read-only transaction and ACCESS SHARE locks.
+    *client* connects and runs ``pg_dump``, ``pg_restore`` and the COPY pipes (the
+    restored objects belong to its role). Returns a :class:`pipeline.SanitizeReport`.
+    Raises UnreviewedColumns, RulesError (a rule cannot hold), LeakFound or
+    BackendError; the caller then drops *staging_db*. The source sees one read-only
+    transaction and ACCESS SHARE locks.
     """
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
 
-    from branchdb.daemon.backends import pg_copy
-    from branchdb.daemon.backends.pg_session import connect, describe_error
     from branchdb.daemon.sanitize.pipeline import SanitizeReport
 
     started = mark = time.monotonic()
@@ -169,7 +183,7 @@ def build(
     raw_ns = f"_bdb_raw_{secrets.token_hex(4)}"
     applied = ApplyReport()
     loaded: dict[str, int] = {}
-    src = connect(source, what="snapshot source")
+    src = client.connect(source, what="snapshot source")
     dst: psycopg.Connection[Any] | None = None
     dst2: psycopg.Connection[Any] | None = None
     dst3: psycopg.Connection[Any] | None = None
@@ -192,7 +206,7 @@ def build(
         lap("detect")
         dump = os.path.join(tmp.name, "schema.dump")
         say("dumping the source schema")
-        pg_copy.dump(source, bindir, dump, snapshot=str(row[0]), schema_only_data=True)
+        client.dump_schema(source, dump, snapshot=str(row[0]))
         # Every COPY of the source reads this transaction's exported snapshot.
         joined = [
             "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
@@ -205,25 +219,25 @@ def build(
             "SET max_parallel_workers_per_gather = 0",
         ]
 
-        def stream(
+        def job(
             out: sql.Composable,
             setup: list[sql.Composable],
             into: sql.Composable,
             what: str,
-        ) -> pg_copy.Stream:
-            return pg_copy.Stream(
-                bindir, source, joined, out.as_string(src), staging_url,
+        ) -> CopyJob:
+            return CopyJob(
+                source, joined, out.as_string(src), staging_url,
                 ["SET synchronous_commit = off", "SET row_security = off",
                  *(x.as_string(src) for x in setup)],
                 into.as_string(src), what,
             )  # fmt: skip
 
-        pg_copy.restore(dump, staging_url, role, bindir, ("pre-data", "data"), say)
+        client.restore(dump, staging_url, ("pre-data", "data"), say)
         lap("schema")
         # Two cores, two connections: big tables are masked in pieces each takes as
         # it frees up (background.pooled), and the verifier splits its checks so.
-        dst = connect(staging_url, what="staging database")
-        dst2 = connect(staging_url, what="staging database")
+        dst = client.connect(staging_url, what="staging database")
+        dst2 = client.connect(staging_url, what="staging database")
         conns = (dst, dst2)
         for c in conns:
             # A crash loses only this staging database, which is dropped anyway; JIT
@@ -275,13 +289,13 @@ def build(
                     target, names
                 )
                 halves = [
-                    stream(sql.SQL(
+                    job(sql.SQL(
                         "COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT "
                         "(FORMAT binary)"
                     ).format(names, final, cond), [], into, what)
                     for cond in stream_sql.ctid_ranges(pages, 2)
                 ]  # fmt: skip
-                loaded[table.key] = sum(pg_copy.streams(halves))
+                loaded[table.key] = sum(client.copy(halves))
             else:
                 setup: list[sql.Composable] = []
                 if plain and not partitioned:
@@ -295,7 +309,7 @@ def build(
                 into = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary{})").format(
                     target, names, sql.SQL(freeze)
                 )
-                loaded[table.key] = pg_copy.streams([stream(out, setup, into, what)])[0]
+                loaded[table.key] = client.copy([job(out, setup, into, what)])[0]
             progress(table.key, "copied", loaded[table.key])
             if not plain:
                 assert trule is not None
@@ -326,25 +340,24 @@ def build(
             for key, trule in pairs.items():
                 if not trule.where or trule.truncate or key not in raws:
                     continue
-                n = stream_sql.move(
-                    dst,
-                    raws[key],
-                    removed[key],
-                    sql.SQL("NOT coalesce(({}), false)").format(sql.SQL(trule.where)),
-                    f"{key}: where = {trule.where!r}",
-                )
+                cond = sql.SQL("NOT coalesce(({}), false)").format(sql.SQL(trule.where))
+                what = f"{key}: where = {trule.where!r}"
+                with _blame_rules(client.describe_error, what):
+                    n = stream_sql.move(dst, raws[key], removed[key], cond)
                 loaded[key] -= n
                 applied.count(key, "deleted by where", n)
                 progress(key, "deleted by where", n)
             # Orphans are pruned on the unmasked rows (as the in-place paths do), so
             # a key masked differently on its two sides fails below, loudly.
             live = {k: r for k, r in raws.items() if not pairs[k].truncate}
-            prune(
-                schema.fks,
-                lambda fk: stream_sql.delete_orphans(dst, schema, fk, live, removed),
-                progress,
-                applied,
-            )
+
+            def orphans(fk: ForeignKey) -> int:
+                assert dst is not None
+                what = f"delete rows of {fk.child} orphaned by {fk.name}"
+                with _blame_rules(client.describe_error, what):
+                    return stream_sql.delete_orphans(dst, schema, fk, live, removed)
+
+            prune(schema.fks, orphans, progress, applied)
         lap("prune")
         row = dst.execute("SELECT current_setting('server_encoding')").fetchone()
         utf8 = bool(row and row[0] == "UTF8")
@@ -354,7 +367,8 @@ def build(
             parts = stream_sql.page_ranges(dst, raws[table.key], 1 if whole else PIECES)
             n = sum(pooled(conns, [
                 functools.partial(_mask, trule=trule, table=table, cols=cols,
-                                  raw=p, rules=rules, utf8=utf8)
+                                  raw=p, rules=rules, utf8=utf8,
+                                  describe=client.describe_error)
                 for p in parts
             ]))  # fmt: skip
             loaded[table.key] = n
@@ -367,7 +381,7 @@ def build(
         # the backend's VACUUM (FREEZE) then skips them) while the verifier splits
         # the original names into words; it scans the masked tables only once they
         # are frozen (a scan of fresh rows would first set a hint bit on each).
-        dst3 = connect(staging_url, what="staging database")
+        dst3 = client.connect(staging_url, what="staging database")
         frozen = [sql.Identifier(t.schema, t.name) for _r, t, _c in todo]
 
         def freeze_masked() -> None:
@@ -388,8 +402,7 @@ def build(
                 stream_sql.check_fks(dst3, schema)
                 say("creating indexes and constraints")
                 post.append(Background(functools.partial(
-                    pg_copy.restore, dump, staging_url, role, bindir, ("post-data",),
-                    say,
+                    client.restore, dump, staging_url, ("post-data",), say
                 )))  # fmt: skip
 
         try:
@@ -432,7 +445,9 @@ def build(
         dropper.result()
         lap("post-data")
     except psycopg.Error as e:
-        raise BackendError(f"sanitized copy failed: {describe_error(e)}") from None
+        raise BackendError(
+            f"sanitized copy failed: {client.describe_error(e)}"
+        ) from None
     finally:
         for opened in (dst, dst2, dst3):
             if opened is not None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.sanitize import compile_pg
 from branchdb.daemon.sanitize.rules import Rules, RulesError, TableRule
-from branchdb.daemon.sanitize.schema import Schema, Table
+from branchdb.daemon.sanitize.schema import ForeignKey, Schema, Table
 
 if TYPE_CHECKING:
     import psycopg
@@ -72,26 +72,30 @@ def masked_select(
     return sql.SQL("SELECT {} FROM {}{}").format(body, rows, sql.SQL("").join(joins))
 
 
+def execute(conn: psycopg.Connection[Any], stmt: sql.Composed) -> int:
+    """Run *stmt*; the rows it wrote (0 when the server counts none)."""
+    return max(int(conn.execute(stmt).rowcount), 0)
+
+
 def move(
     conn: psycopg.Connection[Any],
     raw: sql.Composable,
     removed: sql.Composable,
     cond: sql.Composable,
-    what: str,
 ) -> int:
     """Move the rows of *raw* matching *cond* (about ``_c``) into *removed*."""
     from psycopg import sql
 
-    return compile_pg.run_statement(conn, sql.SQL(
+    return execute(conn, sql.SQL(
         "WITH _bdb_d AS (DELETE FROM {} AS _c WHERE {} RETURNING _c.*) "
         "INSERT INTO {} SELECT * FROM _bdb_d"
-    ).format(raw, cond, removed), what)  # fmt: skip
+    ).format(raw, cond, removed))  # fmt: skip
 
 
 def delete_orphans(
     conn: psycopg.Connection[Any],
     schema: Schema,
-    fk: Any,
+    fk: ForeignKey,
     raws: dict[str, sql.Composable],
     removed: dict[str, sql.Composable],
 ) -> int:
@@ -108,16 +112,17 @@ def delete_orphans(
             sql.SQL("{} = {}").format(a, b) for a, b in zip(c, p, strict=True)
         ),
     )
-    what = f"delete rows of {fk.child} orphaned by {fk.name}"
     if fk.child in raws:
-        return move(conn, raws[fk.child], removed[fk.child], cond, what)
+        return move(conn, raws[fk.child], removed[fk.child], cond)
     stmt = sql.SQL("DELETE FROM {} AS _c WHERE {}").format(
         sql.Identifier(child.schema, child.name), cond
     )
-    return compile_pg.run_statement(conn, stmt, what)
+    return execute(conn, stmt)
 
 
 def check_fks(conn: psycopg.Connection[Any], schema: Schema) -> None:
+    """RulesError for the first foreign key the published tables break (a key masked
+    differently on its two sides), before post-data would fail on it."""
     from psycopg import sql
 
     for fk in schema.fks:
