@@ -660,7 +660,7 @@ class Engine:
 
     def snapshot_check(self, source: str, rules_path: str | None = None) -> Any:
         """(findings, unreviewed) of the PII detector on *source*; read-only."""
-        from branchdb.daemon.sanitize import pipeline
+        from branchdb.daemon.sanitize import check
 
         rules = None
         if rules_path is not None:
@@ -672,13 +672,13 @@ class Engine:
 
             conn = connect(source, what="snapshot source")
             try:
-                return pipeline.check_postgres(conn, rules)
+                return check.check_postgres(conn, rules)
             finally:
                 conn.close()
         path = Path(source.removeprefix("file:")).expanduser()
         if not path.is_file():
             raise NotFound(f"snapshot source {path} does not exist")
-        return pipeline.check_sqlite(path, rules)
+        return check.check_sqlite(path, rules)
 
     def snapshot_list(self) -> list[SnapshotRecord]:
         return self.store.list_snapshots(self.project)

@@ -1,7 +1,7 @@
 """The in-place PostgreSQL pipeline: the oracle the streaming path is compared against.
 
 branchdb builds sanitized PostgreSQL snapshots by streaming
-(:mod:`branchdb.daemon.sanitize.stream_pg`); this older path, kept here for the tests
+(:mod:`branchdb.daemon.sanitize.pg.stream`); this older path, kept here for the tests
 only, works on a staging database that already holds a full copy: detect → capture
 the originals into TEMP tables → one UPDATE per table in one transaction (foreign keys
 dropped and re-created, user triggers disabled) → ``VACUUM FULL`` → search every text
@@ -21,9 +21,27 @@ from psycopg.conninfo import make_conninfo
 
 from branchdb.daemon.backends.pg_session import connect, describe_error
 from branchdb.daemon.sanitize import detect, fakes
-from branchdb.daemon.sanitize.compile_pg import column_expr, digest
 from branchdb.daemon.sanitize.detect import refuse_unreviewed
-from branchdb.daemon.sanitize.pipeline import SanitizeReport
+from branchdb.daemon.sanitize.leaks import (
+    EMAIL_TOKEN,
+    FAKE_WORDS,
+    MAX_REPORTED,
+    MIN_WORD,
+    WORDS,
+    LeakFound,
+    VerifyReport,
+    generated_columns,
+    name_origins,
+    original_sources,
+)
+from branchdb.daemon.sanitize.pg.introspect import pg_schema, sample_pg
+from branchdb.daemon.sanitize.pg.masking import column_expr, digest
+from branchdb.daemon.sanitize.pg.verify_sql import (
+    PREFILTER_WORDS,
+    REGEX_SPECIAL,
+    WORD_SPLIT,
+    pg_text,
+)
 from branchdb.daemon.sanitize.plan import (
     ApplyReport,
     Progress,
@@ -32,25 +50,12 @@ from branchdb.daemon.sanitize.plan import (
     prune,
     resolve,
 )
+from branchdb.daemon.sanitize.report import SanitizeReport
 from branchdb.daemon.sanitize.rules import Rules, RulesError, TableRule
-from branchdb.daemon.sanitize.schema import ForeignKey, Schema, Table, pg_schema
-from branchdb.daemon.sanitize.verify import (
-    EMAIL_TOKEN,
-    FAKE_WORDS,
-    MAX_REPORTED,
-    MIN_WORD,
-    PREFILTER_WORDS,
-    REGEX_SPECIAL,
-    TEMP,
-    WORD_SPLIT,
-    WORDS,
-    LeakFound,
-    VerifyReport,
-    generated_columns,
-    name_origins,
-    original_sources,
-    pg_text,
-)
+from branchdb.daemon.sanitize.schema import ForeignKey, Schema, Table
+
+#: The TEMP table of captured originals.
+TEMP = "_bdb_originals"
 
 
 def sanitize_postgres(
@@ -80,9 +85,7 @@ def sanitize_postgres(
     conn = connect(make_conninfo(admin_url, dbname=staging_db), what="staging database")
     try:
         schema = pg_schema(conn)
-        findings = detect.detect(
-            schema, detect.sample_pg(conn, schema, sample), "postgres"
-        )
+        findings = detect.detect(schema, sample_pg(conn, schema, sample), "postgres")
         missing = refuse_unreviewed(findings, rules, allow_unreviewed)
         lap("detect")
         originals = capture_pg(conn, schema, rules)

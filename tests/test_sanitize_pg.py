@@ -24,11 +24,14 @@ from test_sanitize_data import (
 
 from branchdb.daemon.backends import pg_copy
 from branchdb.daemon.errors import BackendError
-from branchdb.daemon.sanitize import compile_pg, stream_pg, stream_sql, verify
+from branchdb.daemon.sanitize.check import check_postgres
 from branchdb.daemon.sanitize.detect import UnreviewedColumns
-from branchdb.daemon.sanitize.pipeline import check_postgres
-from branchdb.daemon.sanitize.rules import RulesError, parse_rules
-from branchdb.daemon.sanitize.schema import pg_schema
+from branchdb.daemon.sanitize.leaks import LeakFound
+from branchdb.daemon.sanitize.pg import masking, stream, stream_sql, verify
+from branchdb.daemon.sanitize.pg.introspect import pg_schema
+from branchdb.daemon.sanitize.pg.verify_sql import could_be
+from branchdb.daemon.sanitize.rules import ColumnRule, RulesError, parse_rules
+from branchdb.daemon.sanitize.schema import Column
 
 pytestmark = pytest.mark.postgres
 Data = dict[str, list[tuple[Any, ...]]]
@@ -108,7 +111,7 @@ def test_pg_dump_copy_then_sanitize_leaves_no_original(
     pg_cluster: Cluster, source: Any, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # every table copied and masked as two concurrent halves, however small
-    monkeypatch.setattr(stream_pg, "SPLIT_PAGES", 0)
+    monkeypatch.setattr(stream, "SPLIT_PAGES", 0)
     src, data = source
     before = fingerprint(pg_cluster, src)
     target = f"stg_{uuid.uuid4().hex[:8]}"
@@ -118,7 +121,7 @@ def test_pg_dump_copy_then_sanitize_leaves_no_original(
     rules = parse_rules(rules_text("postgres"))
     if path == "stream":
         # what the postgres backend runs before sealing a sanitized snapshot
-        report = stream_pg.build(
+        report = stream.build(
             pg_copy.Client(pg_copy.find_bin(15), "postgres"), pg_cluster.url(src),
             pg_cluster.admin_url, target, rules,
             progress=lambda *e: events.append(e),
@@ -194,8 +197,8 @@ def test_same_fakes_as_sqlite(pg_cluster: Cluster, source: Any) -> None:
             rule = parse_rules(f'salt = "s"\n[tables.t.columns]\nc = {{ strategy = "{strategy}", part = "{part}" }}'
                                if strategy in ("name", "address") else
                                f'salt = "s"\n[tables.t.columns]\nc = "{strategy}"').tables["t"].columns["c"]  # fmt: skip
-            col = compile_pg.Column("c", "text", "text", None, False, False)
-            expr = compile_pg.column_expr(rule, col, "s")
+            col = Column("c", "text", "text", None, False, False)
+            expr = masking.column_expr(rule, col, "s")
             got = c.execute(
                 sql.SQL("SELECT {} FROM (VALUES ('alice@example.org')) v(c)").format(
                     expr
@@ -216,8 +219,8 @@ def test_utf8_digest_reads_the_same_bytes(pg_cluster: Cluster) -> None:
     with admin(pg_cluster) as c:
         row = c.execute(
             sql.SQL("SELECT current_setting('server_encoding'), {}, {}").format(
-                compile_pg.digest_bytes("s", sql.Literal(text), utf8=True),
-                compile_pg.digest_bytes("s", sql.Literal(text)),
+                masking.digest_bytes("s", sql.Literal(text), utf8=True),
+                masking.digest_bytes("s", sql.Literal(text)),
             )
         ).fetchone()
     assert row is not None
@@ -273,7 +276,7 @@ def test_verifier_catches_a_planted_leak(pg_cluster: Cluster, source: Any) -> No
         c.execute("UPDATE order_items SET contact = %s WHERE id = (SELECT min(id) FROM order_items)",
                   [f"ship to {data['users'][-1][1].upper()} please"])  # fmt: skip
         schema = pg_schema(c)
-        with pytest.raises(verify.LeakFound) as e:
+        with pytest.raises(LeakFound) as e:
             oracle.verify_pg(c, schema, captured)
     assert "original users.email found in order_items.contact (email in text)" in str(
         e.value
@@ -282,7 +285,7 @@ def test_verifier_catches_a_planted_leak(pg_cluster: Cluster, source: Any) -> No
     # Redacting only the emails of a free-text column leaves the names in it.
     text = rules_text("postgres").replace(PG_NOTES, PG_NOTES_EMAILS_ONLY)
     with pytest.raises(
-        verify.LeakFound,
+        LeakFound,
         match=r"users.(full|first|last)_name found in orders.notes \(name in text\)",
     ):
         oracle.sanitize_postgres(
@@ -322,7 +325,7 @@ def _stream(cluster: Cluster, src: str, text: str) -> tuple[str, Any]:
     target = f"stg_{uuid.uuid4().hex[:8]}"
     with admin(cluster) as c:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
-    report = stream_pg.build(
+    report = stream.build(
         pg_copy.Client(pg_copy.find_bin(15), "postgres"), cluster.url(src),
         cluster.admin_url, target, parse_rules(text),
     )  # fmt: skip
@@ -336,7 +339,7 @@ def test_stream_verifier_catches_leaks(pg_cluster: Cluster, source: Any) -> None
         '[tables.newsletter.columns]\nemail = "email"',
         '[tables.newsletter.columns]\nemail = "keep"',
     )
-    with pytest.raises(verify.LeakFound) as e:
+    with pytest.raises(LeakFound) as e:
         _stream(pg_cluster, src, text)
     assert "original users.email found in newsletter.email (whole value)" in str(
         e.value
@@ -345,14 +348,14 @@ def test_stream_verifier_catches_leaks(pg_cluster: Cluster, source: Any) -> None
     # emails redacted from free text, the customers' names left in it
     text = rules_text("postgres").replace(PG_NOTES, PG_NOTES_EMAILS_ONLY)
     with pytest.raises(
-        verify.LeakFound,
+        LeakFound,
         match=r"users.(full|first|last)_name found in orders.notes \(name in text\)",
     ):
         _stream(pg_cluster, src, text)
     # the notes kept as they are: emails inside free text
     text = rules_text("postgres").replace(f"notes = {PG_NOTES}", 'notes = "keep"')
     with pytest.raises(
-        verify.LeakFound, match=r"users.email found in orders.notes \(email in text\)"
+        LeakFound, match=r"users.email found in orders.notes \(email in text\)"
     ):
         _stream(pg_cluster, src, text)
 
@@ -434,7 +437,7 @@ def test_failed_sanitized_snapshot_publishes_nothing(
 
     before = names()
     text = rules_text("postgres").replace(PG_NOTES, PG_NOTES_EMAILS_ONLY)
-    with pytest.raises(verify.LeakFound):
+    with pytest.raises(LeakFound):
         backend.snapshot_create("prod", 1, pg_cluster.url(src), rules=parse_rules(text))
     assert names() == before  # no staging database, no snapshot
     snap = backend.snapshot_create(
@@ -511,21 +514,18 @@ FORMS = [
 
 
 def test_generated_values_fit_the_verifiers_forms(pg_cluster: Cluster) -> None:
-    """verify_raw.could_be holds for every fake (it narrows the whole-value join)."""
-    from branchdb.daemon.sanitize import verify_raw
-    from branchdb.daemon.sanitize.rules import ColumnRule
-
+    """could_be holds for every fake (it narrows the verifier's whole-value join)."""
     values = sql.Literal([f"someone{i}@mail.test Ünï {i}" for i in range(400)])
     with admin(pg_cluster) as c:
         for strategy, part, n in FORMS:
-            col = compile_pg.Column("c", "text", "text", n, False, False)
+            col = Column("c", "text", "text", n, False, False)
             rule = ColumnRule("t", "c", strategy, part=part)
-            form = verify_raw.could_be(rule, col)
+            form = could_be(rule, col)
             assert form is not None
             row = c.execute(sql.SQL(
                 "SELECT bool_and({}), count(*) FROM (SELECT {} AS v FROM "
                 "unnest({}::text[]) AS u(c)) AS o"
-            ).format(form, compile_pg.column_expr(rule, col, "s"), values)).fetchone()  # fmt: skip
+            ).format(form, masking.column_expr(rule, col, "s"), values)).fetchone()  # fmt: skip
             assert row == (True, 400), (strategy, part, n)
             real = c.execute(
                 sql.SQL("SELECT bool_or({}) FROM unnest({}::text[]) AS o(v)").format(
@@ -540,9 +540,6 @@ def test_stream_verifier_finds_an_original_in_a_generated_column(
 ) -> None:
     """A generated column is searched for originals of its own form, whatever
     column they came from (an email original that reads like a fake name)."""
-    from branchdb.daemon.sanitize import verify_raw
-    from branchdb.daemon.sanitize.schema import pg_schema
-
     db = f"gen_{uuid.uuid4().hex[:8]}"
     with admin(pg_cluster) as c:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
@@ -558,12 +555,12 @@ def test_stream_verifier_finds_an_original_in_a_generated_column(
             "INSERT INTO t VALUES ('0123456789abcdef@example.com', 'Blake Carrow')"
         )
         raws = {"t": sql.Identifier("r", "t")}
-        assert verify_raw.verify(c, schema, rules, raws).originals == 2
+        assert verify.verify(c, schema, rules, raws).originals == 2
         c.execute("UPDATE t SET name = 'Avery Ashford'")
         with pytest.raises(
-            verify.LeakFound, match=r"original t.email found in t.name \(whole value\)"
+            LeakFound, match=r"original t.email found in t.name \(whole value\)"
         ):
-            verify_raw.verify(c, schema, rules, raws)
+            verify.verify(c, schema, rules, raws)
     with admin(pg_cluster) as c:
         c.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(db)))
 
@@ -575,9 +572,6 @@ def test_stream_verifier_finds_name_words_in_any_case(
     """A word of an original name inside free text is found whatever its case, in
     ASCII text (the ~* prefilter) and in non-ASCII text (always split), with the
     names split by one connection or in halves by two."""
-    from branchdb.daemon.sanitize import verify_raw
-    from branchdb.daemon.sanitize.schema import pg_schema
-
     db = f"words_{uuid.uuid4().hex[:8]}"
     with admin(pg_cluster) as c:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
@@ -597,7 +591,7 @@ def test_stream_verifier_finds_name_words_in_any_case(
             kw: dict[str, Any] = {"other": c2, "scratch": "r"} if pair else {}
 
             def check() -> None:
-                verify_raw.verify(c, schema, rules, raws, **kw)
+                verify.verify(c, schema, rules, raws, **kw)
                 c.execute("DROP TABLE IF EXISTS r._bdb_words")
                 c.execute("DROP TABLE IF EXISTS pg_temp._bdb_words")
 
@@ -605,7 +599,7 @@ def test_stream_verifier_finds_name_words_in_any_case(
             for note in ("called LINDQVIST today", "ask øberg, please", "FAMILY7!"):
                 c.execute("UPDATE t SET note = %s", [note])
                 with pytest.raises(
-                    verify.LeakFound,
+                    LeakFound,
                     match=r"original t.name found in t.note \(name in text\)",
                 ):
                     check()
@@ -658,7 +652,7 @@ def test_stream_in_pieces_masks_every_row_and_finds_a_planted_name(
                 [rows],
             )
         with pytest.raises(
-            verify.LeakFound,
+            LeakFound,
             match=r"original people.full_name found in people.note \(name in text\)",
         ):
             _stream(pg_cluster, src, text)

@@ -196,10 +196,8 @@ class LibsqlBackend:
             if rules is not None:
                 # Imported here only: importing sanitize takes ~30 ms, which
                 # nothing but a sanitized snapshot should pay.
-                from branchdb.daemon.sanitize.pipeline import (
-                    line_progress,
-                    sanitize_sqlite,
-                )
+                from branchdb.daemon.sanitize.report import line_progress
+                from branchdb.daemon.sanitize.sqlite.pipeline import sanitize_sqlite
 
                 report = sanitize_sqlite(
                     tmp,

@@ -1,12 +1,12 @@
 """Copy a live PostgreSQL database into a new one with ``pg_dump | pg_restore``.
 
 Used to build snapshots from ``--source postgresql://…`` (without ``--rules``; with
-them, :mod:`branchdb.daemon.sanitize.stream_pg` is handed a :class:`Client`: it uses
-:func:`dump` for the schema and :func:`restore` by section, and streams the rows
-itself through :class:`Stream`). ``pg_dump`` reads one
-consistent MVCC snapshot (REPEATABLE READ, READ ONLY) and writes nothing to the
-source, so the source may be in use. Passwords travel in ``PGPASSWORD``, never on a
-command line (which ``ps`` shows to every user of the machine).
+them, :mod:`branchdb.daemon.sanitize.pg.stream` is handed a :class:`Client`: it uses
+:func:`dump` for the schema and :func:`restore` by section, and streams the rows itself
+through :class:`Stream`). ``pg_dump`` reads one consistent MVCC snapshot (REPEATABLE
+READ, READ ONLY) and writes nothing to the source, so the source may be in use.
+Passwords travel in ``PGPASSWORD``, never on a command line (which ``ps`` shows to every
+user of the machine).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from branchdb.daemon.errors import BackendError, redact
 if TYPE_CHECKING:
     import psycopg
 
-    from branchdb.daemon.sanitize.pg_client import CopyJob
+    from branchdb.daemon.sanitize.pg.client import CopyJob
 
 _TAIL = 20
 
@@ -287,7 +287,7 @@ def streams(jobs: list[Stream]) -> list[int]:
 
 class Client:
     """The client programs of *bindir* and restored objects owned by *role*: what a
-    sanitized build needs (``branchdb.daemon.sanitize.pg_client.PgClient``)."""
+    sanitized build needs (``branchdb.daemon.sanitize.pg.client.PgClient``)."""
 
     def __init__(self, bindir: str, role: str) -> None:
         self.bindir = bindir

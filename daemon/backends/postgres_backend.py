@@ -330,10 +330,10 @@ class PostgresBackend:
                 else:
                     # Imported here only: importing sanitize takes ~30 ms, which
                     # nothing but a sanitized snapshot should pay.
-                    from branchdb.daemon.sanitize import stream_pg
-                    from branchdb.daemon.sanitize.pipeline import line_progress
+                    from branchdb.daemon.sanitize.pg import stream
+                    from branchdb.daemon.sanitize.report import line_progress
 
-                    report = stream_pg.build(
+                    report = stream.build(
                         pg_copy.Client(bindir, owner), source, self.admin_url, tmp,
                         rules, allow_unreviewed=allow_unreviewed,
                         progress=line_progress(progress),

@@ -1,4 +1,4 @@
-"""Dialect-neutral checks and bookkeeping shared by compile_pg and compile_sqlite.
+"""Dialect-neutral checks and bookkeeping shared by both dialects' masking.
 
 A rule is checked against the live column before any SQL runs, so a rule that could
 not hold (nulling a NOT NULL column, a word-list fake in a unique column, a fixed value

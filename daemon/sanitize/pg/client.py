@@ -1,8 +1,8 @@
-"""What the PostgreSQL pipeline needs from the back-end, handed in rather than imported.
+"""What the PostgreSQL build needs from the back-end, handed in rather than imported.
 
-:func:`stream_pg.build` opens connections, dumps and restores the source's schema and
-pipes rows between two databases through a :class:`PgClient` that its caller gives
-it; the PostgreSQL back-end implements one over its own connection and ``pg_dump`` /
+:func:`stream.build` opens connections, dumps and restores the source's schema and
+pipes rows between two databases through a :class:`PgClient` its caller gives it;
+the PostgreSQL back-end implements one over its own connection and ``pg_dump`` /
 ``pg_restore`` / ``psql`` helpers (``branchdb.daemon.backends.pg_copy.Client``). So
 dependencies point one way: the back-end calls sanitize, sanitize never imports a
 back-end.

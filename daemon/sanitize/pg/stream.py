@@ -19,7 +19,7 @@ away. This path instead streams, for a PostgreSQL source:
 5. ``INSERT INTO final SELECT <masked expressions> FROM raw`` in page-range pieces,
    taken by two connections as they free up (:func:`background.pooled`): the
    published table never holds an original, not even in a dead tuple;
-6. a third connection freezes the masked tables while :func:`verify_raw.verify`
+6. a third connection freezes the masked tables while :func:`verify.verify`
    measures the originals and splits the original names into words; then it searches
    every text column of every table for the originals, still in their raw tables;
 7. every foreign key is checked; the raw schema is dropped while the post-data
@@ -31,19 +31,21 @@ Any exception means "publish nothing": the caller drops the staging database.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.errors import BackendError
-from branchdb.daemon.sanitize import detect, stream_sql, verify, verify_raw
-from branchdb.daemon.sanitize.background import Background, pooled
-from branchdb.daemon.sanitize.pg_client import CopyJob, PgClient
+from branchdb.daemon.sanitize import detect
+from branchdb.daemon.sanitize.leaks import original_sources
+from branchdb.daemon.sanitize.pg import stream_sql, verify
+from branchdb.daemon.sanitize.pg.background import Background, pooled
+from branchdb.daemon.sanitize.pg.client import CopyJob, PgClient
+from branchdb.daemon.sanitize.pg.introspect import pg_schema, sample_pg
 from branchdb.daemon.sanitize.plan import (
     ApplyReport,
     Progress,
@@ -52,8 +54,9 @@ from branchdb.daemon.sanitize.plan import (
     prune,
     resolve,
 )
-from branchdb.daemon.sanitize.rules import Rules, RulesError, TableRule
-from branchdb.daemon.sanitize.schema import ForeignKey, Table, pg_schema
+from branchdb.daemon.sanitize.report import SanitizeReport
+from branchdb.daemon.sanitize.rules import Rules, TableRule
+from branchdb.daemon.sanitize.schema import ForeignKey, Table
 
 if TYPE_CHECKING:
     import psycopg
@@ -67,83 +70,6 @@ SPLIT_PAGES = 64
 PIECES = 24
 
 
-@contextlib.contextmanager
-def _blame_rules(describe: Callable[[Exception], str], what: str) -> Iterator[None]:
-    """A statement failing inside is the rules' doing (a where, an expression, a key
-    masked on one side): RulesError naming *what*, in the server's words."""
-    import psycopg
-
-    try:
-        yield
-    except psycopg.Error as e:
-        raise RulesError(f"{what}: {describe(e)}") from None
-
-
-def _mask(
-    conn: psycopg.Connection[Any],
-    trule: TableRule,
-    table: Table,
-    cols: list[str],
-    raw: sql.Composable,
-    rules: Rules,
-    utf8: bool,
-    describe: Callable[[Exception], str],
-) -> int:
-    """INSERT the masked rows of *raw* into *table*; rows written."""
-    from psycopg import sql
-
-    final = sql.Identifier(table.schema, table.name)
-    names = sql.SQL(", ").join(map(sql.Identifier, cols))
-    select = stream_sql.masked_select(trule, table, cols, raw, rules, utf8=utf8)
-    stmt = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE {}").format(
-        final, names, select
-    )
-    with conn.transaction(), _blame_rules(describe, f"mask {table.key}"):
-        return stream_sql.execute(conn, stmt)
-
-
-def _copy_sequences(src: psycopg.Connection[Any], dst: psycopg.Connection[Any]) -> None:
-    """Set every sequence of the staging database as it is on the source.
-
-    (``--exclude-table-data`` leaves the sequences' values out of the dump too.)
-    """
-    from psycopg import sql
-
-    for (name,) in src.execute(
-        "SELECT c.oid::regclass::text FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S' "
-        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-        "AND n.nspname NOT LIKE 'pg\\_%'"
-    ).fetchall():
-        # *name* is PostgreSQL's own quoting of the sequence (regclass output).
-        row = src.execute(
-            sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(name))
-        ).fetchone()
-        if row is not None:
-            dst.execute("SELECT setval(%s::regclass, %s, %s)", (name, row[0], row[1]))
-
-
-def _copyable(
-    src: psycopg.Connection[Any], table: Table
-) -> tuple[list[str], bool, int]:
-    """(columns COPY can write — not generated —, is the table partitioned)."""
-    from psycopg import sql
-
-    row = src.execute(
-        sql.SQL(
-            "SELECT c.relkind = 'p', c.relpages, "
-            "ARRAY(SELECT a.attname FROM pg_attribute a "
-            "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
-            "AND a.attgenerated = '' ORDER BY a.attnum) "
-            "FROM pg_class c WHERE c.oid = {}::regclass"
-        ).format(
-            sql.Literal(f"{sql.Identifier(table.schema, table.name).as_string(src)}")
-        )
-    ).fetchone()
-    assert row is not None
-    return list(row[2]), bool(row[0]), int(row[1])
-
-
 def build(
     client: PgClient,
     source: str,
@@ -155,11 +81,11 @@ def build(
     progress: Progress = no_progress,
     say: Callable[[str], Any] = lambda _msg: None,
     sample: int = detect.SAMPLE,
-) -> Any:
+) -> SanitizeReport:
     """Fill the empty database *staging_db* with the sanitized copy of *source*.
 
     *client* connects and runs ``pg_dump``, ``pg_restore`` and the COPY pipes (the
-    restored objects belong to its role). Returns a :class:`pipeline.SanitizeReport`.
+    restored objects belong to its role). Returns a :class:`report.SanitizeReport`.
     Raises UnreviewedColumns, RulesError (a rule cannot hold), LeakFound or
     BackendError; the caller then drops *staging_db*. The source sees one read-only
     transaction and ACCESS SHARE locks.
@@ -167,8 +93,6 @@ def build(
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
-
-    from branchdb.daemon.sanitize.pipeline import SanitizeReport
 
     started = mark = time.monotonic()
     timings: dict[str, float] = {}
@@ -198,9 +122,7 @@ def build(
         row = src.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
         schema = pg_schema(src)
-        findings = detect.detect(
-            schema, detect.sample_pg(src, schema, sample), "postgres"
-        )
+        findings = detect.detect(schema, sample_pg(src, schema, sample), "postgres")
         missing = detect.refuse_unreviewed(findings, rules, allow_unreviewed)
         pairs = {t.key: tr for tr, t in resolve(schema, rules)}
         lap("detect")
@@ -249,12 +171,12 @@ def build(
             c.execute("SET max_parallel_workers_per_gather = 0")
             # A row-level security policy hiding rows from the verifier is an error.
             c.execute("SET row_security = off")
-        _copy_sequences(src, dst)
+        stream_sql.copy_sequences(src, dst)
         dst.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(raw_ns)))
         raws: dict[str, sql.Composable] = {}
         todo: list[tuple[TableRule, Table, list[str]]] = []
         # Tables whose originals the verifier searches for (a truncated one too).
-        searched = {t.key for t, _c, _r in verify.original_sources(schema, rules)}
+        searched = {t.key for t, _c, _r in original_sources(schema, rules)}
         for i, table in enumerate(schema.tables.values()):
             trule = pairs.get(table.key)
             final = sql.Identifier(table.schema, table.name)
@@ -263,7 +185,7 @@ def build(
                 progress(table.key, "truncated", table.rows)
                 if table.key not in searched:
                     continue
-            cols, partitioned, pages = _copyable(src, table)
+            cols, partitioned, pages = stream_sql.copyable(src, table)
             if not cols:
                 continue
             names = sql.SQL(", ").join(map(sql.Identifier, cols))
@@ -342,7 +264,7 @@ def build(
                     continue
                 cond = sql.SQL("NOT coalesce(({}), false)").format(sql.SQL(trule.where))
                 what = f"{key}: where = {trule.where!r}"
-                with _blame_rules(client.describe_error, what):
+                with stream_sql.blame_rules(client.describe_error, what):
                     n = stream_sql.move(dst, raws[key], removed[key], cond)
                 loaded[key] -= n
                 applied.count(key, "deleted by where", n)
@@ -354,7 +276,7 @@ def build(
             def orphans(fk: ForeignKey) -> int:
                 assert dst is not None
                 what = f"delete rows of {fk.child} orphaned by {fk.name}"
-                with _blame_rules(client.describe_error, what):
+                with stream_sql.blame_rules(client.describe_error, what):
                     return stream_sql.delete_orphans(dst, schema, fk, live, removed)
 
             prune(schema.fks, orphans, progress, applied)
@@ -366,8 +288,8 @@ def build(
             whole = any(r.strategy == "shuffle" for r in trule.columns.values())
             parts = stream_sql.page_ranges(dst, raws[table.key], 1 if whole else PIECES)
             n = sum(pooled(conns, [
-                functools.partial(_mask, trule=trule, table=table, cols=cols,
-                                  raw=p, rules=rules, utf8=utf8,
+                functools.partial(stream_sql.insert_masked, trule=trule, table=table,
+                                  cols=cols, raw=p, rules=rules, utf8=utf8,
                                   describe=client.describe_error)
                 for p in parts
             ]))  # fmt: skip
@@ -406,7 +328,7 @@ def build(
                 )))  # fmt: skip
 
         try:
-            verified = verify_raw.verify(
+            verified = verify.verify(
                 dst,
                 schema,
                 rules,
