@@ -23,7 +23,7 @@ from test_sanitize_data import (
 )  # fmt: skip
 
 from branchdb.daemon.backends import pg_copy
-from branchdb.daemon.errors import BackendError
+from branchdb.daemon.core.errors import BackendError
 from branchdb.daemon.sanitize.check import check_postgres
 from branchdb.daemon.sanitize.detect import UnreviewedColumns
 from branchdb.daemon.sanitize.leaks import LeakFound
@@ -422,7 +422,7 @@ def test_failed_sanitized_snapshot_publishes_nothing(
     from pathlib import Path
 
     from branchdb.daemon.backends.postgres_backend import PostgresBackend
-    from branchdb.daemon.config import from_mapping
+    from branchdb.daemon.config.project import from_mapping
 
     src, _ = source
     raw = {

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.backends import pg_session
-from branchdb.daemon.errors import BackendError, redact
+from branchdb.daemon.core.errors import BackendError, redact
 
 if TYPE_CHECKING:
     import psycopg

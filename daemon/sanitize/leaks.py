@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from branchdb.daemon.errors import BranchdbError
+from branchdb.daemon.core.errors import BranchdbError
 from branchdb.daemon.sanitize import fakes
 from branchdb.daemon.sanitize.rules import REPLACING, ColumnRule, Rules
 from branchdb.daemon.sanitize.schema import Column, Schema, Table

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon.errors import BackendError
+from branchdb.daemon.core.errors import BackendError
 from branchdb.daemon.sanitize import detect
 from branchdb.daemon.sanitize.leaks import original_sources
 from branchdb.daemon.sanitize.pg import stream_sql, verify

@@ -16,7 +16,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from branchdb.daemon.errors import BackendError
+from branchdb.daemon.core.errors import BackendError
 from branchdb.daemon.sanitize import detect
 from branchdb.daemon.sanitize.detect import refuse_unreviewed
 from branchdb.daemon.sanitize.plan import Progress, no_progress
