@@ -11,8 +11,8 @@ Adding a table to both stores
    subset: ``TEXT``, ``INTEGER``, ``BIGINT``, ``DOUBLE PRECISION`` (SQLite gives them
    the same affinities as ``REAL``/``INTEGER``), and ``{id}`` for an auto-numbered
    primary key. No ``;`` inside a statement (steps are split on it).
-2. Bump ``SCHEMA_VERSION`` in :mod:`branchdb.daemon.store` to ``N`` (the hook's fast
-   path checks it).
+2. Bump ``SCHEMA_VERSION`` in :mod:`branchdb.daemon.store.meta` to ``N`` (the hook's
+   fast path checks it).
 3. Write the methods once, in :class:`branchdb.daemon.store.sql_store.SqlStore`, with
    ``?`` placeholders and portable SQL: ``INSERT ... ON CONFLICT (...) DO UPDATE SET
    c = excluded.c`` (not ``INSERT OR REPLACE``), ``CASE WHEN`` (not two-argument
@@ -23,7 +23,7 @@ Adding a table to both stores
 
 from __future__ import annotations
 
-from branchdb.daemon.store import SCHEMA_VERSION as SCHEMA_VERSION
+from branchdb.daemon.store.meta import SCHEMA_VERSION as SCHEMA_VERSION
 
 #: Dialect words substituted into the steps with ``str.format``.
 DIALECTS: dict[str, dict[str, str]] = {
@@ -150,6 +150,29 @@ MIGRATIONS: dict[int, str] = {
         contained INTEGER NOT NULL,
         PRIMARY KEY (project, default_sha, tip)
     );
+    """,
+    # API tokens limited to projects (a JSON list; empty: every project), and
+    # webhook deliveries keyed per project: a delivery id claimed through one
+    # project's secret no longer blocks the same id for another project. SQLite
+    # cannot change a primary key: the table is rebuilt and renamed.
+    6: """
+    ALTER TABLE api_tokens ADD COLUMN projects TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE webhook_deliveries_v6 (
+        provider TEXT NOT NULL,
+        delivery TEXT NOT NULL,
+        project TEXT NOT NULL,
+        event TEXT NOT NULL,
+        status TEXT NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (provider, project, delivery)
+    );
+    INSERT INTO webhook_deliveries_v6
+        (provider, delivery, project, event, status, received_at, detail)
+        SELECT provider, delivery, project, event, status, received_at, detail
+        FROM webhook_deliveries;
+    DROP TABLE webhook_deliveries;
+    ALTER TABLE webhook_deliveries_v6 RENAME TO webhook_deliveries;
     """,
 }
 
