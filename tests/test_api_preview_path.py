@@ -9,6 +9,7 @@ PostgreSQL 15 cluster, with drizzle migrations: ``main`` has 2, ``feature/x`` 4.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from hooksupport import Hook, pull_request_event, running_daemon
 from pgcluster import Cluster
 from support import git
 
+from branchdb.daemon.api import settings as daemon_config
 from branchdb.daemon.api.app import create_app
 from branchdb.daemon.vcs import tree as git_tree
 
@@ -509,3 +511,33 @@ def test_put_answers_503_when_the_server_is_down(repo: Path) -> None:
                 assert r.status_code == 503, r.text
     finally:
         cluster.stop()
+
+
+def test_a_repository_that_cannot_be_fetched_is_503(shop: Shop, tmp_path: Path) -> None:
+    """The mirror has feature/x from an earlier fetch, but the repository is gone:
+    the PUT says so rather than applying what the mirror last saw."""
+    upstream = tmp_path / "upstream.git"
+    git(tmp_path, "clone", "-q", "--bare", str(shop.repo), str(upstream))
+    cfg = tmp_path / "daemon.toml"
+    cfg.write_text(
+        f'[server]\ndata_dir = "{tmp_path / "daemon"}"\n\n'
+        f'[[projects]]\nname = "shop"\npath = "{shop.repo}"\n'
+        f'repository = "{upstream}"\n'
+    )
+    settings = daemon_config.load(cfg)
+    toks = make_tokens(settings)
+    with (
+        serve_in_thread(create_app(settings)) as base,
+        httpx.Client(base_url=base, timeout=60) as client,
+    ):
+        api = Api(client, toks, "shop")
+        assert api.call("PUT", f"{BR}/feature/x", params={"sha": shop.sha3}).is_success
+        shutil.rmtree(upstream)
+        r = api.call("PUT", f"{BR}/feature/x")
+        assert r.status_code == 503, r.text
+        err = r.json()["error"]
+        assert err["type"] == "RepositoryUnavailable"
+        assert str(upstream) in err["message"]
+        assert (
+            applied_count(api.call("GET", f"{BR}/feature/x", "read").json()["url"]) == 3
+        )
