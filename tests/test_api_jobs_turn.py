@@ -143,3 +143,48 @@ def test_requests_next_to_each_other_share_the_turn() -> None:
     assert order[:2] == ["r1 in", "r2 in"]
     assert order.index("job") > max(order.index("r1 out"), order.index("r2 out"))
     assert order.index("r3 in") > order.index("job")
+
+
+def test_a_request_passes_a_passable_job_and_jobs_do_not() -> None:
+    """Publishing (passable) keeps its place before the branch's next job, but a
+    request answered in place does not wait for it."""
+
+    async def main() -> None:
+        table = JobTable()
+        gate = threading.Event()
+        order: list[str] = []
+
+        def publish() -> tuple[int, dict[str, str]]:
+            gate.wait(10)
+            order.append("publish")
+            return 200, {}
+
+        def provision() -> tuple[int, dict[str, str]]:
+            order.append("job")
+            return 200, {}
+
+        pub = table.start("publish", "p", "b", publish, key="k", passable=True)
+        job = table.start("webhook:up", "p", "b", provision, key="k")
+        with pytest.raises(Refused) as caught:  # behind the job, not the publication
+            async with table.turn("k", "up request", timeout=0.1, busy="busy"):
+                pass
+        assert f"webhook:up job {job.id}" in str(caught.value)
+        await asyncio.sleep(0.05)
+        assert job.status == "running" and not order
+        gate.set()
+        async with table.turn("k", "up request", timeout=10, busy="busy"):
+            order.append("request")
+        assert order == ["publish", "job", "request"]
+        assert pub.status == job.status == "succeeded"
+
+        gate.clear()
+        pub = table.start("publish", "p", "b", publish, key="k", passable=True)
+        async with table.turn("k", "up request", timeout=10, busy="busy"):
+            order.append("request passed")  # the publication is still running
+        assert pub.status == "running"
+        gate.set()
+        while pub.status == "running":
+            await asyncio.sleep(0.01)
+        assert order[-2:] == ["request passed", "publish"] and not table._lines
+
+    asyncio.run(main())

@@ -7,8 +7,9 @@ one after the other, in the order they were started, so two webhook deliveries f
 branch are applied in arrival order. A request answered in place takes its
 :meth:`JobTable.turn` in the same line: it runs after every job of its key started
 before it (a CI PUT after the webhook's job), and a job started meanwhile runs after it.
-Requests next to each other in the line share their turn (they ran side by side
-before there was a line; the engine's branch lock still orders what they change).
+Requests answered in place do not wait for each other (they ran side by side before
+there was a line; the engine's branch lock still orders what they change), nor for a
+*passable* job ahead of them (publishing a URL: it changes no database).
 """
 
 from __future__ import annotations
@@ -71,13 +72,18 @@ class _Place:
     """A place in a key's line: *ready* is set when its turn comes.
 
     An exclusive place's turn comes when it is first in line; a *shared* one's when
-    every place before it is shared too.
+    every place before it is shared or *passable*.
     """
 
-    def __init__(self, what: str, shared: bool) -> None:
+    def __init__(self, what: str, shared: bool, passable: bool) -> None:
         self.what = what  # "webhook:up job 3f2a…", shown to whoever waits behind
         self.shared = shared
+        self.passable = passable
         self.ready = asyncio.get_running_loop().create_future()
+
+    @property
+    def blocks_shared(self) -> bool:
+        return not (self.shared or self.passable)
 
 
 class JobTable:
@@ -92,24 +98,35 @@ class JobTable:
         return self._jobs.get(job_id)
 
     def start(
-        self, kind: str, project: str, branch: str | None, work: Work, key: str = ""
+        self,
+        kind: str,
+        project: str,
+        branch: str | None,
+        work: Work,
+        key: str = "",
+        *,
+        passable: bool = False,
     ) -> Job:
         """Run *work* in the thread pool; return its job at once (call in the loop).
 
         With *key*, the job takes its place in the key's line now, before this
-        returns: whatever asks for the key's turn after this call runs after it.
+        returns: whatever asks for the key's turn after this call runs after it
+        (requests answered in place excepted if the job is *passable*).
         """
         job = Job(kind, project, branch)
         self._jobs[job.id] = job
         self._trim()
-        place = self._join(key, f"{kind} job {job.id}") if key else None
+        what = f"{kind} job {job.id}"
+        place = self._join(key, what, passable=passable) if key else None
         task = asyncio.get_running_loop().create_task(self._run(job, work, key, place))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
 
-    def _join(self, key: str, what: str, shared: bool = False) -> _Place:
-        place = _Place(what, shared)
+    def _join(
+        self, key: str, what: str, shared: bool = False, passable: bool = False
+    ) -> _Place:
+        place = _Place(what, shared, passable)
         self._lines.setdefault(key, deque()).append(place)
         self._wake(key)
         return place
@@ -125,12 +142,10 @@ class JobTable:
     def _wake(self, key: str) -> None:
         """Set *ready* on every place of *key*'s line whose turn has come."""
         for i, place in enumerate(self._lines[key]):
-            if i and not (place.shared and self._lines[key][i - 1].shared):
-                break
-            if not place.ready.done():
+            if (i == 0 or place.shared) and not place.ready.done():
                 place.ready.set_result(None)
-            if not place.shared:
-                break
+            if place.blocks_shared:
+                break  # nothing behind it can go yet
 
     @asynccontextmanager
     async def turn(
@@ -138,8 +153,8 @@ class JobTable:
     ) -> AsyncIterator[None]:
         """Hold *key*'s turn: after every job (and exclusive turn) that asked before.
 
-        *shared* turns next to each other in the line hold it together. Waits at
-        most *timeout* seconds, then raises Refused(*busy* plus what it waited
+        A *shared* turn waits only for the jobs ahead that are not passable. Waits
+        at most *timeout* seconds, then raises Refused(*busy* plus what it waited
         behind). *what* names this holder to those who wait behind it.
         """
         place = self._join(key, what, shared)
@@ -149,7 +164,7 @@ class JobTable:
             except TimeoutError:
                 line = self._lines[key]
                 ahead = list(line)[: line.index(place)]
-                holder = next((p.what for p in ahead if not p.shared), "earlier work")
+                holder = next((p.what for p in ahead if p.blocks_shared), "a job")
                 raise Refused(
                     f"{busy} (waited {timeout:.0f} s behind the {holder}); "
                     "try again in a moment"

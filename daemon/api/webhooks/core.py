@@ -142,10 +142,12 @@ def _start_publish(
         return 200, publish.publish(settings, pub)
 
     async def start() -> str:
-        # Publications of a branch run in order, in a line of their own: started
-        # once the provisioning is done, they never hold up a PUT waiting its turn.
-        key = f"{proj.name}\0{pub.branch}\0publish"
-        return daemon.jobs.start("publish", proj.name, pub.branch, work, key=key).id
+        # Same key as the provisioning job: it runs after that job, in order. It
+        # changes no database, so a request answered in place does not wait for it.
+        key = f"{proj.name}\0{pub.branch}"
+        return daemon.jobs.start(
+            "publish", proj.name, pub.branch, work, key=key, passable=True
+        ).id
 
     try:
         return asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
