@@ -289,14 +289,15 @@ class FakeBackend:
         return out
 
     # ------------------------------------------------------------- test hooks
-    def leave_temp(self, database: str, branch: str) -> str:
-        """What a create of *database* killed mid-copy leaves: a marked temp.
+    def leave_temp(self, final: str, **mark: Any) -> str:
+        """What a build of *final* killed mid-copy leaves: a marked temp, for
+        ``branch=`` (a branch database) or ``snapshot=`` (a snapshot's name).
 
         (A real kill takes this process's memory with it; tests of recovery use
         this to stand for the leftovers a file or a server would keep.)
         """
         with self._mutex:
-            return self._new_tmp(database, branch=branch)[0]
+            return self._new_tmp(final, **mark)[0]
 
     def add_foreign(self, name: str, mark: dict[str, Any] | None = None) -> None:
         """A database branchdb did not make (*mark* None) or another project's."""

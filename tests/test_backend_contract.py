@@ -1,0 +1,770 @@
+"""One contract every backend passes: the in-process fake, libsql and postgres.
+
+Each test runs once per backend. A *harness* per backend looks at what the backend
+made from outside it — files on disk, ``pg_database`` and ``pg_roles`` on a real
+PostgreSQL 15 cluster, the fake's dict of databases — and fabricates what the suite
+needs: a real source to snapshot, databases branchdb did not make, and the leftovers
+of a create killed half way. The real backends are killed for real: a forked child
+runs the create and calls ``os._exit`` where the backend would rename its temp to
+the final name, so none of the backend's own cleanup runs. (The fake keeps
+everything in this process's memory, which a kill takes with it: it fabricates the
+temp instead.)
+
+Adding a backend: its module, its entry in ``backends.REGISTRY`` and a harness here
+(``HARNESSES``); ``test_every_registered_backend_has_a_harness`` insists.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from pgcluster import Cluster
+
+from branchdb.daemon.backends import REGISTRY, STAT_EXISTS, fake, get_backend
+from branchdb.daemon.backends.base import Backend
+from branchdb.daemon.backends.fake import FakeBackend
+from branchdb.daemon.backends.libsql_backend import LibsqlBackend
+from branchdb.daemon.backends.libsql_layout import libsql_path
+from branchdb.daemon.backends.pg_admin import Admin, marker, parse_marker
+from branchdb.daemon.backends.postgres_backend import PostgresBackend
+from branchdb.daemon.config.project import Config, from_mapping
+from branchdb.daemon.core import naming, recovery
+from branchdb.daemon.core.engine import Engine
+from branchdb.daemon.core.errors import NotFound, Refused
+from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
+
+KILLED = 37  # exit code of a child killed at the rename
+
+
+def killed(die: Callable[[], Any], work: Callable[[], Any]) -> None:
+    """Run *work* in a forked child; *die* patches in the point where the child
+    calls ``os._exit`` (no ``finally``, no ``except`` runs: what SIGKILL leaves)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            die()
+            work()
+            code = 2  # never reached the kill point
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == KILLED, "not killed where meant"
+
+
+def sqlite_source(path: Path, rows: int = 3) -> str:
+    """A real SQLite database with ``users`` holding *rows* rows."""
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)")
+    con.executemany(
+        "INSERT INTO users (email) VALUES (?)", [(f"u{i}",) for i in range(rows)]
+    )
+    con.commit()
+    con.close()
+    return str(path)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+MIGRATION = "CREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER);\n"
+
+
+# ------------------------------------------------------------------ harnesses
+class Harness:
+    """One backend under test and an outside view of what it made."""
+
+    name: str
+    backend: Backend
+    config: Config
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.project = f"c{uuid.uuid4().hex[:10]}"
+        self.root = tmp_path / "proj"
+        (self.root / "migrations").mkdir(parents=True)
+        (self.root / "migrations" / "001_orders.sql").write_text(MIGRATION)
+
+    def raw(self) -> dict[str, Any]:
+        return {
+            "project": {"name": self.project},
+            "database": {"backend": self.name},
+            "migrations": {"dir": "migrations", "format": "sql"},
+        }
+
+    # the outside view
+    def physical(self) -> set[str]:
+        """Everything the backend's area holds now (temps and foreign ones too)."""
+        raise NotImplementedError
+
+    def where(self, database: str) -> str:
+        """How *database* shows in :meth:`physical`."""
+        return database
+
+    def temps(self) -> set[str]:
+        """The temp databases/files in :meth:`physical` (names as recovery says)."""
+        raise NotImplementedError
+
+    def tables(self, database: str) -> set[str]:
+        raise NotImplementedError
+
+    def count(self, database: str, table: str) -> int:
+        raise NotImplementedError
+
+    def marker(self, database: str) -> dict[str, Any] | None:
+        """What marks *database* as this project's branch database, read outside."""
+        raise NotImplementedError
+
+    # fabrications
+    def source(self) -> str:
+        """A real database with ``users`` (3 rows), for ``snapshot_create``."""
+        return sqlite_source(self.tmp / f"source-{uuid.uuid4().hex[:6]}.db")
+
+    def make_foreign(self) -> list[str]:
+        """Databases branchdb did not make (or another project's), with names like
+        ours; their names as the backend would be called with them."""
+        raise NotImplementedError
+
+    def kill_create(self, database: str, branch: str) -> None:
+        """Leave what a create of *database* killed before its rename leaves."""
+        raise NotImplementedError
+
+    def kill_snapshot(self, name: str, version: int, source: str) -> None:
+        raise NotImplementedError
+
+    def kill_up(self, engine: Engine, branch: str) -> None:
+        """Leave what ``engine.up(branch)`` killed inside the backend's create
+        leaves: a ``creating`` record and a temp."""
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        pass
+
+
+class FakeHarness(Harness):
+    name = "fake"
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__(tmp_path)
+        cfg = from_mapping({**self.raw(), "database": {}}, self.root, None)
+        self.config = fake.configure(cfg)
+        self.fake = FakeBackend(self.config)
+        self.backend = self.fake
+
+    def physical(self) -> set[str]:
+        return set(self.fake.databases)
+
+    def temps(self) -> set[str]:
+        return {n for n in self.fake.databases if n.startswith("tmp-")}
+
+    def _conn(self, database: str) -> sqlite3.Connection:
+        return self.fake.databases[database].conn
+
+    def tables(self, database: str) -> set[str]:
+        rows = self._conn(database).execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        )
+        return {r[0] for r in rows}
+
+    def count(self, database: str, table: str) -> int:
+        return int(
+            self._conn(database).execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        )
+
+    def marker(self, database: str) -> dict[str, Any] | None:
+        db = self.fake.databases.get(database)
+        return None if db is None else db.mark
+
+    def make_foreign(self) -> list[str]:
+        unmarked = self.backend.database_name("foreign")
+        other = self.backend.database_name("other-project")
+        self.fake.add_foreign(unmarked)
+        self.fake.add_foreign(other, {"project": "other", "kind": "branch"})
+        return [unmarked, other]
+
+    def kill_create(self, database: str, branch: str) -> None:
+        self.fake.leave_temp(database, branch=branch)
+
+    def kill_snapshot(self, name: str, version: int, source: str) -> None:
+        self.fake.leave_temp(self.fake.snapshot_name(name, version), snapshot=name)
+
+    def kill_up(self, engine: Engine, branch: str) -> None:
+        database = engine.database_name(branch)
+        now = time.time()
+        engine.store.put_branch(
+            BranchRecord(
+                self.project, branch, database, "fake", "fresh", "creating", now, now
+            )
+        )
+        self.kill_create(database, branch)
+
+
+def _die_at_tmp_rename() -> None:
+    real = os.rename
+
+    def rename(src: Any, dst: Any, *a: Any, **kw: Any) -> None:
+        if Path(src).name.startswith(".tmp-"):
+            os._exit(KILLED)
+        real(src, dst, *a, **kw)
+
+    os.rename = rename  # type: ignore[assignment]
+
+
+class LibsqlHarness(Harness):
+    name = "libsql"
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__(tmp_path)
+        self.config = from_mapping(self.raw(), self.root, None)
+        self.libsql = LibsqlBackend(self.config)
+        self.backend = self.libsql
+        self.area = self.config.data_dir
+
+    def physical(self) -> set[str]:
+        return {
+            str(p.relative_to(self.area))
+            for sub in ("branches", "snapshots")
+            for p in (self.area / sub).rglob("*")
+            if p.is_file()
+        }
+
+    def where(self, database: str) -> str:
+        return f"branches/{database}.db"
+
+    def temps(self) -> set[str]:
+        return {
+            Path(p).name for p in self.physical() if Path(p).name.startswith(".tmp-")
+        }
+
+    def _conn(self, database: str) -> sqlite3.Connection:
+        path = self.libsql.path(database)
+        assert path.is_file()
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+    def tables(self, database: str) -> set[str]:
+        con = self._conn(database)
+        try:
+            rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            return {r[0] for r in rows}
+        finally:
+            con.close()
+
+    def count(self, database: str, table: str) -> int:
+        con = self._conn(database)
+        try:
+            return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        finally:
+            con.close()
+
+    def marker(self, database: str) -> dict[str, Any] | None:
+        # The layout is the marker: a bdb-*.db file in branches/ of this project's
+        # data directory.
+        path = self.area / "branches" / f"{database}.db"
+        if not (database.startswith("bdb-") and path.is_file()):
+            return None
+        return {"project": self.project, "kind": "branch"}
+
+    def make_foreign(self) -> list[str]:
+        branches = self.area / "branches"
+        branches.mkdir(parents=True, exist_ok=True)
+        sqlite_source(branches / "app.db")  # the user's own database beside ours
+        key = naming.branch_key("foreign")
+        (branches / f"bdb-{key}.db.orig").write_bytes(b"a backup")
+        (branches / "notes.txt").write_text("mine\n")
+        (self.area / f"bdb-{key}.db").write_bytes(b"outside branches/")
+        return ["app"]
+
+    def kill_create(self, database: str, branch: str) -> None:
+        killed(
+            _die_at_tmp_rename,
+            lambda: self.libsql.create(database, branch=branch, snapshot=None, info={}),
+        )
+
+    def kill_snapshot(self, name: str, version: int, source: str) -> None:
+        killed(
+            _die_at_tmp_rename,
+            lambda: self.libsql.snapshot_create(name, version, source),
+        )
+
+    def kill_up(self, engine: Engine, branch: str) -> None:
+        config = engine.config
+        killed(_die_at_tmp_rename, lambda: Engine(config).up(branch))
+
+
+def _die_at_pg_rename() -> None:
+    def rename(self: Admin, old: str, new: str) -> None:
+        os._exit(KILLED)
+
+    Admin.rename = rename  # type: ignore[method-assign]
+
+
+class PostgresHarness(Harness):
+    name = "postgres"
+
+    def __init__(self, tmp_path: Path, cluster: Cluster) -> None:
+        super().__init__(tmp_path)
+        self.cluster = cluster
+        raw = self.raw()
+        raw["database"]["server"] = cluster.admin_url
+        self.config = from_mapping(raw, self.root, None)
+        self.pg = PostgresBackend(self.config)
+        self.backend = self.pg
+        self.baseline = self._everything()
+        self.sources: list[str] = []
+
+    def _admin(self, database: str = "postgres") -> psycopg.Connection[Any]:
+        return psycopg.connect(self.cluster.url(database), autocommit=True)
+
+    def _everything(self) -> set[str]:
+        with self._admin() as c:
+            dbs = {r[0] for r in c.execute("SELECT datname FROM pg_database")}
+            roles = {r[0] for r in c.execute("SELECT rolname FROM pg_roles")}
+        return dbs | {f"role:{r}" for r in roles}
+
+    def physical(self) -> set[str]:
+        return self._everything() - self.baseline - set(self.sources)
+
+    def temps(self) -> set[str]:
+        return {n for n in self.physical() if n.startswith("bdbt_")}
+
+    def tables(self, database: str) -> set[str]:
+        with self._admin(database) as c:
+            rows = c.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = 'public'"
+            )
+            return {r[0] for r in rows}
+
+    def count(self, database: str, table: str) -> int:
+        with self._admin(database) as c:
+            row = c.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+            assert row is not None
+            return int(row[0])
+
+    def marker(self, database: str) -> dict[str, Any] | None:
+        with self._admin() as c:
+            row = c.execute(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                "WHERE datname = %s",
+                (database,),
+            ).fetchone()
+        return None if row is None else parse_marker(row[0])
+
+    def source(self) -> str:
+        name = f"{self.project}_src{len(self.sources)}"
+        with self._admin() as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        self.sources.append(name)
+        with self._admin(name) as c:
+            c.execute("CREATE TABLE users (id serial PRIMARY KEY, email text)")
+            c.execute(
+                "INSERT INTO users (email) SELECT 'u' || g FROM generate_series(1, 3) g"
+            )
+        return self.cluster.url(name)
+
+    def make_foreign(self) -> list[str]:
+        unmarked = naming.pg_database(self.project, "foreign")
+        other = naming.pg_database(self.project, "other-project")
+        with self._admin() as c:
+            c.execute(f'CREATE DATABASE "{unmarked}"')
+            c.execute(f'CREATE DATABASE "{other}"')
+            text = marker("other", "branch", branch="x").replace("'", "''")
+            c.execute(f"COMMENT ON DATABASE \"{other}\" IS '{text}'")
+        return [unmarked, other]
+
+    def kill_create(self, database: str, branch: str) -> None:
+        killed(
+            _die_at_pg_rename,
+            lambda: self.pg.create(database, branch=branch, snapshot=None, info={}),
+        )
+
+    def kill_snapshot(self, name: str, version: int, source: str) -> None:
+        killed(
+            _die_at_pg_rename, lambda: self.pg.snapshot_create(name, version, source)
+        )
+
+    def kill_up(self, engine: Engine, branch: str) -> None:
+        config = engine.config
+        killed(_die_at_pg_rename, lambda: Engine(config).up(branch))
+
+    def cleanup(self) -> None:
+        left = self._everything() - self.baseline
+        with self._admin() as c:
+            for name in sorted(n for n in left if not n.startswith("role:")):
+                c.execute(f'ALTER DATABASE "{name}" IS_TEMPLATE false')
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for role in sorted(
+                n.removeprefix("role:") for n in left if n.startswith("role:")
+            ):
+                c.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+HARNESSES = ["fake", "libsql", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=HARNESSES)
+def h(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Harness]:
+    monkeypatch.delenv("BRANCHDB_PG_URL", raising=False)
+    harness: Harness
+    if request.param == "fake":
+        harness = FakeHarness(tmp_path)
+    elif request.param == "libsql":
+        harness = LibsqlHarness(tmp_path)
+    else:
+        harness = PostgresHarness(tmp_path, request.getfixturevalue("pg_cluster"))
+    try:
+        yield harness
+    finally:
+        harness.cleanup()
+
+
+@pytest.fixture
+def engine(h: Harness) -> Iterator[Engine]:
+    eng = Engine(h.config, backend=h.backend)
+    try:
+        yield eng
+    finally:
+        eng.store.close()
+
+
+def create(
+    h: Harness, branch: str, snapshot: SnapshotRecord | None = None
+) -> tuple[str, dict[str, Any]]:
+    database = h.backend.database_name(branch)
+    return database, h.backend.create(
+        database, branch=branch, snapshot=snapshot, info={}
+    )
+
+
+# ---------------------------------------------------------------- the contract
+def test_every_registered_backend_has_a_harness() -> None:
+    names = {p if isinstance(p, str) else p.values[0] for p in HARNESSES}
+    assert names == set(REGISTRY)
+
+
+def test_capabilities(h: Harness) -> None:
+    b = h.backend
+    assert type(get_backend(h.config)) is type(b)  # the registry builds this class
+    assert b.name == h.name and b.dialect in ("sqlite", "postgres")
+    for flag in (b.exists_is_stat, b.samples_activity, b.copy_on_write):
+        assert isinstance(flag, bool)
+    # The hook's fast path decides on the name alone, without importing the class.
+    assert (b.name in STAT_EXISTS) == b.exists_is_stat
+
+
+def test_stat_existence_is_what_the_fast_path_sees(h: Harness) -> None:
+    # The hook (cli/fast.py) stats libsql_path() for every STAT_EXISTS backend.
+    if not h.backend.exists_is_stat:
+        pytest.skip("existence is not a stat() on this backend")
+    database, info = create(h, "feature/stat")
+
+    def seen() -> bool:
+        return os.path.exists(libsql_path(str(h.config.data_dir), database))
+
+    assert seen() and h.backend.exists(database)
+    h.backend.drop(database, info)
+    assert not seen() and not h.backend.exists(database)
+
+
+def test_database_name(h: Harness) -> None:
+    b = h.backend
+    again = get_backend(h.config)
+    branches = [
+        "main",
+        "feature/x",
+        "feature-x",
+        "Feature/X",
+        "feature/x/",
+        "fix/ünïcode",
+        "fix/unicode",
+        "a" * 255,
+        "a" * 254 + "b",
+    ]
+    names = [b.database_name(x) for x in branches]
+    assert names == [again.database_name(x) for x in branches]  # deterministic
+    assert len(set(names)) == len(names)  # distinct per branch
+    for name in names:
+        assert len(name.encode()) <= naming.PG_MAX_IDENT
+        assert re.fullmatch(r"[a-z0-9_-]+", name) and name.startswith(naming.PREFIX)
+
+
+def test_create_fresh_connect_and_drop(h: Harness) -> None:
+    b = h.backend
+    before = h.physical()
+    database, info = create(h, "feature/fresh")
+    assert isinstance(info["url"], str) and info["url"]
+    assert b.exists(database) and b.list_owned() == [database]
+    assert h.where(database) in h.physical() - before
+    mark = h.marker(database)
+    assert mark and (mark["project"], mark["kind"]) == (h.project, "branch")
+    assert h.tables(database) == set()
+    with pytest.raises(Refused):
+        b.create(database, branch="feature/fresh", snapshot=None, info={})
+
+    session = b.connect(database, info)
+    try:
+        assert session.dialect == b.dialect
+        session.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        with session.transaction() as tx:
+            tx.execute("INSERT INTO t (id, v) VALUES (?, ?)", [1, "one"])
+        with pytest.raises(ZeroDivisionError), session.transaction() as tx:
+            tx.execute("INSERT INTO t (id, v) VALUES (?, ?)", [2, "rolled back"])
+            raise ZeroDivisionError
+        assert session.execute("SELECT v FROM t") == [("one",)]
+    finally:
+        session.close()
+    assert h.tables(database) == {"t"} and h.count(database, "t") == 1  # outside view
+
+    b.drop(database, info)
+    assert not b.exists(database) and b.list_owned() == []
+    assert h.physical() == before  # nothing left: no file, database or role
+    b.drop(database, info)  # idempotent
+    b.drop(database, {})
+    # The name is free again; a new create starts empty.
+    database2, info2 = create(h, "feature/fresh")
+    assert database2 == database and h.tables(database) == set()
+    b.drop(database, info2)
+
+
+def test_clone_from_a_snapshot(h: Harness) -> None:
+    b = h.backend
+    source = h.source()
+    snap = b.snapshot_create("prod", 1, source)
+    assert (snap.name, snap.version, snap.backend) == ("prod", 1, b.name)
+    assert snap.size_bytes > 0
+    assert b.list_owned() == []  # a snapshot is never a branch database
+    assert not b.exists(snap.location)
+    with pytest.raises(Refused):
+        b.snapshot_create("prod", 1, source)
+
+    one, info1 = create(h, "feature/one", snap)
+    two, info2 = create(h, "feature/two", snap)
+    assert info1["strategy"] != "fresh"
+    assert h.count(one, "users") == 3 and h.count(two, "users") == 3
+    s = b.connect(one, info1)
+    try:
+        s.execute("INSERT INTO users (email) VALUES (?)", ["only in one"])
+        s.execute("CREATE TABLE extra (id INTEGER)")
+    finally:
+        s.close()
+    # Clones are independent of each other and of the snapshot.
+    assert h.count(one, "users") == 4 and h.count(two, "users") == 3
+    assert "extra" not in h.tables(two)
+    three, info3 = create(h, "feature/three", snap)
+    assert h.count(three, "users") == 3
+    assert b.list_owned() == sorted([one, two, three])
+
+    for database, info in ((one, info1), (two, info2), (three, info3)):
+        b.drop(database, info)
+    b.snapshot_drop(snap)
+    b.snapshot_drop(snap)  # idempotent
+    before = h.physical()
+    with pytest.raises(NotFound):
+        create(h, "feature/late", snap)
+    assert h.physical() == before  # a failed create leaves nothing
+    assert b.list_owned() == []
+
+
+def test_foreign_databases_are_never_listed_or_dropped(h: Harness) -> None:
+    b = h.backend
+    foreign = h.make_foreign()
+    theirs = h.physical()
+    database, info = create(h, "feature/mine")
+    assert b.list_owned() == [database]
+    for name in foreign:
+        assert not b.exists(name)
+        b.drop(name, {})
+    assert set(b.activity()) <= {database}
+    ctx = Engine(h.config, backend=b)
+    try:
+        b.recover_temps(ctx)
+    finally:
+        ctx.store.close()
+    for name in foreign:
+        b.drop_leftovers(name, "foreign", {})
+    b.drop(database, info)
+    assert h.physical() == theirs  # every foreign one is still there
+    assert b.list_owned() == []
+
+
+def test_size_bytes_grows_with_data(h: Harness) -> None:
+    b = h.backend
+    database, info = create(h, "feature/size")
+    empty = b.size_bytes(database)
+    assert empty >= 0
+    s = b.connect(database, info)
+    try:
+        s.execute("CREATE TABLE blobs (b TEXT)")
+        for _ in range(20):
+            # Random: PostgreSQL would compress a repeated character away.
+            s.execute("INSERT INTO blobs (b) VALUES (?)", [os.urandom(50_000).hex()])
+    finally:
+        s.close()
+    assert b.size_bytes(database) >= empty + 1_000_000
+    b.drop(database, info)
+
+
+def test_activity_matches_the_capability(h: Harness) -> None:
+    b = h.backend
+    database, info = create(h, "feature/busy")
+    idle, _ = create(h, "feature/idle")
+    h.make_foreign()
+    if not b.samples_activity:
+        assert b.activity() == {}
+        b.drop(database, info)
+        return
+    start = b.activity()
+    assert set(start) == {database, idle}
+    assert start[database][1] == 0  # no session open
+    s = b.connect(database, info)
+    try:
+        s.execute("CREATE TABLE t (id INTEGER)")
+        for i in range(5):
+            s.execute("INSERT INTO t VALUES (?)", [i])
+        assert b.activity([database])[database][1] == 1  # one session open now
+    finally:
+        s.close()
+    # PostgreSQL's statistics arrive when the server process has gone.
+    wait_for(lambda: b.activity()[database] >= (start[database][0] + 6, 0))
+    now = b.activity()
+    assert now[database][1] == 0 and now[idle][1] == 0
+    assert set(b.activity([idle])) == {idle}
+    b.drop(database, info)
+
+
+def test_interrupted_creates_are_recovered(h: Harness, engine: Engine) -> None:
+    b = h.backend
+    before = h.physical()
+    # A create killed with no record (the engine had not written it yet, or it
+    # was forgotten since): nobody can be building it.
+    lost = b.database_name("feature/lost")
+    h.kill_create(lost, "feature/lost")
+    lost_temps = h.temps()
+    # A create killed whose branch a live process holds: its temp must stay.
+    held = b.database_name("feature/held")
+    now = time.time()
+    engine.store.put_branch(
+        BranchRecord(
+            h.project, "feature/held", held, b.name, "fresh", "creating", now, now
+        )
+    )
+    h.kill_create(held, "feature/held")
+    held_temps = h.temps() - lost_temps
+    assert lost_temps and held_temps
+    assert not b.exists(lost) and not b.exists(held)
+    assert b.list_owned() == []  # a temp is never a branch database
+
+    with engine.lock("feature/held"):
+        other = Engine(h.config, backend=b)  # another process's view
+        try:
+            got = b.recover_temps(other)
+        finally:
+            other.store.close()
+    assert (set(got.dropped), set(got.busy)) == (lost_temps, held_temps)
+    assert h.temps() == held_temps
+
+    # What recovery does for each branch, under the branch's lock.
+    for branch, database in (("feature/held", held), ("feature/lost", lost)):
+        with engine.lock(branch):
+            b.drop(database, b.drop_leftovers(database, branch, {}))
+    assert h.physical() == before  # temps, and whatever else a create made first
+    assert b.recover_temps(engine) == ([], [])  # idempotent
+
+    # The name is free: the database can be built again.
+    database, info = create(h, "feature/lost")
+    assert database == lost and b.exists(lost)
+    b.drop(lost, info)
+    assert h.physical() == before
+
+
+def test_interrupted_snapshot_is_recovered_under_its_lock(
+    h: Harness, engine: Engine
+) -> None:
+    b = h.backend
+    before = h.physical()
+    source = h.source()
+    engine.snapshot_create("prod", source)
+    h.kill_snapshot("prod", 2, source)
+    temps = h.temps()
+    assert temps
+    with engine.lock("snapshot\0prod"):
+        other = Engine(h.config, backend=b)
+        try:
+            assert b.recover_temps(other) == ([], list(temps))
+        finally:
+            other.store.close()
+    assert b.recover_temps(engine) == (list(temps), [])
+    assert h.temps() == set()
+    v2 = engine.snapshot_create("prod", source)  # the version is free again
+    assert v2.version == 2
+    engine.snapshot_rm("prod")
+    assert h.physical() == before
+
+
+# ------------------------------------------------------------ the engine on it
+def test_engine_verbs(h: Harness, engine: Engine) -> None:
+    before = h.physical()
+    up = engine.up("feature/a")
+    rec = up.record
+    assert up.created and up.applied == ["001_orders.sql"]
+    assert rec.status == "ready" and rec.backend == h.name
+    assert {"orders", "_branchdb_migrations"} <= h.tables(rec.database)
+    again = engine.up("feature/a")
+    assert not again.created and again.applied == []
+
+    s = h.backend.connect(rec.database, rec.info)
+    try:
+        s.execute("INSERT INTO orders (id, total) VALUES (?, ?)", [1, 5])
+    finally:
+        s.close()
+    assert h.count(rec.database, "orders") == 1
+    reset = engine.reset("feature/a")
+    assert reset.applied == ["001_orders.sql"]
+    assert reset.record.url == rec.url  # same name, same credentials
+    assert h.count(rec.database, "orders") == 0
+
+    engine.snapshot_create("prod", h.source())
+    b = engine.up("feature/b", from_snapshot="prod").record
+    assert h.count(b.database, "users") == 3
+    assert {"users", "orders"} <= h.tables(b.database)
+
+    engine.down("feature/a")
+    assert not h.backend.exists(rec.database)
+    assert engine.store.get_branch(h.project, "feature/a") is None
+    assert h.backend.list_owned() == [b.database]
+
+    # Recovery: an `up` killed inside the backend's create.
+    with_b = h.physical()
+    h.kill_up(engine, "feature/crashed")
+    crashed = engine.store.get_branch(h.project, "feature/crashed")
+    assert crashed is not None and crashed.status == "creating"
+    assert h.physical() != with_b
+    report = recovery.recover(engine)
+    assert report.cleaned == ["feature/crashed"]
+    assert h.physical() == with_b
+    assert engine.store.get_branch(h.project, "feature/crashed") is None
+    assert not recovery.recover(engine)  # nothing more to do
+    assert engine.up("feature/crashed").created
+
+    engine.down("feature/b")
+    engine.down("feature/crashed")
+    engine.snapshot_rm("prod")
+    assert h.physical() == before
