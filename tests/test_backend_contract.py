@@ -40,7 +40,7 @@ from branchdb.daemon.backends.postgres_backend import PostgresBackend
 from branchdb.daemon.config.project import Config, from_mapping
 from branchdb.daemon.core import naming, recovery
 from branchdb.daemon.core.engine import Engine
-from branchdb.daemon.core.errors import NotFound, Refused
+from branchdb.daemon.core.errors import ConfigError, NotFound, Refused
 from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
 
 KILLED = 37  # exit code of a child killed at the rename
@@ -69,7 +69,8 @@ def sqlite_source(path: Path, rows: int = 3) -> str:
     con = sqlite3.connect(path)
     con.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)")
     con.executemany(
-        "INSERT INTO users (email) VALUES (?)", [(f"u{i}",) for i in range(rows)]
+        "INSERT INTO users (email) VALUES (?)",
+        [(f"user{i}@example.com",) for i in range(1, rows + 1)],
     )
     con.commit()
     con.close()
@@ -374,7 +375,8 @@ class PostgresHarness(Harness):
         with self._admin(name) as c:
             c.execute("CREATE TABLE users (id serial PRIMARY KEY, email text)")
             c.execute(
-                "INSERT INTO users (email) SELECT 'u' || g FROM generate_series(1, 3) g"
+                "INSERT INTO users (email) "
+                "SELECT 'user' || g || '@example.com' FROM generate_series(1, 3) g"
             )
         return self.cluster.url(name)
 
@@ -458,6 +460,17 @@ def create(
 def test_every_registered_backend_has_a_harness() -> None:
     names = {p if isinstance(p, str) else p.values[0] for p in HARNESSES}
     assert names == set(REGISTRY)
+
+
+def test_the_fake_is_configured_in_process_only(tmp_path: Path) -> None:
+    # Its databases die with the process: branchdb.toml cannot choose it.
+    raw: dict[str, Any] = {"project": {"name": "p"}, "database": {"backend": "fake"}}
+    with pytest.raises(ConfigError, match="fake"):
+        from_mapping(raw, tmp_path, None)
+    config = from_mapping({"project": {"name": "p"}}, tmp_path, None)
+    with pytest.raises(ConfigError, match=r"fake\.configure"):
+        FakeBackend(config)  # records would name another backend than GC looks for
+    assert isinstance(get_backend(fake.configure(config)), FakeBackend)
 
 
 def test_capabilities(h: Harness) -> None:
@@ -717,6 +730,24 @@ def test_interrupted_snapshot_is_recovered_under_its_lock(
     assert v2.version == 2
     engine.snapshot_rm("prod")
     assert h.physical() == before
+
+
+def test_sanitized_snapshot(h: Harness, engine: Engine) -> None:
+    (h.root / "sanitize.toml").write_text(
+        'salt = "pepper"\n[tables.users]\ncolumns.email = "email"\n'
+    )
+    snap = engine.snapshot_create("safe", h.source(), rules_path="sanitize.toml")
+    assert snap.info["sanitize"]["rules_applied"]
+    rec = engine.up("feature/safe", from_snapshot="safe").record
+    s = h.backend.connect(rec.database, rec.info)
+    try:
+        emails = {r[0] for r in s.execute("SELECT email FROM users")}
+    finally:
+        s.close()
+    originals = {f"user{i}@example.com" for i in range(1, 4)}
+    assert len(emails) == 3 and not emails & originals
+    engine.down("feature/safe")
+    engine.snapshot_rm("safe")
 
 
 # ------------------------------------------------------------ the engine on it
