@@ -383,7 +383,8 @@ def _sanitize(
     db: _Database, rules: Rules, allow_unreviewed: bool, progress: Progress | None
 ) -> dict[str, Any]:
     """Run the SQLite sanitizer on *db* through a temporary file; its report."""
-    from branchdb.daemon.sanitize.pipeline import line_progress, sanitize_sqlite
+    from branchdb.daemon.sanitize.report import line_progress
+    from branchdb.daemon.sanitize.sqlite.pipeline import sanitize_sqlite
 
     with tempfile.TemporaryDirectory(prefix="branchdb-fake-") as folder:
         path = Path(folder) / "snapshot.db"
