@@ -97,10 +97,31 @@ class Shop:
         self.main_only = commit(repo, {"NOTES": "main only\n"}, "notes")
 
 
+def drop_project(admin_url: str, name: str) -> None:
+    """Drop project *name*'s databases and roles: the cluster is the session's."""
+    with psycopg.connect(admin_url, autocommit=True) as c:
+        rows = c.execute("SELECT datname FROM pg_database").fetchall()
+        for (db,) in rows:
+            if db.startswith(f"bdb_{name}_"):
+                c.execute(
+                    psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        psycopg.sql.Identifier(db)
+                    )
+                )
+        for (role,) in c.execute("SELECT rolname FROM pg_roles").fetchall():
+            if role.startswith(f"bdbr_{name}_"):
+                c.execute(
+                    psycopg.sql.SQL("DROP ROLE IF EXISTS {}").format(
+                        psycopg.sql.Identifier(role)
+                    )
+                )
+
+
 @pytest.fixture
-def shop(repo: Path, pg_cluster: Cluster) -> Shop:
+def shop(repo: Path, pg_cluster: Cluster) -> Iterator[Shop]:
     name = "pp" + repo.parent.name[-10:].replace("_", "").lower()
-    return Shop(repo, name, pg_cluster.admin_url)
+    yield Shop(repo, name, pg_cluster.admin_url)
+    drop_project(pg_cluster.admin_url, name)
 
 
 class Api:
@@ -297,11 +318,14 @@ def test_without_a_repository_the_working_tree_is_the_source(
         httpx.Client(base_url=base, timeout=60) as client,
     ):
         api = Api(client, toks, "ppplain")
-        r = api.call("PUT", f"{BR}/feature/any")
-        assert r.status_code == 201 and r.json()["applied"] == tags(3), r.text
-        r = api.call("PUT", f"{BR}/feature/other", params={"sha": "abcdef1"})
-        assert r.status_code == 409, r.text
-        assert "repository" in r.json()["error"]["message"]
+        try:
+            r = api.call("PUT", f"{BR}/feature/any")
+            assert r.status_code == 201 and r.json()["applied"] == tags(3), r.text
+            r = api.call("PUT", f"{BR}/feature/other", params={"sha": "abcdef1"})
+            assert r.status_code == 409, r.text
+            assert "repository" in r.json()["error"]["message"]
+        finally:
+            drop_project(pg_cluster.admin_url, "ppplain")
 
 
 # ------------------------------------------------- a PUT racing the webhook
