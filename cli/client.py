@@ -165,7 +165,7 @@ class LocalClient:
         res = self.engine.reset(
             branch, fresh=fresh, from_snapshot=from_snapshot, progress=progress
         )
-        return {**views.branch_dict(res.record), "applied": res.applied}
+        return {**views.branch_dict(res.record), "applied": list(res.applied)}
 
     def down(self, branch: str, *, force: bool = False) -> Json:
         rec = self.engine.down(branch, force=force)

@@ -384,8 +384,9 @@ def _snapshot_check(ctx: _Ctx) -> int:
     a = ctx.args
     if not a.source:
         raise Refused("snapshot check needs --source PATH_OR_URL")
-    findings, unreviewed = ctx.engine.snapshot_check(a.source, a.rules)
-    missing = {f.where for f in unreviewed} if a.rules else set()
+    check = ctx.engine.snapshot_check(a.source, a.rules)
+    findings = check.findings
+    missing = {f.where for f in check.unreviewed} if a.rules else set()
     if a.write_rules:
         from branchdb.cli.files import atomic_write
         from branchdb.daemon.sanitize.detect import starter_rules
@@ -393,7 +394,7 @@ def _snapshot_check(ctx: _Ctx) -> int:
         target = Path(a.write_rules)
         if target.exists():
             raise Refused(f"{target} already exists; not overwriting it")
-        atomic_write(target, starter_rules(findings))
+        atomic_write(target, starter_rules(list(findings)))
         sys.stderr.write(f"wrote a starter rules file to {target}: review it\n")
     if a.json:
         emit_json(

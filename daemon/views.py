@@ -14,8 +14,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (hook pat
 if TYPE_CHECKING:
     from typing import Any
 
-    from branchdb.daemon.core.engine import MigrateResult, UpResult
     from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
+    from branchdb.daemon.core.results import MigrateResult, Status, UpResult
     from branchdb.daemon.gc.collector import GcReport
 
 
@@ -44,8 +44,8 @@ def up_dict(res: UpResult) -> dict[str, Any]:
         "created": res.created,
         "reset": res.reset,
         "up_to_date": res.up_to_date,
-        "applied": res.applied,
-        "evicted": res.evicted,
+        "applied": list(res.applied),
+        "evicted": list(res.evicted),
     }
 
 
@@ -53,8 +53,8 @@ def migrate_dict(res: MigrateResult) -> dict[str, Any]:
     return {
         "branch": res.record.branch,
         "dry_run": res.dry_run,
-        "applied": res.applied,
-        "pending": res.pending,
+        "applied": list(res.applied),
+        "pending": list(res.pending),
     }
 
 
@@ -108,17 +108,15 @@ def ttl_dict(info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def status_dict(
-    st: dict[str, Any], *, protected: bool, ttl: dict[str, Any]
-) -> dict[str, Any]:
+def status_dict(st: Status, *, protected: bool, ttl: dict[str, Any]) -> dict[str, Any]:
     """``status --json``: the record plus live facts from :meth:`Engine.status`,
     with the branch's TTL (:func:`branchdb.daemon.gc.ttl.ttl_of`)."""
     return {
-        **branch_dict(st["record"]),
-        "exists": st["exists"],
-        "size_bytes": st["size_bytes"],
-        "pending": st["pending"],
-        "problem": redact(st["problem"]) if st["problem"] else None,
+        **branch_dict(st.record),
+        "exists": st.exists,
+        "size_bytes": st.size_bytes,
+        "pending": list(st.pending),
+        "problem": redact(st.problem) if st.problem else None,
         "protected": protected,
         "ttl": ttl_dict(ttl),
     }

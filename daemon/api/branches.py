@@ -238,7 +238,7 @@ async def reset_branch(
                 progress=progress,
                 files=files,
             )
-        return 200, {**views.branch_dict(res.record), "applied": res.applied}
+        return 200, {**views.branch_dict(res.record), "applied": list(res.applied)}
 
     return await _long(daemon, wait, "reset", project.name, branch, work)
 
