@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
     from branchdb.daemon.core.results import MigrateResult, Status, UpResult
-    from branchdb.daemon.gc.collector import GcReport
+    from branchdb.daemon.gc.results import GcReport, Ttl
 
 
 def iso(ts: float) -> str:
@@ -73,6 +73,7 @@ def snapshot_dict(s: SnapshotRecord) -> dict[str, Any]:
 
 def gc_dict(report: GcReport, *, dry_run: bool) -> dict[str, Any]:
     deleted = {id(c) for c in report.deleted}
+    t = report.totals
     return {
         "dry_run": dry_run,
         "candidates": [
@@ -88,27 +89,34 @@ def gc_dict(report: GcReport, *, dry_run: bool) -> dict[str, Any]:
             }
             for c in report.candidates
         ],
-        "missing": report.missing,
-        "active": report.active,
+        "missing": list(report.missing),
+        "active": list(report.active),
         "freed_bytes": sum(c.size_bytes for c in report.deleted),
         "totals": {
-            **report.totals,
-            "last_run_at": iso(report.totals["last_run_at"])
-            if report.totals.get("last_run_at")
-            else None,
+            "collected_databases": t.collected_databases,
+            "collected_bytes": t.collected_bytes,
+            "by_reason": {
+                reason: {"databases": n.databases, "bytes": n.bytes}
+                for reason, n in t.by_reason.items()
+            },
+            "runs": t.runs,
+            "last_run_at": iso(t.last_run_at) if t.last_run_at else None,
         },
     }
 
 
-def ttl_dict(info: dict[str, Any]) -> dict[str, Any]:
+def ttl_dict(t: Ttl) -> dict[str, Any]:
     """What ``branchdb ttl`` and ``PUT .../ttl`` answer (see gc.ttl.ttl_of)."""
     return {
-        **info,
-        "idle_after": iso(info["idle_after"]) if info["idle_after"] else None,
+        "branch": t.branch,
+        "ttl": t.ttl,
+        "ttl_source": t.ttl_source,
+        "idle_after": iso(t.idle_after) if t.idle_after else None,
+        "protected": t.protected,
     }
 
 
-def status_dict(st: Status, *, protected: bool, ttl: dict[str, Any]) -> dict[str, Any]:
+def status_dict(st: Status, *, protected: bool, ttl: Ttl) -> dict[str, Any]:
     """``status --json``: the record plus live facts from :meth:`Engine.status`,
     with the branch's TTL (:func:`branchdb.daemon.gc.ttl.ttl_of`)."""
     return {
