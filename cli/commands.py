@@ -20,7 +20,8 @@ from branchdb.daemon.core.errors import BranchdbError, Refused, redact
 if TYPE_CHECKING:
     import argparse
 
-    from branchdb.cli.client import Client, Json
+    from branchdb.cli.client import Client
+    from branchdb.daemon import wire
     from branchdb.daemon.config.project import Config
     from branchdb.daemon.core.engine import Engine
 
@@ -104,8 +105,8 @@ def cmd_up(ctx: _Ctx) -> int:
     return 0
 
 
-def _up_summary(res: Json) -> str:
-    """One line for an ``up`` answer (``views.up_dict``)."""
+def _up_summary(res: wire.UpBranch) -> str:
+    """One line for an ``up`` answer."""
     if res["up_to_date"]:
         return "up to date"
     what = []
@@ -119,7 +120,7 @@ def _up_summary(res: Json) -> str:
         if n
         else "no pending migrations"
     )
-    if res.get("evicted"):
+    if res["evicted"]:
         what.append(
             f"evicted {', '.join(res['evicted'])} (least recently used; "
             "branches.max_branches)"
@@ -343,7 +344,7 @@ def cmd_snapshot(ctx: _Ctx) -> int:
             emit_json(snap)
         else:
             _print(f"snapshot {snap['ref']} created ({human_size(snap['size_bytes'])})")
-            if snap.get("sanitize"):
+            if snap["sanitize"]:
                 _print(_sanitize_summary(snap["sanitize"]))
     elif a.action == "ls":
         snaps = client.snapshot_list()
@@ -397,18 +398,9 @@ def _snapshot_check(ctx: _Ctx) -> int:
         atomic_write(target, starter_rules(list(findings)))
         sys.stderr.write(f"wrote a starter rules file to {target}: review it\n")
     if a.json:
-        emit_json(
-            [
-                {
-                    "column": f.where,
-                    "category": f.category,
-                    "reason": f.reason,
-                    "suggestion": f"[tables.{f.table}] {f.toml()}",
-                    "has_rule": f.where not in missing if a.rules else None,
-                }
-                for f in findings
-            ]
-        )
+        from branchdb.daemon.views import finding_dicts
+
+        emit_json(finding_dicts(findings, check.unreviewed if a.rules else None))
     elif findings:
         rows = [
             [f.where, f.category, f.reason, f"[tables.{f.table}] {f.toml()}"]
@@ -454,7 +446,7 @@ def cmd_gc(ctx: _Ctx) -> int:
     return 0
 
 
-def _ttl_text(info: dict[str, Any]) -> str:
+def _ttl_text(info: wire.Ttl) -> str:
     from branchdb.daemon.gc.policy import human_duration
 
     if info["ttl"] is None:
