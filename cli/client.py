@@ -4,17 +4,18 @@
 Both clients have the same methods and answer with the same JSON-shaped dicts — the
 shapes of :mod:`branchdb.daemon.wire`, built by :mod:`branchdb.daemon.views`, which
 the API returns too — so every command formats one answer the same way in either
-mode. Remote mode is on when ``[server] url`` (or ``$BRANCHDB_SERVER``) is set; see
+mode. Remote mode is on when ``[server] url`` (or ``$BRANCHDB_SERVER``) is set
+(``Context.client`` in :mod:`branchdb.cli.commands` chooses); see
 :mod:`branchdb.cli.remote`.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from branchdb.daemon import views
+from branchdb.daemon.core.branchname import is_protected
 
 if TYPE_CHECKING:
     from branchdb.daemon import wire
@@ -25,8 +26,8 @@ Progress = Callable[[str], None]
 Json = dict[str, Any]
 
 
-def _noop(_: str) -> None:
-    pass
+def no_progress(_: str) -> None:
+    """A Progress callback that reports nothing."""
 
 
 class Client(Protocol):
@@ -42,7 +43,7 @@ class Client(Protocol):
         from_snapshot: str | None = None,
         reset_on_drift: bool | None = None,
         lock_timeout: float | None = None,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> wire.UpBranch:
         """Create if missing, apply the local migrations."""
         ...
@@ -58,7 +59,7 @@ class Client(Protocol):
         ...
 
     def migrate(
-        self, branch: str, *, dry_run: bool = False, progress: Progress = _noop
+        self, branch: str, *, dry_run: bool = False, progress: Progress = no_progress
     ) -> wire.Migrate: ...
 
     def reset(
@@ -68,7 +69,7 @@ class Client(Protocol):
         fresh: bool = False,
         from_snapshot: str | None = None,
         force: bool = False,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> wire.ResetBranch:
         """The caller checks protection first."""
         ...
@@ -84,20 +85,20 @@ class Client(Protocol):
         *,
         rules: str | None = None,
         allow_unreviewed: bool = False,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> wire.CreatedSnapshot:
         """*rules*: a rules file, relative to branchdb.toml."""
         ...
 
     def snapshot_refresh(
-        self, name: str, *, progress: Progress = _noop
+        self, name: str, *, progress: Progress = no_progress
     ) -> wire.CreatedSnapshot: ...
 
     def snapshot_list(self) -> list[wire.Snapshot]: ...
 
     def snapshot_rm(self, ref: str) -> list[wire.Snapshot]: ...
 
-    def gc(self, *, dry_run: bool, progress: Progress = _noop) -> wire.Gc: ...
+    def gc(self, *, dry_run: bool, progress: Progress = no_progress) -> wire.Gc: ...
 
     def set_ttl(self, branch: str, ttl: str) -> wire.Ttl:
         """*ttl* is a duration, "never" or "default"."""
@@ -105,7 +106,7 @@ class Client(Protocol):
 
 
 def protected(config: Config, branch: str) -> bool:
-    return any(fnmatch.fnmatchcase(branch, p) for p in config.branches.protected)
+    return is_protected(branch, config.branches.protected)
 
 
 class LocalClient:
@@ -123,7 +124,7 @@ class LocalClient:
         from_snapshot: str | None = None,
         reset_on_drift: bool | None = None,
         lock_timeout: float | None = None,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> wire.UpBranch:
         res = self.engine.up(
             branch,
@@ -152,7 +153,7 @@ class LocalClient:
         )
 
     def migrate(
-        self, branch: str, *, dry_run: bool = False, progress: Progress = _noop
+        self, branch: str, *, dry_run: bool = False, progress: Progress = no_progress
     ) -> wire.Migrate:
         res = self.engine.migrate(branch, dry_run=dry_run, progress=progress)
         return views.migrate_dict(res)
@@ -164,7 +165,7 @@ class LocalClient:
         fresh: bool = False,
         from_snapshot: str | None = None,
         force: bool = False,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> wire.ResetBranch:
         res = self.engine.reset(
             branch, fresh=fresh, from_snapshot=from_snapshot, progress=progress
@@ -185,7 +186,7 @@ class LocalClient:
         *,
         rules: str | None = None,
         allow_unreviewed: bool = False,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> wire.CreatedSnapshot:
         snap = self.engine.snapshot_create(
             name,
@@ -197,7 +198,7 @@ class LocalClient:
         return views.created_snapshot_dict(snap)
 
     def snapshot_refresh(
-        self, name: str, *, progress: Progress = _noop
+        self, name: str, *, progress: Progress = no_progress
     ) -> wire.CreatedSnapshot:
         snap = self.engine.snapshot_refresh(name, progress=progress)
         return views.created_snapshot_dict(snap)
@@ -208,7 +209,7 @@ class LocalClient:
     def snapshot_rm(self, ref: str) -> list[wire.Snapshot]:
         return [views.snapshot_dict(s) for s in self.engine.snapshot_rm(ref)]
 
-    def gc(self, *, dry_run: bool, progress: Progress = _noop) -> wire.Gc:
+    def gc(self, *, dry_run: bool, progress: Progress = no_progress) -> wire.Gc:
         from branchdb.daemon.gc.collector import collect
 
         report = collect(self.engine, dry_run=dry_run, progress=progress)
@@ -218,14 +219,3 @@ class LocalClient:
         from branchdb.daemon.gc.ttl import set_ttl
 
         return views.ttl_dict(set_ttl(self.engine, branch, ttl))
-
-
-def connect(config: Config) -> Client:
-    """The client for *config*: remote if a server is configured, else local."""
-    if config.server.url:
-        from branchdb.cli.remote import RemoteClient
-
-        return RemoteClient(config)
-    from branchdb.daemon.core.engine import Engine
-
-    return LocalClient(Engine(config))

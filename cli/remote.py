@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
-from branchdb.cli.client import Json, Progress, _noop, protected
+from branchdb.cli.client import Json, Progress, no_progress, protected
 from branchdb.daemon.core import errors
 from branchdb.daemon.core.errors import BranchdbError, ConfigError
 from branchdb.daemon.migrations import files as migration_files
@@ -241,7 +241,7 @@ class RemoteClient:
         from_snapshot: str | None = None,
         reset_on_drift: bool | None = None,
         lock_timeout: float | None = None,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> wire.UpBranch:
         params = self._flags(
             fresh=fresh, reset_on_drift=reset_on_drift, **{"from": from_snapshot}
@@ -266,7 +266,7 @@ class RemoteClient:
         return result
 
     def migrate(
-        self, branch: str, *, dry_run: bool = False, progress: Progress = _noop
+        self, branch: str, *, dry_run: bool = False, progress: Progress = no_progress
     ) -> wire.Migrate:
         path = self._path("branches", branch, "migrate")
         params = self._flags(dry_run=dry_run)
@@ -282,7 +282,7 @@ class RemoteClient:
         fresh: bool = False,
         from_snapshot: str | None = None,
         force: bool = False,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> wire.ResetBranch:
         path = self._path("branches", branch, "reset")
         params = self._flags(fresh=fresh, force=force, **{"from": from_snapshot})
@@ -314,7 +314,7 @@ class RemoteClient:
         *,
         rules: str | None = None,
         allow_unreviewed: bool = False,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> wire.CreatedSnapshot:
         body: Json = {"name": name, "source": source}
         if rules is not None:
@@ -334,7 +334,7 @@ class RemoteClient:
         return result
 
     def snapshot_refresh(
-        self, name: str, *, progress: Progress = _noop
+        self, name: str, *, progress: Progress = no_progress
     ) -> wire.CreatedSnapshot:
         result: wire.CreatedSnapshot = self._long(
             "POST", self._path("snapshots"), progress, json={"name": name}
@@ -350,7 +350,7 @@ class RemoteClient:
         result: list[wire.Snapshot] = self._call("DELETE", path)
         return result
 
-    def gc(self, *, dry_run: bool, progress: Progress = _noop) -> wire.Gc:
+    def gc(self, *, dry_run: bool, progress: Progress = no_progress) -> wire.Gc:
         path = self._path("gc")
         if dry_run:
             result: wire.Gc = self._call("GET", path)

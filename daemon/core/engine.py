@@ -506,7 +506,7 @@ class Engine(ProjectContext):
     ) -> SnapshotCheck:
         """The PII detector's findings on *source*, and those *rules_path* does not
         cover; read-only. Raises NotFound (no such file), RulesError."""
-        from branchdb.daemon.sanitize import pipeline
+        from branchdb.daemon.sanitize import check
 
         rules = None
         if rules_path is not None:
@@ -514,12 +514,18 @@ class Engine(ProjectContext):
 
             rules = load_rules(self.config.root / rules_path)
         if source.startswith(("postgres://", "postgresql://")):
-            findings, unreviewed = pipeline.check_postgres(source, rules)
+            from branchdb.daemon.backends.pg_session import connect
+
+            conn = connect(source, what="snapshot source")
+            try:
+                findings, unreviewed = check.check_postgres(conn, rules)
+            finally:
+                conn.close()
         else:
             path = Path(source.removeprefix("file:")).expanduser()
             if not path.is_file():
                 raise NotFound(f"snapshot source {path} does not exist")
-            findings, unreviewed = pipeline.check_sqlite(path, rules)
+            findings, unreviewed = check.check_sqlite(path, rules)
         return SnapshotCheck(tuple(findings), tuple(unreviewed))
 
     def snapshot_list(self) -> list[SnapshotRecord]:
