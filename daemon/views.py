@@ -139,7 +139,7 @@ def gc_totals_dict(t: GcTotals) -> wire.GcTotals:
 
 
 def ttl_dict(t: Ttl) -> wire.Ttl:
-    """What ``branchdb ttl`` and ``PUT .../ttl`` answer (see gc.ttl.ttl_of)."""
+    """What ``branchdb ttl`` and ``PATCH …/branches/{branch}`` answer (ttl_of)."""
     return {
         "branch": t.branch,
         "ttl": t.ttl,

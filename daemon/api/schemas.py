@@ -13,7 +13,7 @@ import operator
 import types
 from typing import Any, Union, get_args, get_origin, get_type_hints, is_typeddict
 
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, Field, create_model
 
 from branchdb.daemon import wire
 
@@ -90,6 +90,8 @@ class SnapshotCreate(BaseModel):
     name: str
     source: str | None = None
     rules: str | None = None  # the rules file's TOML text (not a path)
+    #: What errors call the rules: the client's own file (never a daemon path).
+    rules_name: str | None = Field(None, max_length=1024)
     allow_unreviewed: bool = False
 
 
