@@ -22,7 +22,7 @@ DEFAULT_DATA_DIR = ".branchdb"
 STATE_FILE = "state.db"
 #: Version of the state store's schema (store/schema.py; both stores upgrade to it; the
 #: fast path reads only a store of exactly this version).
-STORE_SCHEMA_VERSION = 5
+STORE_SCHEMA_VERSION = 6
 #: Backends that are cheap to build and whose ``exists`` is a ``stat()`` of
 #: :func:`libsql_path`: the hook's fast path checks the file is still there.
 STAT_EXISTS = frozenset({"libsql"})
