@@ -129,7 +129,7 @@ class Engine:
         if self._backend is None:
             from branchdb.daemon.backends import get_backend
 
-            self._backend = get_backend(self.config)
+            self._backend = get_backend(self.config, store_id=self.store.store_id)
         return self._backend
 
     def database_name(self, branch: str) -> str:
@@ -564,14 +564,23 @@ class Engine:
             return self.resolve_snapshot(ref.partition("@")[0])
 
     def down(self, branch: str, *, force: bool = False) -> BranchRecord:
-        """Drop *branch*'s database and forget it. Protected branches need *force*."""
+        """Drop *branch*'s database and forget it. Protected branches need *force*.
+
+        Raises Refused, keeping the record, when the database still exists (the
+        backend could not prove it is branchdb's, or another store made it).
+        """
         if self.is_protected(branch) and not force:
             raise Refused(
                 f"{branch!r} is protected (branches.protected); pass --force to drop it"
             )
         with self.lock(branch):
             rec = self.get(branch)
-            self.backend.drop(rec.database, rec.info)
+            self.backend.drop(rec.database, rec.info)  # Refused: not provably ours
+            if self.backend.exists(rec.database):
+                raise Refused(
+                    f"database {rec.database} still exists after the drop; the "
+                    f"record of {branch!r} is kept"
+                )
             self.store.delete_branch(self.project, branch)
             self.audit("delete", branch, f"dropped {rec.database}")
         return rec

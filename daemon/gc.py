@@ -12,8 +12,9 @@ Policies (a protected branch is never collectable):
                "Used" is refreshed by ``up``, ``url``, ``env``, API reads and, on
                server backends, by real connections (see :mod:`.gc_activity`);
 - ``over-quota`` beyond ``branches.max_branches``, least recently used first;
-- ``orphan``   a database carrying branchdb's marker with no record (a crash
-               between create and record).
+- ``orphan``   a database whose marker names this state store, with no record
+               (a crash between create and record). What another store made, or
+               what was made before stores had ids, is never an orphan.
 
 Collectable is not deleted: each candidate is first *marked* (``gc_seen_at``), and only
 deleted by a run at least ``grace`` seconds later. Using the database after it was
@@ -34,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from branchdb.daemon.errors import Refused
 from branchdb.daemon.models import BranchRecord
 
 if TYPE_CHECKING:
@@ -161,7 +163,7 @@ def plan(
         out.append(
             Candidate(
                 "orphan",
-                "carries branchdb's marker but has no record",
+                "made by this state store (its marker says so) but has no record",
                 database,
                 None,
                 seen,
@@ -247,8 +249,10 @@ def run(engine: Engine, *, dry_run: bool, progress: Progress) -> GcReport:
     active = gc_activity.refresh(engine, records, now)
     known = {r.database for r in records}
     owned = set(engine.backend.list_owned())
+    # Orphans: only what this store made (another store's are its own business).
+    made = set(engine.backend.list_owned(store=store.store_id))
     orphan_marks = store.gc_marks(project, "orphan")
-    orphans = {d: orphan_marks.get(d, now) for d in owned - known}
+    orphans = {d: orphan_marks.get(d, now) for d in made - known}
     marks = store.gc_marks(project, "branch")
     if facts is not None and facts.default_sha is not None:
         facts.seed(store.merge_checks(project, facts.default_sha))
@@ -284,7 +288,11 @@ def run(engine: Engine, *, dry_run: bool, progress: Progress) -> GcReport:
     due = [c for c in candidates if c.due(now)]
     for i, c in enumerate(due):
         started = time.monotonic()
-        freed = _collect(engine, c)
+        try:
+            freed = _collect(engine, c)
+        except Refused as e:  # not provably ours any more: kept, with its record
+            log.warning("gc kept %s: %s", c.database, e)
+            freed = None
         if freed is not None:
             c.size_bytes = freed
             report.deleted.append(c)
@@ -315,7 +323,7 @@ def _collect(engine: Engine, c: Candidate) -> int | None:
     if c.branch is None:  # an orphan: re-check it is still unrecorded and ours
         if store.branch_by_database(engine.config.database.backend, c.database):
             return None
-        if c.database not in backend.list_owned():
+        if c.database not in backend.list_owned(store=store.store_id):
             return None
         size = backend.size_bytes(c.database)
         backend.drop(c.database, {})
