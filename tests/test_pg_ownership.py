@@ -20,6 +20,7 @@ from apisupport import auth, make_tokens, serve_in_thread, settings_for, setup_p
 from pgcluster import Cluster
 from psycopg import sql
 from support import git, run
+from test_gc import HOUR, Clock
 
 from branchdb.daemon import config as config_mod
 from branchdb.daemon import naming
@@ -293,18 +294,18 @@ def test_marker_names_the_store_and_scopes_orphans(pg_cluster: Cluster) -> None:
     assert a.list_owned() == []
 
 
-def _pg_repo(repo: Path, cluster: Cluster, name: str) -> Engine:
+def _pg_repo(repo: Path, cluster: Cluster, name: str, clock: Clock) -> Engine:
     (repo / "branchdb.toml").write_text(
         f'[project]\nname = "{name}"\n[database]\nbackend = "postgres"\n'
-        f'server = "{cluster.admin_url}"\n[branches]\ngrace = "1s"\n'
+        f'server = "{cluster.admin_url}"\n[branches]\nttl = "1h"\ngrace = "1h"\n'
     )
-    return Engine(config_mod.load(cwd=repo))
+    return Engine(config_mod.load(cwd=repo), clock=clock)
 
 
 def test_gc_counts_as_orphans_only_what_its_store_made(
     repo: Path, pg_cluster: Cluster
 ) -> None:
-    eng = _pg_repo(repo, pg_cluster, "own5")
+    eng = _pg_repo(repo, pg_cluster, "own5", Clock())
     eng.up("main")
     mine = make(pg_cluster, "own5", eng.store.store_id)
     crashed = up(mine, "crashed")  # made by this store, never recorded
@@ -323,6 +324,38 @@ def test_gc_counts_as_orphans_only_what_its_store_made(
 
 
 # ------------------------------------------- a delete that dropped nothing
+def replace_behind_our_back(cluster: Cluster, db: str) -> None:
+    """Someone drops the branch database and makes one of their own by that name."""
+    with admin(cluster) as a:
+        a.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(Ident(db)))
+        a.execute(sql.SQL("CREATE DATABASE {}").format(Ident(db)))
+
+
+def drop_by_hand(cluster: Cluster, db: str) -> None:
+    with admin(cluster) as a:
+        a.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(Ident(db)))
+
+
+def test_gc_keeps_the_record_of_a_database_it_cannot_drop(
+    repo: Path, pg_cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    eng = _pg_repo(repo, pg_cluster, "own9", clock)
+    git(repo, "branch", "stale")
+    db = eng.up("stale").record.database
+    replace_behind_our_back(pg_cluster, db)
+    try:
+        clock.now += 2 * HOUR
+        assert [c.branch for c in eng.gc(dry_run=False).candidates] == ["stale"]
+        clock.now += 2 * HOUR
+        report = eng.gc(dry_run=False)
+        assert report.deleted == [] and eng.get("stale").database == db
+        assert "gc kept" in caplog.text and "not a branch database" in caplog.text
+    finally:
+        drop_by_hand(pg_cluster, db)
+    eng.down("stale")
+
+
 def test_api_delete_answers_409_and_keeps_the_record(
     repo: Path, pg_cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -379,10 +412,7 @@ def test_cli_down_of_a_database_it_cannot_prove_is_its_own_fails(
     r = run(repo, "up", "--json", env=env)
     assert r.code == 0, r.err
     db = json.loads(r.out)["database"]
-    # Replaced behind branchdb's back by a database it did not make.
-    with admin(pg_cluster) as a:
-        a.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(Ident(db)))
-        a.execute(sql.SQL("CREATE DATABASE {}").format(Ident(db)))
+    replace_behind_our_back(pg_cluster, db)
     try:
         r = run(repo, "down", "--yes", env=env)
         assert r.code == 1, r.out
@@ -391,7 +421,6 @@ def test_cli_down_of_a_database_it_cannot_prove_is_its_own_fails(
         assert "not a branch database" in lines[0]
         assert "feature/y" in run(repo, "ls", env=env).out  # the record is kept
     finally:
-        with admin(pg_cluster) as a:
-            a.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(Ident(db)))
+        drop_by_hand(pg_cluster, db)
     r = run(repo, "down", "--yes", env=env)  # gone now: the record goes too
     assert r.code == 0, r.err
