@@ -33,9 +33,9 @@ from pathlib import Path
 
 import httpx
 
-from branchdb.daemon import tokens
-from branchdb.daemon.config import load
-from branchdb.daemon.engine import Engine
+from branchdb.daemon.api import tokens
+from branchdb.daemon.config.project import load
+from branchdb.daemon.core.engine import Engine
 from branchdb.daemon.store.sqlite_store import SqliteStore
 
 BRANCHDB = str(Path(sys.executable).with_name("branchdb"))

@@ -5,7 +5,7 @@
 A real git repository gets ``--live`` branches with work of their own (unmerged: each
 costs the squash/rebase check, the expensive case); the store gets ``--records``
 branch records, of which the rest name branches that no longer exist (deleted).
-Prints the time of ``Engine.gc(dry_run=True)`` (median of 5) without and with the
+Prints the time of ``collect(engine, dry_run=True)`` (median of 5) without and with the
 squash-check answers cached in the state store (the default branch did not move since
 the previous plan), and, as a baseline from the same run, the time of one
 ``git for-each-ref`` over the same refs.
@@ -21,9 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from branchdb.daemon import config as config_mod
-from branchdb.daemon.engine import Engine
-from branchdb.daemon.models import BranchRecord
+from branchdb.daemon.config import project as config_mod
+from branchdb.daemon.core.engine import Engine
+from branchdb.daemon.core.models import BranchRecord
+from branchdb.daemon.gc.collector import collect
 
 
 def git(cwd: Path, *args: str, stdin: str | None = None) -> str:
@@ -106,11 +107,11 @@ def main() -> None:
             # Cold: no cached squash-check answers (as after main moved on).
             db.execute("DELETE FROM merge_checks")
             t0 = time.perf_counter()
-            eng.gc(dry_run=True)
+            collect(eng, dry_run=True)
             cold.append(time.perf_counter() - t0)
             # Warm: the answers the previous plan stored are reused.
             t0 = time.perf_counter()
-            plan = eng.gc(dry_run=True)
+            plan = collect(eng, dry_run=True)
             times.append(time.perf_counter() - t0)
             n = len(plan.candidates)
         t0 = time.perf_counter()

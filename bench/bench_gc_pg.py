@@ -34,9 +34,10 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from pgcluster import Cluster, start_cluster
 
-from branchdb.daemon import config as config_mod
-from branchdb.daemon.config import GcSection
-from branchdb.daemon.engine import Engine
+from branchdb.daemon.config import project as config_mod
+from branchdb.daemon.config.project import GcSection
+from branchdb.daemon.core.engine import Engine
+from branchdb.daemon.gc.collector import collect
 
 
 def probe(url: str, stop: Any, out: Connection) -> None:
@@ -133,7 +134,7 @@ def run_mode(
     cp = checkpoints(cluster)
     with Probe(cluster.admin_url) as pr:
         t = time.perf_counter()
-        report = engine.gc(dry_run=False)
+        report = collect(engine, dry_run=False)
         took = time.perf_counter() - t
     deleted = len(report.deleted)
     assert deleted == n, f"deleted {deleted} of {n}"

@@ -31,10 +31,10 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from pgcluster import PG_BIN, Cluster, start_cluster
 
-from branchdb.daemon import naming
 from branchdb.daemon.backends.postgres_backend import PostgresBackend
-from branchdb.daemon.config import from_mapping
-from branchdb.daemon.models import SnapshotRecord
+from branchdb.daemon.config.project import from_mapping
+from branchdb.daemon.core import naming
+from branchdb.daemon.core.models import SnapshotRecord
 
 
 def sql(cluster: Cluster, stmt: str, db: str = "postgres") -> list[tuple[object, ...]]:

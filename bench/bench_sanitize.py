@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from pgcluster import start_cluster
 
 from branchdb.daemon.backends.postgres_backend import PostgresBackend
-from branchdb.daemon.config import from_mapping
+from branchdb.daemon.config.project import from_mapping
 from branchdb.daemon.sanitize.rules import parse_rules
 
 TABLE = """CREATE TABLE people (id bigint PRIMARY KEY, email text NOT NULL UNIQUE,

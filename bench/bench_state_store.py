@@ -26,7 +26,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from pgcluster import start_cluster
 
-from branchdb.daemon.models import BranchRecord
+from branchdb.daemon.core.models import BranchRecord
 from branchdb.daemon.store.base import Store
 from branchdb.daemon.store.postgres_store import PostgresStore
 from branchdb.daemon.store.sqlite_store import SqliteStore

@@ -15,14 +15,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon.errors import BranchdbError, Refused, redact
+from branchdb.daemon.core.errors import BranchdbError, Refused, redact
 
 if TYPE_CHECKING:
     import argparse
 
     from branchdb.cli.client import Client, Json
-    from branchdb.daemon.config import Config
-    from branchdb.daemon.engine import Engine
+    from branchdb.daemon.config.project import Config
+    from branchdb.daemon.core.engine import Engine
 
 
 class _Ctx:
@@ -38,7 +38,7 @@ class _Ctx:
     @property
     def config(self) -> Config:
         if self._config is None:
-            from branchdb.daemon import config as config_mod
+            from branchdb.daemon.config import project as config_mod
 
             path = Path(self.args.config) if self.args.config else None
             self._config = config_mod.load(path, cwd=self.cwd)
@@ -48,16 +48,22 @@ class _Ctx:
     def client(self) -> Client:
         """The engine in-process, or the daemon when a server is configured."""
         if self._client is None:
-            from branchdb.cli.client import connect
+            if self.config.server.url:
+                from branchdb.cli.remote import RemoteClient
 
-            self._client = connect(self.config)
+                self._client = RemoteClient(self.config)
+            else:
+                from branchdb.cli.client import LocalClient
+                from branchdb.daemon.core.engine import Engine
+
+                self._client = LocalClient(Engine(self.config))
         return self._client
 
     @property
     def engine(self) -> Engine:
         """The local engine, for commands that are local by nature."""
         if self._engine is None:
-            from branchdb.daemon.engine import Engine
+            from branchdb.daemon.core.engine import Engine
 
             self._engine = Engine(self.config)
         return self._engine
@@ -65,10 +71,10 @@ class _Ctx:
     def branch(self) -> str:
         name: str | None = getattr(self.args, "branch", None)
         if name:
-            from branchdb.daemon.git_repo import validate_branch_name
+            from branchdb.daemon.core import branchname
 
-            return validate_branch_name(name)
-        from branchdb.daemon.git_repo import current_branch
+            return branchname.validate(name)
+        from branchdb.daemon.vcs.repo import current_branch
 
         return current_branch(self.cwd)
 
@@ -129,7 +135,7 @@ def _up_summary(res: Json) -> str:
 
 def _up_hook(ctx: _Ctx) -> int:
     """``up`` as run by the post-checkout hook: never fails, one line of output."""
-    from branchdb.daemon.errors import ConfigError, GitError
+    from branchdb.daemon.core.errors import ConfigError, GitError
 
     try:
         try:
@@ -454,7 +460,7 @@ def cmd_gc(ctx: _Ctx) -> int:
 
 
 def _ttl_text(info: dict[str, Any]) -> str:
-    from branchdb.daemon.gc import human_duration
+    from branchdb.daemon.gc.policy import human_duration
 
     if info["ttl"] is None:
         text = "never idle"
@@ -478,7 +484,7 @@ def cmd_ttl(ctx: _Ctx) -> int:
 
 
 def _daemon_settings(ctx: _Ctx) -> Any:
-    from branchdb.daemon import daemon_config
+    from branchdb.daemon.api import settings as daemon_config
 
     a = ctx.args
     return daemon_config.load(
@@ -506,7 +512,7 @@ def cmd_serve(ctx: _Ctx) -> int:
 
 
 def cmd_token(ctx: _Ctx) -> int:
-    from branchdb.daemon import tokens
+    from branchdb.daemon.api import tokens
     from branchdb.daemon.store import open_store
 
     a = ctx.args

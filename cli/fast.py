@@ -17,7 +17,13 @@ import sys
 import time
 from types import SimpleNamespace
 
-from branchdb.daemon import light
+from branchdb.daemon.backends import STAT_EXISTS
+from branchdb.daemon.backends.libsql_layout import libsql_path
+from branchdb.daemon.config import locate
+from branchdb.daemon.core import branchname
+from branchdb.daemon.migrations import files as migration_files
+from branchdb.daemon.store.meta import SCHEMA_VERSION, STATE_FILE
+from branchdb.daemon.vcs import head as git_head
 
 _FLAGS = frozenset({"-q", "--quiet", "--json", "--hook"})
 
@@ -54,42 +60,42 @@ def _section(raw: dict[str, object], name: str) -> dict[str, object]:
 
 def _up_to_date(branch: str | None) -> SimpleNamespace | None:
     cwd = os.getcwd()
-    path = os.environ.get("BRANCHDB_CONFIG") or light.find_config(cwd)
+    path = os.environ.get("BRANCHDB_CONFIG") or locate.find_config(cwd)
     if not path:
         return None
     path = os.path.realpath(path)
-    raw = light.cached_config(path, light.stamp(path))
+    raw = locate.cached_config(path, locate.stamp(path))
     if raw is None or _section(raw, "server").get("url"):
         return None
     if branch is None:
-        head = light.read_head(cwd)
+        head = git_head.read_head(cwd)
         if head is None or head[0] != "branch":
             return None
         branch = head[1]
-    if not light.valid_branch_name(branch):
+    if not branchname.is_valid(branch):
         return None
     root = os.path.dirname(path)
     db = _section(raw, "database")
     mig = _section(raw, "migrations")
     backend = str(db.get("backend", "libsql"))
     data_dir = os.path.realpath(
-        os.path.join(root, str(db.get("data_dir", light.DEFAULT_DATA_DIR)))
+        os.path.join(root, str(db.get("data_dir", locate.DEFAULT_DATA_DIR)))
     )
     fmt = str(mig.get("format", "auto"))
-    folder = light.migrations_dir(root, mig.get("dir"), fmt)  # type: ignore[arg-type]
+    folder = migration_files.migrations_dir(root, mig.get("dir"), fmt)  # type: ignore[arg-type]
     command = mig.get("command")
-    fp = light.fingerprint(folder, fmt, command if isinstance(command, str) else None)
+    fp = migration_files.fingerprint(
+        folder, fmt, command if isinstance(command, str) else None
+    )
 
-    state = os.path.join(data_dir, light.STATE_FILE)
+    state = os.path.join(data_dir, STATE_FILE)
     if not os.path.isfile(state):
         return None
     con = sqlite3.connect(state, timeout=5, isolation_level=None)
     try:
-        if con.execute("PRAGMA user_version").fetchone()[0] != (
-            light.STORE_SCHEMA_VERSION
-        ):
+        if con.execute("PRAGMA user_version").fetchone()[0] != (SCHEMA_VERSION):
             return None
-        project = light.project_name(raw, root)
+        project = locate.project_name(raw, root)
         row = con.execute(
             "SELECT database, backend, url, source, status, created_at, "
             "last_used_at, fingerprint, applied, info FROM branches "
@@ -98,9 +104,7 @@ def _up_to_date(branch: str | None) -> SimpleNamespace | None:
         ).fetchone()
         if row is None or row[4] != "ready" or row[7] != fp or row[1] != backend:
             return None
-        if backend in light.STAT_EXISTS and not os.path.exists(
-            light.libsql_path(data_dir, row[0])
-        ):
+        if backend in STAT_EXISTS and not os.path.exists(libsql_path(data_dir, row[0])):
             return None
         now = time.time()
         con.execute("PRAGMA synchronous=NORMAL")

@@ -10,8 +10,8 @@ import re
 import tempfile
 from pathlib import Path
 
-from branchdb.daemon.config import CONFIG_NAME, DEFAULT_DATA_DIR
-from branchdb.daemon.errors import ConfigError, Refused
+from branchdb.daemon.config.project import CONFIG_NAME, DEFAULT_DATA_DIR
+from branchdb.daemon.core.errors import ConfigError, Refused
 from branchdb.daemon.migrations.base import DirFiles
 
 
@@ -97,8 +97,8 @@ protected = ["main", "master"]
 
 def detect_migrations(root: Path) -> tuple[str | None, str]:
     """(migrations dir relative to *root* or None, format name or "auto")."""
-    from branchdb.daemon.light import MIGRATION_DIRS
     from branchdb.daemon.migrations import detect_format
+    from branchdb.daemon.migrations.files import MIGRATION_DIRS
 
     for rel in MIGRATION_DIRS:
         folder = root / rel

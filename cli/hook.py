@@ -14,8 +14,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from branchdb.daemon.errors import Refused
-from branchdb.daemon.git_repo import hooks_dir
+from branchdb.daemon.core.errors import Refused
+from branchdb.daemon.vcs.repo import hooks_dir
 
 MARKER = "# installed by branchdb"
 PREVIOUS = "post-checkout.branchdb-previous"

@@ -31,7 +31,7 @@ from branchdb.cli.commands import (
     cmd_up,
     cmd_url,
 )
-from branchdb.daemon.errors import BranchdbError, redact
+from branchdb.daemon.core.errors import BranchdbError, redact
 
 
 # ------------------------------------------------------------------- parser

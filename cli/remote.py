@@ -26,12 +26,13 @@ from urllib.parse import quote
 
 import httpx
 
-from branchdb.cli.client import Json, Progress, _noop, protected
-from branchdb.daemon import errors, light
-from branchdb.daemon.errors import BranchdbError, ConfigError
+from branchdb.cli.client import Json, Progress, no_progress, protected
+from branchdb.daemon.core import errors
+from branchdb.daemon.core.errors import BranchdbError, ConfigError
+from branchdb.daemon.migrations import files as migration_files
 
 if TYPE_CHECKING:
-    from branchdb.daemon.config import Config
+    from branchdb.daemon.config.project import Config
 
 #: Seconds to wait for one HTTP answer (jobs are polled, so this is never the
 #: length of a migration).
@@ -87,7 +88,7 @@ def pack_migrations(config: Config) -> bytes | None:
     cfg = config.migrations
     if cfg.format == "command":
         return None
-    folder = light.migrations_dir(
+    folder = migration_files.migrations_dir(
         str(config.root), str(cfg.dir) if cfg.dir else None, cfg.format
     )
     if folder is not None and not os.path.isdir(folder):
@@ -97,7 +98,7 @@ def pack_migrations(config: Config) -> bytes | None:
     buf = io.BytesIO()
     # Fixed mtime and mode: the archive depends on the files' content alone.
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
-        for rel in light.list_files(folder) if folder else []:
+        for rel in migration_files.list_files(folder) if folder else []:
             with open(os.path.join(folder, rel), "rb") as f:  # type: ignore[arg-type]
                 data = f.read()
             info = tarfile.TarInfo(rel)
@@ -239,7 +240,7 @@ class RemoteClient:
         from_snapshot: str | None = None,
         reset_on_drift: bool | None = None,
         lock_timeout: float | None = None,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> Json:
         params = self._flags(
             fresh=fresh, reset_on_drift=reset_on_drift, **{"from": from_snapshot}
@@ -262,7 +263,7 @@ class RemoteClient:
         return result
 
     def migrate(
-        self, branch: str, *, dry_run: bool = False, progress: Progress = _noop
+        self, branch: str, *, dry_run: bool = False, progress: Progress = no_progress
     ) -> Json:
         path = self._path("branches", branch, "migrate")
         params = self._flags(dry_run=dry_run)
@@ -276,7 +277,7 @@ class RemoteClient:
         fresh: bool = False,
         from_snapshot: str | None = None,
         force: bool = False,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> Json:
         path = self._path("branches", branch, "reset")
         params = self._flags(fresh=fresh, force=force, **{"from": from_snapshot})
@@ -306,7 +307,7 @@ class RemoteClient:
         *,
         rules: str | None = None,
         allow_unreviewed: bool = False,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> Json:
         body: Json = {"name": name, "source": source}
         if rules is not None:
@@ -323,7 +324,7 @@ class RemoteClient:
         result: Json = self._long("POST", self._path("snapshots"), progress, json=body)
         return result
 
-    def snapshot_refresh(self, name: str, *, progress: Progress = _noop) -> Json:
+    def snapshot_refresh(self, name: str, *, progress: Progress = no_progress) -> Json:
         result: Json = self._long(
             "POST", self._path("snapshots"), progress, json={"name": name}
         )
@@ -338,7 +339,7 @@ class RemoteClient:
         result: list[Json] = self._call("DELETE", path)
         return result
 
-    def gc(self, *, dry_run: bool, progress: Progress = _noop) -> Json:
+    def gc(self, *, dry_run: bool, progress: Progress = no_progress) -> Json:
         path = self._path("gc")
         if dry_run:
             result: Json = self._call("GET", path)

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from branchdb.daemon.errors import redact
+from branchdb.daemon.core.errors import redact
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (hook path)
 if TYPE_CHECKING:
     from typing import Any
 
-    from branchdb.daemon.engine import MigrateResult, UpResult
-    from branchdb.daemon.gc import GcReport
-    from branchdb.daemon.models import BranchRecord, SnapshotRecord
+    from branchdb.daemon.core.engine import MigrateResult, UpResult
+    from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
+    from branchdb.daemon.gc.collector import GcReport
 
 
 def iso(ts: float) -> str:
@@ -101,15 +101,18 @@ def gc_dict(report: GcReport, *, dry_run: bool) -> dict[str, Any]:
 
 
 def ttl_dict(info: dict[str, Any]) -> dict[str, Any]:
-    """What ``branchdb ttl`` and ``PUT .../ttl`` answer (see Engine.ttl_of)."""
+    """What ``branchdb ttl`` and ``PUT .../ttl`` answer (see gc.ttl.ttl_of)."""
     return {
         **info,
         "idle_after": iso(info["idle_after"]) if info["idle_after"] else None,
     }
 
 
-def status_dict(st: dict[str, Any], *, protected: bool) -> dict[str, Any]:
-    """``status --json``: the record plus live facts from :meth:`Engine.status`."""
+def status_dict(
+    st: dict[str, Any], *, protected: bool, ttl: dict[str, Any]
+) -> dict[str, Any]:
+    """``status --json``: the record plus live facts from :meth:`Engine.status`,
+    with the branch's TTL (:func:`branchdb.daemon.gc.ttl.ttl_of`)."""
     return {
         **branch_dict(st["record"]),
         "exists": st["exists"],
@@ -117,5 +120,5 @@ def status_dict(st: dict[str, Any], *, protected: bool) -> dict[str, Any]:
         "pending": st["pending"],
         "problem": redact(st["problem"]) if st["problem"] else None,
         "protected": protected,
-        "ttl": ttl_dict(st["ttl"]),
+        "ttl": ttl_dict(ttl),
     }

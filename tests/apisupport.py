@@ -14,8 +14,9 @@ import uvicorn
 from fastapi import FastAPI
 from support import git
 
-from branchdb.daemon import daemon_config, tokens
-from branchdb.daemon.daemon_config import DaemonSettings
+from branchdb.daemon.api import settings as daemon_config
+from branchdb.daemon.api import tokens
+from branchdb.daemon.api.settings import DaemonSettings
 from branchdb.daemon.store.sqlite_store import SqliteStore
 
 CONFIG = """\

@@ -16,7 +16,7 @@ import httpx
 from apisupport import auth, make_tokens, serve_in_thread, wait_job
 from support import git
 
-from branchdb.daemon import daemon_config
+from branchdb.daemon.api import settings as daemon_config
 from branchdb.daemon.api.app import create_app
 
 SECRET = "It's a Secret to Everybody"

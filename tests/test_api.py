@@ -21,7 +21,7 @@ from support import git, tables
 
 from branchdb.cli.output import branch_json, snapshot_json
 from branchdb.daemon.api.app import create_app
-from branchdb.daemon.engine import Engine
+from branchdb.daemon.core.engine import Engine
 from branchdb.daemon.store.sqlite_store import SqliteStore
 
 BR = "/v1/projects/shop/branches"
@@ -234,7 +234,7 @@ def test_snapshots_list(api: Api, tmp_path: Path) -> None:
     src = tmp_path / "prod.db"
     with sqlite3.connect(src) as con:
         con.execute("CREATE TABLE t (x)")
-    from branchdb.daemon import config
+    from branchdb.daemon.config import project as config
 
     eng = Engine(config.load(cwd=api.repo))
     snap = eng.snapshot_create("prod", str(src))

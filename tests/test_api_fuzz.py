@@ -20,7 +20,7 @@ import pytest
 from apisupport import make_tokens, serve_in_thread, settings_for, setup_project
 
 from branchdb.daemon.api.app import create_app
-from branchdb.daemon.api.deps import BRANCH_PATTERN
+from branchdb.daemon.core.branchname import BRANCH_PATTERN
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 

@@ -260,8 +260,8 @@ def test_unknown_methods_and_routes_answer_json(live: Live) -> None:
 
 
 def test_max_body_is_configurable(repo: Path) -> None:
-    from branchdb.daemon import daemon_config
-    from branchdb.daemon.errors import ConfigError
+    from branchdb.daemon.api import settings as daemon_config
+    from branchdb.daemon.core.errors import ConfigError
 
     setup_project(repo)
     conf = repo / "daemon.toml"

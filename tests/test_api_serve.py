@@ -12,8 +12,8 @@ import pytest
 from apisupport import auth, free_port, setup_project
 from support import BRANCHDB, run, tables
 
-from branchdb.daemon import daemon_config
-from branchdb.daemon.errors import ConfigError
+from branchdb.daemon.api import settings as daemon_config
+from branchdb.daemon.core.errors import ConfigError
 
 
 def test_serve_subprocess_creates_a_branch(repo: Path) -> None:

@@ -18,10 +18,11 @@ from apisupport import auth, make_tokens, serve_in_thread, setup_project, wait_j
 from hooksupport import SECRET, commit_on_branch, sign
 from support import git, tables
 
-from branchdb.daemon import daemon_config, light
+from branchdb.daemon.api import settings as daemon_config
 from branchdb.daemon.api.app import create_app
-from branchdb.daemon.git_tree import GitTreeFiles, Mirror
+from branchdb.daemon.migrations import files as migration_files
 from branchdb.daemon.store.sqlite_store import SqliteStore
+from branchdb.daemon.vcs.tree import GitTreeFiles, Mirror
 
 HOOK = "/v1/webhooks/github?project=shop"
 
@@ -269,7 +270,10 @@ def test_git_tree_files_match_the_directory(repo: Path, tmp_path: Path) -> None:
     sha = git(repo, "rev-parse", "HEAD")
     mirror.ensure(sha)
     files = GitTreeFiles(mirror.path, sha, "migrations")
-    assert files.paths() == light.list_files(str(repo / "migrations"))
+    assert files.paths() == migration_files.list_files(str(repo / "migrations"))
     assert files.read("sub/003.sql") == b"SELECT 1;\n"
-    disk = light.fingerprint(str(repo / "migrations"), "sql", None)
-    assert light.fingerprint_files(files.paths(), files.read, "sql", None) == disk
+    disk = migration_files.fingerprint(str(repo / "migrations"), "sql", None)
+    assert (
+        migration_files.fingerprint_files(files.paths(), files.read, "sql", None)
+        == disk
+    )

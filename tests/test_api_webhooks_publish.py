@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from githubstub import CallbackReceiver, GitHubStub, serve
 
-from branchdb.daemon import daemon_config, publish
-from branchdb.daemon.errors import ConfigError
-from branchdb.daemon.publish import Publication, PublishSettings
+from branchdb.daemon.api import publish
+from branchdb.daemon.api import settings as daemon_config
+from branchdb.daemon.api.publish import Publication, PublishSettings
+from branchdb.daemon.core.errors import ConfigError
 
 TOKEN = "ghs_" + "x" * 36
 SECRET = "callback-secret"

@@ -18,11 +18,11 @@ from storesupport import KINDS, Backing, backing, fresh_database
 from support import git
 from test_api_webhooks import Hook, hook, pr_event  # noqa: F401 (fixture)
 
-from branchdb.daemon import config as config_mod
-from branchdb.daemon import tokens
+from branchdb.daemon.api import tokens
 from branchdb.daemon.api.app import create_app
-from branchdb.daemon.audit import acting
-from branchdb.daemon.engine import Engine
+from branchdb.daemon.config import project as config_mod
+from branchdb.daemon.core.audit import acting
+from branchdb.daemon.core.engine import Engine
 from branchdb.daemon.store import open_store
 
 AUDIT = "/v1/projects/shop/audit"

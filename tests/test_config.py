@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from branchdb.daemon import config
-from branchdb.daemon.errors import ConfigError
+from branchdb.daemon.config import project as config
+from branchdb.daemon.core.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -50,7 +50,7 @@ def test_fast_path_imports_almost_nothing(repo: Path, tmp_path: Path) -> None:
         "import sys; sys.argv = ['branchdb', 'up', '-q']\n"
         "from branchdb.cli.entry import run\n"
         "code = run()\n"
-        "heavy = [m for m in ('branchdb.daemon.engine', 'branchdb.daemon.config', "
+        "heavy = [m for m in ('branchdb.daemon.core.engine', 'branchdb.daemon.config.project', "
         "'argparse', 'tomllib', 'pathlib', 'typing', 'psycopg', 'libsql_client') "
         "if m in sys.modules]\n"
         "import json; print(json.dumps([code, heavy]))\n"

@@ -17,7 +17,7 @@ import pglast
 import pytest
 
 from branchdb.daemon.backends.libsql_session import LibsqlSession
-from branchdb.daemon.errors import MigrationError
+from branchdb.daemon.core.errors import MigrationError
 from branchdb.daemon.migrations import detect_format, runner, sqlsplit
 from branchdb.daemon.migrations.base import DirFiles
 from branchdb.daemon.migrations.formats import drizzle as drizzle_mod

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from support import BRANCHDB, git, run
 
-from branchdb.daemon import config as config_mod
-from branchdb.daemon.engine import Engine
+from branchdb.daemon.config import project as config_mod
+from branchdb.daemon.core.engine import Engine
+from branchdb.daemon.gc.collector import collect
 
 HOUR = 3600.0
 
@@ -45,7 +46,7 @@ def branch_with_commit(repo: Path, branch: str) -> None:
 
 
 def reasons(eng: Engine) -> dict[str | None, str]:
-    return {c.branch: c.reason for c in eng.gc(dry_run=True).candidates}
+    return {c.branch: c.reason for c in collect(eng, dry_run=True).candidates}
 
 
 def test_merge_styles_are_all_detected(repo: Path) -> None:
@@ -103,19 +104,19 @@ def test_grace_period_and_reuse(repo: Path) -> None:
     paths = {b: Path(eng.up(b).record.url.removeprefix("file:")) for b in ("a", "b")}
     git(repo, "branch", "-D", "a")
     git(repo, "branch", "-D", "b")
-    assert eng.gc(dry_run=True).candidates[0].marked_at is None
-    first = eng.gc(dry_run=False)  # marks, deletes nothing
+    assert collect(eng, dry_run=True).candidates[0].marked_at is None
+    first = collect(eng, dry_run=False)  # marks, deletes nothing
     assert first.deleted == [] and all(p.exists() for p in paths.values())
     clock.now += 0.5 * HOUR
     eng.url("b")  # b is used again inside the grace window
     clock.now += 0.6 * HOUR
-    second = eng.gc(dry_run=False)
+    second = collect(eng, dry_run=False)
     assert [c.branch for c in second.deleted] == ["a"]
     assert not paths["a"].exists() and paths["b"].exists()
     assert [r.branch for r in eng.list_branches()] == ["b"]
     # b was re-marked by the second run; it goes one grace period later.
     clock.now += 1.1 * HOUR
-    assert [c.branch for c in eng.gc(dry_run=False).deleted] == ["b"]
+    assert [c.branch for c in collect(eng, dry_run=False).deleted] == ["b"]
 
 
 def test_over_quota_lru(repo: Path) -> None:
@@ -155,13 +156,13 @@ def test_orphans_and_foreign_files(repo: Path) -> None:
     for f in foreign:
         f.write_bytes(b"precious")
     Path(f"{foreign[3]}.store").write_text(json.dumps({"store": "f" * 32}))
-    first = eng.gc(dry_run=False)
+    first = collect(eng, dry_run=False)
     assert [(c.reason, c.database) for c in first.candidates] == [
         ("orphan", "bdb-crashed-0123456789")
     ]
     assert orphan.exists()
     clock.now += 2 * HOUR
-    second = eng.gc(dry_run=False)
+    second = collect(eng, dry_run=False)
     assert [c.database for c in second.deleted] == ["bdb-crashed-0123456789"]
     assert not orphan.exists() and not Path(f"{orphan}.store").exists()
     assert all(f.read_bytes() == b"precious" for f in foreign)
@@ -176,7 +177,7 @@ def test_missing_database_is_reported(repo: Path) -> None:
     eng = engine(repo, clock)
     url = eng.up("main").record.url
     Path(url.removeprefix("file:")).unlink()
-    assert eng.gc(dry_run=True).missing == ["main"]
+    assert collect(eng, dry_run=True).missing == ["main"]
 
 
 def test_cli_dry_run_then_run(repo: Path) -> None:
@@ -231,14 +232,14 @@ def test_closed_pull_requests_are_collectable(repo: Path) -> None:
     eng.pull_request_closed("pr-closed", merged=False, reference="#13")
     eng.pull_request_closed("pr-reopened", merged=False, reference="#14")
     eng.pull_request_opened("pr-reopened")
-    plan = {c.branch: c for c in eng.gc(dry_run=True).candidates}
+    plan = {c.branch: c for c in collect(eng, dry_run=True).candidates}
     assert {b: c.reason for b, c in plan.items()} == {
         "pr-merged": "merged",
         "pr-closed": "closed",
     }
     assert plan["pr-merged"].evidence == "pull request #12 was closed (merged)"
-    eng.gc(dry_run=False)
+    collect(eng, dry_run=False)
     clock.now += 2 * HOUR
-    deleted = sorted(c.branch or "" for c in eng.gc(dry_run=False).deleted)
+    deleted = sorted(c.branch or "" for c in collect(eng, dry_run=False).deleted)
     assert deleted == ["pr-closed", "pr-merged"]
     assert eng.store.closed_branches(eng.project) == {}

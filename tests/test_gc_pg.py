@@ -11,8 +11,9 @@ from pgcluster import Cluster
 from support import git
 from test_gc import HOUR, Clock
 
-from branchdb.daemon import config as config_mod
-from branchdb.daemon.engine import Engine
+from branchdb.daemon.config import project as config_mod
+from branchdb.daemon.core.engine import Engine
+from branchdb.daemon.gc.collector import collect
 
 pytestmark = pytest.mark.postgres
 
@@ -61,29 +62,29 @@ def test_real_connections_keep_an_idle_branch(repo: Path, pg_cluster: Cluster) -
         git(repo, "branch", b)
         eng.up(b)
     db = {b: eng.get(b).database for b in ("used", "idle", "held")}
-    baseline = eng.gc(dry_run=True)  # the first sample: a baseline, not a use
+    baseline = collect(eng, dry_run=True)  # the first sample: a baseline, not a use
     assert baseline.candidates == [] and baseline.active == []
     clock.now += 2 * HOUR  # all three are idle past their TTL now...
     client_query(pg_cluster, eng.get("used").url, db["used"])  # ...but one is used
     held = psycopg.connect(eng.get("held").url)  # and one has a session open
     try:
-        first = eng.gc(dry_run=False)
+        first = collect(eng, dry_run=False)
         assert first.active == ["held", "used"]
         assert [(c.branch, c.reason) for c in first.candidates] == [("idle", "idle")]
         assert eng.get("used").last_used_at == clock.now
         clock.now += 0.5 * HOUR
         client_query(pg_cluster, eng.get("idle").url, db["idle"])  # used in grace
         clock.now += 0.6 * HOUR
-        second = eng.gc(dry_run=False)
+        second = collect(eng, dry_run=False)
         assert second.deleted == [] and "idle" in second.active
         assert db["idle"] in databases(pg_cluster)
         # "used" went idle again (marked by the second run); nobody touches
         # anything for a while: "used" and "idle" go, "held" (its session is
         # still open) stays.
         clock.now += 2 * HOUR
-        runs = [eng.gc(dry_run=False)]
+        runs = [collect(eng, dry_run=False)]
         clock.now += 1.1 * HOUR
-        runs.append(eng.gc(dry_run=False))
+        runs.append(collect(eng, dry_run=False))
         third = runs[-1]
         gone = sorted(c.branch or "" for r in runs for c in r.deleted)
         assert gone == ["idle", "used"]

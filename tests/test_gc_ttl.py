@@ -16,6 +16,8 @@ from support import git, run
 from test_gc import Clock, branch_with_commit, engine
 
 from branchdb.daemon.api.app import create_app
+from branchdb.daemon.gc.collector import collect
+from branchdb.daemon.gc.ttl import set_ttl
 
 DAY = 86400.0
 
@@ -26,25 +28,25 @@ def test_branch_ttl_overrides_the_project_default(repo: Path) -> None:
     for b in ("short", "forever", "plain"):
         branch_with_commit(repo, b)
         eng.up(b)
-    assert eng.set_ttl("short", "1d")["ttl"] == DAY
-    assert eng.set_ttl("forever", "never")["ttl"] is None
+    assert set_ttl(eng, "short", "1d")["ttl"] == DAY
+    assert set_ttl(eng, "forever", "never")["ttl"] is None
     clock.now += 2 * DAY
-    plan = {c.branch: c for c in eng.gc(dry_run=True).candidates}
+    plan = {c.branch: c for c in collect(eng, dry_run=True).candidates}
     assert list(plan) == ["short"]
     assert plan["short"].reason == "idle"
     assert "ttl 1d, set for this branch" in plan["short"].evidence
     clock.now += 6 * DAY  # past the project's 7 days: plain goes, forever stays
-    assert sorted(c.branch or "" for c in eng.gc(dry_run=True).candidates) == [
+    assert sorted(c.branch or "" for c in collect(eng, dry_run=True).candidates) == [
         "plain",
         "short",
     ]
-    info = eng.set_ttl("forever", "default")
+    info = set_ttl(eng, "forever", "default")
     assert (info["ttl"], info["ttl_source"]) == (7 * DAY, "project")
-    assert "forever" in {c.branch for c in eng.gc(dry_run=True).candidates}
+    assert "forever" in {c.branch for c in collect(eng, dry_run=True).candidates}
     # The override goes with the branch's record.
-    eng.gc(dry_run=False)
+    collect(eng, dry_run=False)
     clock.now += 2 * 3600
-    eng.gc(dry_run=False)
+    collect(eng, dry_run=False)
     assert eng.store.branch_ttls(eng.project) == {}
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from branchdb.daemon import config as config_mod
 from branchdb.daemon.backends.libsql_backend import LibsqlBackend, clone_file
-from branchdb.daemon.errors import BackendError, NotFound, Refused
+from branchdb.daemon.config import project as config_mod
+from branchdb.daemon.core.errors import BackendError, NotFound, Refused
 
 
 def backend(tmp_path: Path, store: str | None = None) -> LibsqlBackend:

@@ -22,14 +22,15 @@ from psycopg import sql
 from support import git, run
 from test_gc import HOUR, Clock
 
-from branchdb.daemon import config as config_mod
-from branchdb.daemon import naming
 from branchdb.daemon.api.app import create_app
 from branchdb.daemon.backends.pg_admin import marker
 from branchdb.daemon.backends.postgres_backend import PostgresBackend
-from branchdb.daemon.config import from_mapping
-from branchdb.daemon.engine import Engine
-from branchdb.daemon.errors import Refused
+from branchdb.daemon.config import project as config_mod
+from branchdb.daemon.config.project import from_mapping
+from branchdb.daemon.core import naming
+from branchdb.daemon.core.engine import Engine
+from branchdb.daemon.core.errors import Refused
+from branchdb.daemon.gc.collector import collect
 
 pytestmark = pytest.mark.postgres
 
@@ -311,7 +312,7 @@ def test_gc_counts_as_orphans_only_what_its_store_made(
     crashed = up(mine, "crashed")  # made by this store, never recorded
     theirs = up(make(pg_cluster, "own5", STORE_B), "theirs")
     older = legacy(pg_cluster, "own5", "older")
-    plan = eng.gc(dry_run=True)
+    plan = collect(eng, dry_run=True)
     assert [(c.reason, c.database) for c in plan.candidates] == [
         ("orphan", crashed["database"])
     ]
@@ -346,9 +347,9 @@ def test_gc_keeps_the_record_of_a_database_it_cannot_drop(
     replace_behind_our_back(pg_cluster, db)
     try:
         clock.now += 2 * HOUR
-        assert [c.branch for c in eng.gc(dry_run=False).candidates] == ["stale"]
+        assert [c.branch for c in collect(eng, dry_run=False).candidates] == ["stale"]
         clock.now += 2 * HOUR
-        report = eng.gc(dry_run=False)
+        report = collect(eng, dry_run=False)
         assert report.deleted == [] and eng.get("stale").database == db
         assert "gc kept" in caplog.text and "not a branch database" in caplog.text
     finally:

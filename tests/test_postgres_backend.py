@@ -11,13 +11,13 @@ import psycopg
 import pytest
 from pgcluster import Cluster
 
-from branchdb.daemon import naming
 from branchdb.daemon.backends.pg_admin import marker, tmp_prefix
 from branchdb.daemon.backends.pg_session import PgSession, translate_placeholders
 from branchdb.daemon.backends.postgres_backend import PostgresBackend
-from branchdb.daemon.config import from_mapping
-from branchdb.daemon.errors import BackendError, DatabaseError, Refused
-from branchdb.daemon.models import SnapshotRecord
+from branchdb.daemon.config.project import from_mapping
+from branchdb.daemon.core import naming
+from branchdb.daemon.core.errors import BackendError, DatabaseError, Refused
+from branchdb.daemon.core.models import SnapshotRecord
 
 pytestmark = pytest.mark.postgres
 

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from pgcluster import Cluster
 
-from branchdb.daemon import naming
 from branchdb.daemon.backends.libsql_session import LibsqlSession
 from branchdb.daemon.backends.pg_session import PgSession
 from branchdb.daemon.backends.postgres_backend import PostgresBackend
-from branchdb.daemon.config import from_mapping
-from branchdb.daemon.dbsession import DbSession
-from branchdb.daemon.errors import DatabaseError, MigrationError, MigrationFailed
+from branchdb.daemon.config.project import from_mapping
+from branchdb.daemon.core import naming
+from branchdb.daemon.core.dbsession import DbSession
+from branchdb.daemon.core.errors import DatabaseError, MigrationError, MigrationFailed
 from branchdb.daemon.migrations import runner
 from branchdb.daemon.migrations.base import DirFiles
 from branchdb.daemon.migrations.formats.command import CommandFormat

@@ -26,11 +26,11 @@ from apisupport import auth, free_port, setup_project
 from pgcluster import Cluster
 from support import BRANCHDB, git, run, tables
 
-from branchdb.daemon import naming, recovery
 from branchdb.daemon.backends.pg_admin import marker, tmp_prefix
-from branchdb.daemon.config import load
-from branchdb.daemon.engine import Engine
-from branchdb.daemon.models import BranchRecord
+from branchdb.daemon.config.project import load
+from branchdb.daemon.core import naming, recovery
+from branchdb.daemon.core.engine import Engine
+from branchdb.daemon.core.models import BranchRecord
 from branchdb.daemon.store.sqlite_store import SqliteStore
 
 BR = "/v1/projects/{project}/branches"

@@ -32,7 +32,7 @@ import pytest
 from apisupport import auth, free_port, make_tokens, serve_in_thread, setup_project
 from support import git, run, tables
 
-from branchdb.daemon import daemon_config
+from branchdb.daemon.api import settings as daemon_config
 from branchdb.daemon.api.app import create_app
 
 RULES = """\

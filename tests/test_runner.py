@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from branchdb.daemon.backends.libsql_session import LibsqlSession
-from branchdb.daemon.errors import MigrationDrift, MigrationEdited, MigrationFailed
+from branchdb.daemon.core.errors import MigrationDrift, MigrationEdited, MigrationFailed
+from branchdb.daemon.core.models import Migration
 from branchdb.daemon.migrations import runner
 from branchdb.daemon.migrations.base import DirFiles, Format
 from branchdb.daemon.migrations.formats.dbmate import DbmateFormat
@@ -21,7 +22,6 @@ from branchdb.daemon.migrations.formats.drizzle import DrizzleFormat
 from branchdb.daemon.migrations.formats.flyway import FlywayFormat
 from branchdb.daemon.migrations.formats.golang_migrate import GolangMigrateFormat
 from branchdb.daemon.migrations.formats.plain import PlainSqlFormat
-from branchdb.daemon.models import Migration
 
 
 @pytest.fixture

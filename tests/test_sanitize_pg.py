@@ -22,7 +22,7 @@ from test_sanitize_data import (
 )  # fmt: skip
 
 from branchdb.daemon.backends import pg_copy
-from branchdb.daemon.errors import BackendError
+from branchdb.daemon.core.errors import BackendError
 from branchdb.daemon.sanitize import compile_pg, stream_pg, stream_sql, verify
 from branchdb.daemon.sanitize.detect import UnreviewedColumns
 from branchdb.daemon.sanitize.pipeline import check_postgres, sanitize_postgres
@@ -393,7 +393,7 @@ def test_failed_sanitized_snapshot_publishes_nothing(
     from pathlib import Path
 
     from branchdb.daemon.backends.postgres_backend import PostgresBackend
-    from branchdb.daemon.config import from_mapping
+    from branchdb.daemon.config.project import from_mapping
 
     src, _ = source
     raw = {

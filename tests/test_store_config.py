@@ -10,8 +10,8 @@ from pgcluster import Cluster
 from storesupport import fresh_database
 from support import run
 
-from branchdb.daemon import daemon_config
-from branchdb.daemon.errors import ConfigError
+from branchdb.daemon.api import settings as daemon_config
+from branchdb.daemon.core.errors import ConfigError
 from branchdb.daemon.store.postgres_store import PostgresStore
 
 

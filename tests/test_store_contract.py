@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from storesupport import KINDS, Backing, backing
 
-from branchdb.daemon.errors import ConfigError
-from branchdb.daemon.models import BranchRecord, SnapshotRecord
+from branchdb.daemon.core.errors import ConfigError
+from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
 from branchdb.daemon.store import open_store, schema
 from branchdb.daemon.store.base import AuditEntry, Store
 from branchdb.daemon.store.postgres_store import PostgresStore
@@ -267,7 +267,7 @@ def test_leader_and_lock_exclude_only_when_shared(place: Backing) -> None:
                 assert third
         with two.leader("gc") as after:
             assert after
-        from branchdb.daemon.errors import Refused
+        from branchdb.daemon.core.errors import Refused
 
         waited: list[bool] = []
         with one.lock("branch-x"):

@@ -11,7 +11,7 @@ import pytest
 from pgcluster import Cluster
 from storesupport import fresh_database
 
-from branchdb.daemon.errors import BackendError, ConfigError
+from branchdb.daemon.core.errors import BackendError, ConfigError
 from branchdb.daemon.store import schema
 from branchdb.daemon.store.postgres_store import PostgresStore
 

@@ -16,11 +16,12 @@ from pgcluster import Cluster
 from storesupport import fresh_database
 from support import git
 
-from branchdb.daemon import config as config_mod
-from branchdb.daemon import naming
-from branchdb.daemon.audit import acting
-from branchdb.daemon.engine import Engine, UpResult
-from branchdb.daemon.errors import Refused
+from branchdb.daemon.config import project as config_mod
+from branchdb.daemon.core import naming
+from branchdb.daemon.core.audit import acting
+from branchdb.daemon.core.engine import Engine, UpResult
+from branchdb.daemon.core.errors import Refused
+from branchdb.daemon.gc.collector import collect
 from branchdb.daemon.store.postgres_store import PostgresStore
 
 pytestmark = pytest.mark.postgres
@@ -139,7 +140,7 @@ def test_only_one_collector_runs_and_an_interrupted_run_is_finished_later(
     for b in ("gone-1", "gone-2", "gone-3"):
         r.a.up(b)
     clock.now += 2 * 3600  # idle past the TTL (and the branches never existed in git)
-    first = r.a.gc(dry_run=False)  # marks them
+    first = collect(r.a, dry_run=False)  # marks them
     assert {c.branch for c in first.candidates} == {"gone-1", "gone-2", "gone-3"}
     assert first.deleted == []
     clock.now += 2 * 3600  # past the grace period: due
@@ -154,15 +155,15 @@ def test_only_one_collector_runs_and_an_interrupted_run_is_finished_later(
 
     def collect_a() -> object:
         with acting("scheduler", "scheduled gc"):
-            return r.a.gc(dry_run=False, progress=slow)
+            return collect(r.a, dry_run=False, progress=slow)
 
     holder: list[object] = []
     t = threading.Thread(target=lambda: holder.append(_catch(collect_a)))
     t.start()
     assert inside.wait(60)
     with pytest.raises(Refused, match="another collector is running"):
-        r.b.gc(dry_run=False)
-    assert len(r.b.gc(dry_run=True).candidates) == 2  # planning is never blocked
+        collect(r.b, dry_run=False)
+    assert len(collect(r.b, dry_run=True).candidates) == 2  # planning is never blocked
     release.set()
     t.join()
     assert isinstance(holder[0], KeyboardInterrupt)
@@ -170,7 +171,7 @@ def test_only_one_collector_runs_and_an_interrupted_run_is_finished_later(
 
     # Replica B re-runs: the interrupted run is finished, nothing else changes.
     with acting("scheduler", "scheduled gc"):
-        done = r.b.gc(dry_run=False)
+        done = collect(r.b, dry_run=False)
     assert len(done.deleted) == 2
     assert r.databases() == set()
     assert r.a.list_branches() == []

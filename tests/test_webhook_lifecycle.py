@@ -34,7 +34,7 @@ from hooksupport import (
 from pgcluster import Cluster
 from support import git
 
-from branchdb.daemon.errors import redact
+from branchdb.daemon.core.errors import redact
 
 GH_TOKEN = "ghs_" + "t" * 36
 CB_SECRET = "callback-" + "s" * 24
@@ -179,7 +179,10 @@ def lifecycle(w: World, admin_url: str | None = None) -> None:
     assert pub["result"]["deployment"]["ok"] and pub["result"]["comment"]["ok"], pub
     (dep,) = gh.deployments.values()
     assert dep["ref"] == sha1 and dep["environment"] == "branchdb/feature/pay"
-    (st,) = gh.deployment_statuses[dep["id"]]
+    # The failure first; the close then marks the environment inactive (its own
+    # publishing job, which may or may not have run yet).
+    st, *later = gh.deployment_statuses[dep["id"]]
+    assert [s["state"] for s in later] in ([], ["inactive"])
     assert st["state"] == "success" and st["environment_url"] == redact(url)
     (comment,) = gh.comments.values()
     assert comment["number"] == 7 and redact(url) in comment["body"]
@@ -288,7 +291,10 @@ def test_failed_migration_is_published_as_failure(libsql_world: World) -> None:
     closed = pull_request_event("closed", "broken", sha)
     hook.done(hook.github("pull_request", closed))
     (dep,) = gh.deployments.values()
-    (st,) = gh.deployment_statuses[dep["id"]]
+    # The failure first; the close then marks the environment inactive (its own
+    # publishing job, which may or may not have run yet).
+    st, *later = gh.deployment_statuses[dep["id"]]
+    assert [s["state"] for s in later] in ([], ["inactive"])
     assert st["state"] == "failure" and st["environment_url"] == ""
     assert "broken" in st["description"] and "failed" in st["description"]
     assert [c["status"] for c in verified_callbacks(cb)][:1] == ["failed"]

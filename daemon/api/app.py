@@ -1,7 +1,7 @@
 """``create_app(settings)``: the daemon's FastAPI application.
 
 Nothing is built at import time: the factory receives the settings (see
-:mod:`branchdb.daemon.daemon_config`), builds the :class:`~.deps.Daemon` (projects,
+:mod:`branchdb.daemon.api.settings`), builds the :class:`~.deps.Daemon` (projects,
 job table, state store access) and hands it to routes through ``Annotated``
 dependencies. Errors are translated here, once: a BranchdbError answers its
 ``http_status`` with ``{"error": {"type", "message"}}`` (message redacted), malformed
@@ -9,7 +9,7 @@ JSON 400, validation errors 422, unknown routes 404, request bodies over
 ``server.max_body`` 413 (:mod:`.bodylimit`) — all JSON, all documented in the OpenAPI
 (:mod:`.openapi`).
 
-Before serving, the lifespan runs crash recovery (:mod:`branchdb.daemon.recovery`)
+Before serving, the lifespan runs crash recovery (:mod:`branchdb.daemon.core.recovery`)
 for every project: provisioning a killed daemon left half done is cleaned up.
 """
 
@@ -28,21 +28,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from branchdb.daemon.api import (
-    audit,
+    audit_log,
     branches,
-    gc,
+    collection,
     metrics,
     openapi,
     schemas,
     snapshots,
-    webhooks,
 )
 from branchdb.daemon.api.bodylimit import BodyLimit
 from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken
+from branchdb.daemon.api.scheduler import recover_all, start_scheduler
 from branchdb.daemon.api.schemas import errors
-from branchdb.daemon.audit import acting
-from branchdb.daemon.daemon_config import DaemonSettings
-from branchdb.daemon.errors import BranchdbError, NotFound, Refused, redact
+from branchdb.daemon.api.settings import DaemonSettings
+from branchdb.daemon.api.webhooks import github as webhooks
+from branchdb.daemon.core.errors import BranchdbError, NotFound, redact
 
 log = logging.getLogger("branchdb.api")
 
@@ -188,8 +188,8 @@ def create_app(settings: DaemonSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(_recover, daemon)  # before the first request
-        scheduler = _start_scheduler(daemon, settings.gc_interval)
+        await run_in_threadpool(recover_all, daemon)  # before the first request
+        scheduler = start_scheduler(daemon, settings.gc_interval)
         yield
         if scheduler is not None:
             scheduler.shutdown(wait=False)
@@ -206,105 +206,11 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.add_middleware(BodyLimit, max_body=settings.max_body)
     _install_error_handlers(app)
     app.include_router(meta)
-    app.include_router(gc.router)  # before branches: PUT .../{branch}/ttl
+    app.include_router(collection.router)  # before branches: PUT .../{branch}/ttl
     app.include_router(branches.router)
     app.include_router(snapshots.router)
     app.include_router(webhooks.router)
-    app.include_router(audit.router)
+    app.include_router(audit_log.router)
     app.include_router(metrics.router)
     openapi.install(app)
     return app
-
-
-def _recover(daemon: Daemon) -> None:
-    """Crash recovery of every project; errors are logged, never fatal."""
-    from branchdb.daemon import recovery
-    from branchdb.daemon.engine import Engine
-
-    for p in daemon.projects.values():
-        # A private engine: the per-thread ones belong to the request threads. With
-        # a shared state store it must be that store: its records and locks.
-        shared = daemon.shared_store() if daemon.settings.state_url else None
-        engine = Engine(p.settings.config, store=shared)
-        try:
-            report = recovery.recover(engine)
-            if report or report.busy:
-                log.info(
-                    "recovery of %s: %d interrupted creates undone, %d records of "
-                    "missing databases forgotten, %d temp leftovers dropped, %d busy",
-                    p.name,
-                    len(report.cleaned),
-                    len(report.forgotten),
-                    len(report.temps),
-                    len(report.busy),
-                )
-        except Exception:
-            log.exception("crash recovery of project %s failed", p.name)
-        finally:
-            if shared is None:
-                engine.store.close()
-
-
-def _start_scheduler(daemon: Daemon, interval: int) -> Any:
-    """APScheduler jobs: every project's GC each *interval* seconds (0: off), and
-    each ``[snapshots.NAME]`` with a ``schedule`` refreshed that often.
-
-    Each job runs one at a time (``max_instances=1``) in the thread pool; errors are
-    logged, never fatal to the daemon. None when there is nothing to schedule.
-    """
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-    scheduler = AsyncIOScheduler()
-
-    def collect_all() -> None:
-        for p in daemon.projects.values():
-            try:
-                with acting("scheduler", "scheduled gc"):
-                    report = p.engine().gc(dry_run=False)
-                for c in report.deleted:
-                    log.info("gc %s: deleted %s (%s)", p.name, c.database, c.reason)
-            except Refused as e:  # another replica is collecting: skip this round
-                log.info("scheduled gc of project %s skipped: %s", p.name, e)
-            except Exception:
-                log.exception("scheduled gc of project %s failed", p.name)
-
-    def in_pool(fn: Any) -> Any:
-        async def job() -> None:
-            await run_in_threadpool(fn)
-
-        return job
-
-    if interval > 0:
-        scheduler.add_job(
-            in_pool(collect_all),
-            "interval",
-            seconds=interval,
-            max_instances=1,
-            coalesce=True,
-            id="gc",
-        )
-    for p in daemon.projects.values():
-        for d in p.settings.config.snapshots.definitions.values():
-            if d.schedule is None:
-                continue
-
-            def refresh(p: Any = p, name: str = d.name) -> None:
-                try:
-                    with acting("scheduler", f"scheduled refresh of {name}"):
-                        snap = p.engine().snapshot_refresh(name)
-                    log.info("refreshed snapshot %s of %s", snap.ref, p.name)
-                except Exception:
-                    log.exception("scheduled refresh of %s/%s failed", p.name, name)
-
-            scheduler.add_job(
-                in_pool(refresh),
-                "interval",
-                seconds=d.schedule,
-                max_instances=1,
-                coalesce=True,
-                id=f"refresh:{p.name}:{d.name}",
-            )
-    if not scheduler.get_jobs():
-        return None
-    scheduler.start()
-    return scheduler

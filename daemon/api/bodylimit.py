@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from branchdb.daemon.daemon_config import DEFAULT_MAX_BODY
+from branchdb.daemon.api.settings import DEFAULT_MAX_BODY
 
 
 class BodyLimit:

@@ -30,8 +30,9 @@ from branchdb.daemon.api.deps import (
 from branchdb.daemon.api.jobs import Job
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.api.uploads import OPENAPI_BODY, read_upload
-from branchdb.daemon.audit import acting
-from branchdb.daemon.errors import Refused
+from branchdb.daemon.core.audit import acting
+from branchdb.daemon.core.errors import Refused
+from branchdb.daemon.gc.ttl import ttl_of
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["branches"])
 
@@ -196,7 +197,9 @@ async def branch_status(
     def work() -> dict[str, Any]:
         engine = project.engine()
         st = engine.status(branch, files=files)
-        return views.status_dict(st, protected=engine.is_protected(branch))
+        return views.status_dict(
+            st, protected=engine.is_protected(branch), ttl=ttl_of(engine, branch)
+        )
 
     return await run_in_threadpool(work)
 

@@ -11,7 +11,6 @@ store instead (opened on first use, closed when the app stops).
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,14 +22,15 @@ from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from branchdb.daemon import tokens
+from branchdb.daemon.api import tokens
 from branchdb.daemon.api.jobs import JobTable
-from branchdb.daemon.daemon_config import DaemonSettings, ProjectSettings
-from branchdb.daemon.engine import Engine
-from branchdb.daemon.errors import BranchdbError, GitError, NotFound
-from branchdb.daemon.git_tree import Mirror
+from branchdb.daemon.api.settings import DaemonSettings, ProjectSettings
+from branchdb.daemon.core import branchname
+from branchdb.daemon.core.engine import Engine
+from branchdb.daemon.core.errors import BranchdbError, NotFound
 from branchdb.daemon.store import open_store
 from branchdb.daemon.store.base import Store
+from branchdb.daemon.vcs.tree import Mirror
 
 
 # These exist only at the HTTP edge, so they live here rather than in errors.py.
@@ -154,45 +154,17 @@ async def get_project(project: str, daemon: DaemonDep) -> ProjectRuntime:
 ProjectDep = Annotated[ProjectRuntime, Depends(get_project)]
 
 
-#: What ``git check-ref-format --branch`` accepts, at most 255 characters (a longer
-#: name cannot be a loose ref on common file systems). Published as the OpenAPI
-#: ``pattern`` of ``{branch}`` so clients and fuzzers know the contract; the same
-#: expression is what the API enforces.
-BRANCH_PATTERN = (
-    r"^(?!@$)(?!-)(?!/)(?!.*/$)(?!.*\.$)(?!.*//)(?!.*\.\.)(?!.*@\{)"
-    r"(?!.*\.lock(?:/|$))(?!(?:.*/)?\.)[^\x00-\x20\x7f~^:?*\[\\]{1,255}$"
-)
-_BRANCH = re.compile(BRANCH_PATTERN, re.DOTALL)
-
-
-def check_branch_name(branch: str) -> str:
-    """*branch* if git could name a branch so (and it is <= 255 characters).
-
-    Raises GitError (400, like the engine's own check) otherwise: ``..``, NUL and
-    control characters, spaces, ``~^:?*[\\``, a leading ``-`` or ``/``, ``//``,
-    a trailing ``/`` or ``.``, components starting with ``.`` or ending in
-    ``.lock``, ``@{``, a lone ``@``.
-    """
-    if not _BRANCH.fullmatch(branch):
-        shown = branch if len(branch) <= 80 else branch[:80] + "..."
-        raise GitError(
-            f"invalid branch name {shown!r}: git could not name a branch so "
-            "(see `git check-ref-format --branch`; at most 255 characters)"
-        )
-    return branch
-
-
 async def valid_branch(
     branch: Annotated[
         str,
         PathParam(
             description="the git branch name; may contain slashes (feature/x)",
-            json_schema_extra={"pattern": BRANCH_PATTERN},
+            json_schema_extra={"pattern": branchname.BRANCH_PATTERN},
         ),
     ],
 ) -> str:
     """The ``{branch}`` path parameter, refused (400) if git could never name it so."""
-    return check_branch_name(branch)
+    return branchname.validate(branch)
 
 
 BranchDep = Annotated[str, Depends(valid_branch)]

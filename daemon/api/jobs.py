@@ -18,7 +18,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from branchdb.daemon.errors import BranchdbError, redact
+from branchdb.daemon.core.errors import BranchdbError, redact
 
 log = logging.getLogger("branchdb.api")
 

@@ -10,7 +10,8 @@ Served metrics (label ``project``; collected counts also by ``reason``)::
     branchdb_gc_last_run_timestamp_seconds     gauge   end of the last GC run
 
 The counters are persistent: they live in the state store (see
-:func:`branchdb.daemon.gc.totals`), so a daemon restart does not reset them. Needs a
+:func:`branchdb.daemon.gc.collector.totals`), so a daemon restart does not reset
+them. Needs a
 ``read`` token (Prometheus: ``authorization: {credentials: TOKEN}``).
 """
 
@@ -24,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from branchdb.daemon.api.deps import DaemonDep, ReadToken
 from branchdb.daemon.api.schemas import errors
+from branchdb.daemon.gc.collector import totals
 
 router = APIRouter(tags=["health"])
 
@@ -54,19 +56,19 @@ def _label(value: str) -> str:
 def render(projects: dict[str, tuple[int, dict[str, Any]]]) -> str:
     """Exposition text for project -> (branch count, :func:`gc.totals`)."""
     samples: dict[str, list[str]] = {name: [] for name in _HELP}
-    for project, (count, totals) in sorted(projects.items()):
+    for project, (count, counters) in sorted(projects.items()):
         p = f'project="{_label(project)}"'
         samples["branchdb_branches"].append(f"{{{p}}} {count}")
-        for reason, n in totals["by_reason"].items():
+        for reason, n in counters["by_reason"].items():
             lab = f'{{{p},reason="{_label(reason)}"}}'
             samples["branchdb_gc_collected_databases_total"].append(
                 f"{lab} {n['databases']}"
             )
             samples["branchdb_gc_collected_bytes_total"].append(f"{lab} {n['bytes']}")
-        samples["branchdb_gc_runs_total"].append(f"{{{p}}} {totals['runs']}")
-        if totals["last_run_at"] is not None:
+        samples["branchdb_gc_runs_total"].append(f"{{{p}}} {counters['runs']}")
+        if counters["last_run_at"] is not None:
             samples["branchdb_gc_last_run_timestamp_seconds"].append(
-                f"{{{p}}} {totals['last_run_at']:.3f}"
+                f"{{{p}}} {counters['last_run_at']:.3f}"
             )
     lines: list[str] = []
     for name, (kind, text) in _HELP.items():
@@ -89,7 +91,7 @@ async def metrics(token: ReadToken, daemon: DaemonDep) -> PlainTextResponse:
         out = {}
         for p in daemon.projects.values():
             engine = p.engine()
-            out[p.name] = (len(engine.list_branches()), engine.gc_totals())
+            out[p.name] = (len(engine.list_branches()), totals(engine))
         return out
 
     text = render(await run_in_threadpool(collect))

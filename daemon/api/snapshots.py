@@ -30,8 +30,8 @@ from branchdb.daemon.api.deps import (
     ReadToken,
 )
 from branchdb.daemon.api.schemas import errors
-from branchdb.daemon.audit import acting
-from branchdb.daemon.models import SnapshotRecord
+from branchdb.daemon.core.audit import acting
+from branchdb.daemon.core.models import SnapshotRecord
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["snapshots"])
 

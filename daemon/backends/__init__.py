@@ -5,11 +5,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon.errors import ConfigError
+from branchdb.daemon.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from branchdb.daemon.backends.base import Backend
-    from branchdb.daemon.config import Config
+    from branchdb.daemon.config.project import Config
+
+#: Backends whose ``exists`` is a ``stat()`` (``Backend.exists_is_stat``): the hook's
+#: fast path checks existence without importing them (tests/test_backend_contract.py
+#: keeps this in step with the classes).
+STAT_EXISTS = frozenset({"libsql"})
 
 REGISTRY: dict[str, str] = {
     "libsql": "branchdb.daemon.backends.libsql_backend:LibsqlBackend",

@@ -3,29 +3,62 @@
 A backend creates, clones, drops and lists *only* what it can prove is its own (name
 prefix plus a marker that the branch's own credentials cannot rewrite: a directory
 layout for libsql files, an admin-owned database with a ``COMMENT`` for PostgreSQL, a
-label for Docker). The marker also names the state store that made it
-(``store_id``, given to the backend's constructor), so that garbage collection never
-takes another store's database for an orphan. ``info`` is a small JSON-able dict the
-backend returns from ``create``; the engine stores it and hands it back on every later
-call, so that ``reset`` can keep a role's password and ``status`` can say which clone
+label for Docker). The marker also names the state store that made it (``store_id``,
+given to the backend's constructor), so that garbage collection never takes another
+store's database for an orphan. ``info`` is a small JSON-able dict the backend
+returns from ``create``; the engine stores it and hands it back on every later call,
+so that ``reset`` can keep a role's password and ``status`` can say which clone
 strategy ran.
+
+Adding a backend is adding a module that implements :class:`Backend` and registering
+it in :data:`branchdb.daemon.backends.REGISTRY`; tests/test_backend_contract.py runs
+the same suite on every backend (an in-process fake, :mod:`.fake`, included).
+Capabilities are class attributes, never ``isinstance`` checks:
+
+- ``exists_is_stat``: ``exists`` is a file-system ``stat()`` (no server round trip),
+  so the checkout hook's fast path may call it (keep
+  :data:`~branchdb.daemon.backends.STAT_EXISTS` in step);
+- ``samples_activity``: ``activity()`` reports real connections (GC counts them as
+  use, :mod:`branchdb.daemon.gc.activity`);
+- ``copy_on_write``: clones share unchanged blocks with their snapshot.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
-from branchdb.daemon.dbsession import DbSession
-from branchdb.daemon.models import SnapshotRecord
+from branchdb.daemon.core.dbsession import DbSession
+from branchdb.daemon.core.models import SnapshotRecord
+
+if TYPE_CHECKING:
+    from branchdb.daemon.core.context import ProjectContext
+    from branchdb.daemon.sanitize.rules import Rules
 
 Info = dict[str, Any]
+#: Progress lines for long operations (snapshot copies): called with one line each.
+Progress = Callable[[str], None]
+
+
+class Recovered(NamedTuple):
+    """What :meth:`Backend.recover_temps` did: temps dropped, temps left (busy)."""
+
+    dropped: list[str]
+    busy: list[str]
 
 
 class Backend(Protocol):
     name: ClassVar[str]
     dialect: ClassVar[str]  # "sqlite" | "postgres"
+    exists_is_stat: ClassVar[bool]
+    samples_activity: ClassVar[bool]
+    copy_on_write: ClassVar[bool]
     #: The state store this backend works for (None: not known, marks name none).
     store_id: str | None
+
+    def database_name(self, branch: str) -> str:
+        """The name *branch*'s database gets (pure; from :mod:`~..core.naming`)."""
+        ...
 
     def create(
         self,
@@ -44,7 +77,10 @@ class Backend(Protocol):
         """
         ...
 
-    def exists(self, database: str) -> bool: ...
+    def exists(self, database: str) -> bool:
+        """True if a database named *database* exists, whoever made it (the name is
+        taken: :meth:`create` would refuse it, :meth:`drop` may refuse it)."""
+        ...
 
     def drop(self, database: str, info: Info) -> None:
         """Drop *database*; returns only once it no longer exists (idempotent).
@@ -68,14 +104,35 @@ class Backend(Protocol):
 
     def size_bytes(self, database: str) -> int: ...
 
+    def activity(
+        self, databases: list[str] | None = None
+    ) -> dict[str, tuple[int, int]]:
+        """Each of this project's databases (or of *databases*) -> (transactions so
+        far, client sessions open now). Only if ``samples_activity``; else ``{}``."""
+        ...
+
+    # ---------------------------------------------------------------- recovery
+    def drop_leftovers(self, database: str, branch: str, info: Info) -> Info:
+        """Undo what an interrupted create of *database* left beside the database
+        itself (temp copies). Returns the info :meth:`drop` needs to remove the rest
+        (e.g. a login role a first create made before its database). Idempotent;
+        the caller holds the branch's lock."""
+        ...
+
+    def recover_temps(self, ctx: ProjectContext) -> Recovered:
+        """Drop this project's temp databases/files that no live create owns: each
+        under the lock of the branch or snapshot it was for (taken without waiting;
+        a busy one is left and reported)."""
+        ...
+
     def snapshot_create(
         self,
         name: str,
         version: int,
         source: str,
         *,
-        progress: Any = None,
-        rules: Any = None,
+        progress: Progress | None = None,
+        rules: Rules | None = None,
         allow_unreviewed: bool = False,
     ) -> SnapshotRecord:
         """Copy *source* consistently (read-only) into a new sealed snapshot.

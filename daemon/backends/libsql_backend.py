@@ -27,14 +27,19 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from branchdb.daemon import light
-from branchdb.daemon.backends.base import Info
+from branchdb.daemon.backends.base import Info, Progress, Recovered
+from branchdb.daemon.backends.libsql_layout import libsql_path
 from branchdb.daemon.backends.sqlite_session import SqliteFileSession
-from branchdb.daemon.config import Config
-from branchdb.daemon.errors import BackendError, NotFound, Refused
-from branchdb.daemon.models import SnapshotRecord
+from branchdb.daemon.config.project import Config
+from branchdb.daemon.core import naming
+from branchdb.daemon.core.errors import BackendError, NotFound, Refused
+from branchdb.daemon.core.models import SnapshotRecord
+
+if TYPE_CHECKING:
+    from branchdb.daemon.core.context import ProjectContext
+    from branchdb.daemon.sanitize.rules import Rules
 
 _FICLONE = 0x40049409  # _IOW(0x94, 9, int) from linux/fs.h
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -80,6 +85,9 @@ def clone_file(src: Path, dst: Path) -> str:
 class LibsqlBackend:
     name: ClassVar[str] = "libsql"
     dialect: ClassVar[str] = "sqlite"
+    exists_is_stat: ClassVar[bool] = True
+    samples_activity: ClassVar[bool] = False
+    copy_on_write: ClassVar[bool] = False  # a reflink when the file system has them
 
     def __init__(self, config: Config, *, store_id: str | None = None) -> None:
         self.config = config
@@ -89,8 +97,11 @@ class LibsqlBackend:
         self.snapshots = self.root / "snapshots"
 
     # -------------------------------------------------------------- databases
+    def database_name(self, branch: str) -> str:
+        return f"{naming.PREFIX}-{naming.branch_key(branch)}"
+
     def path(self, database: str) -> Path:
-        return Path(light.libsql_path(str(self.root), database))
+        return Path(libsql_path(str(self.root), database))
 
     def _url(self, database: str) -> str:
         return f"file:{self.path(database)}"
@@ -198,6 +209,34 @@ class LibsqlBackend:
                 total += Path(str(base) + suffix).stat().st_size
         return total
 
+    def activity(
+        self, databases: list[str] | None = None
+    ) -> dict[str, tuple[int, int]]:
+        return {}  # a file has no sessions to see: "used" is up/url/env/API reads
+
+    # --------------------------------------------------------------- recovery
+    def drop_leftovers(self, database: str, branch: str, info: Info) -> Info:
+        if self.branches.is_dir():
+            for stale in self.branches.glob(f".tmp-{database}-*"):
+                stale.unlink(missing_ok=True)
+        return info
+
+    def recover_temps(self, ctx: ProjectContext) -> Recovered:
+        """``.tmp-*`` files in ``branches/`` and ``snapshots/<name>/`` no live run
+        owns. A create in progress has a record (written first) and holds that
+        branch's lock; a snapshot build holds the snapshot's lock."""
+        out = Recovered([], [])
+        if self.branches.is_dir():
+            for tmp in sorted(self.branches.glob(".tmp-bdb-*")):
+                # .tmp-<database>-<8 hex>
+                database = tmp.name[len(".tmp-") : -len("-12345678")]
+                owner = ctx.store.branch_by_database(self.name, database)
+                _unlink_under_lock(ctx, owner.branch if owner else None, tmp, out)
+        if self.snapshots.is_dir():
+            for tmp in sorted(self.snapshots.glob("*/.tmp-*")):
+                _unlink_under_lock(ctx, f"snapshot\0{tmp.parent.name}", tmp, out)
+        return out
+
     # -------------------------------------------------------------- snapshots
     def snapshot_create(
         self,
@@ -205,8 +244,8 @@ class LibsqlBackend:
         version: int,
         source: str,
         *,
-        progress: Any = None,
-        rules: Any = None,
+        progress: Progress | None = None,
+        rules: Rules | None = None,
         allow_unreviewed: bool = False,
     ) -> SnapshotRecord:
         src = Path(source.removeprefix("file:")).expanduser().resolve()
@@ -278,3 +317,19 @@ class LibsqlBackend:
             path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 path.parent.rmdir()
+
+
+def _unlink_under_lock(
+    ctx: ProjectContext, key: str | None, tmp: Path, out: Recovered
+) -> None:
+    if key is None:
+        tmp.unlink(missing_ok=True)
+        out.dropped.append(tmp.name)
+        return
+    try:
+        with ctx.lock(key, timeout=0):
+            if tmp.exists():
+                tmp.unlink()
+                out.dropped.append(tmp.name)
+    except Refused:
+        out.busy.append(tmp.name)

@@ -1,4 +1,4 @@
-"""A :class:`~branchdb.daemon.dbsession.DbSession` over libsql-client.
+"""A :class:`~branchdb.daemon.core.dbsession.DbSession` over libsql-client.
 
 libsql-client is imported here, never on the fast path: only when a branch database is
 actually opened (it pulls in aiohttp).
@@ -11,8 +11,8 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from branchdb.daemon.backends.sqlite_session import migration_lock
-from branchdb.daemon.dbsession import Row
-from branchdb.daemon.errors import BackendError, DatabaseError
+from branchdb.daemon.core.dbsession import Row
+from branchdb.daemon.core.errors import BackendError, DatabaseError
 
 
 class _TxExecutor:

@@ -13,9 +13,9 @@ import json
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon import naming
 from branchdb.daemon.backends.pg_session import describe_error
-from branchdb.daemon.errors import BackendError, Refused
+from branchdb.daemon.core import naming
+from branchdb.daemon.core.errors import BackendError, Refused
 
 if TYPE_CHECKING:
     import psycopg

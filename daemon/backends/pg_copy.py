@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from branchdb.daemon.errors import BackendError, redact
+from branchdb.daemon.core.errors import BackendError, redact
 
 _TAIL = 20
 

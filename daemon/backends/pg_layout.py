@@ -35,9 +35,9 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import NamedTuple
 
-from branchdb.daemon import naming
 from branchdb.daemon.backends.pg_admin import Admin, parse_marker
-from branchdb.daemon.errors import Refused
+from branchdb.daemon.core import naming
+from branchdb.daemon.core.errors import Refused
 
 
 class Found(NamedTuple):

@@ -1,4 +1,4 @@
-"""A :class:`~branchdb.daemon.dbsession.DbSession` over psycopg 3.
+"""A :class:`~branchdb.daemon.core.dbsession.DbSession` over psycopg 3.
 
 psycopg is imported here, never on the fast path (it costs ~120 ms): only when a branch
 database is actually opened. The connection is in autocommit mode outside
@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon.dbsession import Row
-from branchdb.daemon.errors import BackendError, DatabaseError, Refused, redact
+from branchdb.daemon.core.dbsession import Row
+from branchdb.daemon.core.errors import BackendError, DatabaseError, Refused, redact
 
 if TYPE_CHECKING:
     import psycopg

@@ -5,7 +5,7 @@ Everything branchdb creates carries a name prefix *and* a ``COMMENT`` marker
 dropped. ``store`` is the id of the state store that made it
 (:attr:`branchdb.daemon.store.base.Store.store_id`).
 
-Names (all ≤ 63 bytes, from :mod:`branchdb.daemon.naming`)::
+Names (all ≤ 63 bytes, from :mod:`branchdb.daemon.core.naming`)::
 
     bdb_<project>_<branch>_<hash>      branch database, owned by the admin role
     bdbr_<project>_<branch>_<hash>     branch login role (generated password):
@@ -42,17 +42,21 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, ClassVar
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from branchdb.daemon import naming
 from branchdb.daemon.backends import pg_copy, pg_layout
-from branchdb.daemon.backends.base import Info
-from branchdb.daemon.backends.pg_admin import Admin, content_role
+from branchdb.daemon.backends.base import Info, Progress, Recovered
+from branchdb.daemon.backends.pg_admin import Admin, content_role, parse_marker
 from branchdb.daemon.backends.pg_session import PgSession, connect
-from branchdb.daemon.config import Config
-from branchdb.daemon.errors import ConfigError, NotFound, Refused, redact
-from branchdb.daemon.models import SnapshotRecord
+from branchdb.daemon.config.project import Config
+from branchdb.daemon.core import naming
+from branchdb.daemon.core.errors import ConfigError, NotFound, Refused, redact
+from branchdb.daemon.core.models import SnapshotRecord
+
+if TYPE_CHECKING:
+    from branchdb.daemon.core.context import ProjectContext
+    from branchdb.daemon.sanitize.rules import Rules
 
 #: Below this size a WAL-logged copy beats FILE_COPY's two checkpoints
 #: (bench/bench_pg_clone.py measures both).
@@ -62,6 +66,9 @@ WAL_LOG_MAX_BYTES = 64 << 20
 class PostgresBackend:
     name: ClassVar[str] = "postgres"
     dialect: ClassVar[str] = "postgres"
+    exists_is_stat: ClassVar[bool] = False
+    samples_activity: ClassVar[bool] = True
+    copy_on_write: ClassVar[bool] = False  # FILE_COPY+clone on PostgreSQL 18 only
 
     def __init__(self, config: Config, *, store_id: str | None = None) -> None:
         """*store_id*: the state store this backend works for; written into every
@@ -122,6 +129,9 @@ class PostgresBackend:
         return url + (f"?sslmode={self.sslmode}" if self.sslmode else "")
 
     # -------------------------------------------------------------- databases
+    def database_name(self, branch: str) -> str:
+        return naming.pg_database(self.project, branch)
+
     def exists(self, database: str) -> bool:
         with self._admin() as admin:
             return admin.db_comment(database) is not None
@@ -305,6 +315,54 @@ class PostgresBackend:
         with self._admin() as admin:
             return admin.size(database)
 
+    # --------------------------------------------------------------- recovery
+    def drop_leftovers(self, database: str, branch: str, info: Info) -> Info:
+        with self._admin() as admin:  # temps first: the role has rights in them
+            admin.drop_leftovers(database)
+        if info.get("role"):
+            return info
+        # A first create makes the role before the database; only the database's
+        # marker or the record would name it otherwise.
+        return {**info, "role": naming.pg_role(self.project, branch)}
+
+    def recover_temps(self, ctx: ProjectContext) -> Recovered:
+        """Databases marked ``kind: tmp`` by this project that no live run owns;
+        temps that still have sessions connected are someone's build: left."""
+        out = Recovered([], [])
+        with self._admin() as admin:
+            rows = admin.query(
+                "SELECT d.datname, shobj_description(d.oid, 'pg_database'), "
+                "(SELECT count(*) FROM pg_stat_activity a "
+                "WHERE a.datname = d.datname) "
+                "FROM pg_database d WHERE starts_with(d.datname, 'bdbt_') "
+                "ORDER BY d.datname"
+            )
+        snapshots = _snapshot_finals(ctx)
+        for tmp, comment, sessions in rows:
+            mark = parse_marker(comment)
+            if not mark or mark.get("project") != self.project or mark["kind"] != "tmp":
+                continue  # another project's, or not marked yet: its owner cleans it
+            if sessions:
+                out.busy.append(tmp)  # someone is still building it
+                continue
+            final = str(mark.get("final", ""))
+            key: str | None
+            if final.startswith(naming.PREFIX + "s_"):
+                key = snapshots.get(final)
+                if key is None:
+                    continue  # no way to tell its lock: the next build drops it
+            else:
+                owner = ctx.store.branch_by_database(self.name, final)
+                key = owner.branch if owner else None
+            try:
+                with ctx.lock(key, timeout=0) if key else nullcontext():
+                    with self._admin() as admin:
+                        admin.drop_database(tmp)
+                    out.dropped.append(tmp)
+            except Refused:
+                out.busy.append(tmp)
+        return out
+
     # -------------------------------------------------------------- snapshots
     def snapshot_create(
         self,
@@ -312,8 +370,8 @@ class PostgresBackend:
         version: int,
         source: str,
         *,
-        progress: Any = None,
-        rules: Any = None,
+        progress: Progress | None = None,
+        rules: Rules | None = None,
         allow_unreviewed: bool = False,
     ) -> SnapshotRecord:
         """Copy the live database at *source* into a sealed template database.
@@ -412,3 +470,15 @@ class PostgresBackend:
                     snapshot.info.get("content_role") or content_role(snapshot.location)
                 )
             )
+
+
+def _snapshot_finals(ctx: ProjectContext) -> dict[str, str]:
+    """Final database name of each snapshot's *next* version -> its lock key."""
+    names = {s.name for s in ctx.store.list_snapshots(ctx.project)}
+    names |= set(ctx.config.snapshots.definitions)
+    out = {}
+    for name in names:
+        version = ctx.store.next_snapshot_version(ctx.project, name)
+        final = naming.pg_snapshot_database(ctx.project, name, version)
+        out[final] = f"snapshot\0{name}"
+    return out

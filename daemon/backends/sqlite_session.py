@@ -1,4 +1,4 @@
-"""A :class:`~branchdb.daemon.dbsession.DbSession` on a local SQLite/libsql file.
+"""A :class:`~branchdb.daemon.core.dbsession.DbSession` on a local SQLite/libsql file.
 
 For ``file:`` URLs libsql-client is itself a wrapper over the stdlib ``sqlite3``
 module, opening a new connection for every statement, behind an import of aiohttp that
@@ -18,8 +18,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from branchdb.daemon.dbsession import Row
-from branchdb.daemon.errors import BackendError, DatabaseError
+from branchdb.daemon.core.dbsession import Row
+from branchdb.daemon.core.errors import BackendError, DatabaseError
 
 
 @contextmanager

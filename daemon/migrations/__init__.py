@@ -5,8 +5,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from branchdb.daemon.errors import ConfigError
-
 if TYPE_CHECKING:
     from branchdb.daemon.migrations.base import Format, MigrationFiles
 
@@ -26,6 +24,8 @@ REGISTRY: dict[str, str] = {
 def get_format(name: str) -> Format:
     target = REGISTRY.get(name)
     if target is None:
+        from branchdb.daemon.core.errors import ConfigError
+
         raise ConfigError(
             f"unknown migrations format {name!r}; choose one of: auto, "
             f"{', '.join(REGISTRY)}"

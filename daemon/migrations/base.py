@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar, Protocol
 
-from branchdb.daemon import light
-from branchdb.daemon.dbsession import DbSession, Executor
-from branchdb.daemon.errors import MigrationError
-from branchdb.daemon.models import Applied, Migration
+from branchdb.daemon.core.dbsession import DbSession, Executor
+from branchdb.daemon.core.errors import MigrationError
+from branchdb.daemon.core.models import Applied, Migration
+from branchdb.daemon.migrations import files as migration_files
 
 
 class MigrationFiles(Protocol):
@@ -30,7 +30,7 @@ class DirFiles:
         self.root = root
 
     def paths(self) -> list[str]:
-        return light.list_files(str(self.root))
+        return migration_files.list_files(str(self.root))
 
     def read(self, path: str) -> bytes:
         return (self.root / path).read_bytes()

@@ -1,7 +1,7 @@
 """A project's migrations: where they are, whether they changed, applying them.
 
-Plain functions over a :class:`~branchdb.daemon.config.Config`; the engine calls them
-under its per-branch lock.
+Plain functions over a :class:`~branchdb.daemon.config.project.Config`; the engine
+calls them under its per-branch lock.
 """
 
 from __future__ import annotations
@@ -11,21 +11,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from branchdb.daemon import light
-from branchdb.daemon.config import Config
-from branchdb.daemon.errors import ConfigError
+from branchdb.daemon.config.project import Config
+from branchdb.daemon.core.errors import ConfigError
+from branchdb.daemon.core.models import BranchRecord, Migration
+from branchdb.daemon.migrations import files as migration_files
 from branchdb.daemon.migrations.base import DirFiles, MigrationFiles
-from branchdb.daemon.models import BranchRecord, Migration
 
 if TYPE_CHECKING:
-    from branchdb.daemon.dbsession import DbSession
+    from branchdb.daemon.core.dbsession import DbSession
 
 Progress = Callable[[str], None]
 
 
 def _folder(config: Config) -> str | None:
     cfg = config.migrations
-    return light.migrations_dir(
+    return migration_files.migrations_dir(
         str(config.root), str(cfg.dir) if cfg.dir else None, cfg.format
     )
 
@@ -76,10 +76,10 @@ def fingerprint(config: Config, files: MigrationFiles | None = None) -> str:
     """Hash of everything that decides what ``migrate`` would do (cheap)."""
     cfg = config.migrations
     if files is not None:
-        return light.fingerprint_files(
+        return migration_files.fingerprint_files(
             files.paths(), files.read, cfg.format, cfg.command
         )
-    return light.fingerprint(_folder(config), cfg.format, cfg.command)
+    return migration_files.fingerprint(_folder(config), cfg.format, cfg.command)
 
 
 def run(

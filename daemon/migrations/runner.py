@@ -21,8 +21,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from branchdb.daemon.dbsession import DbSession
-from branchdb.daemon.errors import (
+from branchdb.daemon.core.dbsession import DbSession
+from branchdb.daemon.core.errors import (
     DatabaseError,
     Divergence,
     MigrationDrift,
@@ -30,9 +30,9 @@ from branchdb.daemon.errors import (
     MigrationError,
     MigrationFailed,
 )
+from branchdb.daemon.core.models import Applied, Migration, MigrationPlan
 from branchdb.daemon.migrations import sqlsplit
 from branchdb.daemon.migrations.base import Format
-from branchdb.daemon.models import Applied, Migration, MigrationPlan
 
 Progress = Callable[[Migration], None]
 

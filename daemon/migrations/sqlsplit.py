@@ -13,7 +13,7 @@ import re
 import sqlite3
 from typing import Any
 
-from branchdb.daemon.errors import MigrationError
+from branchdb.daemon.core.errors import MigrationError
 
 _BOM = "\ufeff"
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon.errors import Refused
+from branchdb.daemon.core.errors import Refused
 from branchdb.daemon.sanitize.rules import Rules
 from branchdb.daemon.sanitize.schema import Column, Schema, Table, q
 

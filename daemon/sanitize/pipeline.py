@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from branchdb.daemon.errors import BackendError
+from branchdb.daemon.core.errors import BackendError
 from branchdb.daemon.sanitize import compile_pg, compile_sqlite, detect, verify
 from branchdb.daemon.sanitize.detect import Finding, UnreviewedColumns
 from branchdb.daemon.sanitize.plan import ApplyReport, Progress, _noop

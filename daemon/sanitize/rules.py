@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from branchdb.daemon.errors import ConfigError
+from branchdb.daemon.core.errors import ConfigError
 
 
 class RulesError(ConfigError):

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon.errors import BackendError
+from branchdb.daemon.core.errors import BackendError
 from branchdb.daemon.sanitize import compile_pg, detect, stream_sql, verify, verify_raw
 from branchdb.daemon.sanitize.background import Background, pooled
 from branchdb.daemon.sanitize.plan import (

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon.errors import BranchdbError
+from branchdb.daemon.core.errors import BranchdbError
 from branchdb.daemon.sanitize import fakes
 from branchdb.daemon.sanitize.rules import REPLACING, ColumnRule, Rules
 from branchdb.daemon.sanitize.schema import Column, Schema, Table, q

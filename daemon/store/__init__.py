@@ -9,10 +9,10 @@ embedded default, one SQLite file) and :class:`~.postgres_store.PostgresStore`
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (hook path)
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from branchdb.daemon.store.base import Store
 
 
@@ -26,7 +26,7 @@ def open_store(url: str | None, sqlite_path: Path, schema: str | None = None) ->
         from branchdb.daemon.store.sqlite_store import SqliteStore
 
         return SqliteStore(sqlite_path)
-    from branchdb.daemon.errors import ConfigError, redact
+    from branchdb.daemon.core.errors import ConfigError, redact
 
     if not url.startswith(("postgres://", "postgresql://")):
         raise ConfigError(

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol
 
-from branchdb.daemon.models import BranchRecord, SnapshotRecord
+from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
 
 #: Actions the audit log records.
 AUDIT_ACTIONS = (
@@ -73,7 +73,10 @@ class Store(Protocol):
     def list_branches(self, project: str) -> list[BranchRecord]: ...
     def put_branch(self, rec: BranchRecord) -> None: ...
     def touch_branch(self, project: str, branch: str, when: float) -> None: ...
-    def delete_branch(self, project: str, branch: str) -> None: ...
+    def delete_branch(self, project: str, branch: str) -> None:
+        """Delete the record and every record keyed by (project, branch): TTL
+        override, closed-pull-request mark, GC mark; one transaction."""
+        ...
 
     # snapshots
     def list_snapshots(

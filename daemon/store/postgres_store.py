@@ -38,7 +38,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
-from branchdb.daemon.errors import BackendError, ConfigError, Refused, redact
+from branchdb.daemon.core.errors import BackendError, ConfigError, Refused, redact
 from branchdb.daemon.store import schema
 from branchdb.daemon.store.sql_store import SqlStore
 

@@ -12,7 +12,8 @@ Adding a table to both stores
    the same affinities as ``REAL``/``INTEGER``), and ``{id}`` for an auto-numbered
    primary key. No ``;`` inside a statement (steps are split on it).
    Values SQL cannot generate portably (a random id) go in :func:`seeds`.
-2. Bump ``light.STORE_SCHEMA_VERSION`` to ``N`` (the hook's fast path checks it).
+2. Bump ``SCHEMA_VERSION`` in :mod:`branchdb.daemon.store.meta` to ``N`` (the hook's
+   fast path checks it).
 3. Write the methods once, in :class:`branchdb.daemon.store.sql_store.SqlStore`, with
    ``?`` placeholders and portable SQL: ``INSERT ... ON CONFLICT (...) DO UPDATE SET
    c = excluded.c`` (not ``INSERT OR REPLACE``), ``CASE WHEN`` (not two-argument
@@ -23,9 +24,7 @@ Adding a table to both stores
 
 from __future__ import annotations
 
-from branchdb.daemon import light
-
-SCHEMA_VERSION = light.STORE_SCHEMA_VERSION
+from branchdb.daemon.store.meta import SCHEMA_VERSION as SCHEMA_VERSION
 
 #: Dialect words substituted into the steps with ``str.format``.
 DIALECTS: dict[str, dict[str, str]] = {

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
-from branchdb.daemon.models import BranchRecord, SnapshotRecord
+from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
 from branchdb.daemon.store.base import AuditEntry
 from branchdb.daemon.store.gc_state import GcState
 
@@ -145,16 +145,18 @@ class SqlStore(GcState):
             )
 
     def delete_branch(self, project: str, branch: str) -> None:
-        """Delete the record and what hangs off it (its TTL override)."""
+        """Delete the record and everything keyed by (project, branch) with it, in
+        one transaction: its TTL override, a closed-pull-request mark, a GC mark. A
+        later database for the same branch name starts with none of them."""
         with self._write() as db:
-            db.execute(
+            for stmt in (
                 "DELETE FROM branches WHERE project = ? AND branch = ?",
-                (project, branch),
-            )
-            db.execute(
                 "DELETE FROM branch_ttl WHERE project = ? AND branch = ?",
-                (project, branch),
-            )
+                "DELETE FROM closed_branches WHERE project = ? AND branch = ?",
+                "DELETE FROM gc_marks WHERE project = ? AND kind = 'branch' "
+                "AND name = ?",
+            ):
+                db.execute(stmt, (project, branch))
 
     # ----------------------------------------------------------------- snapshots
     def list_snapshots(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from branchdb.daemon.errors import ConfigError
+from branchdb.daemon.core.errors import ConfigError
 from branchdb.daemon.store import schema
 from branchdb.daemon.store.sql_store import SqlStore
 

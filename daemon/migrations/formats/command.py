@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
-from branchdb.daemon.errors import MigrationError, redact
+from branchdb.daemon.core.errors import MigrationError, redact
+from branchdb.daemon.core.models import Applied, Migration
 from branchdb.daemon.migrations.base import Executor, MigrationFiles
-from branchdb.daemon.models import Applied, Migration
 
 TAIL_LINES = 40
 

@@ -14,15 +14,15 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from branchdb.daemon.dbsession import Executor
-from branchdb.daemon.errors import MigrationError
+from branchdb.daemon.core.dbsession import Executor
+from branchdb.daemon.core.errors import MigrationError
+from branchdb.daemon.core.models import Applied, Migration
 from branchdb.daemon.migrations.base import (
     MigrationFiles,
     read_text,
     sha256_hex,
     table_exists,
 )
-from branchdb.daemon.models import Applied, Migration
 
 JOURNAL = "meta/_journal.json"
 BREAKPOINT = "--> statement-breakpoint"

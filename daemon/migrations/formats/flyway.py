@@ -15,10 +15,10 @@ import re
 import zlib
 from typing import ClassVar
 
-from branchdb.daemon.dbsession import Executor
-from branchdb.daemon.errors import MigrationError
+from branchdb.daemon.core.dbsession import Executor
+from branchdb.daemon.core.errors import MigrationError
+from branchdb.daemon.core.models import Applied, Migration
 from branchdb.daemon.migrations.base import MigrationFiles, read_text, table_exists
-from branchdb.daemon.models import Applied, Migration
 
 TABLE = "flyway_schema_history"
 _VERSIONED = re.compile(r"^V(?P<version>\d+(?:[._]\d+)*)__(?P<desc>.*)\.sql$")

@@ -12,15 +12,15 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from branchdb.daemon.dbsession import Executor
-from branchdb.daemon.errors import MigrationError
+from branchdb.daemon.core.dbsession import Executor
+from branchdb.daemon.core.errors import MigrationError
+from branchdb.daemon.core.models import Applied, Migration
 from branchdb.daemon.migrations.base import (
     MigrationFiles,
     read_text,
     sha256_hex,
     table_exists,
 )
-from branchdb.daemon.models import Applied, Migration
 
 TABLE = "schema_migrations"
 # golang-migrate source/parse.go: ^([0-9]+)_(.*)\.(down|up)\.(.*)$

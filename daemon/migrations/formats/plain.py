@@ -11,14 +11,14 @@ import re
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from branchdb.daemon.dbsession import Executor
+from branchdb.daemon.core.dbsession import Executor
+from branchdb.daemon.core.models import Applied, Migration
 from branchdb.daemon.migrations.base import (
     MigrationFiles,
     read_text,
     sha256_hex,
     table_exists,
 )
-from branchdb.daemon.models import Applied, Migration
 
 TABLE = "_branchdb_migrations"
 NO_TRANSACTION = "-- branchdb:no-transaction"

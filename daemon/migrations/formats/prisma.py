@@ -19,7 +19,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from branchdb.daemon.errors import MigrationError
+from branchdb.daemon.core.errors import MigrationError
+from branchdb.daemon.core.models import Applied, Migration
 from branchdb.daemon.migrations.base import (
     Executor,
     MigrationFiles,
@@ -27,7 +28,6 @@ from branchdb.daemon.migrations.base import (
     sha256_hex,
     table_exists,
 )
-from branchdb.daemon.models import Applied, Migration
 
 LEDGER = "_prisma_migrations"
 _DIR = re.compile(r"^(?P<dir>[^/]+)/migration\.sql$")

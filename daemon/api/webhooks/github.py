@@ -28,10 +28,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
-from branchdb.daemon.api import webhooks_gitlab
 from branchdb.daemon.api.deps import BadRequest, DaemonDep, Unauthorized
 from branchdb.daemon.api.schemas import errors
-from branchdb.daemon.api.webhooks_core import (
+from branchdb.daemon.api.webhooks import gitlab as webhooks_gitlab
+from branchdb.daemon.api.webhooks.core import (
     FORKS_REFUSED,
     MAX_BODY,
     Action,
@@ -41,7 +41,7 @@ from branchdb.daemon.api.webhooks_core import (
     json_object,
     read_body,
 )
-from branchdb.daemon.gc import DELETED_ON_REMOTE
+from branchdb.daemon.gc.policy import DELETED_ON_REMOTE
 
 __all__ = ["MAX_BODY", "plan", "router", "signature_ok"]
 

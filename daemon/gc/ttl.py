@@ -9,23 +9,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon.config import parse_duration
-from branchdb.daemon.errors import ConfigError
+from branchdb.daemon.config.project import parse_duration
+from branchdb.daemon.core.errors import ConfigError
+from branchdb.daemon.gc.policy import effective_ttl
 
 if TYPE_CHECKING:
-    from branchdb.daemon.engine import Engine
+    from branchdb.daemon.core.context import ProjectContext
 
 
 #: The longest TTL (99999 weeks): "idle after" must stay a representable date.
 MAX_TTL = 99999 * 604800
 
 
-def set_ttl(engine: Engine, branch: str, value: str) -> dict[str, Any]:
+def set_ttl(ctx: ProjectContext, branch: str, value: str) -> dict[str, Any]:
     """Set *branch*'s TTL to *value*: a duration (``"3d"``, ``"12h"``), ``"never"``
     or ``"default"`` (back to ``branches.ttl``). Idempotent; returns
     :func:`ttl_of`. Raises NotFound (no such branch), ConfigError (bad value)."""
-    engine.get(branch)
-    store, project = engine.store, engine.project
+    ctx.get(branch)
+    store, project = ctx.store, ctx.project
     if value == "default":
         store.clear_branch_ttl(project, branch)
     elif value == "never":
@@ -39,23 +40,21 @@ def set_ttl(engine: Engine, branch: str, value: str) -> dict[str, Any]:
                 f'TTL of {branch!r}: at most 99999w; use "never" for no limit'
             )
         store.set_branch_ttl(project, branch, seconds)
-    return ttl_of(engine, branch)
+    return ttl_of(ctx, branch)
 
 
-def ttl_of(engine: Engine, branch: str) -> dict[str, Any]:
+def ttl_of(ctx: ProjectContext, branch: str) -> dict[str, Any]:
     """``{"branch", "ttl" (seconds; None: never idle), "ttl_source" ("branch" or
     "project"), "idle_after" (epoch seconds or None), "protected"}``. Raises
     NotFound."""
-    rec = engine.get(branch)
-    overrides = engine.store.branch_ttls(engine.project)
-    if branch in overrides:
-        ttl, source = overrides[branch], "branch"
-    else:
-        ttl, source = engine.config.branches.ttl, "project"
+    rec = ctx.get(branch)
+    ttl, source = effective_ttl(
+        branch, ctx.config.branches.ttl, ctx.store.branch_ttls(ctx.project)
+    )
     return {
         "branch": branch,
         "ttl": ttl,
         "ttl_source": source,
         "idle_after": None if ttl is None else rec.last_used_at + ttl,
-        "protected": engine.is_protected(branch),
+        "protected": ctx.is_protected(branch),
     }

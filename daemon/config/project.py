@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from branchdb.daemon import light
-from branchdb.daemon.errors import ConfigError
+from branchdb.daemon.config import locate
+from branchdb.daemon.core.errors import ConfigError
 
-CONFIG_NAME = light.CONFIG_NAME
-DEFAULT_DATA_DIR = light.DEFAULT_DATA_DIR
+CONFIG_NAME = locate.CONFIG_NAME
+DEFAULT_DATA_DIR = locate.DEFAULT_DATA_DIR
 BACKENDS = ("libsql", "postgres")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
@@ -154,7 +154,7 @@ def _snapshots(raw: Mapping[str, Any], where: str) -> SnapshotsSection:
             continue
         if not isinstance(body, dict):
             raise _unknown(f"snapshots.{name}", ["keep", "<name>"], where)
-        from branchdb.daemon.naming import snapshot_key
+        from branchdb.daemon.core.naming import snapshot_key
 
         try:
             snapshot_key(name)
@@ -222,7 +222,7 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
     b = raw.get("branches", {})
     s = raw.get("server", {})
 
-    name = light.project_name(dict(raw), str(root))
+    name = locate.project_name(dict(raw), str(root))
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", name):
         raise ConfigError(
             f"{where}: project.name {name!r} must be 1-63 characters of letters, "
@@ -257,7 +257,7 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
         raise ConfigError(f"{where}: branches.protected must be a list of glob strings")
     snapshot = d.get("from")
     if snapshot is not None:
-        from branchdb.daemon.naming import snapshot_key
+        from branchdb.daemon.core.naming import snapshot_key
 
         try:
             snapshot_key(snapshot.split("@")[0])
@@ -305,14 +305,15 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
 
 def find_config(start: Path) -> Path | None:
     """Walk up from *start* to the file-system root looking for branchdb.toml."""
-    found = light.find_config(str(start))
+    found = locate.find_config(str(start))
     return None if found is None else Path(found)
 
 
 def load(path: Path | None = None, cwd: Path | None = None) -> Config:
     """Load the configuration: *path*, else ``$BRANCHDB_CONFIG``, else the search.
 
-    The parse of a file that validated is cached (see :mod:`branchdb.daemon.light`).
+    The parse of a file that validated is cached (see
+    :mod:`branchdb.daemon.config.locate`).
     """
     if path is None and os.environ.get("BRANCHDB_CONFIG"):
         path = Path(os.environ["BRANCHDB_CONFIG"])
@@ -326,8 +327,8 @@ def load(path: Path | None = None, cwd: Path | None = None) -> Config:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     path = path.resolve()
-    file_stamp = light.stamp(str(path))
-    raw = light.cached_config(str(path), file_stamp)
+    file_stamp = locate.stamp(str(path))
+    raw = locate.cached_config(str(path), file_stamp)
     if raw is not None:
         return from_mapping(raw, path.parent, path)
     import tomllib
@@ -339,5 +340,5 @@ def load(path: Path | None = None, cwd: Path | None = None) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     config = from_mapping(raw, path.parent, path)
-    light.store_config_cache(str(path), file_stamp, raw)
+    locate.store_config_cache(str(path), file_stamp, raw)
     return config

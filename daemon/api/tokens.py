@@ -15,7 +15,7 @@ import secrets
 import time
 from typing import Any, NamedTuple
 
-from branchdb.daemon.errors import Refused
+from branchdb.daemon.core.errors import Refused
 from branchdb.daemon.store.base import Store
 
 PREFIX = "bdb_"

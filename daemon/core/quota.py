@@ -14,106 +14,97 @@ concurrent creates cannot pass the limit together. Garbage collection's
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from branchdb.daemon.errors import QuotaExceeded, Refused
+from branchdb.daemon.core.errors import QuotaExceeded, Refused
 
 if TYPE_CHECKING:
-    from branchdb.daemon.engine import Engine, Progress
-    from branchdb.daemon.models import BranchRecord
+    from branchdb.daemon.core.context import Progress, ProjectContext
+    from branchdb.daemon.core.models import BranchRecord
 
 log = logging.getLogger("branchdb.gc")
 
 
 @contextmanager
-def admission(engine: Engine, branch: str, progress: Progress) -> Iterator[list[str]]:
+def admission(
+    ctx: ProjectContext, branch: str, progress: Progress
+) -> Iterator[list[str]]:
     """Make room for *branch*'s database, then hold the quota lock while the
     caller records it; yields the branches evicted. No-op without
     ``max_branches``. Raises QuotaExceeded."""
-    limit = engine.config.branches.max_branches
+    limit = ctx.config.branches.max_branches
     evicted: list[str] = []
     if limit is None:
         yield evicted
         return
-    locks = engine.config.data_dir / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    fd = os.open(locks / "_quota.lock", os.O_CREAT | os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with (
+        ctx.file_lock("_quota"),
         # Replicas sharing a state store count the same records: hold its lock too.
-        with engine.store.lock(
-            f"quota\0{engine.project}", label=f"{engine.project} (quota)"
-        ):
-            others = [r for r in engine.list_branches() if r.branch != branch]
-            if len(others) >= limit:
-                _make_room(engine, branch, others, limit, progress, evicted)
-            yield evicted
-    finally:
-        os.close(fd)
+        ctx.store.lock(f"quota\0{ctx.project}", label=f"{ctx.project} (quota)"),
+    ):
+        others = [r for r in ctx.list_branches() if r.branch != branch]
+        if len(others) >= limit:
+            _make_room(ctx, branch, others, limit, progress, evicted)
+        yield evicted
 
 
 def _make_room(
-    engine: Engine,
+    ctx: ProjectContext,
     branch: str,
     others: list[BranchRecord],
     limit: int,
     progress: Progress,
     evicted: list[str],
 ) -> None:
-    b = engine.config.branches
+    b = ctx.config.branches
     over = len(others) - limit + 1
     if b.on_limit != "evict":
         raise QuotaExceeded(
-            f"project {engine.project!r} is at its limit of {limit} branch "
+            f"project {ctx.project!r} is at its limit of {limit} branch "
             f"databases (branches.max_branches); delete one (`branchdb down "
             f'BRANCH`, `branchdb gc`) or set branches.on_limit = "evict"'
         )
     victims = sorted(
-        (
-            r
-            for r in others
-            if r.status == "ready" and not engine.is_protected(r.branch)
-        ),
+        (r for r in others if r.status == "ready" and not ctx.is_protected(r.branch)),
         key=lambda r: r.last_used_at,
     )
     for rec in victims:
         if over == 0:
             break
-        if _evict(engine, rec, branch, limit, progress):
+        if _evict(ctx, rec, branch, limit, progress):
             evicted.append(rec.branch)
             over -= 1
     if over > 0:
         raise QuotaExceeded(
-            f"project {engine.project!r} is at its limit of {limit} branch "
+            f"project {ctx.project!r} is at its limit of {limit} branch "
             "databases (branches.max_branches) and none can be evicted (protected "
             "or busy); delete one with `branchdb down BRANCH`"
         )
 
 
 def _evict(
-    engine: Engine, rec: BranchRecord, for_branch: str, limit: int, progress: Progress
+    ctx: ProjectContext,
+    rec: BranchRecord,
+    for_branch: str,
+    limit: int,
+    progress: Progress,
 ) -> bool:
-    from branchdb.daemon import gc
-
     try:
-        with engine.lock(rec.branch, timeout=0):
-            now = engine.store.get_branch(engine.project, rec.branch)
+        with ctx.lock(rec.branch, timeout=0):
+            now = ctx.store.get_branch(ctx.project, rec.branch)
             if now is None or now.database != rec.database:
                 return True  # gone meanwhile: room made all the same
-            backend = engine.backend
-            there = backend.exists(rec.database)
-            size = backend.size_bytes(rec.database) if there else 0
-            backend.drop(rec.database, now.info)
-            engine.store.delete_branch(engine.project, rec.branch)
-            engine.store.clear_closed(engine.project, rec.branch)
+            size = ctx.drop_branch(
+                now,
+                detail=f"evicted (least recently used) to create {for_branch!r} "
+                f"within max_branches={limit}",
+                count_as="evicted",
+            )
     except Refused:
         return False  # busy: try the next least recently used
-    gc.count_deletion(engine, "evicted", size)
     log.info(
         "evicted database %s of branch %r (reason=evicted: least recently used, "
         "to create %r within max_branches=%d), freed %d bytes",

@@ -14,9 +14,9 @@ import re
 import subprocess
 from pathlib import Path
 
-from branchdb.daemon import light
-from branchdb.daemon.config import Config
-from branchdb.daemon.errors import ConfigError, GitError
+from branchdb.daemon.config.project import Config
+from branchdb.daemon.core.errors import ConfigError, GitError
+from branchdb.daemon.migrations import files as migration_files
 
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 # Branches and pull/merge request heads (GitHub's refs/pull/N/head and GitLab's
@@ -159,8 +159,10 @@ def migrations_at(
                 "migrations.dir must be inside the repository for webhook flows"
             )
         return GitTreeFiles(mirror.path, sha, join(project_subdir, rel))
-    for rel in light.MIGRATION_DIRS:
+    for rel in migration_files.MIGRATION_DIRS:
         files = GitTreeFiles(mirror.path, sha, join(project_subdir, rel))
         if files.exists():
             return files
-    return GitTreeFiles(mirror.path, sha, join(project_subdir, light.MIGRATION_DIRS[0]))
+    return GitTreeFiles(
+        mirror.path, sha, join(project_subdir, migration_files.MIGRATION_DIRS[0])
+    )

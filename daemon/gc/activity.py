@@ -1,12 +1,13 @@
 """Real connections count as use: activity sampled from a database server.
 
-A backend that can see its databases' traffic offers ``activity()`` (the postgres
+A backend that can see its databases' traffic declares ``samples_activity`` and
+offers ``activity()`` (the postgres
 backend: ``pg_stat_database``), mapping each of its databases to ``(transactions
 so far, sessions open now)``. :func:`refresh` compares that with the previous
 sample kept in the state store: a database with an open session, or whose
 transaction count changed since the last sample, was used — its branch's
 ``last_used_at`` moves to the sample time. The first sample of a database only
-sets the baseline. Backends without ``activity`` (libsql files) are skipped: for
+sets the baseline. Backends without it (libsql files) are skipped: for
 them "used" means ``up``, ``url``, ``env`` and API reads.
 
 Sampling happens at every GC plan (``branchdb gc``, ``--dry-run``, the daemon's
@@ -20,25 +21,24 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from branchdb.daemon.models import BranchRecord
+from branchdb.daemon.core.models import BranchRecord
 
 if TYPE_CHECKING:
-    from branchdb.daemon.engine import Engine
+    from branchdb.daemon.core.context import ProjectContext
 
 log = logging.getLogger("branchdb.gc")
 
 
-def refresh(engine: Engine, records: list[BranchRecord], now: float) -> list[str]:
+def refresh(ctx: ProjectContext, records: list[BranchRecord], now: float) -> list[str]:
     """Sample the server, record the sample, refresh last-used of used branches.
 
     Updates ``last_used_at`` in *records* too. Returns the branches seen used.
     Writes only to the state store; never touches a database.
     """
-    sample = getattr(engine.backend, "activity", None)
-    if sample is None or not records:
+    if not ctx.backend.samples_activity or not records:
         return []
-    seen: dict[str, tuple[int, int]] = sample()
-    before = engine.store.activity_samples(engine.project)
+    seen = ctx.backend.activity()
+    before = ctx.store.activity_samples(ctx.project)
     by_db = {r.database: r for r in records}
     used: dict[str, float] = {}
     for database, (xacts, sessions) in seen.items():
@@ -57,19 +57,18 @@ def refresh(engine: Engine, records: list[BranchRecord], now: float) -> list[str
                 "new" if previous is None else xacts - previous,
             )
     samples = {d: x for d, (x, _) in seen.items() if d in by_db}
-    engine.store.record_activity(engine.project, samples, used, now)
+    ctx.store.record_activity(ctx.project, samples, used, now)
     return sorted(used)
 
 
-def in_use(engine: Engine, database: str) -> bool:
+def in_use(ctx: ProjectContext, database: str) -> bool:
     """True when *database* has a session open right now, or ran transactions
     since the last sample (server backends; the last look before a drop)."""
-    sample = getattr(engine.backend, "activity", None)
-    if sample is None:
+    if not ctx.backend.samples_activity:
         return False
-    seen: dict[str, tuple[int, int]] = sample([database])
+    seen = ctx.backend.activity([database])
     if database not in seen:
         return False
     xacts, sessions = seen[database]
-    before = engine.store.activity_samples(engine.project).get(database)
+    before = ctx.store.activity_samples(ctx.project).get(database)
     return sessions > 0 or (before is not None and before != xacts)

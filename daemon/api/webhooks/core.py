@@ -4,8 +4,8 @@ A provider module turns its event into an :class:`Action` (or a reason to ignore
 :func:`accept` then claims the delivery id (a redelivery is answered 200 and not acted
 on twice) and runs the action as a background job keyed by branch, so deliveries for
 one branch are applied in arrival order. After the job's provisioning, the URL is
-published (:mod:`branchdb.daemon.publish`) by a second job: publishing is slow and may
-fail, and neither delays nor fails the provisioning it reports on.
+published (:mod:`branchdb.daemon.api.publish`) by a second job: publishing is slow
+and may fail, and neither delays nor fails the provisioning it reports on.
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from branchdb.daemon import git_tree, publish, views
-from branchdb.daemon.api import uploads
+from branchdb.daemon import views
+from branchdb.daemon.api import publish, uploads
 from branchdb.daemon.api.deps import (
     BadRequest,
     Daemon,
     ProjectRuntime,
 )
-from branchdb.daemon.audit import acting
-from branchdb.daemon.errors import BranchdbError, ConfigError, redact
+from branchdb.daemon.core.audit import acting
+from branchdb.daemon.core.errors import BranchdbError, ConfigError, redact
+from branchdb.daemon.vcs import tree as git_tree
 
 log = logging.getLogger("branchdb.api")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from branchdb.daemon import light
-from branchdb.daemon.errors import GitError
+from branchdb.daemon.core.errors import GitError
+from branchdb.daemon.vcs import head as git_head
 
 if TYPE_CHECKING:
     import subprocess
@@ -29,7 +29,7 @@ def current_branch(cwd: Path) -> str:
     Reads ``HEAD`` directly when it can (the hook path: no git process), and asks
     git otherwise. Raises GitError outside a repository or on a detached HEAD.
     """
-    head = light.read_head(str(cwd))
+    head = git_head.read_head(str(cwd))
     if head is not None:
         kind, value = head
         if kind == "branch":
@@ -55,13 +55,6 @@ def hooks_dir(cwd: Path) -> Path:
     if r.returncode != 0:
         raise GitError(f"{cwd} is not inside a git repository")
     return Path(r.stdout.strip())
-
-
-def validate_branch_name(name: str) -> str:
-    """Refuse names git itself could never have (empty, NUL, control characters)."""
-    if not light.valid_branch_name(name):
-        raise GitError(f"invalid branch name {name!r}")
-    return name
 
 
 class BranchFacts:

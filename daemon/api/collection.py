@@ -25,7 +25,9 @@ from branchdb.daemon.api.deps import (
     ReadToken,
 )
 from branchdb.daemon.api.schemas import errors
-from branchdb.daemon.audit import acting
+from branchdb.daemon.core.audit import acting
+from branchdb.daemon.gc.collector import collect
+from branchdb.daemon.gc.ttl import set_ttl
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["gc"])
 
@@ -36,7 +38,7 @@ router = APIRouter(prefix="/v1/projects/{project}", tags=["gc"])
     responses=errors(401, 403, 404),
 )
 async def gc_plan(token: ReadToken, project: ProjectDep) -> dict[str, Any]:
-    report = await run_in_threadpool(lambda: project.engine().gc(dry_run=True))
+    report = await run_in_threadpool(lambda: collect(project.engine(), dry_run=True))
     return views.gc_dict(report, dry_run=True)
 
 
@@ -52,7 +54,7 @@ async def gc_run(
 ) -> dict[str, Any]:
     def work() -> Any:
         with acting(f"token:{token.id}", "POST /gc"):
-            return project.engine().gc(dry_run=dry_run)
+            return collect(project.engine(), dry_run=dry_run)
 
     report = await run_in_threadpool(work)
     return views.gc_dict(report, dry_run=dry_run)
@@ -61,7 +63,7 @@ async def gc_run(
 class TtlBody(BaseModel):
     ttl: str = Field(
         max_length=32,
-        # What gc_ttl.set_ttl accepts: 1 to 99999 of a unit (at most 99999w).
+        # What gc.ttl.set_ttl accepts: 1 to 99999 of a unit (at most 99999w).
         pattern=r"^(never|default|\s*0*[1-9][0-9]{0,4}\s*[smhdw]\s*)$",
         description='a duration ("3d", "12h", "90m"), "never" (not collected for '
         'being idle) or "default" (back to the project\'s branches.ttl)',
@@ -78,5 +80,5 @@ class TtlBody(BaseModel):
 async def put_ttl(
     token: CiToken, project: ProjectDep, branch: BranchDep, body: TtlBody
 ) -> dict[str, Any]:
-    info = await run_in_threadpool(lambda: project.engine().set_ttl(branch, body.ttl))
+    info = await run_in_threadpool(lambda: set_ttl(project.engine(), branch, body.ttl))
     return views.ttl_dict(info)

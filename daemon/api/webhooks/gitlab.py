@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 
 from branchdb.daemon.api.deps import BadRequest, DaemonDep, Unauthorized
 from branchdb.daemon.api.schemas import errors
-from branchdb.daemon.api.webhooks_core import (
+from branchdb.daemon.api.webhooks.core import (
     FORKS_REFUSED,
     Action,
     accept,

@@ -16,7 +16,7 @@ A TOML file (``branchdb serve --config daemon.toml`` or ``$BRANCHDB_DAEMON_CONFI
     allow_forks = false
     gitlab_secret = "..."           # or $BRANCHDB_GITLAB_SECRET_SHOP (X-Gitlab-Token)
 
-    [projects.publish]              # optional; see branchdb.daemon.publish
+    [projects.publish]              # optional; see branchdb.daemon.api.publish
     github = ["deployment"]         # any of deployment, status, comment
     callback_url = "https://previews.example.com/branchdb"
 
@@ -42,11 +42,11 @@ import subprocess
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from branchdb.daemon import config as project_config
-from branchdb.daemon import publish
-from branchdb.daemon.config import Config
-from branchdb.daemon.errors import ConfigError
-from branchdb.daemon.publish import PublishSettings
+from branchdb.daemon.api import publish
+from branchdb.daemon.api.publish import PublishSettings
+from branchdb.daemon.config import project as project_config
+from branchdb.daemon.config.project import Config
+from branchdb.daemon.core.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765

@@ -6,40 +6,30 @@ plain data. Mutating methods take a per-branch lock (an ``flock`` on a file unde
 data directory, plus the state store's lock when the store is shared by replicas), so
 two ``branchdb up`` for one branch end with one database. Every create, reset, delete,
 migrate and snapshot create/delete is written to the audit log, attributed to the
-actor of :mod:`branchdb.daemon.audit`.
+actor of :mod:`branchdb.daemon.core.audit`.
 """
 
 from __future__ import annotations
 
-import fcntl
-import fnmatch
 import os
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from branchdb.daemon import audit, light, naming
-from branchdb.daemon.config import Config
-from branchdb.daemon.errors import (
+from branchdb.daemon.backends import STAT_EXISTS
+from branchdb.daemon.core import branchname, naming, quota
+from branchdb.daemon.core.context import Progress, ProjectContext, no_progress
+from branchdb.daemon.core.errors import (
     ConfigError,
     MigrationDrift,
     NotFound,
     Refused,
     redact,
 )
-from branchdb.daemon.git_repo import validate_branch_name
+from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
 from branchdb.daemon.migrations import project as project_migrations
 from branchdb.daemon.migrations.base import MigrationFiles
-from branchdb.daemon.models import BranchRecord, SnapshotRecord
-from branchdb.daemon.store.base import AuditEntry, Store
 
-if TYPE_CHECKING:
-    from branchdb.daemon.backends.base import Backend
-    from branchdb.daemon.gc import GcReport
-
-Progress = Callable[[str], None]
+__all__ = ["Engine", "MigrateResult", "Progress", "UpResult"]
 
 
 class UpResult:
@@ -77,114 +67,13 @@ class MigrateResult:
         self.dry_run = dry_run
 
 
-def _noop(_: str) -> None:
-    pass
-
-
-class Engine:
-    """Branch databases of one project (one ``branchdb.toml``)."""
-
-    def __init__(
-        self,
-        config: Config,
-        *,
-        store: Store | None = None,
-        backend: Backend | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.config = config
-        self.project = config.project.name
-        self._store = store
-        self._backend = backend
-        self.clock = clock
-
-    # ------------------------------------------------------------------ parts
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            from branchdb.daemon.store.sqlite_store import SqliteStore
-
-            self._store = SqliteStore(self.config.data_dir / light.STATE_FILE)
-        return self._store
-
-    def audit(self, action: str, branch: str, detail: str = "") -> None:
-        """Append an audit entry for *action* by the current actor (see audit)."""
-        actor = audit.current()
-        self.store.add_audit(
-            AuditEntry(
-                self.clock(), self.project, branch, action, actor.who, actor.why, detail
-            )
-        )
-
-    def audit_log(
-        self, *, branch: str | None = None, action: str | None = None, limit: int = 100
-    ) -> list[AuditEntry]:
-        """This project's audit entries, newest first. Read-only."""
-        return self.store.list_audit(
-            self.project, branch=branch, action=action, limit=limit
-        )
-
-    @property
-    def backend(self) -> Backend:
-        if self._backend is None:
-            from branchdb.daemon.backends import get_backend
-
-            self._backend = get_backend(self.config, store_id=self.store.store_id)
-        return self._backend
+class Engine(ProjectContext):
+    """Branch databases of one project (one ``branchdb.toml``): the branch verbs over
+    a :class:`~.context.ProjectContext`."""
 
     def database_name(self, branch: str) -> str:
-        if self.config.database.backend == "postgres":
-            return naming.pg_database(self.project, branch)
-        return f"{naming.PREFIX}-{naming.branch_key(branch)}"
-
-    def is_protected(self, branch: str) -> bool:
-        return any(
-            fnmatch.fnmatchcase(branch, p) for p in self.config.branches.protected
-        )
-
-    @contextmanager
-    def lock(
-        self, branch: str, *, timeout: float | None = None, progress: Progress = _noop
-    ) -> Iterator[None]:
-        """Hold the per-branch lock; raise Refused after *timeout* seconds.
-
-        The lock is a file lock on this host and, with a shared state store, the
-        store's lock too (other replicas), taken in that order.
-        """
-        locks = self.config.data_dir / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        fd = os.open(
-            locks / f"{naming.branch_key(branch)}.lock", os.O_CREAT | os.O_RDWR
-        )
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                progress(f"waiting for another branchdb working on {branch!r}")
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if deadline is not None and time.monotonic() > deadline:
-                            raise Refused(
-                                f"another branchdb is still working on {branch!r}; "
-                                "try again in a moment"
-                            ) from None
-                        time.sleep(0.05)
-            label = f"{self.project}/{branch.replace(chr(0), ' ')}"
-            with self.store.lock(
-                f"branch\0{self.project}\0{branch}",
-                label=label,
-                timeout=timeout,
-                on_wait=lambda: progress(
-                    f"waiting for another replica working on {branch!r}"
-                ),
-            ):
-                yield
-        finally:
-            os.close(fd)
+        """The database name *branch* gets on this project's backend."""
+        return self.backend.database_name(branch)
 
     # ------------------------------------------------------------- migrations
     def migration_source(
@@ -228,7 +117,7 @@ class Engine:
         from_snapshot: str | None = None,
         reset_on_drift: bool | None = None,
         lock_timeout: float | None = None,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
         files: MigrationFiles | None = None,
     ) -> UpResult:
         """Make sure *branch* has a database with all its migrations applied.
@@ -242,7 +131,7 @@ class Engine:
         failing migration rolled back, the database still usable), MigrationEdited,
         MigrationDrift (unless *reset_on_drift*).
         """
-        validate_branch_name(branch)
+        branchname.validate(branch)
         if fresh and from_snapshot:
             raise Refused("choose one of --fresh and --from")
         fp = self.fingerprint(files)
@@ -320,7 +209,7 @@ class Engine:
         # Only backends whose existence check is a stat() are asked on the fast
         # path; a server round-trip (or just importing psycopg, ~120 ms) would cost
         # more than the hook's whole budget.
-        if self.config.database.backend in light.STAT_EXISTS:
+        if self.config.database.backend in STAT_EXISTS:
             return self.backend.exists(rec.database)
         return True
 
@@ -355,8 +244,6 @@ class Engine:
             last_used_at=now,
             info=old.info if old else {},
         )
-        from branchdb.daemon import quota
-
         with quota.admission(self, branch, progress) as evicted:
             if self.backend.exists(database):
                 # A database with our marker but no ready record: a crash between
@@ -413,15 +300,6 @@ class Engine:
         return [m.name for m in done]
 
     # ------------------------------------------------------- other verbs
-    def get(self, branch: str) -> BranchRecord:
-        rec = self.store.get_branch(self.project, branch)
-        if rec is None:
-            raise NotFound(
-                f"branch {branch!r} has no database; "
-                f"create it with `branchdb up {branch}`"
-            )
-        return rec
-
     def url(self, branch: str) -> str:
         """The branch's connection URL; counts as a use (refreshes last-used)."""
         return self.use(branch).url
@@ -446,15 +324,12 @@ class Engine:
         """Forget a closed mark of *branch* (the pull request was reopened)."""
         self.store.clear_closed(self.project, branch)
 
-    def list_branches(self) -> list[BranchRecord]:
-        return self.store.list_branches(self.project)
-
     def migrate(
         self,
         branch: str,
         *,
         dry_run: bool = False,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
         files: MigrationFiles | None = None,
     ) -> MigrateResult:
         """Apply the branch's pending migrations (or list them with *dry_run*).
@@ -494,7 +369,6 @@ class Engine:
         out["size_bytes"] = (
             self.backend.size_bytes(rec.database) if out["exists"] else 0
         )
-        out["ttl"] = self.ttl_of(branch)
         out["pending"] = []
         out["problem"] = None
         if out["exists"]:
@@ -510,7 +384,7 @@ class Engine:
         *,
         fresh: bool = False,
         from_snapshot: str | None = None,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
         files: MigrationFiles | None = None,
     ) -> UpResult:
         """Recreate *branch*'s database from its source and re-apply migrations.
@@ -566,8 +440,10 @@ class Engine:
     def down(self, branch: str, *, force: bool = False) -> BranchRecord:
         """Drop *branch*'s database and forget it. Protected branches need *force*.
 
-        Raises Refused, keeping the record, when the database still exists (the
-        backend could not prove it is branchdb's, or another store made it).
+        Every record keyed by the branch goes with it (a later database of the
+        same name starts clean). Raises NotFound, Refused (also when the database
+        is still there, not provably branchdb's or made by another state store:
+        the record is then kept).
         """
         if self.is_protected(branch) and not force:
             raise Refused(
@@ -575,14 +451,7 @@ class Engine:
             )
         with self.lock(branch):
             rec = self.get(branch)
-            self.backend.drop(rec.database, rec.info)  # Refused: not provably ours
-            if self.backend.exists(rec.database):
-                raise Refused(
-                    f"database {rec.database} still exists after the drop; the "
-                    f"record of {branch!r} is kept"
-                )
-            self.store.delete_branch(self.project, branch)
-            self.audit("delete", branch, f"dropped {rec.database}")
+            self.drop_branch(rec, detail=f"dropped {rec.database}")
         return rec
 
     # -------------------------------------------------------------- snapshots
@@ -593,7 +462,7 @@ class Engine:
         *,
         rules_path: str | None = None,
         allow_unreviewed: bool = False,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> SnapshotRecord:
         """Copy *source* (only read) into version N+1 of snapshot *name*.
 
@@ -642,7 +511,7 @@ class Engine:
             )
 
     def snapshot_refresh(
-        self, name: str, *, progress: Progress = _noop
+        self, name: str, *, progress: Progress = no_progress
     ) -> SnapshotRecord:
         """Rebuild snapshot *name* from its ``[snapshots.NAME]`` definition."""
         d = self.config.snapshots.definitions.get(name)
@@ -708,48 +577,3 @@ class Engine:
             self.store.delete_snapshot(self.project, s.name, s.version)
             self.audit("snapshot.delete", "", s.ref)
         return snaps
-
-    # --------------------------------------------------------------------- gc
-    def gc(self, *, dry_run: bool, progress: Progress = _noop) -> GcReport:
-        """Plan garbage collection and, unless *dry_run*, act on it.
-
-        A run marks newly collectable databases and deletes those marked at least
-        ``branches.grace`` ago and unused since. A dry run marks and deletes
-        nothing (it does record the server activity sample, see gc_activity). Safe to
-        interrupt and re-run: each deletion is one branch, under that branch's lock.
-        See :mod:`branchdb.daemon.gc`.
-
-        A real run is the project's only collector among every user of the state
-        store (replicas sharing a PostgreSQL store): if another runs, raises Refused
-        ("another collector is running") and changes nothing.
-        """
-        from branchdb.daemon import gc
-
-        if dry_run:
-            return gc.run(self, dry_run=True, progress=progress)
-        with self.store.leader(f"gc\0{self.project}") as leading:
-            if not leading:
-                raise Refused(
-                    f"another collector is running for project {self.project!r}; "
-                    "this run was skipped"
-                )
-            return gc.run(self, dry_run=False, progress=progress)
-
-    def gc_totals(self) -> dict[str, Any]:
-        """Persistent GC counters of this project (see :func:`gc.totals`)."""
-        from branchdb.daemon import gc
-
-        return gc.totals(self)
-
-    def set_ttl(self, branch: str, value: str) -> dict[str, Any]:
-        """Override *branch*'s idle TTL: a duration (``"3d"``), ``"never"`` or
-        ``"default"``. Idempotent. See :func:`gc_ttl.set_ttl`."""
-        from branchdb.daemon import gc_ttl
-
-        return gc_ttl.set_ttl(self, branch, value)
-
-    def ttl_of(self, branch: str) -> dict[str, Any]:
-        """*branch*'s effective idle TTL. See :func:`gc_ttl.ttl_of`."""
-        from branchdb.daemon import gc_ttl
-
-        return gc_ttl.ttl_of(self, branch)

@@ -10,8 +10,9 @@ in the daemon config, read by :func:`parse`):
   marker and edited in place on later events, never duplicated. When the branch is
   closed, the environment's newest deployment gets an ``inactive`` status. GitHub
   never sees a password: it gets the connection URL with the password replaced by
-  ``***`` (:func:`~branchdb.daemon.errors.redact`), or with ``link = "api"`` a link to
-  the daemon's branch route (``daemon_url``), which hands the real URL to a read token.
+  ``***`` (:func:`~branchdb.daemon.core.errors.redact`), or with ``link = "api"`` a
+  link to the daemon's branch route (``daemon_url``), which hands the real URL to a
+  read token.
 - **Callback** (``callback_url``): a POST of ``{project, branch, sha, url, status,
   timestamp}`` with the *full* URL, signed like GitHub signs webhooks:
   ``X-Branchdb-Signature-256: sha256=HMAC-SHA256(callback_secret, body)``, plus
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
-from branchdb.daemon.errors import ConfigError, redact
+from branchdb.daemon.core.errors import ConfigError, redact
 
 if TYPE_CHECKING:
     import httpx

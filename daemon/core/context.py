@@ -1,0 +1,252 @@
+"""One project's parts and what every layer does alike: lock, audit, delete.
+
+:class:`ProjectContext` holds what the engine, garbage collection, the quota and crash
+recovery all need — the configuration, the state store, the backend, the clock — and
+the three things they must do the same way:
+
+- **lock** a branch (an ``flock`` on this host, then the state store's lock for
+  replicas sharing it), see :meth:`ProjectContext.lock`;
+- **audit** a change, attributed to the actor of :mod:`.audit`;
+- **delete** a branch database, see :meth:`ProjectContext.drop_branch`: every path
+  that deletes one (``down``, garbage collection, quota eviction, recovery) goes
+  through it, so each one drops the database, forgets every record keyed by the
+  branch in one store transaction, writes an audit row and, when asked, counts it.
+
+The engine (:mod:`.engine`) extends the context with the branch verbs; garbage
+collection (:mod:`branchdb.daemon.gc`) sits above and takes a context, never the
+engine's internals.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from branchdb.daemon.core import audit, branchname
+from branchdb.daemon.core.errors import NotFound, Refused
+from branchdb.daemon.core.models import BranchRecord
+from branchdb.daemon.store.base import AuditEntry
+from branchdb.daemon.store.meta import STATE_FILE
+
+if TYPE_CHECKING:
+    from branchdb.daemon.backends.base import Backend
+    from branchdb.daemon.config.project import Config
+    from branchdb.daemon.store.base import Store
+
+Progress = Callable[[str], None]
+log = logging.getLogger("branchdb.gc")
+
+
+def no_progress(_: str) -> None:
+    """A :data:`Progress` callback that reports nothing."""
+
+
+class ProjectContext:
+    """The parts of one project (one ``branchdb.toml``). Store and backend are built
+    on first use (the hook's fast path needs neither)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        store: Store | None = None,
+        backend: Backend | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.project = config.project.name
+        self._store = store
+        self._backend = backend
+        self.clock = clock
+
+    # ------------------------------------------------------------------ parts
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            from branchdb.daemon.store.sqlite_store import SqliteStore
+
+            self._store = SqliteStore(self.config.data_dir / STATE_FILE)
+        return self._store
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            from branchdb.daemon.backends import get_backend
+
+            self._backend = get_backend(self.config, store_id=self.store.store_id)
+        return self._backend
+
+    def is_protected(self, branch: str) -> bool:
+        """True if *branch* matches ``branches.protected`` (never collected)."""
+        return branchname.is_protected(branch, self.config.branches.protected)
+
+    def get(self, branch: str) -> BranchRecord:
+        """*branch*'s record. Raises NotFound."""
+        rec = self.store.get_branch(self.project, branch)
+        if rec is None:
+            raise NotFound(
+                f"branch {branch!r} has no database; "
+                f"create it with `branchdb up {branch}`"
+            )
+        return rec
+
+    def list_branches(self) -> list[BranchRecord]:
+        return self.store.list_branches(self.project)
+
+    # ------------------------------------------------------------------ audit
+    def audit(self, action: str, branch: str, detail: str = "") -> None:
+        """Append an audit entry for *action* by the current actor (see audit)."""
+        actor = audit.current()
+        self.store.add_audit(
+            AuditEntry(
+                self.clock(), self.project, branch, action, actor.who, actor.why, detail
+            )
+        )
+
+    def audit_log(
+        self, *, branch: str | None = None, action: str | None = None, limit: int = 100
+    ) -> list[AuditEntry]:
+        """This project's audit entries, newest first. Read-only."""
+        return self.store.list_audit(
+            self.project, branch=branch, action=action, limit=limit
+        )
+
+    # ------------------------------------------------------------------ locks
+    @contextmanager
+    def file_lock(
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,
+        on_wait: Callable[[], None] | None = None,
+        busy: str = "",
+    ) -> Iterator[None]:
+        """Hold ``locks/<name>.lock`` under the data directory (this host only).
+
+        Waits, calling *on_wait* once; raises Refused(*busy*) after *timeout* s.
+        """
+        locks = self.config.data_dir / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        fd = os.open(locks / f"{name}.lock", os.O_CREAT | os.O_RDWR)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if deadline is not None and time.monotonic() > deadline:
+                            raise Refused(busy or f"{name} is busy") from None
+                        time.sleep(0.05)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def lock(
+        self,
+        branch: str,
+        *,
+        timeout: float | None = None,
+        progress: Progress = no_progress,
+    ) -> Iterator[None]:
+        """Hold the per-branch lock; raise Refused after *timeout* seconds.
+
+        The lock is a file lock on this host and, with a shared state store, the
+        store's lock too (other replicas), taken in that order.
+        """
+        from branchdb.daemon.core import naming
+
+        with (
+            self.file_lock(
+                naming.branch_key(branch),
+                timeout=timeout,
+                on_wait=lambda: progress(
+                    f"waiting for another branchdb working on {branch!r}"
+                ),
+                busy=f"another branchdb is still working on {branch!r}; "
+                "try again in a moment",
+            ),
+            self.store.lock(
+                f"branch\0{self.project}\0{branch}",
+                label=f"{self.project}/{branch.replace(chr(0), ' ')}",
+                timeout=timeout,
+                on_wait=lambda: progress(
+                    f"waiting for another replica working on {branch!r}"
+                ),
+            ),
+        ):
+            yield
+
+    # ----------------------------------------------------------------- delete
+    def drop_branch(
+        self, rec: BranchRecord, *, detail: str, count_as: str | None = None
+    ) -> int:
+        """Drop *rec*'s database and forget the branch; the one way to delete one.
+
+        The caller holds the branch's lock and has re-read *rec* under it. Drops the
+        database (idempotent: a database already gone is fine), deletes every record
+        keyed by (project, branch) in one store transaction (the branch, its TTL,
+        closed-pull-request and GC marks), writes a ``delete`` audit row with
+        *detail*, and with *count_as* adds the deletion to the persistent GC
+        counters under that reason. Returns the bytes freed (0 if already gone).
+        Raises what the backend raises (Refused for a database it cannot prove is
+        branchdb's); then nothing is forgotten, nor while the database still exists.
+        """
+        backend = self.backend
+        size = backend.size_bytes(rec.database) if backend.exists(rec.database) else 0
+        backend.drop(rec.database, rec.info)
+        if backend.exists(rec.database):  # a delete that dropped nothing
+            raise Refused(
+                f"database {rec.database} still exists after the drop; the record "
+                f"of {rec.branch!r} is kept"
+            )
+        self.store.delete_branch(self.project, rec.branch)
+        self.audit("delete", rec.branch, detail)
+        if count_as is not None:
+            self.count_deletion(count_as, size)
+        log.debug(
+            "deleted database %s of branch %r (%s), freed %d bytes",
+            rec.database,
+            rec.branch,
+            detail,
+            size,
+        )
+        return size
+
+    def drop_orphan(self, database: str, *, detail: str, count_as: str) -> int | None:
+        """Drop *database*, which this state store made and has no record of.
+
+        Re-checks both under no lock (an orphan has no branch to lock): answers
+        None, dropping nothing, if it got a record or is no longer ours meanwhile.
+        Audits and counts like :meth:`drop_branch`; returns the bytes freed.
+        """
+        backend = self.backend
+        if self.store.branch_by_database(backend.name, database) is not None:
+            return None
+        if database not in backend.list_owned(store=self.store.store_id):
+            return None
+        size = backend.size_bytes(database)
+        backend.drop(database, {})
+        self.audit("delete", "", detail)
+        self.count_deletion(count_as, size)
+        log.info(
+            "deleted orphan database %s (%s), freed %d bytes", database, detail, size
+        )
+        return size
+
+    def count_deletion(self, reason: str, size: int) -> None:
+        """Add one deletion of *size* bytes to the persistent counters of *reason*."""
+        self.store.bump_gc_counters(
+            self.project, {f"databases:{reason}": 1, f"bytes:{reason}": size}, {}
+        )

@@ -1,0 +1,84 @@
+"""Where a project's migrations are and whether they changed: standard library only.
+
+Both the engine and the checkout hook's fast path (:mod:`branchdb.cli.fast`) use
+these, so the two agree about where migrations live and what their fingerprint is.
+Nothing here may import more than ``os`` and ``hashlib``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (hook path)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+#: Where migrations are looked for when ``migrations.dir`` is not set, in order.
+MIGRATION_DIRS = (
+    "drizzle",
+    "migrations",
+    "db/migrations",
+    "prisma/migrations",
+    "sql/migrations",
+    "src/db/migrations",
+    "database/migrations",
+    "supabase/migrations",
+)
+
+
+def migrations_dir(root: str, configured: str | None, fmt: str) -> str | None:
+    """Absolute migrations directory: *configured*, else the first known one found.
+
+    A configured directory is returned even if missing (the engine reports it).
+    """
+    if configured:
+        return os.path.realpath(os.path.join(root, configured))
+    if fmt == "command":
+        return None
+    for rel in MIGRATION_DIRS:
+        candidate = os.path.join(root, rel)
+        if os.path.isdir(candidate):
+            return os.path.realpath(candidate)
+    return None
+
+
+def list_files(folder: str) -> list[str]:
+    """Every file under *folder* as a sorted POSIX relative path (no dot files)."""
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel = os.path.relpath(dirpath, folder)
+        for f in filenames:
+            if not f.startswith("."):
+                out.append(f if rel == "." else f"{rel}/{f}".replace(os.sep, "/"))
+    return sorted(out)
+
+
+def fingerprint(folder: str | None, fmt: str, command: str | None) -> str:
+    """Hash of everything that decides what ``migrate`` would do: the configured
+    format and command, and every file's path and content. Cheap (no parsing)."""
+    if folder is None or not os.path.isdir(folder):
+        return fingerprint_files([], _read_file, fmt, command)
+
+    def read(rel: str) -> bytes:
+        return _read_file(os.path.join(folder, rel))
+
+    return fingerprint_files(list_files(folder), read, fmt, command)
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def fingerprint_files(
+    paths: list[str], read: Callable[[str], bytes], fmt: str, command: str | None
+) -> str:
+    """:func:`fingerprint` over any tree (*read* maps a relative path to bytes), so
+    a git tree at a commit and the same files on disk have the same fingerprint."""
+    h = hashlib.sha256(f"v2\0{fmt}\0{command or ''}\0".encode())
+    for rel in paths:
+        digest = hashlib.sha256(read(rel)).digest()
+        h.update(rel.encode("utf-8", "surrogatepass") + b"\0" + digest)
+    return h.hexdigest()
