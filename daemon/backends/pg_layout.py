@@ -165,6 +165,34 @@ def give_public(inner: Admin, role: str) -> None:
         )
 
 
+def hand_over(
+    admin: Admin,
+    inside: Callable[[str], AbstractContextManager[Admin]],
+    database: str,
+    role: str,
+    content: str | None,
+) -> None:
+    """Give *role* what migrations need in the new *database*: its rights on the
+    database, schema public and, in a clone, the objects the snapshot's content
+    role *content* owns. *inside* opens an admin connection to a database."""
+    from psycopg import sql
+
+    grant_branch(admin, database, role)
+    if content is not None:
+        admin.ensure_member(content)
+    with inside(database) as inner:
+        if content is not None:
+            # The content role owns no database or tablespace, so REASSIGN moves
+            # exactly the objects inside this clone (see the backend's docstring).
+            inner.run(
+                sql.SQL("REASSIGN OWNED BY {} TO {}").format(
+                    sql.Identifier(content), sql.Identifier(role)
+                ),
+                f"give {role} ownership of the objects in {database}",
+            )
+        give_public(inner, role)
+
+
 def adopt(
     admin: Admin,
     inside: Callable[[str], AbstractContextManager[Admin]],

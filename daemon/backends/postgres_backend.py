@@ -163,7 +163,7 @@ class PostgresBackend:
                     snapshot.info.get("content_role") or content_role(snapshot.location)
                 )
             try:
-                self._hand_over(admin, tmp, role, content)
+                pg_layout.hand_over(admin, self._admin, tmp, role, content)
                 admin.comment_on(tmp, admin.mark("branch", branch=branch, role=role))
                 admin.rename(tmp, database)
             except BaseException:
@@ -178,28 +178,6 @@ class PostgresBackend:
             "port": self.port,
             "database": database,
         }
-
-    def _hand_over(
-        self, admin: Admin, database: str, role: str, content: str | None
-    ) -> None:
-        """Give *role* what migrations need in *database* (see the module doc):
-        rights on the database, schema public, and the objects of a clone."""
-        from psycopg import sql
-
-        pg_layout.grant_branch(admin, database, role)
-        if content is not None:
-            admin.ensure_member(content)
-        with self._admin(database) as inner:
-            if content is not None:
-                # The content role owns no database or tablespace, so REASSIGN
-                # moves exactly the objects inside this clone (see module doc).
-                inner.run(
-                    sql.SQL("REASSIGN OWNED BY {} TO {}").format(
-                        sql.Identifier(content), sql.Identifier(role)
-                    ),
-                    f"give {role} ownership of the objects in {database}",
-                )
-            pg_layout.give_public(inner, role)
 
     def _clone(
         self, admin: Admin, database: str, snapshot: SnapshotRecord
