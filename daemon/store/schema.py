@@ -152,10 +152,33 @@ MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (project, default_sha, tip)
     );
     """,
+    # API tokens limited to projects (a JSON list; empty: every project), and
+    # webhook deliveries keyed per project: a delivery id claimed through one
+    # project's secret no longer blocks the same id for another project. SQLite
+    # cannot change a primary key: the table is rebuilt and renamed.
+    6: """
+    ALTER TABLE api_tokens ADD COLUMN projects TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE webhook_deliveries_v6 (
+        provider TEXT NOT NULL,
+        delivery TEXT NOT NULL,
+        project TEXT NOT NULL,
+        event TEXT NOT NULL,
+        status TEXT NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (provider, project, delivery)
+    );
+    INSERT INTO webhook_deliveries_v6
+        (provider, delivery, project, event, status, received_at, detail)
+        SELECT provider, delivery, project, event, status, received_at, detail
+        FROM webhook_deliveries;
+    DROP TABLE webhook_deliveries;
+    ALTER TABLE webhook_deliveries_v6 RENAME TO webhook_deliveries;
+    """,
     # The store's own facts. ``store_id`` (seeded by :func:`seeds`) names this store
     # in the markers of what backends create, so that a garbage collector counts as
     # orphans only databases its own store made.
-    6: """
+    7: """
     CREATE TABLE store_meta (
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL
@@ -168,7 +191,7 @@ def seeds(version: int) -> list[tuple[str, tuple[str, ...]]]:
     """Rows step *version* needs that SQL cannot make portably (random values):
     ``(statement with ? placeholders, arguments)``, run after the step, in its
     transaction. Idempotent (``ON CONFLICT DO NOTHING``)."""
-    if version == 6:
+    if version == 7:
         import secrets  # ~4 ms (hmac, random): only when a store is created
 
         return [
