@@ -78,8 +78,8 @@ class Backend(Protocol):
         ...
 
     def exists(self, database: str) -> bool:
-        """True if a database named *database* exists, whoever made it (the name is
-        taken: :meth:`create` would refuse it, :meth:`drop` may refuse it)."""
+        """True if *database* exists and is provably this project's branch database
+        (a foreign one of that name is not: :meth:`drop` refuses it)."""
         ...
 
     def drop(self, database: str, info: Info) -> None:

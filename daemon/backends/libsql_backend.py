@@ -107,6 +107,11 @@ class LibsqlBackend:
     def _url(self, database: str) -> str:
         return f"file:{self.path(database)}"
 
+    def _ours(self, database: str) -> bool:
+        # The layout is the marker: branches/bdb-*.db, what list_owned lists;
+        # any other file there (the user's app.db) is never found or dropped.
+        return database.startswith(f"{naming.PREFIX}-") and "/" not in database
+
     def _store_file(self, database: str) -> Path:
         return Path(f"{self.path(database)}.store")
 
@@ -120,7 +125,7 @@ class LibsqlBackend:
         return store if isinstance(store, str) and store else None
 
     def exists(self, database: str) -> bool:
-        return self.path(database).exists()
+        return self._ours(database) and self.path(database).exists()
 
     def create(
         self,
@@ -174,9 +179,17 @@ class LibsqlBackend:
     def drop(self, database: str, info: Info) -> None:
         """Delete the database file and its companions (idempotent).
 
-        Raises Refused, deleting nothing, if another state store made it;
-        BackendError if a file cannot be deleted.
+        Raises Refused, deleting nothing, if the file exists but is not in
+        branchdb's layout, or another state store made it; BackendError if a
+        file cannot be deleted.
         """
+        if not self._ours(database):
+            if self.path(database).exists():
+                raise Refused(
+                    f"database file {self.path(database)} is not a branch database "
+                    "branchdb made (not named bdb-*); nothing was deleted"
+                )
+            return
         made_by = self.made_by(database)
         if made_by and self.store_id and made_by != self.store_id:
             raise Refused(

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import NamedTuple
 
-from branchdb.daemon.backends.pg_admin import Admin, parse_marker
+from branchdb.daemon.backends.pg_admin import TMP, Admin, parse_marker
 from branchdb.daemon.core import naming
 from branchdb.daemon.core.errors import Refused
 
@@ -71,7 +71,8 @@ def find(admin: Admin, names: list[str] | None = None) -> dict[str, Found]:
     for name, comment, by_admin, owner, owner_comment in rows:
         data = parse_marker(comment) or {}
         role = parse_marker(owner_comment) or {}
-        if by_admin and admin.ours(comment, "branch"):
+        # A temp carries its final marker just before its rename: never a branch.
+        if by_admin and admin.ours(comment, "branch") and not name.startswith(TMP):
             store, who, branch = (data.get(k) for k in ("store", "role", "branch"))
             found = Found(
                 name,

@@ -47,7 +47,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from branchdb.daemon.backends import pg_copy, pg_layout
 from branchdb.daemon.backends.base import Info, Progress, Recovered
-from branchdb.daemon.backends.pg_admin import Admin, content_role, parse_marker
+from branchdb.daemon.backends.pg_admin import (
+    TMP,
+    Admin,
+    content_role,
+    parse_marker,
+)
 from branchdb.daemon.backends.pg_session import PgSession, connect
 from branchdb.daemon.config.project import Config
 from branchdb.daemon.core import naming
@@ -133,8 +138,11 @@ class PostgresBackend:
         return naming.pg_database(self.project, branch)
 
     def exists(self, database: str) -> bool:
+        """True if *database* is provably a branch database of this project (see
+        :func:`.pg_layout.find`); a foreign one of that name is not."""
         with self._admin() as admin:
-            return admin.db_comment(database) is not None
+            found = pg_layout.find(admin, [database]).get(database)
+        return found is not None and found.layout is not None
 
     def create(
         self,
@@ -151,23 +159,31 @@ class PostgresBackend:
             if admin.db_comment(database) is not None:
                 raise Refused(f"database {database} already exists on {self.server}")
             admin.drop_leftovers(database)
+            new_role = admin.role_comment(role) is None
             admin.ensure_role(role, password, branch=branch)
-            content: str | None = None
-            if snapshot is None:
-                strategy = "fresh"
-                fresh = "CREATE DATABASE {tmp} TEMPLATE template0"
-                tmp = admin.new_tmp(database, fresh)
-            else:
-                strategy, tmp = self._clone(admin, database, snapshot)
-                content = str(
-                    snapshot.info.get("content_role") or content_role(snapshot.location)
-                )
             try:
-                pg_layout.hand_over(admin, self._admin, tmp, role, content)
-                admin.comment_on(tmp, admin.mark("branch", branch=branch, role=role))
-                admin.rename(tmp, database)
+                content: str | None = None
+                if snapshot is None:
+                    strategy = "fresh"
+                    fresh = "CREATE DATABASE {tmp} TEMPLATE template0"
+                    tmp = admin.new_tmp(database, fresh)
+                else:
+                    strategy, tmp = self._clone(admin, database, snapshot)
+                    content = str(
+                        snapshot.info.get("content_role")
+                        or content_role(snapshot.location)
+                    )
+                try:
+                    pg_layout.hand_over(admin, self._admin, tmp, role, content)
+                    mark = admin.mark("branch", branch=branch, role=role)
+                    admin.comment_on(tmp, mark)
+                    admin.rename(tmp, database)
+                except BaseException:
+                    admin.drop_database(tmp)
+                    raise
             except BaseException:
-                admin.drop_database(tmp)
+                if new_role:  # made by this call: a failed create leaves nothing
+                    admin.drop_role(role)
                 raise
         return {
             "url": self._url(role, password, database),
@@ -304,28 +320,38 @@ class PostgresBackend:
         return {**info, "role": naming.pg_role(self.project, branch)}
 
     def recover_temps(self, ctx: ProjectContext) -> Recovered:
-        """Databases marked ``kind: tmp`` by this project that no live run owns;
-        temps that still have sessions connected are someone's build: left."""
+        """``bdbt_`` databases marked by this project that no live run owns; temps
+        that still have sessions connected are someone's build: left.
+
+        A temp is marked ``kind: tmp`` (with its final name) while it is built and
+        gets its final marker (branch or snapshot) just before its rename: a
+        build killed in between leaves a temp carrying the final marker.
+        """
         out = Recovered([], [])
         with self._admin() as admin:
             rows = admin.query(
                 "SELECT d.datname, shobj_description(d.oid, 'pg_database'), "
                 "(SELECT count(*) FROM pg_stat_activity a "
                 "WHERE a.datname = d.datname) "
-                "FROM pg_database d WHERE starts_with(d.datname, 'bdbt_') "
-                "ORDER BY d.datname"
+                "FROM pg_database d WHERE starts_with(d.datname, %s) "
+                "ORDER BY d.datname",
+                TMP,
             )
         snapshots = _snapshot_finals(ctx)
         for tmp, comment, sessions in rows:
             mark = parse_marker(comment)
-            if not mark or mark.get("project") != self.project or mark["kind"] != "tmp":
+            if not mark or mark.get("project") != self.project:
                 continue  # another project's, or not marked yet: its owner cleans it
             if sessions:
                 out.busy.append(tmp)  # someone is still building it
                 continue
             final = str(mark.get("final", ""))
             key: str | None
-            if final.startswith(naming.PREFIX + "s_"):
+            if mark["kind"] == "branch":  # killed between its marker and rename
+                key = str(mark["branch"])
+            elif mark["kind"] == "snapshot":
+                key = f"snapshot\0{mark['snapshot']}"
+            elif final.startswith(naming.PREFIX + "s_"):
                 key = snapshots.get(final)
                 if key is None:
                     continue  # no way to tell its lock: the next build drops it
