@@ -109,7 +109,10 @@ def test_capabilities(h: Harness) -> None:
 def test_stat_existence_is_what_the_fast_path_sees(h: Harness) -> None:
     # The hook (cli/fast.py) stats libsql_path() for every STAT_EXISTS backend.
     if not h.backend.exists_is_stat:
-        pytest.skip("existence is not a stat() on this backend")
+        # The fast path must then never trust a file: it asks nothing of this
+        # backend (a server round trip would break the hook's budget).
+        assert h.name not in STAT_EXISTS
+        return
     database, info = create(h, "feature/stat")
 
     def seen() -> bool:
@@ -227,7 +230,9 @@ def test_foreign_databases_are_never_listed_or_dropped(h: Harness) -> None:
     assert b.list_owned() == [database]
     for name in foreign:
         assert not b.exists(name)
-        b.drop(name, {})
+        # It is there but not provably ours: a drop refuses rather than pretend.
+        with pytest.raises(Refused, match="nothing was"):
+            b.drop(name, {})
     assert set(b.activity()) <= {database}
     ctx = Engine(h.config, backend=b)
     try:
@@ -238,6 +243,26 @@ def test_foreign_databases_are_never_listed_or_dropped(h: Harness) -> None:
         b.drop_leftovers(name, "foreign", {})
     b.drop(database, info)
     assert h.physical() == theirs  # every foreign one is still there
+    assert b.list_owned() == []
+
+
+def test_the_marker_names_the_store_that_made_it(h: Harness) -> None:
+    b = h.backend
+    ours, theirs = "a" * 32, "b" * 32
+    b.store_id = ours
+    database, info = create(h, "feature/stored")
+    b.store_id = None  # as before stores had ids
+    older, older_info = create(h, "feature/older")
+    assert b.list_owned() == sorted([database, older])
+    assert b.list_owned(store=ours) == [database]  # never the one without a store
+    assert b.list_owned(store=theirs) == []
+    b.store_id = theirs
+    with pytest.raises(Refused, match="another branchdb state store"):
+        b.drop(database, info)
+    assert b.exists(database)
+    b.drop(older, older_info)  # no store in its marker: its record's holder drops it
+    b.store_id = ours
+    b.drop(database, info)
     assert b.list_owned() == []
 
 
@@ -378,11 +403,11 @@ def test_engine_verbs(h: Harness, engine: Engine) -> None:
     before = h.physical()
     up = engine.up("feature/a")
     rec = up.record
-    assert up.created and up.applied == ["001_orders.sql"]
+    assert up.created and up.applied == ("001_orders.sql",)
     assert rec.status == "ready" and rec.backend == h.name
     assert {"orders", "_branchdb_migrations"} <= h.tables(rec.database)
     again = engine.up("feature/a")
-    assert not again.created and again.applied == []
+    assert not again.created and again.applied == ()
 
     s = h.backend.connect(rec.database, rec.info)
     try:
@@ -391,7 +416,7 @@ def test_engine_verbs(h: Harness, engine: Engine) -> None:
         s.close()
     assert h.count(rec.database, "orders") == 1
     reset = engine.reset("feature/a")
-    assert reset.applied == ["001_orders.sql"]
+    assert reset.applied == ("001_orders.sql",)
     assert reset.record.url == rec.url  # same name, same credentials
     assert h.count(rec.database, "orders") == 0
 

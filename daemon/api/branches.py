@@ -23,7 +23,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from branchdb.daemon import views
+from branchdb.daemon import views, wire
 from branchdb.daemon.api import schemas
 from branchdb.daemon.api.deps import (
     BranchDep,
@@ -34,11 +34,12 @@ from branchdb.daemon.api.deps import (
     ProjectRuntime,
     ReadToken,
 )
-from branchdb.daemon.api.jobs import Job
+from branchdb.daemon.api.jobs import Body, Job
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.api.uploads import OPENAPI_BODY, read_upload
 from branchdb.daemon.core.audit import acting
 from branchdb.daemon.core.errors import Refused
+from branchdb.daemon.core.models import BranchRecord
 from branchdb.daemon.gc.ttl import ttl_of
 from branchdb.daemon.migrations.base import MigrationFiles
 from branchdb.daemon.vcs.tree import SHA_PATTERN
@@ -61,7 +62,7 @@ Sha = Query(
 )
 
 #: Work that reports progress lines through the callable it is given.
-ProgressWork = Callable[[Callable[[str], None]], tuple[int, dict[str, Any]]]
+ProgressWork = Callable[[Callable[[str], None]], tuple[int, Body]]
 
 
 def _ignore(_: str) -> None:
@@ -177,7 +178,7 @@ async def put_branch(
     upload = await read_upload(request)
     _no_sha_with(upload, sha)
 
-    def work(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
+    def work(progress: Callable[[str], None]) -> tuple[int, wire.UpBranch]:
         files = _migrations(project, branch, upload, sha)
         with acting(f"token:{token.id}"):
             res = project.engine().up(
@@ -203,18 +204,18 @@ async def put_branch(
 )
 async def get_branch(
     token: ReadToken, project: ProjectDep, branch: BranchDep
-) -> dict[str, Any]:
+) -> wire.Branch:
     rec = await run_in_threadpool(lambda: project.engine().use(branch))
     return views.branch_dict(rec)
 
 
 @router.get(
     "/branches",
-    response_model=list[schemas.Branch],
+    response_model=schemas.Branches,
     responses=errors(401, 403, 404),
     summary="Every branch database of the project",
 )
-async def list_branches(token: ReadToken, project: ProjectDep) -> list[dict[str, Any]]:
+async def list_branches(token: ReadToken, project: ProjectDep) -> list[wire.Branch]:
     recs = await run_in_threadpool(lambda: project.engine().list_branches())
     return [views.branch_dict(r) for r in recs]
 
@@ -227,13 +228,13 @@ async def list_branches(token: ReadToken, project: ProjectDep) -> list[dict[str,
 )
 async def delete_branch(
     token: CiToken, project: ProjectDep, branch: BranchDep, force: bool = False
-) -> dict[str, Any]:
-    def work() -> Any:
+) -> wire.DroppedBranch:
+    def work() -> BranchRecord:
         with acting(f"token:{token.id}"):
             return project.engine().down(branch, force=force)
 
     rec = await run_in_threadpool(work)
-    return {**views.branch_dict(rec), "dropped": True}
+    return views.dropped_dict(rec)
 
 
 @router.post(
@@ -249,13 +250,13 @@ async def branch_status(
     project: ProjectDep,
     branch: BranchDep,
     sha: str | None = Sha,
-) -> dict[str, Any]:
+) -> wire.BranchStatus:
     """Read-only (a POST only to carry the optional upload: pending is computed
     against the uploaded files when given, else against the branch as committed)."""
     upload = await read_upload(request)
     _no_sha_with(upload, sha)
 
-    def work() -> dict[str, Any]:
+    def work() -> wire.BranchStatus:
         engine = project.engine()
         engine.get(branch)  # no database: 404 before any fetch
         files = _migrations(project, branch, upload, sha)
@@ -289,7 +290,7 @@ async def reset_branch(
     upload = await read_upload(request)
     _no_sha_with(upload, sha)
 
-    def work(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
+    def work(progress: Callable[[str], None]) -> tuple[int, wire.ResetBranch]:
         engine = project.engine()
         if engine.is_protected(branch) and not force:
             raise Refused(
@@ -305,7 +306,7 @@ async def reset_branch(
                 progress=progress,
                 files=files,
             )
-        return 200, {**views.branch_dict(res.record), "applied": res.applied}
+        return 200, views.reset_dict(res)
 
     return await _long(daemon, wait, "reset", project.name, branch, work)
 
@@ -330,7 +331,7 @@ async def migrate_branch(
     upload = await read_upload(request)
     _no_sha_with(upload, sha)
 
-    def work(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
+    def work(progress: Callable[[str], None]) -> tuple[int, wire.Migrate]:
         project.engine().get(branch)  # no database: 404 before any fetch
         files = _migrations(project, branch, upload, sha)
         with acting(f"token:{token.id}"):

@@ -19,7 +19,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -29,8 +29,10 @@ from branchdb.daemon.core.errors import BranchdbError, Refused, redact
 
 log = logging.getLogger("branchdb.api")
 
+#: A JSON answer: a dict, or one of the typed shapes of branchdb.daemon.wire.
+Body = Mapping[str, Any]
 #: A job's work: runs in a thread, returns (HTTP status, JSON body).
-Work = Callable[[], tuple[int, dict[str, Any]]]
+Work = Callable[[], tuple[int, Body]]
 
 
 class Job:
@@ -43,7 +45,7 @@ class Job:
         self.created_at = time.time()
         self.finished_at: float | None = None
         self.http_status: int | None = None
-        self.result: dict[str, Any] | None = None
+        self.result: Body | None = None
         self.error: dict[str, str] | None = None
         self.progress: list[str] = []  # the engine's progress lines, newest last
 
