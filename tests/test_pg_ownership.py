@@ -367,6 +367,7 @@ def test_api_delete_answers_409_and_keeps_the_record(
         cfg + f'\n[database]\nbackend = "postgres"\nserver = "{pg_cluster.admin_url}"\n'
     )
     git(repo, "commit", "-qam", "postgres backend")
+    git(repo, "branch", "feature/x")  # the daemon reads the branch's commit
     settings = settings_for(repo)
     toks = make_tokens(settings)
     ci = auth(toks["ci"])
