@@ -17,6 +17,9 @@ class Migration(NamedTuple):
     ``when``; golang-migrate/flyway/dbmate: the version; plain sql/prisma: the name).
     ``order`` sorts migrations the way the team's tool applies them.
 
+    ``meta["also_matches"]``, when a format sets it, lists other checksums its tool
+    accepts for the same file (prisma: the file with its line endings converted).
+
     ``statements`` is filled only by formats whose files carry their own breakpoints
     (drizzle's ``--> statement-breakpoint``); each entry is run as it is. When it is
     empty the runner splits ``sql`` itself with

@@ -2,9 +2,12 @@
 
 Reads and writes exactly what drizzle-orm's own migrator does (``readMigrationFiles``
 in ``drizzle-orm/src/migrator.ts``, ``migrate`` in ``sqlite-core/dialect.ts`` and
-``pg-core/dialect.ts``): the hash is the sha256 of the file text with CRLF normalised
-to LF, statements are the text split on ``--> statement-breakpoint``, and the ledger
-row is ``(hash, created_at = journal "when")``. drizzle itself only compares the
+``pg-core/dialect.ts``): the hash is the sha256 of the file's text exactly as read
+(``readFileSync(...).toString()``: CRLF, a UTF-8 BOM and a missing final newline all
+change it; nothing is normalised), statements are that text split on
+``--> statement-breakpoint``, and the ledger row is ``(hash, created_at = journal
+"when")``. A BOM stays in the first statement, as with drizzle: SQLite ignores it,
+PostgreSQL rejects it with a syntax error. drizzle itself only compares the
 newest ``created_at`` with each ``when``; branchdb compares every row, which is what
 lets it notice a migration that arrived below an applied one after a rebase.
 """
@@ -76,8 +79,8 @@ class DrizzleFormat:
                     "drizzle tells migrations apart by it"
                 )
             seen[key] = path
-            # drizzle-orm normalises line endings before hashing and splitting.
-            text = read_text(files, path).replace("\r\n", "\n")
+            # Hashed and split as read, like drizzle-orm: no line-ending changes.
+            text = read_text(files, path)
             statements = tuple(s.strip() for s in text.split(BREAKPOINT) if s.strip())
             out.append(
                 Migration(
