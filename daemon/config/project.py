@@ -54,6 +54,13 @@ class MigrationsSection(NamedTuple):
     format: str = "auto"
     command: str | None = None
     timeout: int = 600
+    table: str | None = None  # drizzle's migrationsTable (default its own)
+    schema: str | None = None  # drizzle's migrationsSchema on PostgreSQL
+
+    @property
+    def ledger_tables(self) -> tuple[str, ...]:
+        """Ledger tables besides the known ones (a configured drizzle table)."""
+        return (self.table,) if self.table else ()
 
 
 class BranchesSection(NamedTuple):
@@ -123,7 +130,14 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "reset_on_drift": bool,
         "env_var": str,
     },
-    "migrations": {"dir": str, "format": str, "command": str, "timeout": str},
+    "migrations": {
+        "dir": str,
+        "format": str,
+        "command": str,
+        "timeout": str,
+        "table": str,
+        "schema": str,
+    },
     "branches": {
         "protected": list,
         "ttl": str,
@@ -285,6 +299,8 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
             timeout=parse_duration(m["timeout"], "migrations.timeout", where)
             if "timeout" in m
             else 600,
+            table=m.get("table"),
+            schema=m.get("schema"),
         ),
         branches=BranchesSection(
             protected=tuple(protected),

@@ -26,6 +26,7 @@ from branchdb.daemon.core.errors import (
     redact,
 )
 from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
+from branchdb.daemon.migrations import files as migration_files
 from branchdb.daemon.migrations import project as project_migrations
 from branchdb.daemon.migrations.base import MigrationFiles
 
@@ -140,7 +141,7 @@ class Engine(ProjectContext):
         if (
             rec is not None
             and rec.status == "ready"
-            and rec.fingerprint == fp
+            and rec.fingerprint == self._with_ledger(rec, fp)
             and not (fresh or from_snapshot)
             and self._cheap_exists(rec)
         ):
@@ -204,6 +205,25 @@ class Engine(ProjectContext):
         if applied or always:
             what = ", ".join(applied) if applied else "nothing pending"
             self.audit("migrate", branch, f"applied: {what}")
+
+    def _with_ledger(self, rec: BranchRecord, fp: str) -> str:
+        """*fp* plus the fingerprint of the database's ledger where reading it is
+        cheap (a local SQLite file: ~1 ms, no import), so that ``up`` and the hook
+        notice a ledger changed by the team's tool; else *fp* alone."""
+        if self.config.database.backend not in STAT_EXISTS:
+            return fp
+        import sqlite3
+
+        from branchdb.daemon.backends.libsql_layout import libsql_path
+
+        path = libsql_path(str(self.config.data_dir), rec.database)
+        try:
+            ledger = migration_files.sqlite_ledger_fingerprint(
+                path, self.config.migrations.ledger_tables
+            )
+        except (OSError, sqlite3.Error):
+            return migration_files.with_ledger(fp, "unreadable")
+        return migration_files.with_ledger(fp, ledger)
 
     def _cheap_exists(self, rec: BranchRecord) -> bool:
         # Only backends whose existence check is a stat() are asked on the fast
@@ -275,7 +295,7 @@ class Engine(ProjectContext):
         progress: Progress,
     ) -> list[str]:
         if source is None:  # nothing to apply: do not even open the database
-            rec.fingerprint = fp
+            rec.fingerprint = self._with_ledger(rec, fp)
             rec.last_used_at = max(rec.last_used_at, self.clock())
             self.store.put_branch(rec)
             return []
@@ -294,7 +314,7 @@ class Engine(ProjectContext):
         finally:
             session.close()
         rec.applied = applied
-        rec.fingerprint = fp
+        rec.fingerprint = self._with_ledger(rec, fp)
         rec.last_used_at = max(rec.last_used_at, self.clock())
         self.store.put_branch(rec)
         return [m.name for m in done]

@@ -1,0 +1,123 @@
+"""branchdb and the real dbmate 2.36 (npm ``dbmate`` ships its binary) agree.
+
+- a file without ``-- migrate:down`` is refused by both, with dbmate's reason;
+- a ``dbmate rollback`` is seen by ``branchdb up`` and by the checkout hook;
+- the ledger rows are dbmate's own (``dbmate status`` agrees with branchdb).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+from nodetools import NODE_DIR
+from support import git, run
+
+pytestmark = pytest.mark.node
+
+DBMATE = NODE_DIR / "node_modules" / ".bin" / "dbmate"
+CONFIG = '[project]\nname = "shop"\n[migrations]\ndir = "db/migrations"\n'
+USERS = "-- migrate:up\nCREATE TABLE users (id integer);\n-- migrate:down\nDROP TABLE users;\n"
+ORDERS = (
+    "-- migrate:up\nCREATE TABLE orders (id integer);\n"
+    "-- migrate:down\nDROP TABLE orders;\n"
+)
+
+
+def require_dbmate() -> None:
+    if DBMATE.exists():
+        return
+    why = f"{DBMATE} is missing (run `npm ci` in {NODE_DIR})"
+    if os.environ.get("CI"):
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+def dbmate(
+    repo: Path, *args: str, url: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real dbmate in *repo* (it reads ./db/migrations and $DATABASE_URL)."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if url is not None:
+        env["DATABASE_URL"] = url
+    return subprocess.run(
+        [str(DBMATE), "--no-dump-schema", *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def versions(path: Path) -> list[str]:
+    con = sqlite3.connect(path)
+    try:
+        return [r[0] for r in con.execute("SELECT version FROM schema_migrations")]
+    finally:
+        con.close()
+
+
+def project(repo: Path, files: dict[str, str]) -> None:
+    (repo / "branchdb.toml").write_text(CONFIG)
+    folder = repo / "db" / "migrations"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, body in files.items():
+        (folder / name).write_text(body)
+
+
+def test_file_without_down_block_is_refused_like_dbmate(repo: Path) -> None:
+    require_dbmate()
+    project(
+        repo, {"20240101000000_users.sql": "-- migrate:up\nCREATE TABLE u (id int);\n"}
+    )
+    r = run(repo, "up")
+    assert r.code != 0
+    reason = (
+        "dbmate requires each migration to define a down block with '-- migrate:down'"
+    )
+    assert reason in r.err and "20240101000000_users.sql" in r.err
+    # The real tool refuses it with the same words.
+    p = dbmate(repo, "up", url=f"sqlite:{repo / 'plain.db'}")
+    assert p.returncode != 0 and reason in p.stderr
+
+
+def test_dbmate_rollback_is_seen_by_up_and_the_hook(repo: Path) -> None:
+    require_dbmate()
+    project(
+        repo,
+        {"20240101000000_users.sql": USERS, "20240102000000_orders.sql": ORDERS},
+    )
+    r = run(repo, "up", "--json")
+    assert r.code == 0, r.err
+    data = json.loads(r.out)
+    path = Path(data["url"].removeprefix("file:"))
+    assert versions(path) == ["20240101000000", "20240102000000"]
+    url = f"sqlite:{path}"
+    status = dbmate(repo, "status", url=url)
+    assert status.returncode == 0 and "Applied: 2" in status.stdout
+    # The hook: nothing changed, "up to date" from the fast path.
+    r = run(repo, "up", "--hook")
+    assert r.code == 0 and "up to date" in r.err
+    # The team's tool rolls the newest migration back, out of band.
+    p = dbmate(repo, "rollback", url=url)
+    assert p.returncode == 0, p.stderr
+    assert versions(path) == ["20240101000000"]
+    r = run(repo, "up", "--hook")
+    assert r.code == 0, r.err
+    assert "up to date" not in r.err
+    assert versions(path) == ["20240101000000", "20240102000000"]
+    # And plain `up`, after another rollback.
+    assert dbmate(repo, "rollback", url=url).returncode == 0
+    r = run(repo, "up", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["applied"] == ["20240102000000_orders.sql"]
+    r = run(repo, "up")
+    assert r.code == 0 and "up to date" in r.out
+    status = dbmate(repo, "status", url=url)
+    assert "Applied: 2" in status.stdout and "Pending: 0" in status.stdout
+    git(repo, "status")
