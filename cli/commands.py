@@ -100,6 +100,8 @@ def cmd_up(ctx: _Ctx) -> int:
         emit_json(res)
     elif not a.quiet:
         _print(f"{branch}: {_up_summary(res)}")
+        if a.verbose and res.get("command") and res["command"]["output"].strip():
+            _print(res["command"]["output"].rstrip())
         _print(res["url"])
     return 0
 
@@ -114,11 +116,20 @@ def _up_summary(res: Json) -> str:
     if res["reset"]:
         what.append(f"rebuilt from {res['source']} after drift")
     n = len(res["applied"])
-    what.append(
-        f"{n} migration{'s' if n != 1 else ''} applied"
-        if n
-        else "no pending migrations"
-    )
+    ran = res.get("command")
+    if ran:  # format "command": branchdb knows what ran and what the ledger says
+        after = ran["after"] or "no ledger table branchdb knows"
+        what.append(
+            f"ran `{ran['command']}`: nothing changed ({after})"
+            if ran["before"] == ran["after"]
+            else f"ran `{ran['command']}`: {after} (was {ran['before'] or 'none'})"
+        )
+    else:
+        what.append(
+            f"{n} migration{'s' if n != 1 else ''} applied"
+            if n
+            else "no pending migrations"
+        )
     if res.get("evicted"):
         what.append(
             f"evicted {', '.join(res['evicted'])} (least recently used; "
@@ -146,15 +157,23 @@ def _up_hook(ctx: _Ctx) -> int:
     return 0
 
 
+def _url_in_form(ctx: _Ctx) -> str:
+    """The branch URL in ``--format`` or ``[database] url_format``."""
+    from branchdb.daemon.core.urlforms import convert
+
+    url: str = ctx.client.use(ctx.branch())["url"]
+    return convert(url, ctx.args.format or ctx.config.database.url_format)
+
+
 def cmd_url(ctx: _Ctx) -> int:
-    _print(ctx.client.use(ctx.branch())["url"])
+    _print(_url_in_form(ctx))
     return 0
 
 
 def cmd_env(ctx: _Ctx) -> int:
     from branchdb.cli.files import dotenv_value, update_dotenv
 
-    url = ctx.client.use(ctx.branch())["url"]
+    url = _url_in_form(ctx)
     var = ctx.args.var or ctx.config.database.env_var
     if ctx.args.write:
         path = Path(ctx.args.write)
@@ -216,12 +235,17 @@ def cmd_status(ctx: _Ctx) -> int:
         ),
         f"status:      {data['status']}"
         + ("" if data["exists"] else " — database missing!"),
-        f"migrations:  {data['migrations_applied']} applied, "
-        f"{len(data['pending'])} pending",
+        f"migrations:  applied by `{data['command']}` (its ledger below)"
+        if data.get("command")
+        else f"migrations:  {data['migrations_applied']} applied, "
+        f"{len(data['pending'])} pending"
+        + (" (per the tool's ledger)" if data.get("applied") is not None else ""),
         f"created:     {data['created_at']}",
         f"last used:   {data['last_used_at']}",
         f"ttl:         {_ttl_text(data['ttl'])}",
     ]
+    if data.get("ledger"):
+        lines.insert(-3, f"ledger:      {data['ledger']}")
     lines += [f"  pending:   {p}" for p in data["pending"]]
     if data["problem"]:
         lines.append(f"problem:     {data['problem']}")

@@ -158,6 +158,7 @@ def _print(rec: SimpleNamespace, flags: set[str]) -> None:
                 "up_to_date": True,
                 "applied": [],
                 "evicted": [],
+                "command": None,
             }
         )
     elif not flags & {"-q", "--quiet"}:

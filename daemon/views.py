@@ -46,6 +46,7 @@ def up_dict(res: UpResult) -> dict[str, Any]:
         "up_to_date": res.up_to_date,
         "applied": res.applied,
         "evicted": res.evicted,
+        "command": res.command,
     }
 
 
@@ -118,6 +119,13 @@ def status_dict(
         "exists": st["exists"],
         "size_bytes": st["size_bytes"],
         "pending": st["pending"],
+        # What the tool's ledger says when it could be read, else branchdb's record.
+        "migrations_applied": len(st["record"].applied)
+        if st.get("applied") is None
+        else len(st["applied"]),
+        "applied": st.get("applied"),
+        "ledger": st.get("ledger"),
+        "command": st.get("command"),  # format "command": the tool applies them
         "problem": redact(st["problem"]) if st["problem"] else None,
         "protected": protected,
         "ttl": ttl_dict(ttl),

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from nodetools import NODE_DIR
-from support import git, run
+from pgcluster import Cluster
+from support import run
 
 pytestmark = pytest.mark.node
 
@@ -107,6 +108,12 @@ def test_dbmate_rollback_is_seen_by_up_and_the_hook(repo: Path) -> None:
     p = dbmate(repo, "rollback", url=url)
     assert p.returncode == 0, p.stderr
     assert versions(path) == ["20240101000000"]
+    # status reads dbmate's ledger, not branchdb's record of what it applied.
+    st = json.loads(run(repo, "status", "--json").out)
+    assert st["migrations_applied"] == 1
+    assert st["applied"] == ["20240101000000_users.sql"]
+    assert st["pending"] == ["20240102000000_orders.sql"]
+    assert st["ledger"] == "schema_migrations: 1 row (newest 20240101000000)"
     r = run(repo, "up", "--hook")
     assert r.code == 0, r.err
     assert "up to date" not in r.err
@@ -120,4 +127,44 @@ def test_dbmate_rollback_is_seen_by_up_and_the_hook(repo: Path) -> None:
     assert r.code == 0 and "up to date" in r.out
     status = dbmate(repo, "status", url=url)
     assert "Applied: 2" in status.stdout and "Pending: 0" in status.stdout
-    git(repo, "status")
+
+
+def test_env_write_then_plain_dbmate_status_sqlite(repo: Path) -> None:
+    """`branchdb env --write .env`, then `dbmate status` with no arguments."""
+    require_dbmate()
+    project(repo, {"20240101000000_users.sql": USERS})
+    toml = repo / "branchdb.toml"
+    toml.write_text(toml.read_text() + '[database]\nurl_format = "dbmate"\n')
+    assert run(repo, "up").code == 0
+    r = run(repo, "env", "--write", ".env")
+    assert r.code == 0, r.err
+    assert (repo / ".env").read_text().startswith("DATABASE_URL=sqlite:/")
+    p = dbmate(repo, "status")  # reads ./.env itself
+    assert p.returncode == 0, p.stderr
+    assert "[X] 20240101000000_users.sql" in p.stdout and "Applied: 1" in p.stdout
+
+
+@pytest.mark.postgres
+def test_env_write_then_plain_dbmate_status_postgres(
+    repo: Path, pg_cluster: Cluster
+) -> None:
+    """The same on a PostgreSQL server without TLS (lib/pq defaults to require)."""
+    require_dbmate()
+    project(repo, {"20240101000000_users.sql": USERS})
+    name = "dm" + repo.parent.name[-12:].replace("_", "").lower()
+    (repo / "branchdb.toml").write_text(
+        f'[project]\nname = "{name}"\n[migrations]\ndir = "db/migrations"\n'
+        '[database]\nbackend = "postgres"\nurl_format = "dbmate"\n'
+    )
+    env = {"BRANCHDB_PG_URL": pg_cluster.admin_url}
+    r = run(repo, "up", env=env)
+    assert r.code == 0, r.err
+    assert run(repo, "env", "--write", ".env", env=env).code == 0
+    assert "sslmode=prefer" in (repo / ".env").read_text()
+    p = dbmate(repo, "status")
+    assert p.returncode == 0, p.stderr
+    assert "Applied: 1" in p.stdout and "Pending: 0" in p.stdout
+    # The native URL (no sslmode) is what lib/pq refuses on such a server.
+    native = run(repo, "url", "--format", "native", env=env).out.strip()
+    p = dbmate(repo, "status", url=native)
+    assert p.returncode != 0 and "SSL is not enabled on the server" in p.stderr

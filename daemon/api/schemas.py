@@ -30,6 +30,7 @@ class UpBranch(Branch):
     up_to_date: bool
     applied: list[str]
     evicted: list[str] = []
+    command: dict[str, Any] | None = None  # format "command": what ran
 
 
 class ResetBranch(Branch):
@@ -95,6 +96,9 @@ class BranchStatus(Branch):
     exists: bool
     size_bytes: int
     pending: list[str]
+    applied: list[str] | None = None  # per the tool's ledger; None: not readable
+    ledger: str | None = None  # the tool's ledger in one line
+    command: str | None = None  # format "command": the command that migrates
     problem: str | None
     protected: bool
     ttl: Ttl

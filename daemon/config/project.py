@@ -47,6 +47,7 @@ class DatabaseSection(NamedTuple):
     server: str | None = None  # postgres admin URL
     reset_on_drift: bool = False
     env_var: str = "DATABASE_URL"
+    url_format: str = "native"  # see branchdb.daemon.core.urlforms
 
 
 class MigrationsSection(NamedTuple):
@@ -129,6 +130,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "server": str,
         "reset_on_drift": bool,
         "env_var": str,
+        "url_format": str,
     },
     "migrations": {
         "dir": str,
@@ -278,6 +280,14 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
         except ValueError as e:
             raise ConfigError(f"{where}: database.from: {e}") from None
     server_url = os.environ.get("BRANCHDB_PG_URL") or d.get("server")
+    from branchdb.daemon.core.urlforms import FORMS as URL_FORMS
+
+    url_format = d.get("url_format", "native")
+    if url_format not in URL_FORMS:
+        raise ConfigError(
+            f"{where}: database.url_format {url_format!r} is not one of "
+            f"{', '.join(URL_FORMS)}"
+        )
     return Config(
         root=root,
         path=path,
@@ -291,6 +301,7 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
             server=server_url,
             reset_on_drift=d.get("reset_on_drift", False),
             env_var=d.get("env_var", "DATABASE_URL"),
+            url_format=url_format,
         ),
         migrations=MigrationsSection(
             dir=Path(m["dir"]) if "dir" in m else None,

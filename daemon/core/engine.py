@@ -45,8 +45,10 @@ class UpResult:
         applied: list[str] | None = None,  # migration names applied by this call
         up_to_date: bool = False,  # the fast path: nothing to do
         evicted: list[str] | None = None,  # branches evicted to stay within quota
+        command: dict[str, Any] | None = None,  # format "command": what ran
     ) -> None:
         self.record = record
+        self.command = command
         self.evicted = evicted or []
         self.created = created
         self.reset = reset
@@ -177,15 +179,16 @@ class Engine(ProjectContext):
                 if reset_on_drift is None
                 else reset_on_drift
             )
+            ran: dict[str, Any] = {}
             try:
-                applied = self._migrate_locked(rec, source, fp, progress)
+                applied = self._migrate_locked(rec, source, fp, progress, ran)
             except MigrationDrift as drift:
                 if not do_reset:
                     raise
                 progress(f"migrations drifted ({drift.items[0]}); rebuilding")
                 rec = self._reset_locked(rec, self._record_source(rec), progress)
                 self.audit("reset", branch, f"migrations drifted: {drift.items[0]}")
-                applied = self._migrate_locked(rec, source, fp, progress)
+                applied = self._migrate_locked(rec, source, fp, progress, ran)
                 self._audit_applied(branch, applied)
                 return UpResult(
                     record=rec,
@@ -193,10 +196,15 @@ class Engine(ProjectContext):
                     reset=True,
                     applied=applied,
                     evicted=evicted,
+                    command=ran or None,
                 )
             self._audit_applied(branch, applied)
             return UpResult(
-                record=rec, created=created, applied=applied, evicted=evicted
+                record=rec,
+                created=created,
+                applied=applied,
+                evicted=evicted,
+                command=ran or None,
             )
 
     def _audit_applied(
@@ -293,6 +301,7 @@ class Engine(ProjectContext):
         source: tuple[str, MigrationFiles] | None,
         fp: str,
         progress: Progress,
+        ran: dict[str, Any] | None = None,
     ) -> list[str]:
         if source is None:  # nothing to apply: do not even open the database
             rec.fingerprint = self._with_ledger(rec, fp)
@@ -303,7 +312,13 @@ class Engine(ProjectContext):
         try:
             try:
                 done, _, applied = project_migrations.run(
-                    self.config, rec, session, source, dry_run=False, progress=progress
+                    self.config,
+                    rec,
+                    session,
+                    source,
+                    dry_run=False,
+                    progress=progress,
+                    outcome=ran,
                 )
             except BaseException:
                 # Whatever did apply before the failure is in the ledger; forget
@@ -390,10 +405,27 @@ class Engine(ProjectContext):
             self.backend.size_bytes(rec.database) if out["exists"] else 0
         )
         out["pending"] = []
+        out["applied"] = None  # None: unknown, the record's count stands
+        out["ledger"] = None
+        out["command"] = (
+            self.config.migrations.command
+            if self.config.migrations.format == "command"
+            else None
+        )
         out["problem"] = None
         if out["exists"]:
             try:
-                out["pending"] = self.migrate(branch, dry_run=True, files=files).pending
+                session = self.backend.connect(rec.database, rec.info)
+                try:
+                    applied, pending, ledger = project_migrations.inspect(
+                        self.config, rec, session, self.migration_source(files)
+                    )
+                finally:
+                    session.close()
+                # The tool's ledger is the truth: its team may have run the tool.
+                out["applied"] = applied
+                out["pending"] = pending
+                out["ledger"] = ledger
             except Exception as e:  # reported, not raised: status must always answer
                 out["problem"] = str(e)
         return out
