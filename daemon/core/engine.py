@@ -23,6 +23,7 @@ from branchdb.daemon.core.errors import (
     MigrationDrift,
     NotFound,
     Refused,
+    SnapshotAhead,
     redact,
 )
 from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
@@ -182,13 +183,19 @@ class Engine(ProjectContext):
             ran: dict[str, Any] = {}
             try:
                 applied = self._migrate_locked(rec, source, fp, progress, ran)
-            except MigrationDrift as drift:
-                if not do_reset:
+            except BaseException as e:
+                if created:  # a create is done only when its migrations are
+                    self._abandon_create(rec, e)
+                if not isinstance(e, MigrationDrift) or not do_reset:
                     raise
+                drift = e
                 progress(f"migrations drifted ({drift.items[0]}); rebuilding")
                 rec = self._reset_locked(rec, self._record_source(rec), progress)
                 self.audit("reset", branch, f"migrations drifted: {drift.items[0]}")
-                applied = self._migrate_locked(rec, source, fp, progress, ran)
+                try:
+                    applied = self._migrate_locked(rec, source, fp, progress, ran)
+                except MigrationDrift as again:
+                    raise self._snapshot_ahead(rec, again) from None
                 self._audit_applied(branch, applied)
                 return UpResult(
                     record=rec,
@@ -206,6 +213,44 @@ class Engine(ProjectContext):
                 evicted=evicted,
                 command=ran or None,
             )
+
+    def _abandon_create(self, rec: BranchRecord, error: BaseException) -> None:
+        """Undo a create whose first migration run failed, then say why.
+
+        The database and its record go (never a ``ready`` branch that cannot be
+        brought up); the next ``up`` creates it again. Drift right after a clone
+        means the snapshot is ahead of the branch: raises SnapshotAhead.
+        """
+        try:
+            self.drop_branch(rec, detail=f"create failed: {redact(str(error))[:200]}")
+        except Exception:  # the original error matters more; GC finds the rest
+            rec.status = "creating"  # unsealed: rebuilt, never reused
+            self.store.put_branch(rec)
+        if isinstance(error, MigrationDrift):
+            raise self._snapshot_ahead(rec, error) from None
+
+    def _snapshot_ahead(self, rec: BranchRecord, drift: MigrationDrift) -> Exception:
+        """SnapshotAhead when *rec* was just cloned from a snapshot, else *drift*."""
+        if not rec.source.startswith("snapshot:"):
+            return drift
+        ref = rec.source.removeprefix("snapshot:")
+        name, _, version = ref.partition("@")
+        older = [
+            s.ref
+            for s in self.store.list_snapshots(self.project, name)
+            if version and s.version < int(version)
+        ]
+        advice = (
+            f"The team's tool migrated its source further than this branch's files "
+            f"go. Rebase this branch onto {self.config.project.default_branch} to "
+            "get those migrations"
+            + (
+                f", or clone an older version: `branchdb up --from {older[-1]}`."
+                if older
+                else " (there is no older version of this snapshot)."
+            )
+        )
+        return SnapshotAhead(ref, drift.items, advice)
 
     def _audit_applied(
         self, branch: str, applied: list[str], always: bool = False
