@@ -103,7 +103,9 @@ LEDGER_TABLES = (
 def sqlite_ledger_fingerprint(path: str, extra: tuple[str, ...] = ()) -> str:
     """Hash of the rows of every known ledger table in the SQLite file *path*.
 
-    *extra* names more ledger tables (a configured drizzle ``migrations.table``).
+    *extra* names more ledger tables (a configured drizzle ``migrations.table``);
+    any table whose name contains ``migration`` counts too, which covers a custom
+    drizzle table named only in ``drizzle.config.ts`` (not read on the hook path).
     Read-only, ~1 ms: the checkout hook calls it to notice a ledger changed out of
     band (``dbmate rollback``, a restored file, a hand edit) without planning.
     Raises sqlite3.Error / OSError when the file cannot be read.
@@ -118,7 +120,7 @@ def sqlite_ledger_fingerprint(path: str, extra: tuple[str, ...] = ()) -> str:
             r[0]
             for r in con.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' "
-                f"AND name IN ({marks})",
+                f"AND (name IN ({marks}) OR name LIKE '%migration%')",
                 names,
             )
         )

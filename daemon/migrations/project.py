@@ -15,7 +15,7 @@ from branchdb.daemon.config.project import Config
 from branchdb.daemon.core.errors import ConfigError
 from branchdb.daemon.core.models import BranchRecord, Migration
 from branchdb.daemon.migrations import files as migration_files
-from branchdb.daemon.migrations.base import DirFiles, MigrationFiles
+from branchdb.daemon.migrations.base import DirFiles, Format, MigrationFiles
 
 if TYPE_CHECKING:
     from branchdb.daemon.core.dbsession import DbSession
@@ -72,6 +72,23 @@ def source(
     return name, files
 
 
+def _format(config: Config, name: str) -> Format:
+    """The format *name*, with drizzle's ledger table and schema when configured
+    (``[migrations] table``/``schema``, else ``migrations: { table, schema }`` in
+    the project's drizzle config)."""
+    from branchdb.daemon.migrations import get_format
+
+    if name != "drizzle":
+        return get_format(name)
+    from branchdb.daemon.migrations.formats.drizzle import DrizzleFormat, config_ledger
+
+    table, schema = config_ledger(config.root)
+    return DrizzleFormat(
+        table=config.migrations.table or table,
+        schema=config.migrations.schema or schema,
+    )
+
+
 def fingerprint(config: Config, files: MigrationFiles | None = None) -> str:
     """Hash of everything that decides what ``migrate`` would do (cheap)."""
     cfg = config.migrations
@@ -102,10 +119,10 @@ def run(
     """
     if src is None:
         return [], [], dict(rec.applied)
-    from branchdb.daemon.migrations import get_format, runner
+    from branchdb.daemon.migrations import runner
 
     name, files = src
-    fmt = get_format(name)
+    fmt = _format(config, name)
     if fmt.runs_command:
         if dry_run:
             return [], [], dict(rec.applied)
@@ -160,7 +177,7 @@ def inspect(
     For ``format = "command"`` only *ledger* is known (*applied* is None). Raises what
     :func:`~branchdb.daemon.migrations.runner.plan` raises.
     """
-    from branchdb.daemon.migrations import get_format, ledger, runner
+    from branchdb.daemon.migrations import ledger, runner
 
     text = ledger.describe(
         session, config.migrations.ledger_tables, config.migrations.schema
@@ -168,7 +185,7 @@ def inspect(
     if src is None:
         return [], [], text
     name, files = src
-    fmt = get_format(name)
+    fmt = _format(config, name)
     if fmt.runs_command:
         return None, [], text
     migrations = fmt.load(files)
