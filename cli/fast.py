@@ -117,6 +117,11 @@ def _up_to_date(branch: str | None) -> SimpleNamespace | None:
             # it without touching a migration file.
             ledger = migration_files.sqlite_ledger_fingerprint(path, _tables(mig))
             fp = migration_files.with_ledger(fp, ledger)
+        elif str(row[2]).startswith(("postgres://", "postgresql://")):
+            from branchdb.daemon.migrations import pg_ledger
+
+            pg = pg_ledger.ledger_fingerprint(row[2], _tables(mig))
+            fp = migration_files.with_ledger(fp, pg)
         if row[7] != fp:
             return None
         now = time.time()

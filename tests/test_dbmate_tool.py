@@ -168,3 +168,31 @@ def test_env_write_then_plain_dbmate_status_postgres(
     native = run(repo, "url", "--format", "native", env=env).out.strip()
     p = dbmate(repo, "status", url=native)
     assert p.returncode != 0 and "SSL is not enabled on the server" in p.stderr
+
+
+@pytest.mark.postgres
+def test_dbmate_rollback_is_seen_on_postgres(repo: Path, pg_cluster: Cluster) -> None:
+    """The same on PostgreSQL: the hook reads the ledger without psycopg."""
+    require_dbmate()
+    project(
+        repo,
+        {"20240101000000_users.sql": USERS, "20240102000000_orders.sql": ORDERS},
+    )
+    name = "rb" + repo.parent.name[-12:].replace("_", "").lower()
+    (repo / "branchdb.toml").write_text(
+        f'[project]\nname = "{name}"\n[migrations]\ndir = "db/migrations"\n'
+        '[database]\nbackend = "postgres"\n'
+    )
+    env = {"BRANCHDB_PG_URL": pg_cluster.admin_url}
+    assert run(repo, "up", env=env).code == 0
+    url = run(repo, "url", "--format", "dbmate", env=env).out.strip()
+    r = run(repo, "up", "--hook", env=env)
+    assert r.code == 0 and "up to date" in r.err
+    assert dbmate(repo, "rollback", url=url).returncode == 0
+    assert "Applied: 1" in dbmate(repo, "status", url=url).stdout
+    r = run(repo, "up", "--hook", env=env)
+    assert r.code == 0 and "up to date" not in r.err, r.err
+    p = dbmate(repo, "status", url=url)
+    assert "Applied: 2" in p.stdout and "Pending: 0" in p.stdout
+    r = run(repo, "up", env=env)
+    assert r.code == 0 and r.out.startswith("main: up to date"), r.err
