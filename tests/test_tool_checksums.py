@@ -307,3 +307,43 @@ def test_dbmate_line_endings_are_not_edits(tmp_path: Path) -> None:
     (tmp_path / "1_a.sql").write_bytes(lf.replace(b"\n", b"\r\n"))
     [crlf] = fmt.load(DirFiles(tmp_path))
     assert crlf.checksum == m.checksum and "refused" not in crlf.meta
+
+
+def test_drizzle_rows_written_with_normalised_crlf_still_match(tmp_path: Path) -> None:
+    """branchdb 0.1 recorded CRLF files with LF endings; drizzle never compares
+    hashes, so those databases must not turn "edited"."""
+    from branchdb.daemon.migrations.formats.drizzle import DrizzleFormat
+
+    write_drizzle(tmp_path, [("0000_crlf", CRLF)], "sqlite")
+    fmt = DrizzleFormat()
+    [m] = fmt.load(DirFiles(tmp_path))
+    old = hashlib.sha256(CRLF.replace(b"\r\n", b"\n")).hexdigest()
+    assert runner.evaluate(fmt, [m], [Applied(m.key, old)], {}).pending == []
+
+
+def test_ledger_fingerprint_ignores_app_tables(tmp_path: Path) -> None:
+    import sqlite3
+
+    from branchdb.daemon.migrations.files import sqlite_ledger_fingerprint
+
+    path = tmp_path / "x.db"
+    con = sqlite3.connect(path)
+    con.executescript(
+        "CREATE TABLE schema_migrations (version varchar(128) primary key);"
+        "INSERT INTO schema_migrations VALUES ('1');"
+        "CREATE TABLE users (id integer);"
+    )
+    con.commit()
+    before = sqlite_ledger_fingerprint(str(path))
+    con.execute("INSERT INTO users VALUES (1)")
+    con.commit()
+    assert sqlite_ledger_fingerprint(str(path)) == before  # app writes: no re-plan
+    con.execute("DELETE FROM schema_migrations")
+    con.commit()
+    rolled_back = sqlite_ledger_fingerprint(str(path))
+    assert rolled_back != before
+    # A custom ledger (drizzle's migrations.table) counts: by name, or by "migration".
+    con.execute("CREATE TABLE my_migrations_log (x)")
+    con.commit()
+    assert sqlite_ledger_fingerprint(str(path)) != rolled_back
+    con.close()

@@ -141,7 +141,13 @@ class DrizzleFormat:
                     checksum=sha256_hex(text),
                     statements=statements,
                     order=(idx,),
-                    meta={"when": when, "tag": tag},
+                    # branchdb 0.1 hashed CRLF files with LF endings; drizzle
+                    # never compares hashes, so such rows stay valid.
+                    meta={
+                        "when": when,
+                        "tag": tag,
+                        "also_matches": (sha256_hex(text.replace("\r\n", "\n")),),
+                    },
                 )
             )
         return sorted(out, key=lambda m: m.order)
