@@ -48,9 +48,15 @@ class _Ctx:
     def client(self) -> Client:
         """The engine in-process, or the daemon when a server is configured."""
         if self._client is None:
-            from branchdb.cli.client import connect
+            if self.config.server.url:
+                from branchdb.cli.remote import RemoteClient
 
-            self._client = connect(self.config)
+                self._client = RemoteClient(self.config)
+            else:
+                from branchdb.cli.client import LocalClient
+                from branchdb.daemon.core.engine import Engine
+
+                self._client = LocalClient(Engine(self.config))
         return self._client
 
     @property

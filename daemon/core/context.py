@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING
 from branchdb.daemon.core import audit, branchname
 from branchdb.daemon.core.errors import NotFound, Refused
 from branchdb.daemon.core.models import BranchRecord
-from branchdb.daemon.store import STATE_FILE
 from branchdb.daemon.store.base import AuditEntry
+from branchdb.daemon.store.meta import STATE_FILE
 
 if TYPE_CHECKING:
     from branchdb.daemon.backends.base import Backend

@@ -638,7 +638,7 @@ class Engine(ProjectContext):
 
     def snapshot_check(self, source: str, rules_path: str | None = None) -> Any:
         """(findings, unreviewed) of the PII detector on *source*; read-only."""
-        from branchdb.daemon.sanitize import pipeline
+        from branchdb.daemon.sanitize import check
 
         rules = None
         if rules_path is not None:
@@ -646,11 +646,17 @@ class Engine(ProjectContext):
 
             rules = load_rules(self.config.root / rules_path)
         if source.startswith(("postgres://", "postgresql://")):
-            return pipeline.check_postgres(source, rules)
+            from branchdb.daemon.backends.pg_session import connect
+
+            conn = connect(source, what="snapshot source")
+            try:
+                return check.check_postgres(conn, rules)
+            finally:
+                conn.close()
         path = Path(source.removeprefix("file:")).expanduser()
         if not path.is_file():
             raise NotFound(f"snapshot source {path} does not exist")
-        return pipeline.check_sqlite(path, rules)
+        return check.check_sqlite(path, rules)
 
     def snapshot_list(self) -> list[SnapshotRecord]:
         return self.store.list_snapshots(self.project)
