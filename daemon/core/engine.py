@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.backends import STAT_EXISTS
 from branchdb.daemon.core import branchname, naming, quota
 from branchdb.daemon.core.context import Progress, ProjectContext, no_progress
 from branchdb.daemon.core.errors import (
     ConfigError,
+    DatabaseError,
     MigrationDrift,
     NotFound,
     Refused,
@@ -30,6 +31,9 @@ from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
 from branchdb.daemon.migrations import files as migration_files
 from branchdb.daemon.migrations import project as project_migrations
 from branchdb.daemon.migrations.base import MigrationFiles
+
+if TYPE_CHECKING:
+    from branchdb.daemon.core.dbsession import DbSession
 
 __all__ = ["Engine", "MigrateResult", "Progress", "UpResult"]
 
@@ -259,16 +263,27 @@ class Engine(ProjectContext):
             what = ", ".join(applied) if applied else "nothing pending"
             self.audit("migrate", branch, f"applied: {what}")
 
-    def _with_ledger(self, rec: BranchRecord, fp: str) -> str:
+    def _with_ledger(
+        self, rec: BranchRecord, fp: str, session: DbSession | None = None
+    ) -> str:
         """*fp* plus the fingerprint of the database's ledger where reading it is
         cheap (a local SQLite file: ~1 ms; PostgreSQL: one query over the standard
         library's sockets, ~10 ms, no psycopg), so that ``up`` and the hook notice a
-        ledger changed by the team's tool; else *fp* alone."""
+        ledger changed by the team's tool; else *fp* alone. An open PostgreSQL
+        *session* is asked instead: no second connection (each one counts as
+        activity for GC)."""
         tables = self.config.migrations.ledger_tables
         if rec.url.startswith(("postgres://", "postgresql://")):
             from branchdb.daemon.migrations import pg_ledger
 
-            pg = pg_ledger.ledger_fingerprint(rec.url, tables)
+            if session is not None and session.dialect == "postgres":
+                try:
+                    rows = session.execute(pg_ledger.fingerprint_query(tables))
+                except DatabaseError:
+                    return fp
+                pg = str(rows[0][0])[:32] if rows and rows[0][0] else None
+            else:
+                pg = pg_ledger.ledger_fingerprint(rec.url, tables)
             return migration_files.with_ledger(fp, pg)
         if self.config.database.backend not in STAT_EXISTS:
             return fp
@@ -376,10 +391,11 @@ class Engine(ProjectContext):
                 rec.fingerprint = ""
                 self.store.put_branch(rec)
                 raise
+            fingerprint = self._with_ledger(rec, fp, session)
         finally:
             session.close()
         rec.applied = applied
-        rec.fingerprint = self._with_ledger(rec, fp)
+        rec.fingerprint = fingerprint
         rec.last_used_at = max(rec.last_used_at, self.clock())
         self.store.put_branch(rec)
         return [m.name for m in done]
