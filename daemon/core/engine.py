@@ -276,6 +276,8 @@ class Engine(ProjectContext):
         if rec.url.startswith(("postgres://", "postgresql://")):
             from branchdb.daemon.migrations import pg_ledger
 
+            if not pg_ledger.supported(rec.url):
+                return fp  # TLS or a socket: the hook cannot read it either
             if session is not None and session.dialect == "postgres":
                 try:
                     rows = session.execute(pg_ledger.fingerprint_query(tables))

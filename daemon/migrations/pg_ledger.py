@@ -61,6 +61,16 @@ def ledger_fingerprint(url: str, extra: tuple[str, ...] = ()) -> str | None:
     return str(rows[0][0])[:32]
 
 
+def supported(url: str) -> bool:
+    """True when :func:`ledger_fingerprint` can reach *url* at all (plain TCP, no TLS
+    required). When it cannot, the engine records no ledger fingerprint either, so
+    the hook keeps trusting the files' fingerprint instead of always falling back."""
+    try:
+        return _parse(url) is not None
+    except ValueError:
+        return False
+
+
 def _parse(url: str) -> dict[str, str] | None:
     """host, port, user, password, database of a ``postgresql://`` URL; None when
     it needs anything this module does not do (TLS, a socket directory)."""
