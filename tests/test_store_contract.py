@@ -190,6 +190,29 @@ def test_closed_branches(store: Store) -> None:
     assert store.closed_branches("shop") == {}
 
 
+def test_open_pull_requests(store: Store) -> None:
+    store.mark_closed("shop", "feat", False, 5.0, "acme/shop#1")
+    store.mark_open("shop", "feat", 6.0, "acme/shop#1")  # reopened
+    store.mark_open("shop", "feat", 7.0, "acme/shop#1")  # idempotent
+    assert store.closed_branches("shop") == {}
+    assert store.open_branches("shop") == {"feat": "acme/shop#1"}
+    assert store.open_branches("other") == {}
+    store.mark_closed("shop", "feat", True, 8.0, "acme/shop#1")  # no longer open
+    assert store.open_branches("shop") == {}
+    store.mark_open("shop", "feat", 9.0, "acme/shop#1")
+    store.put_branch(rec("feat", "dbf"))
+    store.delete_branch("shop", "feat")  # the mark goes with the record
+    assert store.open_branches("shop") == {}
+
+
+def test_default_heads_round_trip(store: Store) -> None:
+    heads = ["a" * 40, "b" * 40]
+    store.put_branch(rec("feat", "dbf", default_heads=heads))
+    store.put_branch(rec("old", "dbo"))  # a record made before heads were recorded
+    assert store.get_branch("shop", "feat").default_heads == heads  # type: ignore[union-attr]
+    assert store.get_branch("shop", "old").default_heads == []  # type: ignore[union-attr]
+
+
 def test_gc_state(store: Store) -> None:
     store.put_branch(rec(ODD[1], "db1", last_used_at=100.0))
     store.set_branch_ttl("shop", ODD[1], 3600)
