@@ -34,9 +34,12 @@ from branchdb.daemon.store import STATE_FILE
 from branchdb.daemon.store.base import AuditEntry
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from branchdb.daemon.backends.base import Backend
     from branchdb.daemon.config.project import Config
     from branchdb.daemon.store.base import Store
+    from branchdb.daemon.vcs.tree import Mirror
 
 Progress = Callable[[str], None]
 log = logging.getLogger("branchdb.gc")
@@ -48,7 +51,13 @@ def no_progress(_: str) -> None:
 
 class ProjectContext:
     """The parts of one project (one ``branchdb.toml``). Store and backend are built
-    on first use (the hook's fast path needs neither)."""
+    on first use (the hook's fast path needs neither).
+
+    *mirror*: the daemon's fetched mirror of the project's ``repository``, when one
+    is configured; git facts about branches (garbage collection, the default
+    branch's head recorded at create) are then read there, not in the project
+    folder's checkout.
+    """
 
     def __init__(
         self,
@@ -57,21 +66,35 @@ class ProjectContext:
         store: Store | None = None,
         backend: Backend | None = None,
         clock: Callable[[], float] = time.time,
+        mirror: Mirror | None = None,
     ) -> None:
         self.config = config
         self.project = config.project.name
         self._store = store
         self._backend = backend
         self.clock = clock
+        self.mirror = mirror
 
     # ------------------------------------------------------------------ parts
     @property
     def store(self) -> Store:
         if self._store is None:
-            from branchdb.daemon.store.sqlite_store import SqliteStore
-
-            self._store = SqliteStore(self.config.data_dir / STATE_FILE)
+            self._store = self.config_store()
         return self._store
+
+    def config_store(self) -> Store:
+        """A new connection to the state store the configuration names: ``[state]
+        url`` (PostgreSQL, shared with a daemon), else the SQLite file in the data
+        directory."""
+        from branchdb.daemon.store import open_store
+
+        state = self.config.state
+        return open_store(state.url, self.config.data_dir / STATE_FILE, state.schema)
+
+    @property
+    def repository(self) -> Path:
+        """Where git facts about branches are read: the mirror, else the checkout."""
+        return self.mirror.path if self.mirror is not None else self.config.root
 
     @property
     def backend(self) -> Backend:
@@ -190,20 +213,39 @@ class ProjectContext:
 
     # ----------------------------------------------------------------- delete
     def drop_branch(
-        self, rec: BranchRecord, *, detail: str, count_as: str | None = None
+        self,
+        rec: BranchRecord,
+        *,
+        detail: str,
+        count_as: str | None = None,
+        force: bool = False,
     ) -> int:
         """Drop *rec*'s database and forget the branch; the one way to delete one.
 
         The caller holds the branch's lock and has re-read *rec* under it. Drops the
         database (idempotent: a database already gone is fine), deletes every record
         keyed by (project, branch) in one store transaction (the branch, its TTL,
-        closed-pull-request and GC marks), writes a ``delete`` audit row with
-        *detail*, and with *count_as* adds the deletion to the persistent GC
-        counters under that reason. Returns the bytes freed (0 if already gone).
+        pull-request and GC marks), writes a ``delete`` audit row with *detail*, and
+        with *count_as* adds the deletion to the persistent GC counters under that
+        reason. Returns the bytes freed (0 if already gone).
+
+        A protected branch's ready database is dropped only with *force* (``down
+        --force``): whatever path asks, it raises Refused and changes nothing.
         Raises what the backend raises; then nothing is forgotten.
         """
         backend = self.backend
-        size = backend.size_bytes(rec.database) if backend.exists(rec.database) else 0
+        exists = backend.exists(rec.database)
+        if (
+            exists
+            and rec.status == "ready"
+            and not force
+            and self.is_protected(rec.branch)
+        ):
+            raise Refused(
+                f"{rec.branch!r} is protected (branches.protected); its database "
+                "is dropped only by `branchdb down --force`"
+            )
+        size = backend.size_bytes(rec.database) if exists else 0
         backend.drop(rec.database, rec.info)
         self.store.delete_branch(self.project, rec.branch)
         self.audit("delete", rec.branch, detail)

@@ -233,6 +233,8 @@ class Engine(ProjectContext):
             )
         snapshot = self._source_for(fresh, from_snapshot)
         now = self.clock()
+        from branchdb.daemon.vcs.repo import default_heads
+
         rec = BranchRecord(
             project=self.project,
             branch=branch,
@@ -243,6 +245,10 @@ class Engine(ProjectContext):
             created_at=now,
             last_used_at=now,
             info=old.info if old else {},
+            # The merge rule: a tip reachable from these has no work of its own.
+            default_heads=default_heads(
+                self.repository, self.config.project.default_branch
+            ),
         )
         with quota.admission(self, branch, progress) as evicted:
             if self.backend.exists(database):
@@ -320,9 +326,10 @@ class Engine(ProjectContext):
         """
         self.store.mark_closed(self.project, branch, merged, self.clock(), reference)
 
-    def pull_request_opened(self, branch: str) -> None:
-        """Forget a closed mark of *branch* (the pull request was reopened)."""
-        self.store.clear_closed(self.project, branch)
+    def pull_request_opened(self, branch: str, *, reference: str = "") -> None:
+        """Record that *branch* has an open pull request (GC never judges it
+        "deleted"), forgetting a closed mark (reopened). Idempotent."""
+        self.store.mark_open(self.project, branch, self.clock(), reference)
 
     def migrate(
         self,
@@ -449,7 +456,7 @@ class Engine(ProjectContext):
             )
         with self.lock(branch):
             rec = self.get(branch)
-            self.drop_branch(rec, detail=f"dropped {rec.database}")
+            self.drop_branch(rec, detail=f"dropped {rec.database}", force=force)
         return rec
 
     # -------------------------------------------------------------- snapshots

@@ -181,7 +181,7 @@ def _work(
                 "repository in the daemon config"
             )
         if act.verb == "up":
-            engine.pull_request_opened(act.branch)
+            engine.pull_request_opened(act.branch, reference=act.reference)
         try:
             files = git_tree.migrations_at(
                 proj.settings.config, proj.mirror, act.sha, proj.settings.subdir
