@@ -82,8 +82,17 @@ class ProjectRuntime:
         engine: Engine | None = getattr(self._local, "engine", None)
         if engine is None:
             store = self._shared_store() if self._shared_store else None
-            engine = self._local.engine = Engine(self.settings.config, store=store)
+            engine = self._local.engine = Engine(
+                self.settings.config, store=store, mirror=self.gc_mirror
+            )
         return engine
+
+    @property
+    def gc_mirror(self) -> Mirror | None:
+        """The mirror git facts are read from (GC, the head recorded at create):
+        with ``repository`` set, the one the webhooks read; else None (the
+        project folder's own checkout)."""
+        return self.mirror if self.settings.repository_set else None
 
 
 class Daemon:
