@@ -67,6 +67,8 @@ def _up_to_date(branch: str | None) -> SimpleNamespace | None:
     raw = locate.cached_config(path, locate.stamp(path))
     if raw is None or _section(raw, "server").get("url"):
         return None
+    if _section(raw, "state").get("url") or os.environ.get("BRANCHDB_STATE_URL"):
+        return None  # the records are in a shared PostgreSQL store
     if branch is None:
         head = git_head.read_head(cwd)
         if head is None or head[0] != "branch":
