@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from branchdb.daemon.core.engine import Engine
 
 
+class UsageError(BranchdbError):
+    """A command line that cannot be run as given (exit 2, as argparse's)."""
+
+    exit_code = 2
+
+
 class _Ctx:
     """Per-invocation context: parsed args, lazily loaded config, client, engine."""
 
@@ -493,8 +499,9 @@ def _daemon_settings(ctx: _Ctx) -> Any:
 def cmd_serve(ctx: _Ctx) -> int:
     import uvicorn
 
-    from branchdb.daemon.api.app import create_app
+    from branchdb.daemon.api.app import configure_logging, create_app
 
+    configure_logging()
     settings = _daemon_settings(ctx)
     app = create_app(settings)
     sys.stderr.write(
@@ -510,6 +517,8 @@ def cmd_token(ctx: _Ctx) -> int:
     from branchdb.daemon.store import open_store
 
     a = ctx.args
+    if a.action == "revoke" and not a.id:
+        raise UsageError("token revoke needs the token's ID (see `branchdb token ls`)")
     settings = _daemon_settings(ctx)
     store = open_store(
         settings.state_url, settings.data_dir / "state.db", settings.state_schema
