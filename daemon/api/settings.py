@@ -30,7 +30,9 @@ is served alone, with its data directory as the daemon's. Environment variables
 ``BRANCHDB_WEBHOOK_SECRET[_<PROJECT>]``, ``BRANCHDB_GITLAB_SECRET_<PROJECT>``; for
 publishing ``BRANCHDB_GITHUB_TOKEN[_<PROJECT>]``,
 ``BRANCHDB_CALLBACK_SECRET_<PROJECT>``; ``BRANCHDB_STATE_URL``) override the file;
-command-line flags override both. Everything is read once, here; the app receives
+command-line flags override both. Without ``[state]`` here, the daemon uses the
+``[state]`` its projects' ``branchdb.toml`` name (the store their CLI uses); one that
+differs from this file's is refused. Everything is read once, here; the app receives
 the result.
 """
 
