@@ -4,16 +4,17 @@
 Both clients have the same methods and answer with the same JSON-shaped dicts — the
 shapes of :mod:`branchdb.daemon.views`, which the API returns too — so every command
 formats one answer the same way in either mode. Remote mode is on when ``[server] url``
-(or ``$BRANCHDB_SERVER``) is set; see :mod:`branchdb.cli.remote`.
+(or ``$BRANCHDB_SERVER``) is set (``Context.client`` in :mod:`branchdb.cli.commands`
+chooses); see :mod:`branchdb.cli.remote`.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from branchdb.daemon import views
+from branchdb.daemon.core.branchname import is_protected
 
 if TYPE_CHECKING:
     from branchdb.daemon.config.project import Config
@@ -23,8 +24,8 @@ Progress = Callable[[str], None]
 Json = dict[str, Any]
 
 
-def _noop(_: str) -> None:
-    pass
+def no_progress(_: str) -> None:
+    """A Progress callback that reports nothing."""
 
 
 class Client(Protocol):
@@ -40,7 +41,7 @@ class Client(Protocol):
         from_snapshot: str | None = None,
         reset_on_drift: bool | None = None,
         lock_timeout: float | None = None,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> Json:
         """``views.up_dict``: create if missing, apply the local migrations."""
         ...
@@ -56,7 +57,7 @@ class Client(Protocol):
         ...
 
     def migrate(
-        self, branch: str, *, dry_run: bool = False, progress: Progress = _noop
+        self, branch: str, *, dry_run: bool = False, progress: Progress = no_progress
     ) -> Json: ...
 
     def reset(
@@ -66,7 +67,7 @@ class Client(Protocol):
         fresh: bool = False,
         from_snapshot: str | None = None,
         force: bool = False,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> Json:
         """Branch dict plus ``applied``. The caller checks protection first."""
         ...
@@ -82,18 +83,20 @@ class Client(Protocol):
         *,
         rules: str | None = None,
         allow_unreviewed: bool = False,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> Json:
         """Snapshot dict plus ``sanitize`` (the summary, or None)."""
         ...
 
-    def snapshot_refresh(self, name: str, *, progress: Progress = _noop) -> Json: ...
+    def snapshot_refresh(
+        self, name: str, *, progress: Progress = no_progress
+    ) -> Json: ...
 
     def snapshot_list(self) -> list[Json]: ...
 
     def snapshot_rm(self, ref: str) -> list[Json]: ...
 
-    def gc(self, *, dry_run: bool, progress: Progress = _noop) -> Json: ...
+    def gc(self, *, dry_run: bool, progress: Progress = no_progress) -> Json: ...
 
     def set_ttl(self, branch: str, ttl: str) -> Json:
         """``views.ttl_dict``: *ttl* is a duration, "never" or "default"."""
@@ -101,7 +104,7 @@ class Client(Protocol):
 
 
 def protected(config: Config, branch: str) -> bool:
-    return any(fnmatch.fnmatchcase(branch, p) for p in config.branches.protected)
+    return is_protected(branch, config.branches.protected)
 
 
 class LocalClient:
@@ -119,7 +122,7 @@ class LocalClient:
         from_snapshot: str | None = None,
         reset_on_drift: bool | None = None,
         lock_timeout: float | None = None,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> Json:
         res = self.engine.up(
             branch,
@@ -148,7 +151,7 @@ class LocalClient:
         )
 
     def migrate(
-        self, branch: str, *, dry_run: bool = False, progress: Progress = _noop
+        self, branch: str, *, dry_run: bool = False, progress: Progress = no_progress
     ) -> Json:
         res = self.engine.migrate(branch, dry_run=dry_run, progress=progress)
         return views.migrate_dict(res)
@@ -160,7 +163,7 @@ class LocalClient:
         fresh: bool = False,
         from_snapshot: str | None = None,
         force: bool = False,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> Json:
         res = self.engine.reset(
             branch, fresh=fresh, from_snapshot=from_snapshot, progress=progress
@@ -181,7 +184,7 @@ class LocalClient:
         *,
         rules: str | None = None,
         allow_unreviewed: bool = False,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> Json:
         snap = self.engine.snapshot_create(
             name,
@@ -192,7 +195,7 @@ class LocalClient:
         )
         return {**views.snapshot_dict(snap), "sanitize": snap.info.get("sanitize")}
 
-    def snapshot_refresh(self, name: str, *, progress: Progress = _noop) -> Json:
+    def snapshot_refresh(self, name: str, *, progress: Progress = no_progress) -> Json:
         snap = self.engine.snapshot_refresh(name, progress=progress)
         return {**views.snapshot_dict(snap), "sanitize": snap.info.get("sanitize")}
 
@@ -202,7 +205,7 @@ class LocalClient:
     def snapshot_rm(self, ref: str) -> list[Json]:
         return [views.snapshot_dict(s) for s in self.engine.snapshot_rm(ref)]
 
-    def gc(self, *, dry_run: bool, progress: Progress = _noop) -> Json:
+    def gc(self, *, dry_run: bool, progress: Progress = no_progress) -> Json:
         from branchdb.daemon.gc.collector import collect
 
         report = collect(self.engine, dry_run=dry_run, progress=progress)
@@ -212,14 +215,3 @@ class LocalClient:
         from branchdb.daemon.gc.ttl import set_ttl
 
         return views.ttl_dict(set_ttl(self.engine, branch, ttl))
-
-
-def connect(config: Config) -> Client:
-    """The client for *config*: remote if a server is configured, else local."""
-    if config.server.url:
-        from branchdb.cli.remote import RemoteClient
-
-        return RemoteClient(config)
-    from branchdb.daemon.core.engine import Engine
-
-    return LocalClient(Engine(config))

@@ -54,9 +54,14 @@ class _Ctx:
     def client(self) -> Client:
         """The engine in-process, or the daemon when a server is configured."""
         if self._client is None:
-            from branchdb.cli.client import connect
+            if self.config.server.url:
+                from branchdb.cli.remote import RemoteClient
 
-            self._client = connect(self.config)
+                self._client = RemoteClient(self.config)
+            else:
+                from branchdb.cli.client import LocalClient
+
+                self._client = LocalClient(self.engine)
         return self._client
 
     @property
@@ -64,8 +69,12 @@ class _Ctx:
         """The local engine, for commands that are local by nature."""
         if self._engine is None:
             from branchdb.daemon.core.engine import Engine
+            from branchdb.daemon.vcs.repo import heads_of
 
-            self._engine = Engine(self.config)
+            # A create records the default branch's head (GC's merge rule).
+            cfg = self.config
+            heads = heads_of(cfg.root, cfg.project.default_branch)
+            self._engine = Engine(cfg, heads=heads)
         return self._engine
 
     def branch(self) -> str:

@@ -22,7 +22,7 @@ from branchdb.daemon.backends.libsql_layout import libsql_path
 from branchdb.daemon.config import locate
 from branchdb.daemon.core import branchname
 from branchdb.daemon.migrations import files as migration_files
-from branchdb.daemon.store import SCHEMA_VERSION, STATE_FILE
+from branchdb.daemon.store.meta import SCHEMA_VERSION, STATE_FILE
 from branchdb.daemon.vcs import head as git_head
 
 _FLAGS = frozenset({"-q", "--quiet", "--json", "--hook"})

@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
-from branchdb.cli.client import Json, Progress, _noop, protected
+from branchdb.cli.client import Json, Progress, no_progress, protected
 from branchdb.daemon.core import errors
 from branchdb.daemon.core.errors import BranchdbError, ConfigError
 from branchdb.daemon.migrations import files as migration_files
@@ -240,7 +240,7 @@ class RemoteClient:
         from_snapshot: str | None = None,
         reset_on_drift: bool | None = None,
         lock_timeout: float | None = None,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> Json:
         params = self._flags(
             fresh=fresh, reset_on_drift=reset_on_drift, **{"from": from_snapshot}
@@ -263,7 +263,7 @@ class RemoteClient:
         return result
 
     def migrate(
-        self, branch: str, *, dry_run: bool = False, progress: Progress = _noop
+        self, branch: str, *, dry_run: bool = False, progress: Progress = no_progress
     ) -> Json:
         path = self._path("branches", branch, "migrate")
         params = self._flags(dry_run=dry_run)
@@ -277,7 +277,7 @@ class RemoteClient:
         fresh: bool = False,
         from_snapshot: str | None = None,
         force: bool = False,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> Json:
         path = self._path("branches", branch, "reset")
         params = self._flags(fresh=fresh, force=force, **{"from": from_snapshot})
@@ -307,7 +307,7 @@ class RemoteClient:
         *,
         rules: str | None = None,
         allow_unreviewed: bool = False,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> Json:
         body: Json = {"name": name, "source": source}
         if rules is not None:
@@ -324,7 +324,7 @@ class RemoteClient:
         result: Json = self._long("POST", self._path("snapshots"), progress, json=body)
         return result
 
-    def snapshot_refresh(self, name: str, *, progress: Progress = _noop) -> Json:
+    def snapshot_refresh(self, name: str, *, progress: Progress = no_progress) -> Json:
         result: Json = self._long(
             "POST", self._path("snapshots"), progress, json={"name": name}
         )
@@ -339,7 +339,7 @@ class RemoteClient:
         result: list[Json] = self._call("DELETE", path)
         return result
 
-    def gc(self, *, dry_run: bool, progress: Progress = _noop) -> Json:
+    def gc(self, *, dry_run: bool, progress: Progress = no_progress) -> Json:
         path = self._path("gc")
         if dry_run:
             result: Json = self._call("GET", path)

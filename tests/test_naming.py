@@ -45,9 +45,48 @@ def test_pg_names_fit_63_bytes_and_never_collide() -> None:
     assert naming.pg_database("a", "main") != naming.pg_database("b", "main")
 
 
-def test_names_are_stable() -> None:
-    assert naming.branch_key("feature/x") == naming.branch_key("feature/x")
-    assert naming.branch_key("feature/x").startswith("feature-x-")
+#: Golden names: every existing database, role and file was named by these rules. A
+#: change here orphans all of them (and GC would treat them as someone else's), so a
+#: change to naming needs a migration path, not a new expected value.
+GOLDEN = [
+    (
+        "main",
+        "main-0d6e4079e3",
+        "bdb_shop_main_82b973c4dc",
+        "bdbr_shop_main_82b973c4dc",
+    ),
+    (
+        "feature/x",
+        "feature-x-217d2bf51f",
+        "bdb_shop_feature_x_68eb5bbd01",
+        "bdbr_shop_feature_x_68eb5bbd01",
+    ),
+    (
+        "ünïcödé/分支",
+        "unicode-65a0e92952",
+        "bdb_shop_unicode_07adfc737d",
+        "bdbr_shop_unicode_07adfc737d",
+    ),
+    (
+        "x" * 250,
+        "x" * 40 + "-086d4a1c29",
+        "bdb_shop_" + "x" * 24 + "_3fcdec0577",
+        "bdbr_shop_" + "x" * 24 + "_3fcdec0577",
+    ),
+]
+
+
+@pytest.mark.parametrize(("branch", "key", "database", "role"), GOLDEN)
+def test_names_are_stable(branch: str, key: str, database: str, role: str) -> None:
+    assert naming.branch_key(branch) == key
+    assert naming.pg_database("shop", branch) == database
+    assert naming.pg_role("shop", branch) == role
+
+
+def test_snapshot_names_are_stable() -> None:
+    assert (
+        naming.pg_snapshot_database("shop", "prod", 3) == "bdbs_shop_prod_v3_78d1f012af"
+    )
 
 
 def test_snapshot_names_validated() -> None:

@@ -71,6 +71,8 @@ def test_serve_prints_the_gc_log_lines(repo: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        reader.join(timeout=10)
+        proc.stderr.close()
     marked = [m.group(1) for x in seen if (m := MARKED.match(x))]
     deleted = [m.group(1) for x in seen if (m := DELETED.match(x))]
     assert marked and marked == deleted, "\n".join(seen)

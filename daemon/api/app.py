@@ -40,12 +40,11 @@ from branchdb.daemon.api import (
 )
 from branchdb.daemon.api.bodylimit import BodyLimit
 from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken
+from branchdb.daemon.api.scheduler import recover_all, start_scheduler
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.api.settings import DaemonSettings
 from branchdb.daemon.api.webhooks import github as webhooks
-from branchdb.daemon.core.audit import acting
-from branchdb.daemon.core.errors import BranchdbError, NotFound, Refused, redact
-from branchdb.daemon.gc.collector import collect
+from branchdb.daemon.core.errors import BranchdbError, NotFound, redact
 
 log = logging.getLogger("branchdb.api")
 
@@ -221,8 +220,8 @@ def create_app(settings: DaemonSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(_recover, daemon)  # before the first request
-        scheduler = _start_scheduler(daemon, settings.gc_interval)
+        await run_in_threadpool(recover_all, daemon)  # before the first request
+        scheduler = start_scheduler(daemon, settings.gc_interval)
         yield
         if scheduler is not None:
             scheduler.shutdown(wait=False)
@@ -247,96 +246,3 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.include_router(metrics.router)
     openapi.install(app)
     return app
-
-
-def _recover(daemon: Daemon) -> None:
-    """Crash recovery of every project; errors are logged, never fatal."""
-    from branchdb.daemon.core import recovery
-    from branchdb.daemon.core.engine import Engine
-
-    for p in daemon.projects.values():
-        # A private engine: the per-thread ones belong to the request threads. With
-        # a shared state store it must be that store: its records and locks.
-        shared = daemon.shared_store() if daemon.settings.state_url else None
-        engine = Engine(p.settings.config, store=shared)
-        try:
-            report = recovery.recover(engine)
-            if report or report.busy:
-                log.info(
-                    "recovery of %s: %d interrupted creates undone, %d records of "
-                    "missing databases forgotten, %d temp leftovers dropped, %d busy",
-                    p.name,
-                    len(report.cleaned),
-                    len(report.forgotten),
-                    len(report.temps),
-                    len(report.busy),
-                )
-        except Exception:
-            log.exception("crash recovery of project %s failed", p.name)
-        finally:
-            if shared is None:
-                engine.store.close()
-
-
-def _start_scheduler(daemon: Daemon, interval: int) -> Any:
-    """APScheduler jobs: every project's GC each *interval* seconds (0: off), and
-    each ``[snapshots.NAME]`` with a ``schedule`` refreshed that often.
-
-    Each job runs one at a time (``max_instances=1``) in the thread pool; errors are
-    logged, never fatal to the daemon. None when there is nothing to schedule.
-    """
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-    scheduler = AsyncIOScheduler()
-
-    def collect_all() -> None:
-        for p in daemon.projects.values():
-            try:
-                # The collector logs each mark, each deletion and a summary.
-                with acting("scheduler", "scheduled gc"):
-                    collect(p.engine(), dry_run=False)
-            except Refused as e:  # another replica is collecting: skip this round
-                log.info("scheduled gc of project %s skipped: %s", p.name, e)
-            except Exception:
-                log.exception("scheduled gc of project %s failed", p.name)
-
-    def in_pool(fn: Any) -> Any:
-        async def job() -> None:
-            await run_in_threadpool(fn)
-
-        return job
-
-    if interval > 0:
-        scheduler.add_job(
-            in_pool(collect_all),
-            "interval",
-            seconds=interval,
-            max_instances=1,
-            coalesce=True,
-            id="gc",
-        )
-    for p in daemon.projects.values():
-        for d in p.settings.config.snapshots.definitions.values():
-            if d.schedule is None:
-                continue
-
-            def refresh(p: Any = p, name: str = d.name) -> None:
-                try:
-                    with acting("scheduler", f"scheduled refresh of {name}"):
-                        snap = p.engine().snapshot_refresh(name)
-                    log.info("refreshed snapshot %s of %s", snap.ref, p.name)
-                except Exception:
-                    log.exception("scheduled refresh of %s/%s failed", p.name, name)
-
-            scheduler.add_job(
-                in_pool(refresh),
-                "interval",
-                seconds=d.schedule,
-                max_instances=1,
-                coalesce=True,
-                id=f"refresh:{p.name}:{d.name}",
-            )
-    if not scheduler.get_jobs():
-        return None
-    scheduler.start()
-    return scheduler

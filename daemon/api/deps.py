@@ -30,6 +30,7 @@ from branchdb.daemon.core.engine import Engine
 from branchdb.daemon.core.errors import BranchdbError, NotFound
 from branchdb.daemon.store import open_store
 from branchdb.daemon.store.base import Store
+from branchdb.daemon.vcs.repo import heads_of
 from branchdb.daemon.vcs.tree import Mirror
 
 
@@ -82,8 +83,15 @@ class ProjectRuntime:
         engine: Engine | None = getattr(self._local, "engine", None)
         if engine is None:
             store = self._shared_store() if self._shared_store else None
+            mirror, config = self.gc_mirror, self.settings.config
+            # Git facts (GC, the default head a create records) come from the
+            # mirror when repository is set, else from the project folder.
+            where = mirror.path if mirror is not None else config.root
             engine = self._local.engine = Engine(
-                self.settings.config, store=store, mirror=self.gc_mirror
+                config,
+                store=store,
+                mirror=mirror,
+                heads=heads_of(where, config.project.default_branch),
             )
         return engine
 

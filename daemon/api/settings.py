@@ -49,7 +49,7 @@ from branchdb.daemon.api.publish import PublishSettings
 from branchdb.daemon.config import project as project_config
 from branchdb.daemon.config.project import Config
 from branchdb.daemon.core.errors import ConfigError, redact
-from branchdb.daemon.store import DEFAULT_SCHEMA
+from branchdb.daemon.store.meta import DEFAULT_SCHEMA
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765

@@ -233,10 +233,10 @@ class LibsqlBackend:
                 )
             info: dict[str, Any] = {}
             if rules is not None:
-                from branchdb.daemon.sanitize.pipeline import (
-                    line_progress,
-                    sanitize_sqlite,
-                )
+                # Imported here only: importing sanitize takes ~30 ms, which
+                # nothing but a sanitized snapshot should pay.
+                from branchdb.daemon.sanitize.report import line_progress
+                from branchdb.daemon.sanitize.sqlite.pipeline import sanitize_sqlite
 
                 report = sanitize_sqlite(
                     tmp,

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING
 from branchdb.daemon.core import audit, branchname
 from branchdb.daemon.core.errors import NotFound, Refused
 from branchdb.daemon.core.models import BranchRecord
-from branchdb.daemon.store import STATE_FILE
 from branchdb.daemon.store.base import AuditEntry
+from branchdb.daemon.store.meta import STATE_FILE
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -54,9 +54,14 @@ class ProjectContext:
     on first use (the hook's fast path needs neither).
 
     *mirror*: the daemon's fetched mirror of the project's ``repository``, when one
-    is configured; git facts about branches (garbage collection, the default
-    branch's head recorded at create) are then read there, not in the project
-    folder's checkout.
+    is configured; garbage collection then reads git facts there, not in the
+    project folder's checkout (:attr:`repository`).
+
+    *heads*: what the default branch points at now, in that repository (the layer
+    above the core supplies it: ``vcs.repo.default_heads`` bound to the checkout or
+    the mirror). A create records it with the branch (the merge rule of
+    garbage collection); without it nothing is recorded, and GC falls back to
+    commit times for that branch.
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class ProjectContext:
         backend: Backend | None = None,
         clock: Callable[[], float] = time.time,
         mirror: Mirror | None = None,
+        heads: Callable[[], list[str]] | None = None,
     ) -> None:
         self.config = config
         self.project = config.project.name
@@ -74,6 +80,7 @@ class ProjectContext:
         self._backend = backend
         self.clock = clock
         self.mirror = mirror
+        self._heads = heads
 
     # ------------------------------------------------------------------ parts
     @property
@@ -95,6 +102,10 @@ class ProjectContext:
     def repository(self) -> Path:
         """Where git facts about branches are read: the mirror, else the checkout."""
         return self.mirror.path if self.mirror is not None else self.config.root
+
+    def default_heads(self) -> list[str]:
+        """The default branch's head(s) now (see *heads*); [] if not supplied."""
+        return self._heads() if self._heads is not None else []
 
     @property
     def backend(self) -> Backend:

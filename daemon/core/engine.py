@@ -233,8 +233,6 @@ class Engine(ProjectContext):
             )
         snapshot = self._source_for(fresh, from_snapshot)
         now = self.clock()
-        from branchdb.daemon.vcs.repo import default_heads
-
         rec = BranchRecord(
             project=self.project,
             branch=branch,
@@ -246,9 +244,7 @@ class Engine(ProjectContext):
             last_used_at=now,
             info=old.info if old else {},
             # The merge rule: a tip reachable from these has no work of its own.
-            default_heads=default_heads(
-                self.repository, self.config.project.default_branch
-            ),
+            default_heads=self.default_heads(),
         )
         with quota.admission(self, branch, progress) as evicted:
             if self.backend.exists(database):
@@ -543,7 +539,7 @@ class Engine(ProjectContext):
 
     def snapshot_check(self, source: str, rules_path: str | None = None) -> Any:
         """(findings, unreviewed) of the PII detector on *source*; read-only."""
-        from branchdb.daemon.sanitize import pipeline
+        from branchdb.daemon.sanitize import check
 
         rules = None
         if rules_path is not None:
@@ -551,11 +547,17 @@ class Engine(ProjectContext):
 
             rules = load_rules(self.config.root / rules_path)
         if source.startswith(("postgres://", "postgresql://")):
-            return pipeline.check_postgres(source, rules)
+            from branchdb.daemon.backends.pg_session import connect
+
+            conn = connect(source, what="snapshot source")
+            try:
+                return check.check_postgres(conn, rules)
+            finally:
+                conn.close()
         path = Path(source.removeprefix("file:")).expanduser()
         if not path.is_file():
             raise NotFound(f"snapshot source {path} does not exist")
-        return pipeline.check_sqlite(path, rules)
+        return check.check_sqlite(path, rules)
 
     def snapshot_list(self) -> list[SnapshotRecord]:
         return self.store.list_snapshots(self.project)

@@ -15,14 +15,6 @@ if TYPE_CHECKING:
 
     from branchdb.daemon.store.base import Store
 
-#: The embedded store's file, under the project's data directory.
-STATE_FILE = "state.db"
-#: The schema of a PostgreSQL store when ``[state] schema`` is not set.
-DEFAULT_SCHEMA = "branchdb"
-#: Version of the state store's schema (:mod:`.schema`; both stores upgrade to it; the
-#: hook's fast path reads only a store of exactly this version).
-SCHEMA_VERSION = 6
-
 
 def open_store(url: str | None, sqlite_path: Path, schema: str | None = None) -> Store:
     """The PostgreSQL store at *url* (in *schema*), else the SQLite file.

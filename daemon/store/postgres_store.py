@@ -39,8 +39,8 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from branchdb.daemon.core.errors import BackendError, ConfigError, Refused, redact
-from branchdb.daemon.store import DEFAULT_SCHEMA as DEFAULT_SCHEMA
 from branchdb.daemon.store import schema
+from branchdb.daemon.store.meta import DEFAULT_SCHEMA as DEFAULT_SCHEMA
 from branchdb.daemon.store.sql_store import SqlStore
 
 SCHEMA_VERSION = schema.SCHEMA_VERSION

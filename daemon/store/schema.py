@@ -11,8 +11,8 @@ Adding a table to both stores
    subset: ``TEXT``, ``INTEGER``, ``BIGINT``, ``DOUBLE PRECISION`` (SQLite gives them
    the same affinities as ``REAL``/``INTEGER``), and ``{id}`` for an auto-numbered
    primary key. No ``;`` inside a statement (steps are split on it).
-2. Bump ``SCHEMA_VERSION`` in :mod:`branchdb.daemon.store` to ``N`` (the hook's fast
-   path checks it).
+2. Bump ``SCHEMA_VERSION`` in :mod:`branchdb.daemon.store.meta` to ``N`` (the hook's
+   fast path checks it).
 3. Write the methods once, in :class:`branchdb.daemon.store.sql_store.SqlStore`, with
    ``?`` placeholders and portable SQL: ``INSERT ... ON CONFLICT (...) DO UPDATE SET
    c = excluded.c`` (not ``INSERT OR REPLACE``), ``CASE WHEN`` (not two-argument
@@ -23,7 +23,7 @@ Adding a table to both stores
 
 from __future__ import annotations
 
-from branchdb.daemon.store import SCHEMA_VERSION as SCHEMA_VERSION
+from branchdb.daemon.store.meta import SCHEMA_VERSION as SCHEMA_VERSION
 
 #: Dialect words substituted into the steps with ``str.format``.
 DIALECTS: dict[str, dict[str, str]] = {

@@ -11,7 +11,7 @@ from branchdb.daemon.vcs import head as git_head
 
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
@@ -88,6 +88,12 @@ def default_heads(cwd: Path, default_branch: str) -> list[str]:
         ref, _, sha = line.partition("\0")
         (local if ref.startswith("refs/heads/") else remote).append(sha)
     return list(dict.fromkeys(local + remote))
+
+
+def heads_of(cwd: Path, default_branch: str) -> Callable[[], list[str]]:
+    """:func:`default_heads` of *cwd*, bound: what a ProjectContext takes as
+    ``heads`` (the core never imports git)."""
+    return lambda: default_heads(cwd, default_branch)
 
 
 class BranchFacts:

@@ -1,0 +1,115 @@
+"""The daemon's own timers and its start-up work, apart from the routes.
+
+:func:`recover_all` runs crash recovery (:mod:`branchdb.daemon.core.recovery`) for
+every project before the daemon serves; :func:`start_scheduler` starts APScheduler's
+jobs: garbage collection of every project (:func:`branchdb.daemon.gc.collector.collect`,
+the only collector among replicas sharing a store) and scheduled snapshot refreshes.
+Both are called from the application's lifespan (:mod:`.app`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from branchdb.daemon.api.deps import Daemon
+from branchdb.daemon.core.audit import acting
+from branchdb.daemon.core.errors import Refused
+from branchdb.daemon.gc.collector import collect
+
+log = logging.getLogger("branchdb.api")
+
+
+def recover_all(daemon: Daemon) -> None:
+    """Crash recovery of every project; errors are logged, never fatal."""
+    from branchdb.daemon.core import recovery
+    from branchdb.daemon.core.engine import Engine
+
+    for p in daemon.projects.values():
+        # A private engine: the per-thread ones belong to the request threads. With
+        # a shared state store it must be that store: its records and locks.
+        shared = daemon.shared_store() if daemon.settings.state_url else None
+        engine = Engine(p.settings.config, store=shared)
+        try:
+            report = recovery.recover(engine)
+            if report or report.busy:
+                log.info(
+                    "recovery of %s: %d interrupted creates undone, %d records of "
+                    "missing databases forgotten, %d temp leftovers dropped, %d busy",
+                    p.name,
+                    len(report.cleaned),
+                    len(report.forgotten),
+                    len(report.temps),
+                    len(report.busy),
+                )
+        except Exception:
+            log.exception("crash recovery of project %s failed", p.name)
+        finally:
+            if shared is None:
+                engine.store.close()
+
+
+def start_scheduler(daemon: Daemon, interval: int) -> Any:
+    """APScheduler jobs: every project's GC each *interval* seconds (0: off), and
+    each ``[snapshots.NAME]`` with a ``schedule`` refreshed that often.
+
+    Each job runs one at a time (``max_instances=1``) in the thread pool; errors are
+    logged, never fatal to the daemon. None when there is nothing to schedule.
+    """
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    scheduler = AsyncIOScheduler()
+
+    def collect_all() -> None:
+        for p in daemon.projects.values():
+            try:
+                # The collector logs each mark, each deletion and a summary.
+                with acting("scheduler", "scheduled gc"):
+                    collect(p.engine(), dry_run=False)
+            except Refused as e:  # another replica is collecting: skip this round
+                log.info("scheduled gc of project %s skipped: %s", p.name, e)
+            except Exception:
+                log.exception("scheduled gc of project %s failed", p.name)
+
+    def in_pool(fn: Any) -> Any:
+        async def job() -> None:
+            await run_in_threadpool(fn)
+
+        return job
+
+    if interval > 0:
+        scheduler.add_job(
+            in_pool(collect_all),
+            "interval",
+            seconds=interval,
+            max_instances=1,
+            coalesce=True,
+            id="gc",
+        )
+    for p in daemon.projects.values():
+        for d in p.settings.config.snapshots.definitions.values():
+            if d.schedule is None:
+                continue
+
+            def refresh(p: Any = p, name: str = d.name) -> None:
+                try:
+                    with acting("scheduler", f"scheduled refresh of {name}"):
+                        snap = p.engine().snapshot_refresh(name)
+                    log.info("refreshed snapshot %s of %s", snap.ref, p.name)
+                except Exception:
+                    log.exception("scheduled refresh of %s/%s failed", p.name, name)
+
+            scheduler.add_job(
+                in_pool(refresh),
+                "interval",
+                seconds=d.schedule,
+                max_instances=1,
+                coalesce=True,
+                id=f"refresh:{p.name}:{d.name}",
+            )
+    if not scheduler.get_jobs():
+        return None
+    scheduler.start()
+    return scheduler
