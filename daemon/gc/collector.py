@@ -12,7 +12,7 @@ first (bounded by :data:`FETCH_TIMEOUT`; a failed fetch is logged and that run j
 nothing "merged" or "deleted" from git) — else from the project folder's checkout.
 
 Orphans (a database carrying this project's marker with no record) are decided in
-one place, :func:`orphans`: never a database any record of the store names, nor one
+one place, :func:`_orphans`: never a database any record of the store names, nor one
 of a protected branch.
 
 Deletions go through :meth:`~branchdb.daemon.core.context.ProjectContext.drop_branch`
