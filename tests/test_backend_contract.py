@@ -278,8 +278,9 @@ def test_activity_matches_the_capability(h: Harness) -> None:
         assert b.activity([database])[database][1] == 1  # one session open now
     finally:
         s.close()
-    # PostgreSQL's statistics arrive when the server process has gone.
-    wait_for(lambda: b.activity()[database] >= (start[database][0] + 6, 0))
+    # The counter moves with client use only (a session begun: never autovacuum,
+    # see gc.activity); PostgreSQL's statistics arrive when the process has gone.
+    wait_for(lambda: b.activity()[database] >= (start[database][0] + 1, 0))
     now = b.activity()
     assert now[database][1] == 0 and now[idle][1] == 0
     assert set(b.activity([idle])) == {idle}
