@@ -11,9 +11,9 @@ project's ``repository`` when it has one — the repository the webhooks read, f
 first (bounded by :data:`FETCH_TIMEOUT`; a failed fetch is logged and that run judges
 nothing "merged" or "deleted" from git) — else from the project folder's checkout.
 
-Orphans (a database carrying this project's marker with no record) are decided in
-one place, :func:`_orphans`: never a database any record of the store names, nor one
-of a protected branch.
+Orphans (a database this store made, carrying this project's marker, with no
+record) are decided in one place, :func:`_orphans`: never another store's, never a
+database any record of the store names, nor one of a protected branch.
 
 Deletions go through :meth:`~branchdb.daemon.core.context.ProjectContext.drop_branch`
 (one branch at a time, under its lock) and are paced (``gc.pace``): after each drop
@@ -123,10 +123,10 @@ def _run(ctx: ProjectContext, *, dry_run: bool, progress: Progress) -> GcReport:
     # as a use (refreshes last-used in the store and in *records*).
     active = activity.refresh(ctx, records, now)
     owned = set(ctx.backend.list_owned())
+    # Orphans: only what this store made (another store's are its own business).
+    made = set(ctx.backend.list_owned(store=store.store_id))
     orphan_marks = store.gc_marks(project, "orphan")
-    orphans = {
-        d: orphan_marks.get(d, now) for d in _orphans(ctx, records, owned, facts)
-    }
+    orphans = {d: orphan_marks.get(d, now) for d in _orphans(ctx, records, made, facts)}
     marks = store.gc_marks(project, "branch")
     if facts is not None and facts.default_sha is not None:
         facts.seed(store.merge_checks(project, facts.default_sha))
@@ -180,7 +180,11 @@ def _run(ctx: ProjectContext, *, dry_run: bool, progress: Progress) -> GcReport:
     due = [c for c in candidates if c.due(now)]
     for i, c in enumerate(due):
         started = time.monotonic()
-        freed = _collect(ctx, c)
+        try:
+            freed = _collect(ctx, c)
+        except Refused as e:  # not provably ours any more: kept, with its record
+            log.warning("gc kept %s: %s", c.database, e)
+            freed = None
         if freed is not None:
             c.size_bytes = freed
             report.deleted.append(c)
@@ -239,20 +243,21 @@ def _facts(ctx: ProjectContext, default_branch: str) -> BranchFacts | None:
 def _orphans(
     ctx: ProjectContext,
     records: list[BranchRecord],
-    owned: set[str],
+    made: set[str],
     facts: BranchFacts | None,
 ) -> set[str]:
-    """The databases of *owned* (carrying this project's marker) that are orphans:
-    no record of this project names them, no record of the whole state store
-    does (another project sharing the backend), and none is the database of a
-    protected branch — the default branch, each literal ``branches.protected``
-    name, and every branch git knows that matches a protected pattern (a store
-    that lost its records, or a CLI on another store, must never drop those).
+    """The databases of *made* (provably this project's, and made by this state
+    store: ``list_owned(store=…)``) that are orphans: no record of this project
+    names them, no record of the whole state store does (another project sharing
+    the backend), and none is the database of a protected branch — the default
+    branch, each literal ``branches.protected`` name, and every branch git knows
+    that matches a protected pattern (a store that lost its records must never
+    drop those).
 
-    The one place orphans are decided (the marker's owner check lives in the
-    backend's ``list_owned``). Read-only.
+    The one place orphans are decided (the marker checks live in the backend's
+    ``list_owned``). Read-only.
     """
-    left = owned - {r.database for r in records}
+    left = made - {r.database for r in records}
     if not left:
         return left
     patterns = ctx.config.branches.protected

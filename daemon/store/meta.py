@@ -10,4 +10,4 @@ STATE_FILE = "state.db"
 DEFAULT_SCHEMA = "branchdb"
 #: Version of the state store's schema (:mod:`.schema`; both stores upgrade to it; the
 #: hook's fast path reads only a store of exactly this version).
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8

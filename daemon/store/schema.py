@@ -11,6 +11,7 @@ Adding a table to both stores
    subset: ``TEXT``, ``INTEGER``, ``BIGINT``, ``DOUBLE PRECISION`` (SQLite gives them
    the same affinities as ``REAL``/``INTEGER``), and ``{id}`` for an auto-numbered
    primary key. No ``;`` inside a statement (steps are split on it).
+   Values SQL cannot generate portably (a random id) go in :func:`seeds`.
 2. Bump ``SCHEMA_VERSION`` in :mod:`branchdb.daemon.store.meta` to ``N`` (the hook's
    fast path checks it).
 3. Write the methods once, in :class:`branchdb.daemon.store.sql_store.SqlStore`, with
@@ -174,10 +175,19 @@ MIGRATIONS: dict[int, str] = {
     DROP TABLE webhook_deliveries;
     ALTER TABLE webhook_deliveries_v6 RENAME TO webhook_deliveries;
     """,
+    # The store's own facts. ``store_id`` (seeded by :func:`seeds`) names this store
+    # in the markers of what backends create, so that a garbage collector counts as
+    # orphans only databases its own store made.
+    7: """
+    CREATE TABLE store_meta (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
     # The merge rule (gc): each branch record keeps the default branch's head(s) when
     # its database was made ("" for records made before: GC falls back to commit
     # times). Open pull requests (webhooks): a branch with one is never "deleted".
-    7: """
+    8: """
     ALTER TABLE branches ADD COLUMN default_heads TEXT NOT NULL DEFAULT '';
     CREATE TABLE open_pull_requests (
         project TEXT NOT NULL,
@@ -188,6 +198,23 @@ MIGRATIONS: dict[int, str] = {
     );
     """,
 }
+
+
+def seeds(version: int) -> list[tuple[str, tuple[str, ...]]]:
+    """Rows step *version* needs that SQL cannot make portably (random values):
+    ``(statement with ? placeholders, arguments)``, run after the step, in its
+    transaction. Idempotent (``ON CONFLICT DO NOTHING``)."""
+    if version == 7:
+        import secrets  # ~4 ms (hmac, random): only when a store is created
+
+        return [
+            (
+                "INSERT INTO store_meta (name, value) VALUES ('store_id', ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (secrets.token_hex(16),),
+            )
+        ]
+    return []
 
 
 def statements(version: int, dialect: str) -> list[str]:
