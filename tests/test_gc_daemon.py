@@ -154,7 +154,7 @@ def test_a_failed_fetch_judges_nothing_from_git(
     shutil.move(upstream / ".git", tmp_path / "moved.git")
     with caplog.at_level(logging.WARNING, logger="branchdb.gc"):
         report = collect(eng, dry_run=False)
-    assert report.candidates == []
+    assert report.candidates == ()
     assert any("fetching" in r.getMessage() for r in caplog.records)
     # Back: the next run fetches and judges again.
     shutil.move(tmp_path / "moved.git", upstream / ".git")

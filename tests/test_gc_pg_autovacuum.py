@@ -81,7 +81,7 @@ def test_autovacuum_is_not_a_use(repo: Path, eager_cluster: Cluster) -> None:
         wait_for(lambda n=name, s=before: sessions(cluster, n) > s)
     db = {b: eng.get(b).database for b in ("untouched", "used")}
     baseline = collect(eng, dry_run=True)
-    assert baseline.candidates == [] and baseline.active == []
+    assert baseline.candidates == () and baseline.active == ()
     # Let autovacuum visit the untouched database, visibly: its transaction
     # counter moves while no client connects.
     before = xacts(cluster, db["untouched"])
@@ -92,12 +92,12 @@ def test_autovacuum_is_not_a_use(repo: Path, eager_cluster: Cluster) -> None:
         assert c.execute("SELECT count(*) FROM t").fetchone() == (0,)
     wait_for(lambda: sessions(cluster, db["used"]) > used_before)
     first = collect(eng, dry_run=False)
-    assert first.active == ["used"]
+    assert first.active == ("used",)
     assert [(c.branch, c.reason) for c in first.candidates] == [("untouched", "idle")]
     # Autovacuum keeps visiting through the grace period: still no use.
     time.sleep(3)
     clock.now += 1.1 * HOUR
     second = collect(eng, dry_run=False)
     assert [c.branch for c in second.deleted] == ["untouched"]
-    assert second.active == []
+    assert second.active == ()
     eng.down("used")
