@@ -20,9 +20,16 @@ from branchdb.daemon.core.errors import BranchdbError, ConfigError, Refused, red
 if TYPE_CHECKING:
     import argparse
 
-    from branchdb.cli.client import Client, Json
+    from branchdb.cli.client import Client
+    from branchdb.daemon import wire
     from branchdb.daemon.config.project import Config
     from branchdb.daemon.core.engine import Engine
+
+
+class UsageError(BranchdbError):
+    """A command line that cannot be run as given (exit 2, as argparse's)."""
+
+    exit_code = 2
 
 
 class _Ctx:
@@ -54,9 +61,8 @@ class _Ctx:
                 self._client = RemoteClient(self.config)
             else:
                 from branchdb.cli.client import LocalClient
-                from branchdb.daemon.core.engine import Engine
 
-                self._client = LocalClient(Engine(self.config))
+                self._client = LocalClient(self.engine)
         return self._client
 
     @property
@@ -64,8 +70,12 @@ class _Ctx:
         """The local engine, for commands that are local by nature."""
         if self._engine is None:
             from branchdb.daemon.core.engine import Engine
+            from branchdb.daemon.vcs.repo import heads_of
 
-            self._engine = Engine(self.config)
+            # A create records the default branch's head (GC's merge rule).
+            cfg = self.config
+            heads = heads_of(cfg.root, cfg.project.default_branch)
+            self._engine = Engine(cfg, heads=heads)
         return self._engine
 
     def branch(self) -> str:
@@ -108,14 +118,15 @@ def cmd_up(ctx: _Ctx) -> int:
         emit_json(res)
     elif not a.quiet:
         _print(f"{branch}: {_up_summary(res)}")
-        if a.verbose and res.get("command") and res["command"]["output"].strip():
-            _print(res["command"]["output"].rstrip())
+        ran = res["command"]
+        if a.verbose and ran and ran["output"].strip():
+            _print(ran["output"].rstrip())
         _print(res["url"])
     return 0
 
 
-def _up_summary(res: Json) -> str:
-    """One line for an ``up`` answer (``views.up_dict``)."""
+def _up_summary(res: wire.UpBranch) -> str:
+    """One line for an ``up`` answer."""
     if res["up_to_date"]:
         return "up to date"
     what = []
@@ -138,7 +149,7 @@ def _up_summary(res: Json) -> str:
             if n
             else "no pending migrations"
         )
-    if res.get("evicted"):
+    if res["evicted"]:
         what.append(
             f"evicted {', '.join(res['evicted'])} (least recently used; "
             "branches.max_branches)"
@@ -375,7 +386,7 @@ def cmd_snapshot(ctx: _Ctx) -> int:
             emit_json(snap)
         else:
             _print(f"snapshot {snap['ref']} created ({human_size(snap['size_bytes'])})")
-            if snap.get("sanitize"):
+            if snap["sanitize"]:
                 _print(_sanitize_summary(snap["sanitize"]))
     elif a.action == "ls":
         snaps = client.snapshot_list()
@@ -416,8 +427,9 @@ def _snapshot_check(ctx: _Ctx) -> int:
     a = ctx.args
     if not a.source:
         raise Refused("snapshot check needs --source PATH_OR_URL")
-    findings, unreviewed = ctx.engine.snapshot_check(a.source, a.rules)
-    missing = {f.where for f in unreviewed} if a.rules else set()
+    check = ctx.engine.snapshot_check(a.source, a.rules)
+    findings = check.findings
+    missing = {f.where for f in check.unreviewed} if a.rules else set()
     if a.write_rules:
         from branchdb.cli.files import atomic_write
         from branchdb.daemon.sanitize.detect import starter_rules
@@ -425,21 +437,12 @@ def _snapshot_check(ctx: _Ctx) -> int:
         target = Path(a.write_rules)
         if target.exists():
             raise Refused(f"{target} already exists; not overwriting it")
-        atomic_write(target, starter_rules(findings))
+        atomic_write(target, starter_rules(list(findings)))
         sys.stderr.write(f"wrote a starter rules file to {target}: review it\n")
     if a.json:
-        emit_json(
-            [
-                {
-                    "column": f.where,
-                    "category": f.category,
-                    "reason": f.reason,
-                    "suggestion": f"[tables.{f.table}] {f.toml()}",
-                    "has_rule": f.where not in missing if a.rules else None,
-                }
-                for f in findings
-            ]
-        )
+        from branchdb.daemon.views import finding_dicts
+
+        emit_json(finding_dicts(findings, check.unreviewed if a.rules else None))
     elif findings:
         rows = [
             [f.where, f.category, f.reason, f"[tables.{f.table}] {f.toml()}"]
@@ -485,7 +488,7 @@ def cmd_gc(ctx: _Ctx) -> int:
     return 0
 
 
-def _ttl_text(info: dict[str, Any]) -> str:
+def _ttl_text(info: wire.Ttl) -> str:
     from branchdb.daemon.gc.policy import human_duration
 
     if info["ttl"] is None:
@@ -525,8 +528,9 @@ def _daemon_settings(ctx: _Ctx) -> Any:
 def cmd_serve(ctx: _Ctx) -> int:
     import uvicorn
 
-    from branchdb.daemon.api.app import create_app
+    from branchdb.daemon.api.app import configure_logging, create_app
 
+    configure_logging()
     settings = _daemon_settings(ctx)
     app = create_app(settings)
     sys.stderr.write(
@@ -542,6 +546,8 @@ def cmd_token(ctx: _Ctx) -> int:
     from branchdb.daemon.store import open_store
 
     a = ctx.args
+    if a.action == "revoke" and not a.id:
+        raise UsageError("token revoke needs the token's ID (see `branchdb token ls`)")
     settings = _daemon_settings(ctx)
     store = open_store(
         settings.state_url, settings.data_dir / "state.db", settings.state_schema

@@ -3,10 +3,12 @@
 This is what a post-checkout hook runs on almost every checkout: the branch's database
 exists and its migrations did not change. It is answered here from the cached parse of
 branchdb.toml, HEAD and the state store — without argparse, pathlib, the engine, a
-backend or tomllib — and printed exactly as the full path prints it. Anything unusual
-(no cache yet, a flag this module does not know, a changed migration, a missing file,
-remote mode) returns None and the full CLI takes over, so correctness never depends
-on this module: it only ever confirms "up to date".
+backend or tomllib — and printed exactly as the full path prints it (``--json``:
+:func:`~branchdb.daemon.views.up_to_date_dict`, the view of the engine's up-to-date
+answer; tests/test_fastpath.py compares the two). Anything unusual (no cache yet, a
+flag this module does not know, a changed migration, a missing file, remote mode)
+returns None and the full CLI takes over, so correctness never depends on this
+module: it only ever confirms "up to date".
 """
 
 from __future__ import annotations
@@ -58,11 +60,6 @@ def _section(raw: dict[str, object], name: str) -> dict[str, object]:
     return body if isinstance(body, dict) else {}
 
 
-def _tables(mig: dict[str, object]) -> tuple[str, ...]:
-    table = mig.get("table")
-    return (table,) if isinstance(table, str) else ()
-
-
 def _up_to_date(branch: str | None) -> SimpleNamespace | None:
     cwd = os.getcwd()
     path = os.environ.get("BRANCHDB_CONFIG") or locate.find_config(cwd)
@@ -72,6 +69,8 @@ def _up_to_date(branch: str | None) -> SimpleNamespace | None:
     raw = locate.cached_config(path, locate.stamp(path))
     if raw is None or _section(raw, "server").get("url"):
         return None
+    if _section(raw, "state").get("url") or os.environ.get("BRANCHDB_STATE_URL"):
+        return None  # the records are in a shared PostgreSQL store
     if branch is None:
         head = git_head.read_head(cwd)
         if head is None or head[0] != "branch":
@@ -107,22 +106,9 @@ def _up_to_date(branch: str | None) -> SimpleNamespace | None:
             "WHERE project = ? AND branch = ?",
             (project, branch),
         ).fetchone()
-        if row is None or row[4] != "ready" or row[1] != backend:
+        if row is None or row[4] != "ready" or row[7] != fp or row[1] != backend:
             return None
-        if backend in STAT_EXISTS:
-            path = libsql_path(data_dir, row[0])
-            if not os.path.exists(path):
-                return None
-            # The tool's ledger too: `dbmate rollback` or a restored file changes
-            # it without touching a migration file.
-            ledger = migration_files.sqlite_ledger_fingerprint(path, _tables(mig))
-            fp = migration_files.with_ledger(fp, ledger)
-        elif str(row[2]).startswith(("postgres://", "postgresql://")):
-            from branchdb.daemon.migrations import pg_ledger
-
-            pg = pg_ledger.ledger_fingerprint(row[2], _tables(mig))
-            fp = migration_files.with_ledger(fp, pg)
-        if row[7] != fp:
+        if backend in STAT_EXISTS and not os.path.exists(libsql_path(data_dir, row[0])):
             return None
         now = time.time()
         con.execute("PRAGMA synchronous=NORMAL")
@@ -153,18 +139,9 @@ def _print(rec: SimpleNamespace, flags: set[str]) -> None:
     if "--hook" in flags:
         sys.stderr.write(f"branchdb: {rec.branch}: up to date\n")
     elif "--json" in flags:
-        from branchdb.cli.output import branch_json, emit_json
+        from branchdb.cli.output import emit_json
+        from branchdb.daemon.views import up_to_date_dict
 
-        emit_json(
-            {
-                **branch_json(rec),  # type: ignore[arg-type]
-                "created": False,
-                "reset": False,
-                "up_to_date": True,
-                "applied": [],
-                "evicted": [],
-                "command": None,
-            }
-        )
+        emit_json(up_to_date_dict(rec))  # type: ignore[arg-type]
     elif not flags & {"-q", "--quiet"}:
         sys.stdout.write(f"{rec.branch}: up to date\n{rec.url}\n")

@@ -12,6 +12,7 @@ from support import BRANCHDB, git, run
 from branchdb.daemon.config import project as config_mod
 from branchdb.daemon.core.engine import Engine
 from branchdb.daemon.gc.collector import collect
+from branchdb.daemon.vcs.repo import heads_of
 
 HOUR = 3600.0
 
@@ -30,7 +31,10 @@ def engine(repo: Path, clock: Clock, extra: str = "") -> Engine:
     (repo / "branchdb.toml").write_text(
         '[project]\nname = "shop"\n[branches]\nttl = "7d"\ngrace = "1h"\n' + extra
     )
-    return Engine(config_mod.load(cwd=repo), clock=clock)
+    config = config_mod.load(cwd=repo)
+    # As the CLI and the daemon wire it: a create records the default branch's head.
+    heads = heads_of(repo, config.project.default_branch)
+    return Engine(config, clock=clock, heads=heads)
 
 
 def commit(repo: Path, name: str, text: str = "x") -> None:
@@ -106,7 +110,7 @@ def test_grace_period_and_reuse(repo: Path) -> None:
     git(repo, "branch", "-D", "b")
     assert collect(eng, dry_run=True).candidates[0].marked_at is None
     first = collect(eng, dry_run=False)  # marks, deletes nothing
-    assert first.deleted == [] and all(p.exists() for p in paths.values())
+    assert first.deleted == () and all(p.exists() for p in paths.values())
     clock.now += 0.5 * HOUR
     eng.url("b")  # b is used again inside the grace window
     clock.now += 0.6 * HOUR
@@ -177,7 +181,7 @@ def test_missing_database_is_reported(repo: Path) -> None:
     eng = engine(repo, clock)
     url = eng.up("main").record.url
     Path(url.removeprefix("file:")).unlink()
-    assert collect(eng, dry_run=True).missing == ["main"]
+    assert collect(eng, dry_run=True).missing == ("main",)
 
 
 def test_cli_dry_run_then_run(repo: Path) -> None:

@@ -16,6 +16,8 @@ for every project: provisioning a killed daemon left half done is cleaned up.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -45,6 +47,36 @@ from branchdb.daemon.api.webhooks import github as webhooks
 from branchdb.daemon.core.errors import BranchdbError, NotFound, redact
 
 log = logging.getLogger("branchdb.api")
+
+#: How ``branchdb serve`` prints branchdb's log lines on stderr (README: Logging).
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def configure_logging(level: str | None = None) -> None:
+    """Print the ``branchdb`` loggers (``branchdb.gc``, ``.api``, ``.recovery``…) on
+    stderr in :data:`LOG_FORMAT`, at *level*, else ``$BRANCHDB_LOG_LEVEL``, else
+    INFO. For ``branchdb serve``: ``create_app`` leaves logging to its host.
+
+    Idempotent (one handler however often it is called). Raises ConfigError for a
+    level that is not DEBUG, INFO, WARNING or ERROR.
+    """
+    from branchdb.daemon.core.errors import ConfigError
+
+    name = (level or os.environ.get("BRANCHDB_LOG_LEVEL") or "INFO").strip().upper()
+    if name not in _LEVELS:
+        raise ConfigError(
+            f"BRANCHDB_LOG_LEVEL {name!r} is not one of {', '.join(_LEVELS)}"
+        )
+    logger = logging.getLogger("branchdb")
+    logger.setLevel(name)
+    if not any(getattr(h, "branchdb", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.branchdb = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    # Its own handler: a root handler (an embedding server's) would print twice.
+    logger.propagate = False
 
 
 def _error(

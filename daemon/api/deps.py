@@ -30,6 +30,7 @@ from branchdb.daemon.core.engine import Engine
 from branchdb.daemon.core.errors import BranchdbError, NotFound
 from branchdb.daemon.store import open_store
 from branchdb.daemon.store.base import Store
+from branchdb.daemon.vcs.repo import heads_of
 from branchdb.daemon.vcs.tree import Mirror
 
 
@@ -82,8 +83,24 @@ class ProjectRuntime:
         engine: Engine | None = getattr(self._local, "engine", None)
         if engine is None:
             store = self._shared_store() if self._shared_store else None
-            engine = self._local.engine = Engine(self.settings.config, store=store)
+            mirror, config = self.gc_mirror, self.settings.config
+            # Git facts (GC, the default head a create records) come from the
+            # mirror when repository is set, else from the project folder.
+            where = mirror.path if mirror is not None else config.root
+            engine = self._local.engine = Engine(
+                config,
+                store=store,
+                mirror=mirror,
+                heads=heads_of(where, config.project.default_branch),
+            )
         return engine
+
+    @property
+    def gc_mirror(self) -> Mirror | None:
+        """The mirror git facts are read from (GC, the head recorded at create):
+        with ``repository`` set, the one the webhooks read; else None (the
+        project folder's own checkout)."""
+        return self.mirror if self.settings.repository_set else None
 
 
 class Daemon:

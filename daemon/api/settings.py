@@ -30,7 +30,9 @@ is served alone, with its data directory as the daemon's. Environment variables
 ``BRANCHDB_WEBHOOK_SECRET[_<PROJECT>]``, ``BRANCHDB_GITLAB_SECRET_<PROJECT>``; for
 publishing ``BRANCHDB_GITHUB_TOKEN[_<PROJECT>]``,
 ``BRANCHDB_CALLBACK_SECRET_<PROJECT>``; ``BRANCHDB_STATE_URL``) override the file;
-command-line flags override both. Everything is read once, here; the app receives
+command-line flags override both. Without ``[state]`` here, the daemon uses the
+``[state]`` its projects' ``branchdb.toml`` name (the store their CLI uses); one that
+differs from this file's is refused. Everything is read once, here; the app receives
 the result.
 """
 
@@ -46,7 +48,8 @@ from branchdb.daemon.api import publish
 from branchdb.daemon.api.publish import PublishSettings
 from branchdb.daemon.config import project as project_config
 from branchdb.daemon.config.project import Config
-from branchdb.daemon.core.errors import ConfigError
+from branchdb.daemon.core.errors import ConfigError, redact
+from branchdb.daemon.store.meta import DEFAULT_SCHEMA
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -85,6 +88,9 @@ class ProjectSettings(NamedTuple):
     allow_forks: bool = False
     gitlab_secret: str | None = None  # X-Gitlab-Token of GitLab merge request hooks
     publish: PublishSettings | None = None  # where webhook flows publish the URL
+    #: ``repository`` was set: garbage collection reads the fetched mirror (as the
+    #: webhooks do), not the project folder's checkout
+    repository_set: bool = False
 
 
 class DaemonSettings(NamedTuple):
@@ -162,6 +168,7 @@ def _project(raw: dict[str, Any], base: Path, where: str) -> ProjectSettings:
         bool(raw.get("allow_forks", False)),
         raw.get("gitlab_secret") or _secret_env(name, "GITLAB_SECRET"),
         publish.parse(raw["publish"], name, where) if "publish" in raw else None,
+        repository_set="repository" in raw,
     )
 
 
@@ -194,6 +201,46 @@ def _state(raw: Any, where: str) -> tuple[str | None, str | None]:
     schema = raw.get("schema")
     if schema is not None and not _NAME.fullmatch(schema):
         raise ConfigError(f"{where}: state.schema {schema!r} is not a valid name")
+    return url, schema
+
+
+def _shared_state(
+    url: str | None,
+    schema: str | None,
+    projects: dict[str, ProjectSettings],
+    where: str,
+) -> tuple[str | None, str | None]:
+    """The daemon's state store, reconciled with the projects' own ``[state]``.
+
+    The CLI in a project folder uses that project's ``[state]``; the daemon must use
+    the same store, or the two keep separate records (and a cron ``gc`` takes the
+    daemon's databases for orphans). Without ``[state]`` here, the one the projects
+    name is used; two different ones, or one that differs from the daemon's, are a
+    ConfigError.
+    """
+    named = {
+        p.name: (p.config.state.url, p.config.state.schema or DEFAULT_SCHEMA)
+        for p in projects.values()
+        if p.config.state.url and p.config.state.declared
+    }
+    stores = set(named.values())
+    if url is None:
+        if len(stores) > 1:
+            raise ConfigError(
+                f"{where}: the projects name different state stores in their "
+                f"branchdb.toml ([state]: {', '.join(sorted(named))}); set one "
+                "[state] here and the same in each project"
+            )
+        if stores:
+            url, schema = stores.pop()
+        return url, schema
+    for name, (other, other_schema) in sorted(named.items()):
+        if (other, other_schema) != (url, schema or DEFAULT_SCHEMA):
+            raise ConfigError(
+                f"{where}: project {name!r} names another state store in its "
+                f"branchdb.toml ({redact(other)}, schema {other_schema!r}) than "
+                f"[state] here; the CLI and the daemon would keep separate records"
+            )
     return url, schema
 
 
@@ -238,7 +285,8 @@ def load(
             secret,
             gitlab_secret=_secret_env(cfg.project.name, "GITLAB_SECRET"),
         )
-        state_url, state_schema = _state({}, "environment")
+        # The project's own [state] (and $BRANCHDB_STATE_URL): the CLI uses it too.
+        state_url, state_schema = cfg.state.url, cfg.state.schema
         return DaemonSettings(
             host=host or os.environ.get("BRANCHDB_HOST") or DEFAULT_HOST,
             port=port or _env_port(DEFAULT_PORT),
@@ -280,6 +328,7 @@ def load(
         if p.name in projects:
             raise ConfigError(f"{where}: project {p.name!r} is declared twice")
         projects[p.name] = p
+    state_url, state_schema = _shared_state(state_url, state_schema, projects, where)
     data_dir = (
         Path(env_dir) if env_dir else base / server.get("data_dir", DEFAULT_DATA_DIR)
     )

@@ -98,6 +98,15 @@ class ServerSection(NamedTuple):
     url: str | None = None
 
 
+class StateSection(NamedTuple):
+    """``[state]``: the PostgreSQL state store shared with a daemon (None: the
+    SQLite file in the data directory)."""
+
+    url: str | None = None  # postgresql://…; $BRANCHDB_STATE_URL wins
+    schema: str | None = None  # default "branchdb"
+    declared: bool = False  # the file has a [state] table (not only the variable)
+
+
 class Config(NamedTuple):
     root: Path  # directory holding branchdb.toml
     path: Path | None
@@ -108,6 +117,7 @@ class Config(NamedTuple):
     server: ServerSection = ServerSection()
     snapshots: SnapshotsSection = SnapshotsSection()
     gc: GcSection = GcSection()
+    state: StateSection = StateSection()
 
     @property
     def data_dir(self) -> Path:
@@ -149,6 +159,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     },
     "gc": {"pace": (int, float)},
     "server": {"url": str},
+    "state": {"url": str, "schema": str},
     "snapshots": {"keep": int},  # plus [snapshots.NAME] tables, see _snapshots
 }
 _SNAPSHOT_DEF: dict[str, type] = {
@@ -288,6 +299,7 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
             f"{where}: database.url_format {url_format!r} is not one of "
             f"{', '.join(URL_FORMS)}"
         )
+    state = _state(raw.get("state", {}), where)
     return Config(
         root=root,
         path=path,
@@ -327,7 +339,25 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
             url=os.environ.get("BRANCHDB_SERVER") or s.get("url"),
         ),
         snapshots=_snapshots(raw.get("snapshots", {}), where),
+        state=state,
     )
+
+
+_STATE_SCHEMA = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def _state(raw: Mapping[str, Any], where: str) -> StateSection:
+    """``[state]``; ``$BRANCHDB_STATE_URL`` overrides its url (as for the daemon)."""
+    url = os.environ.get("BRANCHDB_STATE_URL") or raw.get("url") or None
+    if url is not None and not url.startswith(("postgres://", "postgresql://")):
+        raise ConfigError(
+            f"{where}: state.url must be a postgresql:// URL "
+            "(leave it unset for the embedded SQLite store)"
+        )
+    schema = raw.get("schema")
+    if schema is not None and not _STATE_SCHEMA.fullmatch(schema):
+        raise ConfigError(f"{where}: state.schema {schema!r} is not a valid name")
+    return StateSection(url=url, schema=schema, declared=bool(raw))
 
 
 def find_config(start: Path) -> Path | None:

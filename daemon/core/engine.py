@@ -2,11 +2,12 @@
 
 Every CLI command, API route and scheduled job is a thin caller of a method here. The
 engine never prints: it reports progress through an optional callback and answers with
-plain data. Mutating methods take a per-branch lock (an ``flock`` on a file under the
-data directory, plus the state store's lock when the store is shared by replicas), so
-two ``branchdb up`` for one branch end with one database. Every create, reset, delete,
-migrate and snapshot create/delete is written to the audit log, attributed to the
-actor of :mod:`branchdb.daemon.core.audit`.
+the frozen dataclasses of :mod:`.results` (or the store's records). Mutating methods
+take a per-branch lock (an ``flock`` on a file under the data directory, plus the
+state store's lock when the store is shared by replicas), so two ``branchdb up`` for
+one branch end with one database. Every create, reset, delete, migrate and snapshot
+create/delete is written to the audit log, attributed to the actor of
+:mod:`branchdb.daemon.core.audit`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from branchdb.daemon.core.errors import (
     redact,
 )
 from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
+from branchdb.daemon.core.results import (
+    MigrateResult,
+    SnapshotCheck,
+    Status,
+    UpResult,
+)
 from branchdb.daemon.migrations import files as migration_files
 from branchdb.daemon.migrations import project as project_migrations
 from branchdb.daemon.migrations.base import MigrationFiles
@@ -36,44 +43,7 @@ if TYPE_CHECKING:
     from branchdb.daemon.core.dbsession import DbSession
     from branchdb.daemon.sanitize.rules import Rules
 
-__all__ = ["Engine", "MigrateResult", "Progress", "UpResult"]
-
-
-class UpResult:
-    """What ``up`` (and ``reset``) did."""
-
-    def __init__(
-        self,
-        record: BranchRecord,
-        *,
-        created: bool = False,
-        reset: bool = False,
-        applied: list[str] | None = None,  # migration names applied by this call
-        up_to_date: bool = False,  # the fast path: nothing to do
-        evicted: list[str] | None = None,  # branches evicted to stay within quota
-        command: dict[str, Any] | None = None,  # format "command": what ran
-    ) -> None:
-        self.record = record
-        self.command = command
-        self.evicted = evicted or []
-        self.created = created
-        self.reset = reset
-        self.applied = applied or []
-        self.up_to_date = up_to_date
-
-
-class MigrateResult:
-    def __init__(
-        self,
-        record: BranchRecord,
-        applied: list[str],
-        pending: list[str],
-        dry_run: bool = False,
-    ) -> None:
-        self.record = record
-        self.applied = applied
-        self.pending = pending
-        self.dry_run = dry_run
+__all__ = ["Engine", "MigrateResult", "Progress", "SnapshotCheck", "Status", "UpResult"]
 
 
 class Engine(ProjectContext):
@@ -206,16 +176,16 @@ class Engine(ProjectContext):
                     record=rec,
                     created=created,
                     reset=True,
-                    applied=applied,
-                    evicted=evicted,
+                    applied=tuple(applied),
+                    evicted=tuple(evicted),
                     command=ran or None,
                 )
             self._audit_applied(branch, applied)
             return UpResult(
                 record=rec,
                 created=created,
-                applied=applied,
-                evicted=evicted,
+                applied=tuple(applied),
+                evicted=tuple(evicted),
                 command=ran or None,
             )
 
@@ -339,6 +309,8 @@ class Engine(ProjectContext):
             created_at=now,
             last_used_at=now,
             info=old.info if old else {},
+            # The merge rule: a tip reachable from these has no work of its own.
+            default_heads=self.default_heads(),
         )
         with quota.admission(self, branch, progress) as evicted:
             if self.backend.exists(database):
@@ -424,9 +396,10 @@ class Engine(ProjectContext):
         """
         self.store.mark_closed(self.project, branch, merged, self.clock(), reference)
 
-    def pull_request_opened(self, branch: str) -> None:
-        """Forget a closed mark of *branch* (the pull request was reopened)."""
-        self.store.clear_closed(self.project, branch)
+    def pull_request_opened(self, branch: str, *, reference: str = "") -> None:
+        """Record that *branch* has an open pull request (GC never judges it
+        "deleted"), forgetting a closed mark (reopened). Idempotent."""
+        self.store.mark_open(self.project, branch, self.clock(), reference)
 
     def migrate(
         self,
@@ -449,7 +422,7 @@ class Engine(ProjectContext):
                     rec, source, self.fingerprint(files), progress
                 )
                 self._audit_applied(branch, applied, always=True)
-            return MigrateResult(record=rec, applied=applied, pending=[])
+            return MigrateResult(record=rec, applied=tuple(applied))
         session = self.backend.connect(rec.database, rec.info)
         try:
             _, pending, _ = project_migrations.run(
@@ -458,46 +431,44 @@ class Engine(ProjectContext):
         finally:
             session.close()
         return MigrateResult(
-            record=rec, applied=[], pending=[m.name for m in pending], dry_run=True
+            record=rec, pending=tuple(m.name for m in pending), dry_run=True
         )
 
-    def status(
-        self, branch: str, *, files: MigrationFiles | None = None
-    ) -> dict[str, Any]:
-        """Record plus live facts: size, applied and pending migrations, drift."""
+    def status(self, branch: str, *, files: MigrationFiles | None = None) -> Status:
+        """Record plus live facts: whether the database exists, its size, pending
+        migrations. Read-only; a failure to plan is reported in ``problem``, not
+        raised (status must always answer). Raises NotFound."""
         rec = self.get(branch)
-        out: dict[str, Any] = {
-            "record": rec,
-            "exists": self.backend.exists(rec.database),
-        }
-        out["size_bytes"] = (
-            self.backend.size_bytes(rec.database) if out["exists"] else 0
-        )
-        out["pending"] = []
-        out["applied"] = None  # None: unknown, the record's count stands
-        out["ledger"] = None
-        out["command"] = (
+        command = (
             self.config.migrations.command
             if self.config.migrations.format == "command"
             else None
         )
-        out["problem"] = None
-        if out["exists"]:
+        if not self.backend.exists(rec.database):
+            return Status(record=rec, exists=False, command=command)
+        size = self.backend.size_bytes(rec.database)
+        try:
+            session = self.backend.connect(rec.database, rec.info)
             try:
-                session = self.backend.connect(rec.database, rec.info)
-                try:
-                    applied, pending, ledger = project_migrations.inspect(
-                        self.config, rec, session, self.migration_source(files)
-                    )
-                finally:
-                    session.close()
-                # The tool's ledger is the truth: its team may have run the tool.
-                out["applied"] = applied
-                out["pending"] = pending
-                out["ledger"] = ledger
-            except Exception as e:  # reported, not raised: status must always answer
-                out["problem"] = str(e)
-        return out
+                applied, pending, ledger = project_migrations.inspect(
+                    self.config, rec, session, self.migration_source(files)
+                )
+            finally:
+                session.close()
+        except Exception as e:  # reported, not raised: status must always answer
+            return Status(
+                rec, exists=True, size_bytes=size, problem=str(e), command=command
+            )
+        # The tool's ledger is the truth: its team may have run the tool.
+        return Status(
+            rec,
+            exists=True,
+            size_bytes=size,
+            pending=tuple(pending),
+            applied=None if applied is None else tuple(applied),
+            ledger=ledger,
+            command=command,
+        )
 
     def reset(
         self,
@@ -527,7 +498,7 @@ class Engine(ProjectContext):
                 rec, source, self.fingerprint(files), progress
             )
             self._audit_applied(branch, applied)
-        return UpResult(record=rec, reset=True, applied=applied)
+        return UpResult(record=rec, reset=True, applied=tuple(applied))
 
     def _reset_locked(
         self, rec: BranchRecord, snapshot: SnapshotRecord | None, progress: Progress
@@ -572,7 +543,7 @@ class Engine(ProjectContext):
             )
         with self.lock(branch):
             rec = self.get(branch)
-            self.drop_branch(rec, detail=f"dropped {rec.database}")
+            self.drop_branch(rec, detail=f"dropped {rec.database}", force=force)
         return rec
 
     # -------------------------------------------------------------- snapshots
@@ -659,8 +630,11 @@ class Engine(ProjectContext):
             progress=progress,
         )
 
-    def snapshot_check(self, source: str, rules_path: str | None = None) -> Any:
-        """(findings, unreviewed) of the PII detector on *source*; read-only."""
+    def snapshot_check(
+        self, source: str, rules_path: str | None = None
+    ) -> SnapshotCheck:
+        """The PII detector's findings on *source*, and those *rules_path* does not
+        cover; read-only. Raises NotFound (no such file), RulesError."""
         from branchdb.daemon.sanitize import check
 
         rules = None
@@ -673,13 +647,15 @@ class Engine(ProjectContext):
 
             conn = connect(source, what="snapshot source")
             try:
-                return check.check_postgres(conn, rules)
+                findings, unreviewed = check.check_postgres(conn, rules)
             finally:
                 conn.close()
-        path = Path(source.removeprefix("file:")).expanduser()
-        if not path.is_file():
-            raise NotFound(f"snapshot source {path} does not exist")
-        return check.check_sqlite(path, rules)
+        else:
+            path = Path(source.removeprefix("file:")).expanduser()
+            if not path.is_file():
+                raise NotFound(f"snapshot source {path} does not exist")
+            findings, unreviewed = check.check_sqlite(path, rules)
+        return SnapshotCheck(tuple(findings), tuple(unreviewed))
 
     def snapshot_list(self) -> list[SnapshotRecord]:
         return self.store.list_snapshots(self.project)

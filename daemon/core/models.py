@@ -74,6 +74,9 @@ class BranchRecord:
         fingerprint: str = "",  # hash of the migrations last applied successfully
         applied: dict[str, str] | None = None,  # key -> checksum
         info: dict[str, Any] | None = None,  # backend extras (role, strategy…)
+        # the default branch's head(s) when the database was made (the merge rule,
+        # see vcs.repo.BranchFacts); empty for records made before it was recorded
+        default_heads: list[str] | None = None,
     ) -> None:
         self.project = project
         self.branch = branch
@@ -87,6 +90,7 @@ class BranchRecord:
         self.fingerprint = fingerprint
         self.applied: dict[str, str] = applied if applied is not None else {}
         self.info: dict[str, Any] = info if info is not None else {}
+        self.default_heads: list[str] = default_heads or []
 
     def __repr__(self) -> str:
         return f"BranchRecord({self.project!r}, {self.branch!r}, {self.database!r})"
