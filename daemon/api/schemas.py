@@ -22,6 +22,8 @@ class Branch(BaseModel):
     last_used_at: str
     migrations_applied: int
     strategy: str | None
+    #: libsql server branches: the JWT that opens this branch's database (only)
+    auth_token: str | None = None
 
 
 class UpBranch(Branch):

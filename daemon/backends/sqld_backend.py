@@ -1,0 +1,334 @@
+"""libsql branches served by a libsql server (sqld): one namespace per branch.
+
+Why a namespace per branch and not an sqld per branch: sqld's JWT auth can confine a
+token to one namespace. sqld 0.24 reads the claim ``id`` (``auth/user_auth_strategies
+/jwt.rs``) and refuses that token on every other namespace
+(``Authenticated::is_namespace_authorized``, checked by ``NamespaceStore::
+with_authenticated`` before any statement runs, on HTTP and WebSocket alike). So one
+sqld, one key pair, and a token per branch give the isolation the issue asks for,
+with one process to run instead of one per branch (each ~10 MB and a port).
+
+Layout on the daemon's side (``<data_dir>/sqld/``)::
+
+    owned/<namespace>.json   branchdb's marker: written before the namespace is
+                             created, removed after it is deleted. A namespace
+                             without one is never touched (another tool's, or
+                             another daemon's): creating over it is refused.
+    locks/<namespace>        migration locks
+
+Clone from a snapshot, when the daemon shares sqld's file system (managed sqld, or
+``[libsql] db_path``): the sealed snapshot file is copied (reflink or
+``copy_file_range``) to ``<db_path>/dbs/<namespace>/data`` and only then is the
+namespace created. sqld serves an existing ``data`` file as-is: with no ``wallog``
+beside it, ``ReplicationLogger::open`` rebuilds its replication log from the file
+(``replication/primary/logger.rs`` ``recover``), which is the one extra sequential
+read+write of the file it costs. Its admin ``fork`` is O(size) through the log and
+~15x slower (bench/bench_sqld.py). Without a shared file system, the namespace is
+created empty and the snapshot's SQL is loaded through Hrana (strategy ``load``).
+sqld's log assumes 4096-byte pages; a snapshot with another page size takes the
+``load`` path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from branchdb.daemon.backends.base import Info, Progress, Recovered
+from branchdb.daemon.backends.libsql_backend import LibsqlBackend, clone_file
+from branchdb.daemon.backends.sqld_auth import Signer
+from branchdb.daemon.backends.sqld_client import Admin, HranaSession
+from branchdb.daemon.backends.sqld_process import ManagedSqld
+from branchdb.daemon.config.project import Config
+from branchdb.daemon.core import naming
+from branchdb.daemon.core.errors import NotFound, Refused
+from branchdb.daemon.core.models import SnapshotRecord
+
+if TYPE_CHECKING:
+    from branchdb.daemon.core.context import ProjectContext
+    from branchdb.daemon.sanitize.rules import Rules
+
+PAGE_SIZE = 4096  # sqld's replication log frames (LIBSQL_PAGE_SIZE)
+LOAD_BATCH = 500  # dump statements per Hrana request
+
+
+class SqldBackend:
+    name: ClassVar[str] = "sqld"
+    dialect: ClassVar[str] = "sqlite"
+    exists_is_stat: ClassVar[bool] = False
+    samples_activity: ClassVar[bool] = False
+    copy_on_write: ClassVar[bool] = False
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.project = config.project.name
+        s = config.libsql
+        self.root = config.data_dir / "sqld"
+        self.owned = self.root / "owned"
+        self.locks = self.root / "locks"
+        self.files = LibsqlBackend(config)  # snapshots: the same sealed files
+        self.managed: ManagedSqld | None = None
+        if s.managed or not s.server:
+            self.managed = ManagedSqld(config.data_dir, s.listen)
+            self.db_path: Path | None = self.managed.db_path
+            self._signer: Signer | None = None
+        else:
+            assert s.admin and s.key_file  # checked by config
+            self.db_path = s.db_path
+            self._signer = Signer.from_file(s.key_file)
+        self._endpoints: tuple[str, str] | None = None
+
+    # ---------------------------------------------------------------- plumbing
+    def _ends(self) -> tuple[str, str]:
+        """(Hrana URL, admin URL); a managed sqld is (re)started when needed."""
+        s = self.config.libsql
+        if self.managed is None:
+            assert s.server and s.admin
+            return s.server, s.admin
+        return self.managed.ensure()
+
+    def _admin(self) -> Admin:
+        return Admin(self._ends()[1])
+
+    def _sign(self) -> Signer:
+        if self._signer is None:
+            assert self.managed is not None
+            self._ends()  # creates the key pair on first start
+            self._signer = Signer.from_file(self.managed.private_key)
+        return self._signer
+
+    def public_url(self, namespace: str) -> str:
+        template = self.config.libsql.public_url
+        if template:
+            return template.replace("{namespace}", namespace)
+        server = self._ends()[0]
+        scheme, _, rest = server.partition("://")
+        host, _, port = rest.partition(":")
+        if host in ("127.0.0.1", "localhost", "::1"):
+            host = "localhost"  # *.localhost is loopback (RFC 6761)
+        return f"{scheme}://{namespace}.{host}" + (f":{port}" if port else "")
+
+    def _marker(self, namespace: str) -> Path:
+        return self.owned / f"{namespace}.json"
+
+    def _mine(self, namespace: str) -> bool:
+        try:
+            data = json.loads(self._marker(namespace).read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(data.get("project") == self.project)
+
+    def _dir(self, namespace: str) -> Path | None:
+        return None if self.db_path is None else self.db_path / "dbs" / namespace
+
+    # -------------------------------------------------------------- databases
+    def database_name(self, branch: str) -> str:
+        return naming.sqld_namespace(self.project, branch)
+
+    def exists(self, database: str) -> bool:
+        return self._mine(database) and self._admin().exists(database)
+
+    def create(
+        self,
+        database: str,
+        *,
+        branch: str,
+        snapshot: SnapshotRecord | None,
+        info: Info,
+    ) -> Info:
+        admin = self._admin()
+        if admin.exists(database):
+            if self._mine(database):
+                raise Refused(f"sqld namespace {database} already exists")
+            raise Refused(
+                f"sqld namespace {database} exists on {admin.url} but was not made "
+                "by branchdb for this project; branchdb never touches it (delete it "
+                "yourself, or rename the project)"
+            )
+        if snapshot is not None and not Path(snapshot.location).is_file():
+            raise NotFound(
+                f"snapshot {snapshot.ref} file {snapshot.location} is missing; "
+                f"recreate it with `branchdb snapshot create {snapshot.name}`"
+            )
+        self.owned.mkdir(parents=True, exist_ok=True)
+        self._marker(database).write_text(
+            json.dumps({"project": self.project, "branch": branch, "at": time.time()})
+        )
+        folder = self._dir(database)
+        try:
+            if folder is not None and folder.exists():
+                shutil.rmtree(folder)  # leftover of an interrupted create (no ns)
+            if snapshot is None:
+                admin.create(database)
+                strategy = "fresh"
+            elif (
+                folder is not None and _page_size(Path(snapshot.location)) == PAGE_SIZE
+            ):
+                folder.mkdir(parents=True)
+                tmp = folder / f".tmp-data-{os.urandom(4).hex()}"
+                method = clone_file(Path(snapshot.location), tmp)
+                os.chmod(tmp, 0o644)
+                os.rename(tmp, folder / "data")
+                admin.create(database)  # sqld serves the file already there
+                strategy = f"{method}+sqld"
+            else:
+                admin.create(database)
+                self._load(database, Path(snapshot.location))
+                strategy = "load"
+        except BaseException:
+            with contextlib.suppress(Exception):
+                admin.delete(database)
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            self._marker(database).unlink(missing_ok=True)
+            raise
+        token = info.get("auth_token") or self._sign().token(database)
+        return {
+            "url": self.public_url(database),
+            "auth_token": token,
+            "namespace": database,
+            "strategy": strategy,
+        }
+
+    def _load(self, database: str, source: Path) -> None:
+        """Replay *source*'s SQL into the (new, empty) namespace, in one
+        transaction."""
+        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        try:
+            with self.connect(database, {}) as db, db.transaction():
+                batch: list[str] = []
+                for stmt in src.iterdump():
+                    if stmt in ("BEGIN TRANSACTION;", "COMMIT;"):
+                        continue
+                    batch.append(stmt)
+                    if len(batch) >= LOAD_BATCH:
+                        db.executescript(batch)
+                        batch = []
+                if batch:
+                    db.executescript(batch)
+        finally:
+            src.close()
+
+    def drop(self, database: str, info: Info) -> None:
+        if not self._mine(database):
+            return  # never ours (or already gone): not touched
+        self._admin().delete(database)
+        folder = self._dir(database)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        (self.locks / database).unlink(missing_ok=True)
+        Path(str(self.locks / database) + ".migrate-lock").unlink(missing_ok=True)
+        self._marker(database).unlink(missing_ok=True)
+
+    def connect(self, database: str, info: Info) -> HranaSession:
+        self.locks.mkdir(parents=True, exist_ok=True)
+        return HranaSession(
+            self._ends()[0],
+            database,
+            self._sign().token(database),
+            str(info.get("url") or self.public_url(database)),
+            self.locks,
+        )
+
+    def list_owned(self) -> list[str]:
+        if not self.owned.is_dir():
+            return []
+        names = sorted(p.stem for p in self.owned.glob("bdb-*.json"))
+        return [n for n in names if self._mine(n)]
+
+    def size_bytes(self, database: str) -> int:
+        folder = self._dir(database)
+        if folder is not None:
+            with contextlib.suppress(FileNotFoundError):
+                return (folder / "data").stat().st_size
+        return int(self._admin().stats(database).get("storage_bytes_used", 0))
+
+    def activity(
+        self, databases: list[str] | None = None
+    ) -> dict[str, tuple[int, int]]:
+        return {}
+
+    # --------------------------------------------------------------- recovery
+    def drop_leftovers(self, database: str, branch: str, info: Info) -> Info:
+        # An interrupted create leaves at most a copied file without a namespace
+        # (removed here) or a namespace with our marker (drop() removes it).
+        folder = self._dir(database)
+        if (
+            folder is not None
+            and folder.exists()
+            and not self._admin().exists(database)
+        ):
+            shutil.rmtree(folder, ignore_errors=True)
+        return info
+
+    def recover_temps(self, ctx: ProjectContext) -> Recovered:
+        """Markers whose namespace was never created (a create killed before
+        sqld made it) and no record claims: removed, with any copied file."""
+        out = self.files.recover_temps(ctx)
+        for database in self.list_owned():
+            owner = ctx.store.branch_by_database(self.name, database)
+            if owner is not None:
+                continue
+            try:
+                with ctx.lock(
+                    _branch_of(self._marker(database)) or database, timeout=0
+                ):
+                    if self._admin().exists(database):
+                        continue  # a complete orphan: GC's business
+                    self.drop_leftovers(database, "", {})
+                    self._marker(database).unlink(missing_ok=True)
+                    out.dropped.append(database)
+            except Refused:
+                out.busy.append(database)
+        return out
+
+    # -------------------------------------------------------------- snapshots
+    def snapshot_create(
+        self,
+        name: str,
+        version: int,
+        source: str,
+        *,
+        progress: Progress | None = None,
+        rules: Rules | None = None,
+        allow_unreviewed: bool = False,
+    ) -> SnapshotRecord:
+        rec = self.files.snapshot_create(
+            name,
+            version,
+            source,
+            progress=progress,
+            rules=rules,
+            allow_unreviewed=allow_unreviewed,
+        )
+        rec.backend = self.name
+        return rec
+
+    def snapshot_drop(self, snapshot: SnapshotRecord) -> None:
+        self.files.snapshot_drop(snapshot)
+
+    def close(self) -> None:
+        """Stop a managed sqld (``branchdb serve`` calls this on shutdown)."""
+        if self.managed is not None:
+            self.managed.stop()
+
+
+def _page_size(path: Path) -> int:
+    with open(path, "rb") as f:
+        head = f.read(18)
+    size = int.from_bytes(head[16:18], "big")
+    return 65536 if size == 1 else size
+
+
+def _branch_of(marker: Path) -> str | None:
+    try:
+        branch = json.loads(marker.read_text()).get("branch")
+    except (OSError, ValueError):
+        return None
+    return branch if isinstance(branch, str) else None
