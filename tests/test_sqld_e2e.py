@@ -130,8 +130,10 @@ def test_done_when(repo: Path, tmp_path: Path) -> None:
 
     with serve(repo) as (base, proc):
         r = httpx.post(
-            f"{base}{API}/snapshots", json={"name": "prod", "source": str(seed)},
-            headers=h, timeout=60,
+            f"{base}{API}/snapshots",
+            json={"name": "prod", "source": str(seed)},
+            headers=h,
+            timeout=60,
         )
         assert r.status_code == 201, r.text
         fresh = httpx.put(
@@ -144,7 +146,7 @@ def test_done_when(repo: Path, tmp_path: Path) -> None:
             assert b["backend"] == "sqld" and b["status"] == "ready", b
             assert b["url"].startswith(f"http://{b['database']}.localhost:"), b
             assert b["auth_token"] and b["auth_token"] not in b["url"]
-        assert seeded["strategy"] in ("reflink+sqld", "copy_file_range+sqld")
+        assert seeded["strategy"] in ("reflink+log", "copy_file_range+log")
 
         # Read and write each branch from separate processes: URL + token only.
         url, tok = fresh["url"], fresh["auth_token"]
@@ -172,9 +174,7 @@ def test_done_when(repo: Path, tmp_path: Path) -> None:
         # drizzle-orm's own migrator, over the network, finds nothing to do and
         # reads the very ledger branchdb wrote.
         ledger = node_client(s_url, s_tok, "migrate", str(folder))["rows"]
-        assert [(r["hash"], r["created_at"]) for r in ledger] == expected_ledger(
-            folder
-        )
+        assert [(r["hash"], r["created_at"]) for r in ledger] == expected_ledger(folder)
         again = py_client(
             s_url, s_tok, "read", "SELECT count(*) AS n FROM __drizzle_migrations"
         )

@@ -17,16 +17,27 @@ Layout on the daemon's side (``<data_dir>/sqld/``)::
     locks/<namespace>        migration locks
 
 Clone from a snapshot, when the daemon shares sqld's file system (managed sqld, or
-``[libsql] db_path``): the sealed snapshot file is copied (reflink or
-``copy_file_range``) to ``<db_path>/dbs/<namespace>/data`` and only then is the
-namespace created. sqld serves an existing ``data`` file as-is: with no ``wallog``
-beside it, ``ReplicationLogger::open`` rebuilds its replication log from the file
-(``replication/primary/logger.rs`` ``recover``), which is the one extra sequential
-read+write of the file it costs. Its admin ``fork`` is O(size) through the log and
-~15x slower (bench/bench_sqld.py). Without a shared file system, the namespace is
-created empty and the snapshot's SQL is loaded through Hrana (strategy ``load``).
-sqld's log assumes 4096-byte pages; a snapshot with another page size takes the
-``load`` path.
+``[libsql] db_path``). sqld serves a ``data`` file placed in
+``<db_path>/dbs/<namespace>/`` before the namespace is created, but with no
+``wallog`` beside it ``ReplicationLogger::open`` first rebuilds its replication log
+from the file (``replication/primary/logger.rs`` ``recover``: ~70 MB/s here, 14x a
+file copy at 100 MiB). So ``snapshot_create`` has a throwaway sqld do that once per
+snapshot (:func:`~.sqld_process.prebuild_log`) and seals the pair it leaves,
+``snapshots/<name>/<version>.sqld/{data,wallog}``; a clone copies both (reflink or
+``copy_file_range``) and creates the namespace, which sqld then opens from its log
+as it would after its own clean restart (strategy ``…+log``). Without the pair
+(no sqld binary where the snapshot was made, a page size other than sqld's 4096),
+the file alone is placed and sqld rebuilds the log (``…+sqld``). sqld's admin
+``fork`` is not used: it copies through the log, 13-34x a file copy
+(bench/bench_sqld.py). Without a shared file system the namespace is created empty
+and the snapshot's SQL is loaded through Hrana (strategy ``load``).
+
+Every clone of one prepared snapshot carries the same replication-log id: an
+embedded replica synced from one branch must not be pointed at another.
+
+Tried and rejected: placing an empty ``wallog`` beside the file, so that sqld
+skips the rebuild (``LogFile::new`` writes a fresh header and nothing is recovered):
+the first query on such a namespace answered "no such table" (sqld 0.24).
 """
 
 from __future__ import annotations
@@ -44,10 +55,10 @@ from branchdb.daemon.backends.base import Info, Progress, Recovered
 from branchdb.daemon.backends.libsql_backend import LibsqlBackend, clone_file
 from branchdb.daemon.backends.sqld_auth import Signer
 from branchdb.daemon.backends.sqld_client import Admin, HranaSession
-from branchdb.daemon.backends.sqld_process import ManagedSqld
+from branchdb.daemon.backends.sqld_process import ManagedSqld, find_binary, prebuild_log
 from branchdb.daemon.config.project import Config
 from branchdb.daemon.core import naming
-from branchdb.daemon.core.errors import NotFound, Refused
+from branchdb.daemon.core.errors import ConfigError, NotFound, Refused
 from branchdb.daemon.core.models import SnapshotRecord
 
 if TYPE_CHECKING:
@@ -164,9 +175,20 @@ class SqldBackend:
         try:
             if folder is not None and folder.exists():
                 shutil.rmtree(folder)  # leftover of an interrupted create (no ns)
+            prepared = _prepared(snapshot)
             if snapshot is None:
                 admin.create(database)
                 strategy = "fresh"
+            elif folder is not None and prepared is not None:
+                # data + its replication log, as sqld left them: served at once.
+                folder.mkdir(parents=True)
+                for part in ("data", "wallog"):
+                    tmp = folder / f".tmp-{part}"
+                    method = clone_file(prepared / part, tmp)
+                    os.chmod(tmp, 0o644)
+                    os.rename(tmp, folder / part)
+                admin.create(database)
+                strategy = f"{method}+log"
             elif (
                 folder is not None and _page_size(Path(snapshot.location)) == PAGE_SIZE
             ):
@@ -271,6 +293,16 @@ class SqldBackend:
         """Markers whose namespace was never created (a create killed before
         sqld made it) and no record claims: removed, with any copied file."""
         out = self.files.recover_temps(ctx)
+        prep = self.root / "prep"
+        if prep.is_dir():
+            for work in sorted(prep.iterdir()):
+                name = work.name.rsplit("-", 2)[0]
+                try:
+                    with ctx.lock(f"snapshot\0{name}", timeout=0):
+                        shutil.rmtree(work, ignore_errors=True)
+                        out.dropped.append(work.name)
+                except Refused:
+                    out.busy.append(work.name)
         for database in self.list_owned():
             owner = ctx.store.branch_by_database(self.name, database)
             if owner is not None:
@@ -308,15 +340,57 @@ class SqldBackend:
             allow_unreviewed=allow_unreviewed,
         )
         rec.backend = self.name
+        if self.db_path is not None and _page_size(Path(rec.location)) == PAGE_SIZE:
+            try:
+                find_binary()
+            except ConfigError:
+                return rec  # no sqld here to prepare with: clones rebuild the log
+            if progress:
+                progress(f"preparing sqld's replication log for {rec.ref}")
+            rec.info["sqld"] = str(self._prepare(rec))
         return rec
 
+    def _prepare(self, rec: SnapshotRecord) -> Path:
+        """``snapshots/<name>/<version>.sqld/{data,wallog}``: the snapshot as sqld
+        serves it, built once (sealed last, read-only)."""
+        prep = self.root / "prep" / f"{rec.name}-{rec.version}-{os.urandom(4).hex()}"
+        prep.parent.mkdir(parents=True, exist_ok=True)
+        final = Path(rec.location).with_suffix(".sqld")
+        try:
+            folder = prebuild_log(Path(rec.location), prep)
+            ready = prep / "sealed"
+            ready.mkdir()
+            for part in ("data", "wallog"):
+                os.rename(folder / part, ready / part)
+                with open(ready / part, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.chmod(ready / part, 0o444)
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(ready, final)
+        finally:
+            shutil.rmtree(prep, ignore_errors=True)
+        return final
+
     def snapshot_drop(self, snapshot: SnapshotRecord) -> None:
+        prepared = Path(snapshot.location).with_suffix(".sqld")
+        if prepared.parent.parent == self.files.snapshots and prepared.is_dir():
+            shutil.rmtree(prepared, ignore_errors=True)
         self.files.snapshot_drop(snapshot)
 
     def close(self) -> None:
         """Stop a managed sqld (``branchdb serve`` calls this on shutdown)."""
         if self.managed is not None:
             self.managed.stop()
+
+
+def _prepared(snapshot: SnapshotRecord | None) -> Path | None:
+    where = snapshot.info.get("sqld") if snapshot is not None else None
+    if not where:
+        return None
+    folder = Path(where)
+    ok = (folder / "data").is_file() and (folder / "wallog").is_file()
+    return folder if ok else None
 
 
 def _page_size(path: Path) -> int:

@@ -16,6 +16,7 @@ connection, exactly as it does on a file.
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
@@ -29,6 +30,18 @@ from branchdb.daemon.core.dbsession import Row
 from branchdb.daemon.core.errors import BackendError, DatabaseError, Refused
 
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+_shared: httpx.Client | None = None
+_shared_lock = threading.Lock()
+
+
+def client() -> httpx.Client:
+    """One HTTP client per process (thread-safe; keeps connections alive). Building
+    an ``httpx.Client`` costs ~50 ms (its TLS context): never one per request."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = httpx.Client(timeout=TIMEOUT, trust_env=False)
+        return _shared
 
 
 def _unreachable(what: str, url: str, e: Exception) -> BackendError:
@@ -55,7 +68,7 @@ class Admin:
 
     def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
-            return httpx.request(method, self.url + path, timeout=TIMEOUT, **kw)
+            return client().request(method, self.url + path, **kw)
         except httpx.HTTPError as e:
             raise _unreachable("admin API", self.url, e) from None
 
@@ -146,14 +159,10 @@ class HranaSession:
         self._server = server.rstrip("/")
         self._lock_path = str(lock_dir / namespace)
         self._baton: str | None = None
-        self._http = httpx.Client(
-            base_url=self._server,
-            headers={
-                "Host": host_for(namespace, self._server),
-                "Authorization": f"Bearer {token}",
-            },
-            timeout=TIMEOUT,
-        )
+        self._headers = {
+            "Host": host_for(namespace, self._server),
+            "Authorization": f"Bearer {token}",
+        }
         self.execute("SELECT 1")
 
     # ------------------------------------------------------------ protocol
@@ -164,7 +173,9 @@ class HranaSession:
             requests = [*requests, {"type": "close"}]
         body = {"baton": self._baton, "requests": requests}
         try:
-            r = self._http.post("/v2/pipeline", json=body)
+            r = client().post(
+                f"{self._server}/v2/pipeline", json=body, headers=self._headers
+            )
         except httpx.HTTPError as e:
             self._baton = None
             raise _unreachable("server", self._server, e) from None
@@ -232,7 +243,6 @@ class HranaSession:
         if self._baton is not None:
             with suppress(BackendError, DatabaseError, Refused):
                 self._pipeline([], keep=False)
-        self._http.close()
 
     def __enter__(self) -> HranaSession:
         return self

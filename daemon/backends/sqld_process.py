@@ -71,8 +71,10 @@ def _alive(pid: int, db_path: Path) -> bool:
 
 
 def _healthy(http: str) -> bool:
+    from branchdb.daemon.backends.sqld_client import client
+
     try:
-        return httpx.get(f"{http}/health", timeout=1.0).status_code == 200
+        return client().get(f"{http}/health", timeout=1.0).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -85,6 +87,7 @@ class ManagedSqld:
         self.public_key = self.root / "jwt-ed25519.pub.pem"
         self.state_file = self.root / "state.json"
         self.listen = listen
+        self._checked: tuple[float, str, str] | None = None  # (when, http, admin)
 
     def _state(self) -> dict[str, Any]:
         try:
@@ -95,7 +98,15 @@ class ManagedSqld:
 
     def ensure(self) -> tuple[str, str]:
         """Make sure sqld runs; return (Hrana URL, admin URL). Starts or restarts it
-        (under a lock, so two processes never start two)."""
+        (under a lock, so two processes never start two). A check is trusted for
+        a second: one branch operation makes several calls."""
+        if self._checked and time.monotonic() - self._checked[0] < 1.0:
+            return self._checked[1], self._checked[2]
+        http, admin = self._ensure()
+        self._checked = (time.monotonic(), http, admin)
+        return http, admin
+
+    def _ensure(self) -> tuple[str, str]:
         state = self._state()
         if state and _alive(state["pid"], self.db_path) and _healthy(state["http"]):
             return state["http"], state["admin"]
@@ -197,6 +208,82 @@ class ManagedSqld:
 
     def stop(self) -> None:
         """Stop the sqld recorded in ``state.json`` (if it is still running)."""
+        self._checked = None
         state = self._state()
         if state and _alive(state["pid"], self.db_path):
             self._kill(state["pid"])
+
+
+def prebuild_log(data_file: Path, work: Path) -> Path:
+    """Have a throwaway sqld turn *data_file* into a namespace directory whose
+    ``data`` and ``wallog`` (its replication log, complete from frame 1) sqld will
+    serve as they are: ``work/dbs/default/``, returned.
+
+    sqld rebuilds that log whenever it finds a ``data`` file without one
+    (``ReplicationLogger::recover``, ~70 MB/s here); doing it once per snapshot,
+    instead of once per branch, leaves a clone two file copies and no rebuild.
+    ``--max-log-size`` is raised so that the log is not compacted away into
+    ``snapshots/`` before it is taken; a clean shutdown leaves no ``.sentinel``.
+    """
+    from branchdb.daemon.backends.sqld_client import client
+
+    folder = work / "dbs" / "default"
+    folder.mkdir(parents=True)
+    shutil.copyfile(data_file, folder / "data")
+    port = _free_port("127.0.0.1")
+    log = open(work / "sqld.log", "ab")  # noqa: SIM115 - handed to sqld
+    try:
+        proc = subprocess.Popen(
+            [
+                find_binary(),
+                "--db-path",
+                str(work),
+                "--http-listen-addr",
+                f"127.0.0.1:{port}",
+                "--max-log-size",
+                "1000000",
+                "--no-welcome",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={k: v for k, v in os.environ.items() if not k.startswith("SQLD_")},
+        )
+    finally:
+        log.close()
+    try:
+        body = {
+            "baton": None,
+            "requests": [
+                {
+                    "type": "execute",
+                    "stmt": {"sql": "SELECT count(*) FROM sqlite_master"},
+                },
+                {"type": "close"},
+            ],
+        }
+        deadline = time.monotonic() + 600
+        while True:
+            if proc.poll() is not None:
+                raise BackendError(f"sqld exited while preparing {data_file}")
+            try:
+                r = client().post(
+                    f"http://127.0.0.1:{port}/v2/pipeline", json=body, timeout=600
+                )
+                if r.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise BackendError(f"sqld did not serve {data_file} within 600 s")
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if (folder / ".sentinel").exists() or not (folder / "wallog").is_file():
+        raise BackendError(f"sqld did not shut down cleanly preparing {data_file}")
+    return folder
