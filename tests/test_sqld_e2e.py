@@ -212,7 +212,7 @@ def test_done_when(repo: Path, tmp_path: Path) -> None:
         sqld_dir = repo / ".branchdb" / "sqld"
         leftover = "bdb-shop-killed-0123456789"
         (sqld_dir / "owned" / f"{leftover}.json").write_text(
-            json.dumps({"project": "shop", "branch": "killed", "at": 0})
+            json.dumps({"project": "shop", "branch": "killed", "state": "creating"})
         )
         (sqld_dir / "db" / "dbs" / leftover).mkdir()
         (sqld_dir / "db" / "dbs" / leftover / "data").write_bytes(seed.read_bytes())

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from branchdb.daemon.backends.base import Info, Progress, Recovered
 from branchdb.daemon.backends.libsql_layout import libsql_path
 from branchdb.daemon.backends.sqlite_session import SqliteFileSession
+from branchdb.daemon.config import locate
 from branchdb.daemon.config.project import Config
 from branchdb.daemon.core import naming
 from branchdb.daemon.core.errors import BackendError, NotFound, Refused
@@ -98,8 +99,13 @@ class LibsqlBackend:
     def _url(self, database: str) -> str:
         return f"file:{self.path(database)}"
 
+    def _ours(self, database: str) -> bool:
+        # The layout is the marker: branches/bdb-*.db, what list_owned lists;
+        # any other file there (the user's app.db) is never found or dropped.
+        return database.startswith(f"{naming.PREFIX}-") and "/" not in database
+
     def exists(self, database: str) -> bool:
-        return self.path(database).exists()
+        return self._ours(database) and self.path(database).exists()
 
     def create(
         self,
@@ -109,6 +115,7 @@ class LibsqlBackend:
         snapshot: SnapshotRecord | None,
         info: Info,
     ) -> Info:
+        locate.make_data_dir(str(self.root))
         self.branches.mkdir(parents=True, exist_ok=True)
         final = self.path(database)
         if final.exists():
@@ -143,6 +150,8 @@ class LibsqlBackend:
         return {"url": self._url(database), "strategy": method}
 
     def drop(self, database: str, info: Info) -> None:
+        if not self._ours(database):
+            return
         base = self.path(database)
         for suffix in ("", "-wal", "-shm", "-journal", ".migrate-lock"):
             Path(str(base) + suffix).unlink(missing_ok=True)
@@ -230,6 +239,7 @@ class LibsqlBackend:
             if f.read(16) != _SQLITE_MAGIC:
                 raise BackendError(f"snapshot source {src} is not a SQLite database")
         folder = self.snapshots / name
+        locate.make_data_dir(str(self.root))
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{version}.db"
         if final.exists():

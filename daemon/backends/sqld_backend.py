@@ -10,10 +10,12 @@ with one process to run instead of one per branch (each ~10 MB and a port).
 
 Layout on the daemon's side (``<data_dir>/sqld/``)::
 
-    owned/<namespace>.json   branchdb's marker: written before the namespace is
-                             created, removed after it is deleted. A namespace
-                             without one is never touched (another tool's, or
-                             another daemon's): creating over it is refused.
+    owned/<namespace>.json   branchdb's marker: written ("creating") before the
+                             namespace is created, "ready" once it is, removed
+                             after it is deleted. A namespace without one is
+                             never touched (another tool's, or another daemon's):
+                             creating over it is refused. A "creating" marker is
+                             a temp: recovery deletes what it names.
     locks/<namespace>        migration locks
 
 Clone from a snapshot, when the daemon shares sqld's file system (managed sqld, or
@@ -128,12 +130,32 @@ class SqldBackend:
     def _marker(self, namespace: str) -> Path:
         return self.owned / f"{namespace}.json"
 
-    def _mine(self, namespace: str) -> bool:
+    def _state(self, namespace: str) -> str | None:
+        """``"creating"`` or ``"ready"`` if *namespace* carries this project's
+        marker, else None."""
         try:
             data = json.loads(self._marker(namespace).read_text())
         except (OSError, ValueError):
-            return False
-        return bool(data.get("project") == self.project)
+            return None
+        if data.get("project") != self.project:
+            return None
+        return str(data.get("state", "ready"))
+
+    def _mine(self, namespace: str) -> bool:
+        return self._state(namespace) is not None
+
+    def _mark(self, namespace: str, branch: str, state: str) -> None:
+        self.owned.mkdir(parents=True, exist_ok=True)
+        body = {
+            "project": self.project,
+            "kind": "branch",
+            "branch": branch,
+            "state": state,
+            "at": time.time(),
+        }
+        tmp = self.owned / f".tmp-{namespace}-{os.urandom(4).hex()}"
+        tmp.write_text(json.dumps(body))
+        os.replace(tmp, self._marker(namespace))  # never half a marker
 
     def _dir(self, namespace: str) -> Path | None:
         return None if self.db_path is None else self.db_path / "dbs" / namespace
@@ -143,7 +165,7 @@ class SqldBackend:
         return naming.sqld_namespace(self.project, branch)
 
     def exists(self, database: str) -> bool:
-        return self._mine(database) and self._admin().exists(database)
+        return self._state(database) == "ready" and self._admin().exists(database)
 
     def create(
         self,
@@ -154,6 +176,11 @@ class SqldBackend:
         info: Info,
     ) -> Info:
         admin = self._admin()
+        if self._state(database) == "creating":
+            # An earlier create of ours was killed half way (the caller holds the
+            # branch lock): whatever it left is ours to remove.
+            admin.delete(database)
+            self.drop_leftovers(database, branch, info)
         if admin.exists(database):
             if self._mine(database):
                 raise Refused(f"sqld namespace {database} already exists")
@@ -167,10 +194,9 @@ class SqldBackend:
                 f"snapshot {snapshot.ref} file {snapshot.location} is missing; "
                 f"recreate it with `branchdb snapshot create {snapshot.name}`"
             )
-        self.owned.mkdir(parents=True, exist_ok=True)
-        self._marker(database).write_text(
-            json.dumps({"project": self.project, "branch": branch, "at": time.time()})
-        )
+        # The marker first (an intent: "creating"), "ready" only once sqld has
+        # the namespace: a create killed in between leaves a temp, never a branch.
+        self._mark(database, branch, "creating")
         folder = self._dir(database)
         try:
             if folder is not None and folder.exists():
@@ -210,6 +236,7 @@ class SqldBackend:
                 shutil.rmtree(folder, ignore_errors=True)
             self._marker(database).unlink(missing_ok=True)
             raise
+        self._mark(database, branch, "ready")
         token = info.get("auth_token") or self._sign().token(database)
         return {
             "url": self.public_url(database),
@@ -262,13 +289,17 @@ class SqldBackend:
         if not self.owned.is_dir():
             return []
         names = sorted(p.stem for p in self.owned.glob("bdb-*.json"))
-        return [n for n in names if self._mine(n)]
+        return [n for n in names if self._state(n) == "ready"]
 
     def size_bytes(self, database: str) -> int:
         folder = self._dir(database)
         if folder is not None:
-            with contextlib.suppress(FileNotFoundError):
-                return (folder / "data").stat().st_size
+            total = 0
+            for part in ("data", "data-wal"):  # sqld runs its files in WAL mode
+                with contextlib.suppress(FileNotFoundError):
+                    total += (folder / part).stat().st_size
+            if total:
+                return total
         return int(self._admin().stats(database).get("storage_bytes_used", 0))
 
     def activity(
@@ -291,7 +322,9 @@ class SqldBackend:
 
     def recover_temps(self, ctx: ProjectContext) -> Recovered:
         """Markers whose namespace was never created (a create killed before
-        sqld made it) and no record claims: removed, with any copied file."""
+        sqld made it): removed with any copied file, under the branch's lock (a
+        live create holds it: reported busy). Also the file backend's temps and
+        interrupted snapshot preparations, under the snapshot's lock."""
         out = self.files.recover_temps(ctx)
         prep = self.root / "prep"
         if prep.is_dir():
@@ -303,16 +336,18 @@ class SqldBackend:
                         out.dropped.append(work.name)
                 except Refused:
                     out.busy.append(work.name)
-        for database in self.list_owned():
-            owner = ctx.store.branch_by_database(self.name, database)
-            if owner is not None:
+        admin = self._admin()
+        names = sorted(p.stem for p in self.owned.glob("bdb-*.json"))
+        for database in names:
+            if self._state(database) != "creating":
                 continue
+            owner = ctx.store.branch_by_database(self.name, database)
+            branch = owner.branch if owner else _branch_of(self._marker(database))
             try:
-                with ctx.lock(
-                    _branch_of(self._marker(database)) or database, timeout=0
-                ):
-                    if self._admin().exists(database):
-                        continue  # a complete orphan: GC's business
+                with ctx.lock(branch or database, timeout=0):
+                    if self._state(database) != "creating":
+                        continue  # finished meanwhile
+                    admin.delete(database)  # if sqld got as far as making it
                     self.drop_leftovers(database, "", {})
                     self._marker(database).unlink(missing_ok=True)
                     out.dropped.append(database)

@@ -15,6 +15,7 @@ connection, exactly as it does on a file.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import threading
 from collections.abc import Iterator, Sequence
@@ -41,6 +42,7 @@ def client() -> httpx.Client:
     with _shared_lock:
         if _shared is None:
             _shared = httpx.Client(timeout=TIMEOUT, trust_env=False)
+            atexit.register(_shared.close)
         return _shared
 
 

@@ -70,6 +70,12 @@ def _alive(pid: int, db_path: Path) -> bool:
     return str(db_path).encode() in cmdline  # not a recycled pid
 
 
+def _reap(pid: int) -> None:
+    """Collect *pid* if it is a child of ours that exited (no zombie left)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
 def _healthy(http: str) -> bool:
     from branchdb.daemon.backends.sqld_client import client
 
@@ -108,6 +114,8 @@ class ManagedSqld:
 
     def _ensure(self) -> tuple[str, str]:
         state = self._state()
+        if state:
+            _reap(state["pid"])  # ours, if this process started it and it died
         if state and _alive(state["pid"], self.db_path) and _healthy(state["http"]):
             return state["http"], state["admin"]
         self.root.mkdir(parents=True, exist_ok=True)
@@ -145,30 +153,39 @@ class ManagedSqld:
             str(self.public_key),
             "--no-welcome",
         ]
-        log = open(self.root / "sqld.log", "ab")  # noqa: SIM115 - handed to sqld
+        # posix_spawn, not Popen: sqld is meant to outlive this process (a
+        # one-shot CLI command), in its own session; nobody waits on a Popen.
+        log = str(self.root / "sqld.log")
         try:
-            proc = subprocess.Popen(
+            pid = os.posix_spawn(
+                cmd[0],
                 cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # outlives a one-shot CLI command
-                env={k: v for k, v in os.environ.items() if not k.startswith("SQLD_")},
+                {k: v for k, v in os.environ.items() if not k.startswith("SQLD_")},
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (
+                        os.POSIX_SPAWN_OPEN,
+                        1,
+                        log,
+                        os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                        0o600,
+                    ),
+                    (os.POSIX_SPAWN_DUP2, 1, 2),
+                ],
+                setsid=True,
             )
         except OSError as e:
             raise BackendError(f"cannot start sqld ({cmd[0]}): {e}") from None
-        finally:
-            log.close()
         http = f"http://{host}:{http_port}"
         admin = f"http://127.0.0.1:{admin_port}"
-        if not self._wait_ready(http, proc.pid, proc):
-            self._kill(proc.pid)
+        if not self._wait_ready(http, pid, child=True):
+            self._kill(pid)
             tail = (self.root / "sqld.log").read_text(errors="replace")[-800:]
             raise BackendError(
                 f"sqld did not start (see {self.root}/sqld.log):\n{tail}"
             )
         state = {
-            "pid": proc.pid,
+            "pid": pid,
             "http": http,
             "admin": admin,
             "http_port": http_port,
@@ -179,14 +196,15 @@ class ManagedSqld:
         os.replace(tmp, self.state_file)
         return http, admin
 
-    def _wait_ready(
-        self, http: str, pid: int, proc: subprocess.Popen[bytes] | None = None
-    ) -> bool:
+    def _wait_ready(self, http: str, pid: int, *, child: bool = False) -> bool:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                return False
-            if proc is None and not _alive(pid, self.db_path):
+            if child:
+                # Our own child: until it has exec'd, /proc shows python's cmdline.
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                        return False
+            elif not _alive(pid, self.db_path):
                 return False
             if _healthy(http):
                 return True
@@ -203,8 +221,7 @@ class ManagedSqld:
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
+        _reap(pid)
 
     def stop(self) -> None:
         """Stop the sqld recorded in ``state.json`` (if it is still running)."""
