@@ -5,7 +5,11 @@ and a libsql server as a snapshot source."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,11 +96,28 @@ def test_config_picks_the_server_backend_and_refuses_what_it_cannot_do() -> None
 def test_team_sqld_branch_lifecycle(repo: Path, sqld: TeamSqld) -> None:
     setup_project(repo)
     (repo / "branchdb.toml").write_text(team_config(sqld))
+    old = time.time() - 10  # older than the config cache's racy-clean window
+    os.utime(repo / "branchdb.toml", (old, old))
     b = up_json(repo, "feature/a")
     ns = str(b["database"])
     url, token = str(b["url"]), str(b["auth_token"])
     assert b["backend"] == "sqld" and url.startswith(f"http://{ns}.localhost:")
     assert Admin(sqld.admin).exists(ns)
+    # The checkout hook's fast path answers for it, importing nothing heavy (it
+    # cannot stat a file here: it trusts the record, as for PostgreSQL).
+    probe = (
+        "import sys; sys.argv = ['branchdb', 'up', 'feature/a', '--json']\n"
+        "from branchdb.cli.entry import run\n"
+        "code = run()\n"
+        "heavy = [m for m in ('branchdb.daemon.core.engine', 'httpx', "
+        "'branchdb.daemon.backends.sqld_backend') if m in sys.modules]\n"
+        "print(heavy, code)\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", probe], cwd=repo, capture_output=True, text=True
+    )
+    assert p.returncode == 0 and p.stdout.splitlines()[-1] == "[] 0", p
+    assert json.loads("\n".join(p.stdout.splitlines()[:-1]))["url"] == url
     # Same migrations, same ledger as the file backend.
     rows = py_client(url, token, "read", "SELECT name FROM _branchdb_migrations")
     assert [r["name"] for r in rows["rows"]] == ["001_users.sql", "002_orders.sql"]

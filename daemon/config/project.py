@@ -315,8 +315,7 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
                 "admin and key_file), or set [libsql] managed = true"
             )
         server_url = None
-        if libsql.enabled:
-            backend = SQLD
+        backend = locate.effective_backend(dict(raw))  # SQLD with a server
     elif raw.get("libsql"):
         raise ConfigError(f'{where}: [libsql] needs database.backend = "libsql"')
     return Config(
