@@ -78,14 +78,16 @@ class SqldBackend:
     samples_activity: ClassVar[bool] = False
     copy_on_write: ClassVar[bool] = False
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, store_id: str | None = None) -> None:
         self.config = config
+        self.store_id = store_id
         self.project = config.project.name
         s = config.libsql
         self.root = config.data_dir / "sqld"
         self.owned = self.root / "owned"
         self.locks = self.root / "locks"
-        self.files = LibsqlBackend(config)  # snapshots: the same sealed files
+        # snapshots: the same sealed files
+        self.files = LibsqlBackend(config, store_id=store_id)
         self.managed: ManagedSqld | None = None
         if s.managed or not s.server:
             self.managed = ManagedSqld(config.data_dir, s.listen)
@@ -144,6 +146,13 @@ class SqldBackend:
     def _mine(self, namespace: str) -> bool:
         return self._state(namespace) is not None
 
+    def _made_by(self, namespace: str) -> str | None:
+        try:
+            store = json.loads(self._marker(namespace).read_text()).get("store")
+        except (OSError, ValueError):
+            return None
+        return store if isinstance(store, str) else None
+
     def _mark(self, namespace: str, branch: str, state: str) -> None:
         self.owned.mkdir(parents=True, exist_ok=True)
         body = {
@@ -152,6 +161,7 @@ class SqldBackend:
             "branch": branch,
             "state": state,
             "at": time.time(),
+            **({"store": self.store_id} if self.store_id else {}),
         }
         tmp = self.owned / f".tmp-{namespace}-{os.urandom(4).hex()}"
         tmp.write_text(json.dumps(body))
@@ -265,8 +275,23 @@ class SqldBackend:
             src.close()
 
     def drop(self, database: str, info: Info) -> None:
+        """Delete the namespace and branchdb's marker (idempotent). Raises Refused,
+        deleting nothing, if the namespace exists without this project's marker
+        or another state store made it."""
         if not self._mine(database):
-            return  # never ours (or already gone): not touched
+            if self._admin().exists(database):
+                raise Refused(
+                    f"sqld namespace {database} is not a branch database branchdb "
+                    "made for this project (no marker); nothing was deleted"
+                )
+            return
+        made_by = self._made_by(database)
+        if made_by and self.store_id and made_by != self.store_id:
+            raise Refused(
+                f"sqld namespace {database} was made by another branchdb state "
+                f"store (id {made_by}); nothing was deleted. Delete it with the "
+                "branchdb that uses that store"
+            )
         self._admin().delete(database)
         folder = self._dir(database)
         if folder is not None:
@@ -285,11 +310,16 @@ class SqldBackend:
             self.locks,
         )
 
-    def list_owned(self) -> list[str]:
+    def list_owned(self, store: str | None = None) -> list[str]:
+        """Namespaces with this project's "ready" marker; with *store*, those that
+        store made."""
         if not self.owned.is_dir():
             return []
         names = sorted(p.stem for p in self.owned.glob("bdb-*.json"))
-        return [n for n in names if self._state(n) == "ready"]
+        names = [n for n in names if self._state(n) == "ready"]
+        if store is None:
+            return names
+        return [n for n in names if self._made_by(n) == store]
 
     def size_bytes(self, database: str) -> int:
         folder = self._dir(database)
