@@ -20,7 +20,8 @@ from branchdb.daemon.core.errors import BranchdbError, ConfigError, Refused, red
 if TYPE_CHECKING:
     import argparse
 
-    from branchdb.cli.client import Client, Json
+    from branchdb.cli.client import Client
+    from branchdb.daemon import wire
     from branchdb.daemon.config.project import Config
     from branchdb.daemon.core.engine import Engine
 
@@ -112,8 +113,8 @@ def cmd_up(ctx: _Ctx) -> int:
     return 0
 
 
-def _up_summary(res: Json) -> str:
-    """One line for an ``up`` answer (``views.up_dict``)."""
+def _up_summary(res: wire.UpBranch) -> str:
+    """One line for an ``up`` answer."""
     if res["up_to_date"]:
         return "up to date"
     what = []
@@ -127,7 +128,7 @@ def _up_summary(res: Json) -> str:
         if n
         else "no pending migrations"
     )
-    if res.get("evicted"):
+    if res["evicted"]:
         what.append(
             f"evicted {', '.join(res['evicted'])} (least recently used; "
             "branches.max_branches)"
@@ -165,8 +166,9 @@ def cmd_env(ctx: _Ctx) -> int:
     rec = ctx.client.use(ctx.branch())
     var = ctx.args.var or ctx.config.database.env_var
     pairs = [(var, rec["url"])]
-    if rec.get("auth_token"):  # a libsql server branch: its URL needs its token
-        pairs += [(name, rec["auth_token"]) for name in ctx.config.libsql.token_env]
+    token = rec.get("auth_token")
+    if token:  # a libsql server branch: its URL needs its token
+        pairs += [(name, token) for name in ctx.config.libsql.token_env]
     if ctx.args.write:
         path = Path(ctx.args.write)
         if not path.is_absolute():
@@ -358,7 +360,7 @@ def cmd_snapshot(ctx: _Ctx) -> int:
             emit_json(snap)
         else:
             _print(f"snapshot {snap['ref']} created ({human_size(snap['size_bytes'])})")
-            if snap.get("sanitize"):
+            if snap["sanitize"]:
                 _print(_sanitize_summary(snap["sanitize"]))
     elif a.action == "ls":
         snaps = client.snapshot_list()
@@ -399,8 +401,9 @@ def _snapshot_check(ctx: _Ctx) -> int:
     a = ctx.args
     if not a.source:
         raise Refused("snapshot check needs --source PATH_OR_URL")
-    findings, unreviewed = ctx.engine.snapshot_check(a.source, a.rules)
-    missing = {f.where for f in unreviewed} if a.rules else set()
+    check = ctx.engine.snapshot_check(a.source, a.rules)
+    findings = check.findings
+    missing = {f.where for f in check.unreviewed} if a.rules else set()
     if a.write_rules:
         from branchdb.cli.files import atomic_write
         from branchdb.daemon.sanitize.detect import starter_rules
@@ -408,21 +411,12 @@ def _snapshot_check(ctx: _Ctx) -> int:
         target = Path(a.write_rules)
         if target.exists():
             raise Refused(f"{target} already exists; not overwriting it")
-        atomic_write(target, starter_rules(findings))
+        atomic_write(target, starter_rules(list(findings)))
         sys.stderr.write(f"wrote a starter rules file to {target}: review it\n")
     if a.json:
-        emit_json(
-            [
-                {
-                    "column": f.where,
-                    "category": f.category,
-                    "reason": f.reason,
-                    "suggestion": f"[tables.{f.table}] {f.toml()}",
-                    "has_rule": f.where not in missing if a.rules else None,
-                }
-                for f in findings
-            ]
-        )
+        from branchdb.daemon.views import finding_dicts
+
+        emit_json(finding_dicts(findings, check.unreviewed if a.rules else None))
     elif findings:
         rows = [
             [f.where, f.category, f.reason, f"[tables.{f.table}] {f.toml()}"]
@@ -468,7 +462,7 @@ def cmd_gc(ctx: _Ctx) -> int:
     return 0
 
 
-def _ttl_text(info: dict[str, Any]) -> str:
+def _ttl_text(info: wire.Ttl) -> str:
     from branchdb.daemon.gc.policy import human_duration
 
     if info["ttl"] is None:

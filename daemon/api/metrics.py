@@ -18,8 +18,6 @@ to projects gets only those projects' samples (the same families, fewer labels).
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
@@ -27,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from branchdb.daemon.api.deps import DaemonDep, ReadToken
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.gc.collector import totals
+from branchdb.daemon.gc.results import GcTotals
 
 router = APIRouter(tags=["health"])
 
@@ -54,22 +53,22 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(projects: dict[str, tuple[int, dict[str, Any]]]) -> str:
+def render(projects: dict[str, tuple[int, GcTotals]]) -> str:
     """Exposition text for project -> (branch count, :func:`gc.totals`)."""
     samples: dict[str, list[str]] = {name: [] for name in _HELP}
     for project, (count, counters) in sorted(projects.items()):
         p = f'project="{_label(project)}"'
         samples["branchdb_branches"].append(f"{{{p}}} {count}")
-        for reason, n in counters["by_reason"].items():
+        for reason, n in counters.by_reason.items():
             lab = f'{{{p},reason="{_label(reason)}"}}'
             samples["branchdb_gc_collected_databases_total"].append(
-                f"{lab} {n['databases']}"
+                f"{lab} {n.databases}"
             )
-            samples["branchdb_gc_collected_bytes_total"].append(f"{lab} {n['bytes']}")
-        samples["branchdb_gc_runs_total"].append(f"{{{p}}} {counters['runs']}")
-        if counters["last_run_at"] is not None:
+            samples["branchdb_gc_collected_bytes_total"].append(f"{lab} {n.bytes}")
+        samples["branchdb_gc_runs_total"].append(f"{{{p}}} {counters.runs}")
+        if counters.last_run_at is not None:
             samples["branchdb_gc_last_run_timestamp_seconds"].append(
-                f"{{{p}}} {counters['last_run_at']:.3f}"
+                f"{{{p}}} {counters.last_run_at:.3f}"
             )
     lines: list[str] = []
     for name, (kind, text) in _HELP.items():
@@ -88,7 +87,7 @@ def render(projects: dict[str, tuple[int, dict[str, Any]]]) -> str:
     },
 )
 async def metrics(token: ReadToken, daemon: DaemonDep) -> PlainTextResponse:
-    def collect() -> dict[str, tuple[int, dict[str, Any]]]:
+    def collect() -> dict[str, tuple[int, GcTotals]]:
         out = {}
         for p in daemon.projects.values():
             if not token.reaches(p.name):
