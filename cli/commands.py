@@ -192,16 +192,27 @@ def cmd_url(ctx: _Ctx) -> int:
 def cmd_env(ctx: _Ctx) -> int:
     from branchdb.cli.files import dotenv_value, update_dotenv
 
-    url = _url_in_form(ctx)
+    from branchdb.daemon.core.urlforms import convert
+
+    rec = ctx.client.use(ctx.branch())
+    url = convert(rec["url"], ctx.args.format or ctx.config.database.url_format)
     var = ctx.args.var or ctx.config.database.env_var
+    pairs = [(var, url)]
+    token = rec.get("auth_token")
+    if token:  # a libsql server branch: its URL needs its token
+        pairs += [(name, token) for name in ctx.config.libsql.token_env]
     if ctx.args.write:
         path = Path(ctx.args.write)
         if not path.is_absolute():
             path = ctx.cwd / path
-        changed = update_dotenv(path, var, url)
-        sys.stderr.write(f"{'updated' if changed else 'unchanged'}: {var} in {path}\n")
+        for name, value in pairs:
+            changed = update_dotenv(path, name, value)
+            sys.stderr.write(
+                f"{'updated' if changed else 'unchanged'}: {name} in {path}\n"
+            )
     else:
-        _print(f"{var}={dotenv_value(url)}")
+        for name, value in pairs:
+            _print(f"{name}={dotenv_value(value)}")
     return 0
 
 

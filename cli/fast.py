@@ -86,7 +86,7 @@ def _up_to_date(branch: str | None) -> SimpleNamespace | None:
     root = os.path.dirname(path)
     db = _section(raw, "database")
     mig = _section(raw, "migrations")
-    backend = str(db.get("backend", "libsql"))
+    backend = locate.effective_backend(raw)
     data_dir = os.path.realpath(
         os.path.join(root, str(db.get("data_dir", locate.DEFAULT_DATA_DIR)))
     )

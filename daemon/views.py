@@ -40,6 +40,7 @@ def branch_dict(rec: BranchRecord) -> wire.Branch:
         "last_used_at": iso(rec.last_used_at),
         "migrations_applied": len(rec.applied),
         "strategy": rec.info.get("strategy"),
+        "auth_token": rec.info.get("auth_token"),
     }
 
 

@@ -35,6 +35,9 @@ class Branch(TypedDict):
     last_used_at: str
     migrations_applied: int
     strategy: str | None  # how it was cloned (backend-specific), None if unknown
+    #: a libsql server (sqld) branch's JWT, opening that branch's database only;
+    #: None on other backends (their credentials are in ``url``)
+    auth_token: str | None
 
 
 class UpBranch(Branch):

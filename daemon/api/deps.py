@@ -143,11 +143,18 @@ class Daemon:
         return store
 
     def close(self) -> None:
-        """Close the shared store (per-thread SQLite connections die with threads)."""
+        """Close the shared store (per-thread SQLite connections die with threads)
+        and stop the sqld this daemon's projects run themselves, if any."""
         with self._shared_lock:
             if self._shared is not None:
                 self._shared.close()
                 self._shared = None
+        for p in self.projects.values():
+            config = p.settings.config
+            if config.database.backend == "sqld" and config.libsql.managed:
+                from branchdb.daemon.backends.sqld_process import ManagedSqld
+
+                ManagedSqld(config.data_dir).stop()
 
     def project(self, name: str) -> ProjectRuntime:
         found = self.projects.get(name)

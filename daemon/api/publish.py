@@ -91,6 +91,8 @@ class Publication(NamedTuple):
     repo: str | None = None  # GitHub "owner/name" of the base repository
     number: int | None = None  # the pull request number, if any
     detail: str = ""  # why it failed (already redacted)
+    #: a libsql server branch's token: only in the signed callback, never on GitHub
+    auth_token: str | None = None
 
 
 def _env_name(project: str, what: str) -> str:
@@ -347,6 +349,7 @@ def _callback(
             "branch": pub.branch,
             "sha": pub.sha,
             "url": pub.url,
+            **({"auth_token": pub.auth_token} if pub.auth_token else {}),
             "status": pub.status,
             "timestamp": int(stamp),
         }

@@ -19,6 +19,10 @@ from branchdb.daemon.core.errors import ConfigError
 CONFIG_NAME = locate.CONFIG_NAME
 DEFAULT_DATA_DIR = locate.DEFAULT_DATA_DIR
 BACKENDS = ("libsql", "postgres")
+#: The libsql backend served through a libsql server (sqld): ``[database] backend =
+#: "libsql"`` with ``[libsql] server = ...`` or ``[libsql] managed = true``.
+SQLD = "sqld"
+DEFAULT_TOKEN_ENV = ("DATABASE_AUTH_TOKEN", "TURSO_AUTH_TOKEN")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -94,6 +98,32 @@ class SnapshotsSection(NamedTuple):
     definitions: dict[str, SnapshotDefinition] = {}  # noqa: RUF012 - never mutated
 
 
+class LibsqlSection(NamedTuple):
+    """``[libsql]``: serve libsql branches through sqld instead of local files.
+
+    ``server``/``admin``/``key_file``: an sqld the team runs (its Hrana URL, its admin
+    API, the Ed25519 *private* key whose public half sqld was started with).
+    ``managed``: the daemon runs its own sqld under the data directory.
+    ``public_url``: what clients are told, ``{namespace}`` replaced (sqld picks the
+    database by the first label of the host name). ``db_path``: sqld's
+    ``--db-path`` when the daemon shares its file system (clones then copy the
+    snapshot file in, instead of loading it over the network).
+    """
+
+    server: str | None = None
+    admin: str | None = None
+    key_file: Path | None = None
+    managed: bool = False
+    public_url: str | None = None
+    db_path: Path | None = None
+    listen: str | None = None  # managed: "127.0.0.1:PORT" for Hrana (default: free)
+    token_env: tuple[str, ...] = DEFAULT_TOKEN_ENV
+
+    @property
+    def enabled(self) -> bool:
+        return self.managed or self.server is not None
+
+
 class ServerSection(NamedTuple):
     url: str | None = None
 
@@ -118,6 +148,7 @@ class Config(NamedTuple):
     snapshots: SnapshotsSection = SnapshotsSection()
     gc: GcSection = GcSection()
     state: StateSection = StateSection()
+    libsql: LibsqlSection = LibsqlSection()
 
     @property
     def data_dir(self) -> Path:
@@ -158,6 +189,16 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "on_limit": str,
     },
     "gc": {"pace": (int, float)},
+    "libsql": {
+        "server": str,
+        "admin": str,
+        "key_file": str,
+        "managed": bool,
+        "public_url": str,
+        "db_path": str,
+        "listen": str,
+        "token_env": list,
+    },
     "server": {"url": str},
     "state": {"url": str, "schema": str},
     "snapshots": {"keep": int},  # plus [snapshots.NAME] tables, see _snapshots
@@ -300,6 +341,19 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
             f"{', '.join(URL_FORMS)}"
         )
     state = _state(raw.get("state", {}), where)
+    libsql = _libsql(raw.get("libsql", {}), root, where)
+    if backend == "libsql":
+        if d.get("server"):
+            raise ConfigError(
+                f"{where}: database.server {d['server']!r} is for the postgres "
+                "backend; libsql branches are local files unless a libsql server is "
+                'configured: put it in [libsql] server = "http://HOST:PORT" (with '
+                "admin and key_file), or set [libsql] managed = true"
+            )
+        server_url = None
+        backend = locate.effective_backend(dict(raw))  # SQLD with a server
+    elif raw.get("libsql"):
+        raise ConfigError(f'{where}: [libsql] needs database.backend = "libsql"')
     return Config(
         root=root,
         path=path,
@@ -340,6 +394,55 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
         ),
         snapshots=_snapshots(raw.get("snapshots", {}), where),
         state=state,
+        libsql=libsql,
+    )
+
+
+def _libsql(raw: Mapping[str, Any], root: Path, where: str) -> LibsqlSection:
+    server = os.environ.get("BRANCHDB_SQLD_URL") or raw.get("server")
+    admin = os.environ.get("BRANCHDB_SQLD_ADMIN_URL") or raw.get("admin")
+    key = os.environ.get("BRANCHDB_SQLD_KEY_FILE") or raw.get("key_file")
+    managed = raw.get("managed", False)
+    for key_name, url in (("server", server), ("admin", admin)):
+        if url is not None and not re.match(r"^https?://[^/\s]+/?$", url):
+            raise ConfigError(
+                f"{where}: libsql.{key_name} {url!r} must be http(s)://HOST:PORT"
+            )
+    if managed and server:
+        raise ConfigError(
+            f"{where}: libsql.managed = true runs the daemon's own sqld; "
+            "remove libsql.server (or managed)"
+        )
+    if server and not (admin and key):
+        raise ConfigError(
+            f"{where}: libsql.server needs libsql.admin (sqld's admin API URL) and "
+            "libsql.key_file (the Ed25519 private key sqld's --auth-jwt-key-file "
+            "holds the public half of)"
+        )
+    public = raw.get("public_url")
+    if public is not None and "{namespace}" not in public:
+        raise ConfigError(
+            f"{where}: libsql.public_url must contain {{namespace}} (sqld chooses "
+            "the database by the host name's first label), e.g. \"libsql://"
+            '{namespace}.db.example.com"'
+        )
+    token_env = raw.get("token_env", list(DEFAULT_TOKEN_ENV))
+    if not all(
+        isinstance(x, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", x)
+        for x in token_env
+    ):
+        raise ConfigError(
+            f"{where}: libsql.token_env must be environment variable names"
+        )
+    return LibsqlSection(
+        server=server.rstrip("/") if server else None,
+        admin=admin.rstrip("/") if admin else None,
+        key_file=(root / key).resolve() if key else None,
+        managed=managed,
+        public_url=public,
+        db_path=(root / raw["db_path"]).resolve() if raw.get("db_path") else None,
+        listen=raw.get("listen"),
+        token_env=tuple(token_env),
     )
 
 

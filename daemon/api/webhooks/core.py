@@ -162,9 +162,19 @@ def _work(
     delivery: str,
     loop: asyncio.AbstractEventLoop,
 ) -> Any:
-    def pub(status: str, url: str | None, detail: str = "") -> publish.Publication:
+    def pub(
+        status: str, url: str | None, detail: str = "", token: str | None = None
+    ) -> publish.Publication:
         return publish.Publication(
-            proj.name, act.branch, act.sha, status, url, act.repo, act.number, detail
+            proj.name,
+            act.branch,
+            act.sha,
+            status,
+            url,
+            act.repo,
+            act.number,
+            detail,
+            token,
         )
 
     def provision() -> tuple[int, dict[str, Any]]:
@@ -207,7 +217,10 @@ def _work(
         if act.verb == "up" or res.created or res.applied:
             # A push that changed nothing publishes nothing (its PR event did).
             body["publish_job"] = _start_publish(
-                daemon, proj, pub("ready", res.record.url), loop
+                daemon,
+                proj,
+                pub("ready", res.record.url, token=res.record.info.get("auth_token")),
+                loop,
             )
         return (201 if res.created else 200), body
 
