@@ -191,7 +191,6 @@ def cmd_url(ctx: _Ctx) -> int:
 
 def cmd_env(ctx: _Ctx) -> int:
     from branchdb.cli.files import dotenv_value, update_dotenv
-
     from branchdb.daemon.core.urlforms import convert
 
     rec = ctx.client.use(ctx.branch())
