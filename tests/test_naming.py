@@ -49,7 +49,12 @@ def test_pg_names_fit_63_bytes_and_never_collide() -> None:
 #: change here orphans all of them (and GC would treat them as someone else's), so a
 #: change to naming needs a migration path, not a new expected value.
 GOLDEN = [
-    ("main", "main-0d6e4079e3", "bdb_shop_main_82b973c4dc", "bdbr_shop_main_82b973c4dc"),
+    (
+        "main",
+        "main-0d6e4079e3",
+        "bdb_shop_main_82b973c4dc",
+        "bdbr_shop_main_82b973c4dc",
+    ),
     (
         "feature/x",
         "feature-x-217d2bf51f",
@@ -79,7 +84,9 @@ def test_names_are_stable(branch: str, key: str, database: str, role: str) -> No
 
 
 def test_snapshot_names_are_stable() -> None:
-    assert naming.pg_snapshot_database("shop", "prod", 3) == "bdbs_shop_prod_v3_78d1f012af"
+    assert (
+        naming.pg_snapshot_database("shop", "prod", 3) == "bdbs_shop_prod_v3_78d1f012af"
+    )
 
 
 def test_snapshot_names_validated() -> None:
