@@ -203,8 +203,8 @@ def test_refresh_from_definition_keeps_n_versions(repo: Path, tmp_path: Path) ->
 
 def test_daemon_schedules_refresh_and_gc(repo: Path) -> None:
     from branchdb.daemon.api import settings as daemon_config
-    from branchdb.daemon.api.scheduler import start_scheduler
     from branchdb.daemon.api.deps import Daemon
+    from branchdb.daemon.api.scheduler import start_scheduler
 
     (repo / "branchdb.toml").write_text(
         '[project]\nname = "shop"\n[snapshots.prod]\nsource = "x.db"\nschedule = "6h"\n'
