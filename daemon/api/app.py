@@ -35,6 +35,7 @@ from branchdb.daemon.api import (
     openapi,
     schemas,
     snapshots,
+    tokens,
 )
 from branchdb.daemon.api.bodylimit import BodyLimit
 from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken
@@ -189,6 +190,10 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(recover_all, daemon)  # before the first request
+        if settings.admin_token_sha256:
+            sha256 = settings.admin_token_sha256
+            # In the pool: the store's connection belongs to the thread that uses it.
+            await run_in_threadpool(lambda: tokens.bootstrap(daemon.store(), sha256))
         scheduler = start_scheduler(daemon, settings.gc_interval)
         yield
         if scheduler is not None:
