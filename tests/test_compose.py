@@ -45,7 +45,7 @@ format = "sql"
 
 
 @pytest.fixture
-def stack() -> Iterator[tuple[str, Path]]:
+def stack() -> Iterator[tuple[str, str]]:
     root = Path(tempfile.mkdtemp(prefix="branchdb-compose-", dir="/tmp"))
     project, secrets_dir = root / "repo", root / "secrets"
     project.mkdir()
@@ -66,6 +66,7 @@ def stack() -> Iterator[tuple[str, Path]]:
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "payments")
     git(project, "checkout", "-q", "main")  # the daemon's checkout is main's
+    sha = git(project, "rev-parse", "feature/pay").strip()
     pg_port, port = free_port(), free_port()
     password = secrets.token_urlsafe(16)
     for name, value in {
@@ -102,12 +103,12 @@ def stack() -> Iterator[tuple[str, Path]]:
     )
     try:
         assert up.returncode == 0, up.stderr
-        yield f"http://127.0.0.1:{port}", project
+        yield f"http://127.0.0.1:{port}", sha
     finally:
         logs = subprocess.run(
             [*cmd, "logs", "--no-color"], env=env, capture_output=True, text=True
         )
-        print(logs.stdout[-5000:])
+        print(logs.stdout[-12000:])
         subprocess.run([*cmd, "down", "-v"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(root, ignore_errors=True)
 
@@ -125,11 +126,10 @@ def _wait_ready(base: str) -> None:
 
 
 def test_webhook_then_ci_put_gives_a_preview_its_branch_database(
-    stack: tuple[str, Path],
+    stack: tuple[str, str],
 ) -> None:
-    base, project = stack
+    base, sha = stack
     _wait_ready(base)
-    sha = git(project, "rev-parse", "feature/pay").strip()
     body = json.dumps(pull_request_event("opened", "feature/pay", sha)).encode()
     r = httpx.post(
         f"{base}/v1/webhooks/github?project=shop",
