@@ -9,7 +9,7 @@ the same run:
 - baseline: ``COPY people TO STDOUT`` streamed into ``COPY people FROM STDIN`` of an
   empty copy of the table in another database;
 - branchdb: ``PostgresBackend.snapshot_create`` with rules masking email, name and
-  phone — what ``branchdb snapshot create --rules`` runs (daemon/sanitize/stream_pg.py):
+  phone — what ``branchdb snapshot create --rules`` runs (daemon/sanitize/pg/stream.py):
   detect on the source, ``pg_dump`` of the schema only, binary ``COPY`` of the rows
   into an UNLOGGED raw table (two halves, each piped between two ``psql`` processes),
   ``INSERT … SELECT <masked>`` into the real table in 24 page-range pieces taken by two

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon.core.errors import BranchdbError, Refused, redact
+from branchdb.daemon.core.errors import BranchdbError, ConfigError, Refused, redact
 
 if TYPE_CHECKING:
     import argparse
@@ -69,14 +69,16 @@ class _Ctx:
         return self._engine
 
     def branch(self) -> str:
+        """The BRANCH argument, else the checked-out branch; GitError (exit 2) for a
+        name outside the one branch-name rule, before anything else happens."""
+        from branchdb.daemon.core import branchname
+
         name: str | None = getattr(self.args, "branch", None)
         if name:
-            from branchdb.daemon.core import branchname
-
             return branchname.validate(name)
         from branchdb.daemon.vcs.repo import current_branch
 
-        return current_branch(self.cwd)
+        return branchname.validate(current_branch(self.cwd))
 
     def progress(self, message: str) -> None:
         if sys.stderr.isatty() and not getattr(self.args, "json", False):
@@ -135,7 +137,7 @@ def _up_summary(res: Json) -> str:
 
 def _up_hook(ctx: _Ctx) -> int:
     """``up`` as run by the post-checkout hook: never fails, one line of output."""
-    from branchdb.daemon.core.errors import ConfigError, GitError
+    from branchdb.daemon.core.errors import GitError
 
     try:
         try:
@@ -475,7 +477,7 @@ def _ttl_text(info: dict[str, Any]) -> str:
 def cmd_ttl(ctx: _Ctx) -> int:
     from branchdb.cli.output import emit_json
 
-    data = ctx.client.set_ttl(ctx.args.branch, ctx.args.ttl)
+    data = ctx.client.set_ttl(ctx.branch(), ctx.args.ttl)
     if ctx.args.json:
         emit_json(data)
     else:
@@ -523,16 +525,22 @@ def cmd_token(ctx: _Ctx) -> int:
     if a.action == "create":
         if not a.scope:
             raise Refused("token create needs --scope read, ci or admin")
-        secret, tok = tokens.create(store, a.scope, a.name)
+        unknown = [p for p in a.project if p not in settings.projects]
+        if unknown:
+            raise ConfigError(
+                f"--project {unknown[0]!r}: the daemon serves no such project "
+                f"(it serves {', '.join(sorted(settings.projects))})"
+            )
+        secret, tok = tokens.create(store, a.scope, a.name, a.project)
+        reach = ", ".join(tok.projects) if tok.projects else "every project"
         sys.stderr.write(
-            f"token {tok.name!r} ({tok.scope}, id {tok.id}): shown once, keep it\n"
+            f"token {tok.name!r} ({tok.scope}, {reach}, id {tok.id}): "
+            "shown once, keep it\n"
         )
         _print(secret)
     elif a.action == "ls":
-        rows = [
-            {k: r[k] for k in ("id", "name", "scope", "created_at", "last_used_at")}
-            for r in store.list_tokens()
-        ]
+        keys = ("id", "name", "scope", "projects", "created_at", "last_used_at")
+        rows = [{k: r[k] for k in keys} for r in store.list_tokens()]
         if a.json:
             from branchdb.cli.output import emit_json
 
@@ -543,10 +551,16 @@ def cmd_token(ctx: _Ctx) -> int:
             _print(
                 table(
                     [
-                        [r["id"], r["name"], r["scope"], iso(r["created_at"])]
+                        [
+                            r["id"],
+                            r["name"],
+                            r["scope"],
+                            ",".join(r["projects"]) or "(all)",
+                            iso(r["created_at"]),
+                        ]
                         for r in rows
                     ],
-                    ["ID", "NAME", "SCOPE", "CREATED"],
+                    ["ID", "NAME", "SCOPE", "PROJECTS", "CREATED"],
                 )
                 if rows
                 else "no tokens"

@@ -248,6 +248,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "admin",
     )
     sp.add_argument("--name", metavar="NAME", help="create: a label for the token")
+    sp.add_argument(
+        "--project",
+        action="append",
+        default=[],
+        metavar="PROJECT",
+        help="create: limit the token to this project (repeatable; default: every "
+        "project the daemon serves)",
+    )
     daemon_config_arg(sp)
     json_arg(sp)
     return p

@@ -28,7 +28,7 @@ import httpx
 
 from branchdb.cli.client import Json, Progress, no_progress, protected
 from branchdb.daemon.core import errors
-from branchdb.daemon.core.errors import BranchdbError, ConfigError
+from branchdb.daemon.core.errors import BranchdbError, ConfigError, MigrationError
 from branchdb.daemon.migrations import files as migration_files
 
 if TYPE_CHECKING:
@@ -83,7 +83,8 @@ def pack_migrations(config: Config) -> bytes | None:
     None for ``format = "command"`` (the daemon runs the command on its own checkout).
     A project without a migrations directory uploads an empty archive: the branch
     has no migrations, whatever the daemon's copy holds. Raises ConfigError for a
-    configured directory that does not exist, as embedded mode does.
+    configured directory that does not exist, as embedded mode does, and
+    MigrationError naming a file that cannot be read (a dangling link).
     """
     cfg = config.migrations
     if cfg.format == "command":
@@ -99,8 +100,12 @@ def pack_migrations(config: Config) -> bytes | None:
     # Fixed mtime and mode: the archive depends on the files' content alone.
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
         for rel in migration_files.list_files(folder) if folder else []:
-            with open(os.path.join(folder, rel), "rb") as f:  # type: ignore[arg-type]
-                data = f.read()
+            full = os.path.join(folder, rel)  # type: ignore[arg-type]
+            try:
+                with open(full, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise MigrationError(migration_files.unreadable(full, e)) from None
             info = tarfile.TarInfo(rel)
             info.size = len(data)
             info.mode = 0o644
@@ -292,8 +297,8 @@ class RemoteClient:
         return result
 
     def set_ttl(self, branch: str, ttl: str) -> Json:
-        path = self._path("branches", branch, "ttl")
-        result: Json = self._call("PUT", path, json={"ttl": ttl})
+        path = self._path("branches", branch)
+        result: Json = self._call("PATCH", path, json={"ttl": ttl})
         return result
 
     def is_protected(self, branch: str) -> bool:
@@ -319,6 +324,7 @@ class RemoteClient:
                 raise ConfigError(
                     f"cannot read rules file {path}: {e.strerror}"
                 ) from None
+            body["rules_name"] = str(path)  # what the daemon's errors call it
         if allow_unreviewed:
             body["allow_unreviewed"] = True
         result: Json = self._long("POST", self._path("snapshots"), progress, json=body)

@@ -101,7 +101,7 @@ def gc_dict(report: GcReport, *, dry_run: bool) -> dict[str, Any]:
 
 
 def ttl_dict(info: dict[str, Any]) -> dict[str, Any]:
-    """What ``branchdb ttl`` and ``PUT .../ttl`` answer (see gc.ttl.ttl_of)."""
+    """What ``branchdb ttl`` and ``PATCH …/branches/{branch}`` answer (ttl_of)."""
     return {
         **info,
         "idle_after": iso(info["idle_after"]) if info["idle_after"] else None,

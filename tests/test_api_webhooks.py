@@ -189,7 +189,7 @@ def test_redelivery_does_nothing_twice(hook: Hook) -> None:
     }
     assert not Path(url.removeprefix("file:")).exists()
     store = SqliteStore(hook.data / "state.db")
-    assert (store.delivery("github", "d-1") or {})["status"] == "done"
+    assert (store.delivery("github", "d-1", project="shop") or {})["status"] == "done"
 
 
 def test_failed_delivery_can_be_redelivered(hook: Hook) -> None:
@@ -197,9 +197,10 @@ def test_failed_delivery_can_be_redelivered(hook: Hook) -> None:
         hook.send("pull_request", pr_event("opened", "ghost", "f" * 40), delivery="d-2")
     )
     assert job["status"] == "failed" and "not in" in job["error"]["message"]
-    assert (SqliteStore(hook.data / "state.db").delivery("github", "d-2") or {})[
-        "status"
-    ] == "failed"
+    assert (
+        SqliteStore(hook.data / "state.db").delivery("github", "d-2", project="shop")
+        or {}
+    )["status"] == "failed"
     sha = commit_on_branch(hook.upstream, "ghost", {"x.txt": "x\n"}, new=True)
     payload = pr_event("opened", "ghost", sha)
     job = hook.done(hook.send("pull_request", payload, delivery="d-2"))
@@ -224,7 +225,10 @@ def test_bad_signature_is_401_and_does_nothing(
     r = hook.send("pull_request", payload, delivery="d-evil", signature=signature)
     assert r.status_code == 401 and r.json()["error"]["type"] == "Unauthorized"
     assert hook.branches() == {}
-    assert SqliteStore(hook.data / "state.db").delivery("github", "d-evil") is None
+    assert (
+        SqliteStore(hook.data / "state.db").delivery("github", "d-evil", project="shop")
+        is None
+    )
     assert not (hook.data / "mirrors").exists()
 
 

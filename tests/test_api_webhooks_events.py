@@ -174,7 +174,7 @@ def test_gitlab_merge_request_lifecycle(hook: Hook) -> None:
         "delivery": "k1",
     }
     store = SqliteStore(hook.data / "state.db")
-    assert (store.delivery("gitlab", "k1") or {})["status"] == "done"
+    assert (store.delivery("gitlab", "k1", project="shop") or {})["status"] == "done"
     sha2 = commit_on_branch(hook.upstream, "feature/gl", REFUNDS, new=False)
     job = hook.done(hook.gitlab(merge_request_event("update", "feature/gl", sha2)))
     assert job["status"] == "succeeded", job
@@ -192,7 +192,10 @@ def test_gitlab_bad_token_is_401_and_does_nothing(
     r = hook.gitlab(merge_request_event("open", "evil", sha), token=token, key="e1")
     assert r.status_code == 401 and r.json()["error"]["type"] == "Unauthorized"
     assert hook.branches() == {}
-    assert SqliteStore(hook.data / "state.db").delivery("gitlab", "e1") is None
+    assert (
+        SqliteStore(hook.data / "state.db").delivery("gitlab", "e1", project="shop")
+        is None
+    )
 
 
 def test_gitlab_other_events_and_actions_are_ignored(hook: Hook) -> None:

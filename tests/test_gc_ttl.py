@@ -104,10 +104,9 @@ def test_ttl_route(repo: Path, served: tuple[httpx.Client, dict[str, str]]) -> N
     git(repo, "branch", "feature/y")
     br = "/v1/projects/shop/branches/feature/y"
     assert client.put(br, headers=auth(toks["ci"])).status_code == 201
-    r = client.put(f"{br}/ttl", json={"ttl": "2h"}, headers=auth(toks["ci"]))
+    r = client.patch(br, json={"ttl": "2h"}, headers=auth(toks["ci"]))
     assert r.status_code == 200, r.text
     assert r.json()["ttl"] == 7200 and r.json()["ttl_source"] == "branch"
-    # Not a new branch called "feature/y/ttl".
     names = [
         b["branch"]
         for b in client.get(
@@ -115,16 +114,16 @@ def test_ttl_route(repo: Path, served: tuple[httpx.Client, dict[str, str]]) -> N
         ).json()
     ]
     assert names == ["feature/y"]
-    r = client.put(f"{br}/ttl", json={"ttl": "2h"}, headers=auth(toks["read"]))
+    r = client.patch(br, json={"ttl": "2h"}, headers=auth(toks["read"]))
     assert r.status_code == 403
-    r = client.put(f"{br}/ttl", json={"ttl": "2 parsecs"}, headers=auth(toks["ci"]))
+    r = client.patch(br, json={"ttl": "2 parsecs"}, headers=auth(toks["ci"]))
     assert r.status_code == 422 and r.json()["error"]["type"] == "ValidationError"
-    r = client.put(f"{br}/ttl", json={"ttl": "99999w"}, headers=auth(toks["ci"]))
+    r = client.patch(br, json={"ttl": "99999w"}, headers=auth(toks["ci"]))
     assert r.status_code == 200 and r.json()["ttl"] == 99999 * 604800
-    r = client.put(f"{br}/ttl", json={}, headers=auth(toks["ci"]))
+    r = client.patch(br, json={}, headers=auth(toks["ci"]))
     assert r.status_code == 422
-    missing = "/v1/projects/shop/branches/nope/ttl"
-    r = client.put(missing, json={"ttl": "2h"}, headers=auth(toks["ci"]))
+    missing = "/v1/projects/shop/branches/nope"
+    r = client.patch(missing, json={"ttl": "2h"}, headers=auth(toks["ci"]))
     assert r.status_code == 404
 
 

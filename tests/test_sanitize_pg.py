@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import sanitize_oracle as oracle
 from pgcluster import Cluster
 from psycopg import sql
 from test_sanitize_data import (
@@ -23,11 +24,14 @@ from test_sanitize_data import (
 
 from branchdb.daemon.backends import pg_copy
 from branchdb.daemon.core.errors import BackendError
-from branchdb.daemon.sanitize import compile_pg, stream_pg, stream_sql, verify
+from branchdb.daemon.sanitize.check import check_postgres
 from branchdb.daemon.sanitize.detect import UnreviewedColumns
-from branchdb.daemon.sanitize.pipeline import check_postgres, sanitize_postgres
-from branchdb.daemon.sanitize.rules import RulesError, parse_rules
-from branchdb.daemon.sanitize.schema import pg_schema
+from branchdb.daemon.sanitize.leaks import LeakFound
+from branchdb.daemon.sanitize.pg import masking, stream, stream_sql, verify
+from branchdb.daemon.sanitize.pg.introspect import pg_schema
+from branchdb.daemon.sanitize.pg.verify_sql import could_be
+from branchdb.daemon.sanitize.rules import ColumnRule, RulesError, parse_rules
+from branchdb.daemon.sanitize.schema import Column
 
 pytestmark = pytest.mark.postgres
 Data = dict[str, list[tuple[Any, ...]]]
@@ -107,7 +111,7 @@ def test_pg_dump_copy_then_sanitize_leaves_no_original(
     pg_cluster: Cluster, source: Any, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # every table copied and masked as two concurrent halves, however small
-    monkeypatch.setattr(stream_pg, "SPLIT_PAGES", 0)
+    monkeypatch.setattr(stream, "SPLIT_PAGES", 0)
     src, data = source
     before = fingerprint(pg_cluster, src)
     target = f"stg_{uuid.uuid4().hex[:8]}"
@@ -117,9 +121,10 @@ def test_pg_dump_copy_then_sanitize_leaves_no_original(
     rules = parse_rules(rules_text("postgres"))
     if path == "stream":
         # what the postgres backend runs before sealing a sanitized snapshot
-        report = stream_pg.build(
-            pg_cluster.url(src), pg_cluster.admin_url, target, "postgres",
-            pg_copy.find_bin(15), rules, progress=lambda *e: events.append(e),
+        report = stream.build(
+            pg_copy.Client(pg_copy.find_bin(15), "postgres"), pg_cluster.url(src),
+            pg_cluster.admin_url, target, rules,
+            progress=lambda *e: events.append(e),
         )  # fmt: skip
         with admin(pg_cluster, target) as c:
             # no raw table of originals is left behind
@@ -131,7 +136,7 @@ def test_pg_dump_copy_then_sanitize_leaves_no_original(
             pg_cluster.url(src), pg_cluster.url(target), "postgres",
             pg_copy.find_bin(15),
         )  # fmt: skip
-        report = sanitize_postgres(
+        report = oracle.sanitize_postgres(
             pg_cluster.admin_url, target, rules, progress=lambda *e: events.append(e)
         )
     assert fingerprint(pg_cluster, src) == before  # the source is unchanged
@@ -192,8 +197,8 @@ def test_same_fakes_as_sqlite(pg_cluster: Cluster, source: Any) -> None:
             rule = parse_rules(f'salt = "s"\n[tables.t.columns]\nc = {{ strategy = "{strategy}", part = "{part}" }}'
                                if strategy in ("name", "address") else
                                f'salt = "s"\n[tables.t.columns]\nc = "{strategy}"').tables["t"].columns["c"]  # fmt: skip
-            col = compile_pg.Column("c", "text", "text", None, False, False)
-            expr = compile_pg.column_expr(rule, col, "s")
+            col = Column("c", "text", "text", None, False, False)
+            expr = masking.column_expr(rule, col, "s")
             got = c.execute(
                 sql.SQL("SELECT {} FROM (VALUES ('alice@example.org')) v(c)").format(
                     expr
@@ -214,8 +219,8 @@ def test_utf8_digest_reads_the_same_bytes(pg_cluster: Cluster) -> None:
     with admin(pg_cluster) as c:
         row = c.execute(
             sql.SQL("SELECT current_setting('server_encoding'), {}, {}").format(
-                compile_pg.digest_bytes("s", sql.Literal(text), utf8=True),
-                compile_pg.digest_bytes("s", sql.Literal(text)),
+                masking.digest_bytes("s", sql.Literal(text), utf8=True),
+                masking.digest_bytes("s", sql.Literal(text)),
             )
         ).fetchone()
     assert row is not None
@@ -232,7 +237,7 @@ def test_missing_rule_blocks_and_changes_nothing(
     db = stage(pg_cluster, src)
     before = fingerprint(pg_cluster, db)
     with pytest.raises(UnreviewedColumns) as e:
-        sanitize_postgres(
+        oracle.sanitize_postgres(
             pg_cluster.admin_url, db, parse_rules(rules_text("postgres", drop="city ="))
         )
     assert "users.city" in str(e.value)
@@ -242,9 +247,9 @@ def test_missing_rule_blocks_and_changes_nothing(
 
 def test_check_source_is_read_only(pg_cluster: Cluster, source: Any) -> None:
     src, _ = source
-    findings, missing = check_postgres(
-        pg_cluster.url(src), parse_rules(rules_text("postgres"))
-    )
+    with admin(pg_cluster, src) as c:
+        findings, missing = check_postgres(c, parse_rules(rules_text("postgres")))
+        assert c.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
     assert missing == []
     flagged = {f.where for f in findings}
     assert {
@@ -263,16 +268,16 @@ def test_verifier_catches_a_planted_leak(pg_cluster: Cluster, source: Any) -> No
     rules = parse_rules(rules_text("postgres"))
     with admin(pg_cluster, db) as c:
         schema = pg_schema(c)
-        captured = verify.capture_pg(c, schema, rules)
-        compile_pg.apply(c, schema, rules)
-        verify.verify_pg(c, schema, captured)
+        captured = oracle.capture_pg(c, schema, rules)
+        oracle.apply(c, schema, rules)
+        oracle.verify_pg(c, schema, captured)
         # a column nobody masked that copied an email, and a street in free text
         c.execute("ALTER TABLE order_items ADD COLUMN contact text")
         c.execute("UPDATE order_items SET contact = %s WHERE id = (SELECT min(id) FROM order_items)",
                   [f"ship to {data['users'][-1][1].upper()} please"])  # fmt: skip
         schema = pg_schema(c)
-        with pytest.raises(verify.LeakFound) as e:
-            verify.verify_pg(c, schema, captured)
+        with pytest.raises(LeakFound) as e:
+            oracle.verify_pg(c, schema, captured)
     assert "original users.email found in order_items.contact (email in text)" in str(
         e.value
     )
@@ -280,10 +285,10 @@ def test_verifier_catches_a_planted_leak(pg_cluster: Cluster, source: Any) -> No
     # Redacting only the emails of a free-text column leaves the names in it.
     text = rules_text("postgres").replace(PG_NOTES, PG_NOTES_EMAILS_ONLY)
     with pytest.raises(
-        verify.LeakFound,
+        LeakFound,
         match=r"users.(full|first|last)_name found in orders.notes \(name in text\)",
     ):
-        sanitize_postgres(
+        oracle.sanitize_postgres(
             pg_cluster.admin_url, stage(pg_cluster, src), parse_rules(text)
         )
 
@@ -295,7 +300,7 @@ def test_deterministic_per_salt_and_fk_mismatch_fails(
     out = []
     for salt in ("a", "a", "b"):
         db = stage(pg_cluster, src)
-        sanitize_postgres(
+        oracle.sanitize_postgres(
             pg_cluster.admin_url, db, parse_rules(rules_text("postgres", salt=salt))
         )
         with admin(pg_cluster, db) as c:
@@ -312,7 +317,7 @@ def test_deterministic_per_salt_and_fk_mismatch_fails(
     with pytest.raises(
         RulesError, match=r"foreign key order_items_order_id_fkey .* no longer holds"
     ):
-        sanitize_postgres(pg_cluster.admin_url, db, parse_rules(text))
+        oracle.sanitize_postgres(pg_cluster.admin_url, db, parse_rules(text))
 
 
 def _stream(cluster: Cluster, src: str, text: str) -> tuple[str, Any]:
@@ -320,9 +325,9 @@ def _stream(cluster: Cluster, src: str, text: str) -> tuple[str, Any]:
     target = f"stg_{uuid.uuid4().hex[:8]}"
     with admin(cluster) as c:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
-    report = stream_pg.build(
-        cluster.url(src), cluster.admin_url, target, "postgres",
-        pg_copy.find_bin(15), parse_rules(text),
+    report = stream.build(
+        pg_copy.Client(pg_copy.find_bin(15), "postgres"), cluster.url(src),
+        cluster.admin_url, target, parse_rules(text),
     )  # fmt: skip
     return target, report
 
@@ -334,7 +339,7 @@ def test_stream_verifier_catches_leaks(pg_cluster: Cluster, source: Any) -> None
         '[tables.newsletter.columns]\nemail = "email"',
         '[tables.newsletter.columns]\nemail = "keep"',
     )
-    with pytest.raises(verify.LeakFound) as e:
+    with pytest.raises(LeakFound) as e:
         _stream(pg_cluster, src, text)
     assert "original users.email found in newsletter.email (whole value)" in str(
         e.value
@@ -343,14 +348,14 @@ def test_stream_verifier_catches_leaks(pg_cluster: Cluster, source: Any) -> None
     # emails redacted from free text, the customers' names left in it
     text = rules_text("postgres").replace(PG_NOTES, PG_NOTES_EMAILS_ONLY)
     with pytest.raises(
-        verify.LeakFound,
+        LeakFound,
         match=r"users.(full|first|last)_name found in orders.notes \(name in text\)",
     ):
         _stream(pg_cluster, src, text)
     # the notes kept as they are: emails inside free text
     text = rules_text("postgres").replace(f"notes = {PG_NOTES}", 'notes = "keep"')
     with pytest.raises(
-        verify.LeakFound, match=r"users.email found in orders.notes \(email in text\)"
+        LeakFound, match=r"users.email found in orders.notes \(email in text\)"
     ):
         _stream(pg_cluster, src, text)
 
@@ -370,6 +375,28 @@ def test_stream_refuses_before_copying(pg_cluster: Cluster, source: Any) -> None
     assert fingerprint(pg_cluster, src) == before
 
 
+def test_stream_blames_the_rule_whose_statement_fails(
+    pg_cluster: Cluster, source: Any
+) -> None:
+    """A where or an sql expression the server rejects is a RulesError naming the
+    rule, in the server's words."""
+    src, _ = source
+    text = rules_text("postgres").replace(
+        "where = \"created_at >= '2024-01-01'\"", 'where = "no_such_column > 0"'
+    )
+    with pytest.raises(
+        RulesError, match=r'users: where = .*column "no_such_column" does not exist'
+    ):
+        _stream(pg_cluster, src, text)
+    text = rules_text("postgres").replace(
+        PG_NOTES, '{ strategy = "sql", expr = "no_such_function(notes)" }'
+    )
+    with pytest.raises(
+        RulesError, match=r"mask orders: function no_such_function\(text\) does not"
+    ):
+        _stream(pg_cluster, src, text)
+
+
 def test_stream_is_deterministic_and_matches_in_place(
     pg_cluster: Cluster, source: Any
 ) -> None:
@@ -381,7 +408,9 @@ def test_stream_is_deterministic_and_matches_in_place(
         with admin(pg_cluster, db) as c:
             out.append(c.execute(query).fetchall())
     db = stage(pg_cluster, src)
-    sanitize_postgres(pg_cluster.admin_url, db, parse_rules(rules_text("postgres")))
+    oracle.sanitize_postgres(
+        pg_cluster.admin_url, db, parse_rules(rules_text("postgres"))
+    )
     with admin(pg_cluster, db) as c:
         out.append(c.execute(query).fetchall())
     assert out[0] == out[1] == out[2]
@@ -408,7 +437,7 @@ def test_failed_sanitized_snapshot_publishes_nothing(
 
     before = names()
     text = rules_text("postgres").replace(PG_NOTES, PG_NOTES_EMAILS_ONLY)
-    with pytest.raises(verify.LeakFound):
+    with pytest.raises(LeakFound):
         backend.snapshot_create("prod", 1, pg_cluster.url(src), rules=parse_rules(text))
     assert names() == before  # no staging database, no snapshot
     snap = backend.snapshot_create(
@@ -431,7 +460,7 @@ def test_stream_where_reads_unmasked_rows_of_other_tables(
     )
     db, report = _stream(pg_cluster, src, text)
     staged = stage(pg_cluster, src)
-    sanitize_postgres(pg_cluster.admin_url, staged, parse_rules(text))
+    oracle.sanitize_postgres(pg_cluster.admin_url, staged, parse_rules(text))
     counts = []
     for name in (db, staged):
         with admin(pg_cluster, name) as c:
@@ -485,21 +514,18 @@ FORMS = [
 
 
 def test_generated_values_fit_the_verifiers_forms(pg_cluster: Cluster) -> None:
-    """verify_raw.could_be holds for every fake (it narrows the whole-value join)."""
-    from branchdb.daemon.sanitize import verify_raw
-    from branchdb.daemon.sanitize.rules import ColumnRule
-
+    """could_be holds for every fake (it narrows the verifier's whole-value join)."""
     values = sql.Literal([f"someone{i}@mail.test Ünï {i}" for i in range(400)])
     with admin(pg_cluster) as c:
         for strategy, part, n in FORMS:
-            col = compile_pg.Column("c", "text", "text", n, False, False)
+            col = Column("c", "text", "text", n, False, False)
             rule = ColumnRule("t", "c", strategy, part=part)
-            form = verify_raw.could_be(rule, col)
+            form = could_be(rule, col)
             assert form is not None
             row = c.execute(sql.SQL(
                 "SELECT bool_and({}), count(*) FROM (SELECT {} AS v FROM "
                 "unnest({}::text[]) AS u(c)) AS o"
-            ).format(form, compile_pg.column_expr(rule, col, "s"), values)).fetchone()  # fmt: skip
+            ).format(form, masking.column_expr(rule, col, "s"), values)).fetchone()  # fmt: skip
             assert row == (True, 400), (strategy, part, n)
             real = c.execute(
                 sql.SQL("SELECT bool_or({}) FROM unnest({}::text[]) AS o(v)").format(
@@ -514,9 +540,6 @@ def test_stream_verifier_finds_an_original_in_a_generated_column(
 ) -> None:
     """A generated column is searched for originals of its own form, whatever
     column they came from (an email original that reads like a fake name)."""
-    from branchdb.daemon.sanitize import verify_raw
-    from branchdb.daemon.sanitize.schema import pg_schema
-
     db = f"gen_{uuid.uuid4().hex[:8]}"
     with admin(pg_cluster) as c:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
@@ -532,12 +555,12 @@ def test_stream_verifier_finds_an_original_in_a_generated_column(
             "INSERT INTO t VALUES ('0123456789abcdef@example.com', 'Blake Carrow')"
         )
         raws = {"t": sql.Identifier("r", "t")}
-        assert verify_raw.verify(c, schema, rules, raws).originals == 2
+        assert verify.verify(c, schema, rules, raws).originals == 2
         c.execute("UPDATE t SET name = 'Avery Ashford'")
         with pytest.raises(
-            verify.LeakFound, match=r"original t.email found in t.name \(whole value\)"
+            LeakFound, match=r"original t.email found in t.name \(whole value\)"
         ):
-            verify_raw.verify(c, schema, rules, raws)
+            verify.verify(c, schema, rules, raws)
     with admin(pg_cluster) as c:
         c.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(db)))
 
@@ -549,9 +572,6 @@ def test_stream_verifier_finds_name_words_in_any_case(
     """A word of an original name inside free text is found whatever its case, in
     ASCII text (the ~* prefilter) and in non-ASCII text (always split), with the
     names split by one connection or in halves by two."""
-    from branchdb.daemon.sanitize import verify_raw
-    from branchdb.daemon.sanitize.schema import pg_schema
-
     db = f"words_{uuid.uuid4().hex[:8]}"
     with admin(pg_cluster) as c:
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
@@ -571,7 +591,7 @@ def test_stream_verifier_finds_name_words_in_any_case(
             kw: dict[str, Any] = {"other": c2, "scratch": "r"} if pair else {}
 
             def check() -> None:
-                verify_raw.verify(c, schema, rules, raws, **kw)
+                verify.verify(c, schema, rules, raws, **kw)
                 c.execute("DROP TABLE IF EXISTS r._bdb_words")
                 c.execute("DROP TABLE IF EXISTS pg_temp._bdb_words")
 
@@ -579,7 +599,7 @@ def test_stream_verifier_finds_name_words_in_any_case(
             for note in ("called LINDQVIST today", "ask øberg, please", "FAMILY7!"):
                 c.execute("UPDATE t SET note = %s", [note])
                 with pytest.raises(
-                    verify.LeakFound,
+                    LeakFound,
                     match=r"original t.name found in t.note \(name in text\)",
                 ):
                     check()
@@ -632,7 +652,7 @@ def test_stream_in_pieces_masks_every_row_and_finds_a_planted_name(
                 [rows],
             )
         with pytest.raises(
-            verify.LeakFound,
+            LeakFound,
             match=r"original people.full_name found in people.note \(name in text\)",
         ):
             _stream(pg_cluster, src, text)

@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 from test_sanitize_data import N_USERS, SCHEMA, dataset, leaks, originals, rules_text
 
-from branchdb.daemon.sanitize import compile_sqlite, verify
+from branchdb.daemon.sanitize.check import check_sqlite
 from branchdb.daemon.sanitize.detect import UnreviewedColumns
-from branchdb.daemon.sanitize.pipeline import check_sqlite, sanitize_sqlite
+from branchdb.daemon.sanitize.leaks import LeakFound, VerifyReport
 from branchdb.daemon.sanitize.rules import RulesError, parse_rules
-from branchdb.daemon.sanitize.schema import sqlite_schema
+from branchdb.daemon.sanitize.sqlite import masking, verify
+from branchdb.daemon.sanitize.sqlite.introspect import sqlite_schema
+from branchdb.daemon.sanitize.sqlite.pipeline import sanitize_sqlite
 
 
 def make_source(path: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -175,20 +177,20 @@ def test_verifier_catches_a_planted_leak_and_free_text(source: Any) -> None:
     db = sqlite3.connect(stg, isolation_level=None)
     schema = sqlite_schema(db)
     originals_ = verify.capture_sqlite(db, schema, rules)
-    compile_sqlite.apply(db, schema, rules)
-    verify.verify_sqlite(db, schema, verify.VerifyReport(originals_.originals))
+    masking.apply(db, schema, rules)
+    verify.verify_sqlite(db, schema, VerifyReport(originals_.originals))
     db.execute(
         "UPDATE order_items SET sku = ? WHERE id = (SELECT min(id) FROM order_items)",
         (data["users"][-1][5],),
     )  # a phone number copied into another table
-    with pytest.raises(verify.LeakFound) as e:
-        verify.verify_sqlite(db, schema, verify.VerifyReport())
+    with pytest.raises(LeakFound) as e:
+        verify.verify_sqlite(db, schema, VerifyReport())
     assert "users.phone found in order_items.sku" in str(e.value)
     db.close()
     # A free-text column left as it is still carries users' emails.
     keep_notes = rules_text("sqlite").replace('notes = "null"', 'notes = "keep"')
     with pytest.raises(
-        verify.LeakFound, match=r"users.email found in orders.notes \(email in text\)"
+        LeakFound, match=r"users.email found in orders.notes \(email in text\)"
     ):
         sanitize_sqlite(staging(src, "stage2.db"), parse_rules(keep_notes))
 

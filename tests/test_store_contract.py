@@ -129,20 +129,39 @@ def test_tokens(store: Store) -> None:
     assert [r["id"] for r in store.list_tokens()] == ["t2"]
 
 
+def test_token_projects(store: Store) -> None:
+    store.put_token("t1", "all", "ci", "ab" * 32, 10.0)
+    store.put_token("t2", "two", "ci", "cd" * 32, 11.0, projects=["web", ODD[1]])
+    rows = {r["id"]: r["projects"] for r in store.list_tokens()}
+    assert rows == {"t1": [], "t2": sorted(["web", ODD[1]])}
+
+
 def test_delivery_claims(store: Store) -> None:
     assert store.claim_delivery("github", "d1", "shop", "pull_request", 1.0)
     assert not store.claim_delivery("github", "d1", "shop", "pull_request", 2.0)
-    store.finish_delivery("github", "d1", "failed", "boom")
+    store.finish_delivery("github", "d1", "failed", "boom", project="shop")
     # a failed delivery may be retried by its redelivery; a done one may not
     assert store.claim_delivery("github", "d1", "shop", "pull_request", 3.0)
-    got = store.delivery("github", "d1")
+    got = store.delivery("github", "d1", project="shop")
     assert got is not None and (got["status"], got["received_at"]) == (
         "processing",
         3.0,
     )
-    store.finish_delivery("github", "d1", "done")
+    store.finish_delivery("github", "d1", "done", project="shop")
     assert not store.claim_delivery("github", "d1", "shop", "pull_request", 4.0)
-    assert store.delivery("github", "nope") is None
+    assert store.delivery("github", "nope", project="shop") is None
+
+
+def test_deliveries_are_keyed_per_project(store: Store) -> None:
+    """One project's sender cannot pre-claim another project's delivery ids."""
+    assert store.claim_delivery("github", "d1", "evil", "push", 1.0)
+    store.finish_delivery("github", "d1", "done", project="evil")
+    assert store.claim_delivery("github", "d1", "shop", "push", 2.0)
+    store.finish_delivery("github", "d1", "failed", "boom", project="shop")
+    assert (store.delivery("github", "d1", project="evil") or {})["status"] == "done"
+    got = store.delivery("github", "d1", project="shop") or {}
+    assert (got["status"], got["detail"]) == ("failed", "boom")
+    assert not store.claim_delivery("github", "d1", "evil", "push", 3.0)
 
 
 def test_concurrent_claims_of_one_delivery_have_one_winner(place: Backing) -> None:
@@ -295,6 +314,8 @@ def _old_store(place: Backing) -> None:
         "'fresh', 'ready', 1.0, 2.0)",
         "INSERT INTO api_tokens (id, name, scope, sha256, created_at) "
         "VALUES ('t0', 'old', 'admin', 'ff', 1.0)",
+        "INSERT INTO webhook_deliveries (provider, delivery, project, event, status, "
+        "received_at) VALUES ('github', 'd0', 'shop', 'push', 'done', 1.0)",
     ]
     if place.kind == "sqlite":
         import sqlite3
@@ -352,7 +373,9 @@ def test_an_older_store_is_upgraded_in_place(place: Backing) -> None:
     try:
         kept = s.get_branch("shop", "old/feature")
         assert kept is not None and kept.database == "db-old"
-        assert [t["id"] for t in s.list_tokens()] == ["t0"]
+        assert [(t["id"], t["projects"]) for t in s.list_tokens()] == [("t0", [])]
+        assert (s.delivery("github", "d0", project="shop") or {})["status"] == "done"
+        assert not s.claim_delivery("github", "d0", "shop", "push", 2.0)
         s.add_audit(AuditEntry(3.0, "shop", "old/feature", "create", "cli:x"))
         assert len(s.list_audit("shop")) == 1  # the new step's table exists
     finally:

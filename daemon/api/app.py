@@ -38,7 +38,7 @@ from branchdb.daemon.api import (
     tokens,
 )
 from branchdb.daemon.api.bodylimit import BodyLimit
-from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken
+from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken, check_project
 from branchdb.daemon.api.scheduler import recover_all, start_scheduler
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.api.settings import DaemonSettings
@@ -154,6 +154,7 @@ async def ready(daemon: DaemonDep) -> JSONResponse:
     responses=errors(401, 403),
 )
 async def projects(token: ReadToken, daemon: DaemonDep) -> list[dict[str, Any]]:
+    """The projects the token reaches (all of them for a token without projects)."""
     return [
         {
             "name": p.name,
@@ -162,6 +163,7 @@ async def projects(token: ReadToken, daemon: DaemonDep) -> list[dict[str, Any]]:
             "webhooks": bool(p.settings.webhook_secret and p.mirror),
         }
         for p in daemon.projects.values()
+        if token.reaches(p.name)
     ]
 
 
@@ -178,6 +180,7 @@ async def get_job(token: ReadToken, daemon: DaemonDep, job_id: str) -> dict[str,
         raise NotFound(
             f"no job {job_id!r} (jobs are forgotten when the daemon restarts)"
         )
+    check_project(token, job.project)
     return job.json()
 
 
@@ -211,7 +214,7 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.add_middleware(BodyLimit, max_body=settings.max_body)
     _install_error_handlers(app)
     app.include_router(meta)
-    app.include_router(collection.router)  # before branches: PUT .../{branch}/ttl
+    app.include_router(collection.router)
     app.include_router(branches.router)
     app.include_router(snapshots.router)
     app.include_router(webhooks.router)

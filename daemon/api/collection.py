@@ -1,10 +1,14 @@
 """``/v1/projects/{project}/gc``: the garbage-collection plan, and a run; and
-``/v1/projects/{project}/branches/{branch}/ttl``: a branch's own idle TTL.
+``PATCH /v1/projects/{project}/branches/{branch}``: a branch's own idle TTL.
 
 The same :meth:`Engine.gc` as ``branchdb gc`` and the daemon's scheduler; the JSON
-is what ``branchdb gc --json`` prints. The TTL route must be matched before the
-branches router's ``PUT /branches/{branch:path}`` (which would take ``x/ttl`` for a
-branch name): ``create_app`` includes this router first.
+is what ``branchdb gc --json`` prints.
+
+The TTL is set with PATCH on the branch itself, not with a ``…/{branch}/ttl``
+sub-path: branch names contain slashes, so ``PUT …/branches/x/ttl`` is also the
+create of a branch named ``x/ttl``, and a route for one shadows the other. No
+other route of the API answers PATCH, so this one takes no branch name from
+anyone.
 """
 
 from __future__ import annotations
@@ -71,8 +75,9 @@ class TtlBody(BaseModel):
     )
 
 
-@router.put(
-    "/branches/{branch:path}/ttl",
+@router.patch(
+    "/branches/{branch:path}",
+    tags=["branches"],
     response_model=schemas.Ttl,
     summary="Set one branch's idle TTL for garbage collection (idempotent)",
     responses=errors(400, 401, 403, 404, 422),

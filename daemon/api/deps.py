@@ -197,8 +197,18 @@ class TokenCache:
         return tokens.match(self._rows or [], presented)
 
 
+def check_project(token: tokens.Token, project: str) -> None:
+    """Forbidden unless *token* may act on *project* (see :mod:`.tokens`)."""
+    if not token.reaches(project):
+        raise Forbidden(
+            f"token {token.name!r} is limited to project(s) "
+            f"{', '.join(token.projects)}; not {project[:100]!r}"
+        )
+
+
 def _require(scope: str) -> object:
     async def check(
+        request: Request,
         daemon: DaemonDep,
         cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> tokens.Token:
@@ -211,6 +221,12 @@ def _require(scope: str) -> object:
             raise Forbidden(
                 f"token {token.name!r} has scope {token.scope!r}; this needs {scope!r}"
             )
+        # Every route under /v1/projects/{project} is checked here, so a route
+        # added later cannot forget it. Routes without a project (jobs, metrics,
+        # the project list) filter or check by the token themselves.
+        project = request.path_params.get("project")
+        if project is not None:
+            check_project(token, project)
         return token
 
     return check

@@ -12,7 +12,8 @@ Served metrics (label ``project``; collected counts also by ``reason``)::
 The counters are persistent: they live in the state store (see
 :func:`branchdb.daemon.gc.collector.totals`), so a daemon restart does not reset
 them. Needs a
-``read`` token (Prometheus: ``authorization: {credentials: TOKEN}``).
+``read`` token (Prometheus: ``authorization: {credentials: TOKEN}``); a token limited
+to projects gets only those projects' samples (the same families, fewer labels).
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ async def metrics(token: ReadToken, daemon: DaemonDep) -> PlainTextResponse:
     def collect() -> dict[str, tuple[int, dict[str, Any]]]:
         out = {}
         for p in daemon.projects.values():
+            if not token.reaches(p.name):
+                continue  # a token limited to projects sees only theirs
             engine = p.engine()
             out[p.name] = (len(engine.list_branches()), totals(engine))
         return out

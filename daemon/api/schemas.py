@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Branch(BaseModel):
@@ -110,6 +110,8 @@ class SnapshotCreate(BaseModel):
     name: str
     source: str | None = None
     rules: str | None = None  # the rules file's TOML text (not a path)
+    #: What errors call the rules: the client's own file (never a daemon path).
+    rules_name: str | None = Field(None, max_length=1024)
     allow_unreviewed: bool = False
 
 

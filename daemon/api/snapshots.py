@@ -4,15 +4,13 @@ Creating a snapshot reads a source database *as the daemon sees it* (a path on t
 daemon's machine, or a URL it can reach) — so it needs the admin scope, like removing
 one. Without ``source`` the project's ``[snapshots.NAME]`` definition is used (what
 ``branchdb snapshot refresh NAME`` does). Rules travel as TOML text, never as a path
-on the daemon's disk.
+on the daemon's disk, with ``rules_name`` (the client's file) for error messages to
+name; they are parsed from the text, so no message names a file of the daemon's.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
@@ -32,6 +30,7 @@ from branchdb.daemon.api.deps import (
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.core.audit import acting
 from branchdb.daemon.core.models import SnapshotRecord
+from branchdb.daemon.sanitize.rules import parse_rules
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["snapshots"])
 
@@ -95,19 +94,14 @@ async def create_snapshot(
                 progress=progress,
             )
             return 201, created_dict(snap)
-        fd, tmp = tempfile.mkstemp(prefix="branchdb-rules-", suffix=".toml")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(body.rules)
-            snap = engine.snapshot_create(
-                body.name,
-                body.source,
-                rules_path=str(Path(tmp)),  # absolute: the project root is ignored
-                allow_unreviewed=body.allow_unreviewed,
-                progress=progress,
-            )
-        finally:
-            os.unlink(tmp)
+        rules = parse_rules(body.rules, source=body.rules_name or "the sent rules")
+        snap = engine.snapshot_create(
+            body.name,
+            body.source,
+            rules=rules,
+            allow_unreviewed=body.allow_unreviewed,
+            progress=progress,
+        )
         return 201, created_dict(snap)
 
     def work(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:

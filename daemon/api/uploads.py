@@ -10,10 +10,15 @@ formats are accepted:
 An empty body means "no upload": the daemon reads the project's own directory. Limits
 are enforced before anything is unpacked in full: the body (:data:`MAX_BODY`), the
 unpacked size (:data:`MAX_UNPACKED`, so a gzip bomb stops early) and the number of
-files (:data:`MAX_FILES`) — over any of them is 413. A path that is absolute, has a
-``..`` or empty part, a backslash or a NUL is refused with 400 (nothing is written to
-disk: files stay in memory). Dot files are skipped, as the engine's directory listing
-skips them, so an upload and the same directory on disk have the same fingerprint.
+files (:data:`MAX_FILES`) — over any of them is 413. A tar's members are checked from
+their headers before any is extracted: each declared size and their sum must fit in
+:data:`MAX_UNPACKED` (413), and a sparse member (GNU type ``S``, or PAX sparse), which
+can declare gigabytes of holes in a few bytes, is refused (400). A path that is
+absolute, has a ``..`` or empty part, a backslash or a NUL is refused with 400
+(nothing is written to disk: files stay in memory). Dot files are skipped, as the
+engine's directory listing skips them, so an upload and the same directory on disk
+have the same fingerprint. Unpacking and parsing run in the thread pool, never on
+the event loop.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import zlib
 from typing import Any
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from branchdb.daemon.api.deps import BadRequest, PayloadTooLarge
 
@@ -130,9 +136,9 @@ async def read_upload(request: Request) -> UploadedFiles | None:
         return None
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind in GZIP_TYPES:
-        return UploadedFiles(_from_targz(body))
+        return UploadedFiles(await run_in_threadpool(_from_targz, body))
     if kind == "application/json":
-        return UploadedFiles(_from_json(body))
+        return UploadedFiles(await run_in_threadpool(_from_json, body))
     raise BadRequest(
         f"unsupported content type {kind or '(none)'!r} for an upload: send "
         "application/gzip (tar.gz) or application/json"
@@ -153,11 +159,22 @@ def _add(files: dict[str, bytes], path: str, data: bytes, total: int) -> int:
     return total
 
 
-def _from_json(body: bytes) -> dict[str, bytes]:
+def parse_json(body: bytes, what: str) -> Any:
+    """*body* parsed as JSON; BadRequest naming *what* if it is not JSON.
+
+    Nesting deeper than the interpreter's recursion limit (``[[[[…]]]]`` 50,000
+    deep fits in a few hundred kB) is a malformed request too, not a crash.
+    """
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the upload is not valid JSON") from None
+        return json.loads(body)
+    except RecursionError:
+        raise BadRequest(f"{what} is nested too deeply to read") from None
+    except ValueError:  # UnicodeDecodeError included
+        raise BadRequest(f"{what} is not valid JSON") from None
+
+
+def _from_json(body: bytes) -> dict[str, bytes]:
+    data = parse_json(body, "the upload")
     raw = data.get("files") if isinstance(data, dict) else None
     if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
         raise BadRequest('a JSON upload is {"files": {"path": "content", ...}}')
@@ -181,13 +198,10 @@ def _from_targz(body: bytes) -> dict[str, bytes]:
     total = 0
     try:
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
-            for member in tar:
+            members = _checked_members(tar)
+            for member in members:
                 if member.isdir():
                     continue  # implied by the files' paths; nothing is written
-                if not member.isreg():
-                    raise BadRequest(
-                        f"upload member {member.name[:100]!r} is not a regular file"
-                    )
                 f = tar.extractfile(member)
                 data = f.read() if f is not None else b""
                 # `tar -C dir .` writes ./name: the same file as name.
@@ -196,3 +210,29 @@ def _from_targz(body: bytes) -> dict[str, bytes]:
     except tarfile.TarError:
         raise BadRequest("the upload is not a valid tar.gz") from None
     return files
+
+
+def _checked_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """Every member of *tar*, read from the headers alone, once each is known safe
+    to extract: a directory or a plain regular file, not sparse, declared sizes
+    within :data:`MAX_UNPACKED` (each and in sum), at most :data:`MAX_FILES`."""
+    members: list[tarfile.TarInfo] = []
+    declared = 0
+    for member in tar:  # reads each header and skips its data: nothing is unpacked
+        if len(members) >= MAX_FILES:
+            raise PayloadTooLarge(f"upload holds more than {MAX_FILES} entries")
+        name = member.name[:100]
+        if member.issparse():  # isreg() is True for these: check first
+            raise BadRequest(
+                f"upload member {name!r} is a sparse file; send regular files"
+            )
+        if not (member.isreg() or member.isdir()):
+            raise BadRequest(f"upload member {name!r} is not a regular file")
+        declared += member.size
+        if member.size > MAX_UNPACKED or declared > MAX_UNPACKED:
+            raise PayloadTooLarge(
+                f"upload declares more than {MAX_UNPACKED} bytes unpacked "
+                f"({name!r} declares {member.size})"
+            )
+        members.append(member)
+    return members

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from branchdb.daemon.backends.base import Info, Progress, Recovered
 from branchdb.daemon.backends.libsql_layout import libsql_path
 from branchdb.daemon.backends.sqlite_session import SqliteFileSession
+from branchdb.daemon.config import locate
 from branchdb.daemon.config.project import Config
 from branchdb.daemon.core import naming
 from branchdb.daemon.core.errors import BackendError, NotFound, Refused
@@ -109,6 +110,7 @@ class LibsqlBackend:
         snapshot: SnapshotRecord | None,
         info: Info,
     ) -> Info:
+        locate.make_data_dir(str(self.root))
         self.branches.mkdir(parents=True, exist_ok=True)
         final = self.path(database)
         if final.exists():
@@ -209,6 +211,7 @@ class LibsqlBackend:
             if f.read(16) != _SQLITE_MAGIC:
                 raise BackendError(f"snapshot source {src} is not a SQLite database")
         folder = self.snapshots / name
+        locate.make_data_dir(str(self.root))
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{version}.db"
         if final.exists():
@@ -233,10 +236,10 @@ class LibsqlBackend:
                 )
             info: dict[str, Any] = {}
             if rules is not None:
-                from branchdb.daemon.sanitize.pipeline import (
-                    line_progress,
-                    sanitize_sqlite,
-                )
+                # Imported here only: importing sanitize takes ~30 ms, which
+                # nothing but a sanitized snapshot should pay.
+                from branchdb.daemon.sanitize.report import line_progress
+                from branchdb.daemon.sanitize.sqlite.pipeline import sanitize_sqlite
 
                 report = sanitize_sqlite(
                     tmp,

@@ -1,11 +1,12 @@
 """Copy a live PostgreSQL database into a new one with ``pg_dump | pg_restore``.
 
 Used to build snapshots from ``--source postgresql://…`` (without ``--rules``; with
-them, :mod:`branchdb.daemon.sanitize.stream_pg` uses :func:`dump` for the schema and
-:func:`restore` by section, and streams the rows itself). ``pg_dump`` reads one
-consistent MVCC snapshot (REPEATABLE READ, READ ONLY) and writes nothing to the
-source, so the source may be in use. Passwords travel in ``PGPASSWORD``, never on a
-command line (which ``ps`` shows to every user of the machine).
+them, :mod:`branchdb.daemon.sanitize.pg.stream` is handed a :class:`Client`: it uses
+:func:`dump` for the schema and :func:`restore` by section, and streams the rows itself
+through :class:`Stream`). ``pg_dump`` reads one consistent MVCC snapshot (REPEATABLE
+READ, READ ONLY) and writes nothing to the source, so the source may be in use.
+Passwords travel in ``PGPASSWORD``, never on a command line (which ``ps`` shows to every
+user of the machine).
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from branchdb.daemon.backends import pg_session
 from branchdb.daemon.core.errors import BackendError, redact
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from branchdb.daemon.sanitize.pg.client import CopyJob
 
 _TAIL = 20
 
@@ -58,9 +65,7 @@ def _split(url: str) -> tuple[str, dict[str, str]]:
 
 def source_encoding(url: str) -> tuple[str, str, str]:
     """(encoding, LC_COLLATE, LC_CTYPE) of the database at *url* (read-only)."""
-    from branchdb.daemon.backends.pg_session import connect
-
-    conn = connect(url, what="snapshot source")
+    conn = pg_session.connect(url, what="snapshot source")
     try:
         row = conn.execute(
             "SELECT pg_encoding_to_char(encoding), datcollate, datctype "
@@ -278,3 +283,44 @@ def streams(jobs: list[Stream]) -> list[int]:
         for j in jobs:
             j.kill()
         raise
+
+
+class Client:
+    """The client programs of *bindir* and restored objects owned by *role*: what a
+    sanitized build needs (``branchdb.daemon.sanitize.pg.client.PgClient``)."""
+
+    def __init__(self, bindir: str, role: str) -> None:
+        self.bindir = bindir
+        self.role = role
+
+    def connect(self, url: str, *, what: str) -> psycopg.Connection[Any]:
+        return pg_session.connect(url, what=what)
+
+    def describe_error(self, e: Exception) -> str:
+        return pg_session.describe_error(e)
+
+    def dump_schema(self, source: str, path: str, *, snapshot: str) -> None:
+        dump(source, self.bindir, path, snapshot=snapshot, schema_only_data=True)
+
+    def restore(
+        self,
+        path: str,
+        target: str,
+        sections: tuple[str, ...],
+        say: Callable[[str], Any],
+    ) -> None:
+        restore(path, target, self.role, self.bindir, sections, say)
+
+    def copy(self, jobs: Sequence[CopyJob]) -> list[int]:
+        running: list[Stream] = []
+        try:
+            for j in jobs:
+                running.append(Stream(
+                    self.bindir, j.source, list(j.before), j.out, j.target,
+                    list(j.setup), j.into, j.what,
+                ))  # fmt: skip
+        except BaseException:
+            for s in running:  # one failed to start: stop those that did
+                s.kill()
+            raise
+        return streams(running)

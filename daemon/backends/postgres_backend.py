@@ -386,12 +386,14 @@ class PostgresBackend:
                 if rules is None:
                     pg_copy.copy(source, self._db_url(tmp), owner, bindir, progress)
                 else:
-                    from branchdb.daemon.sanitize import stream_pg
-                    from branchdb.daemon.sanitize.pipeline import line_progress
+                    # Imported here only: importing sanitize takes ~30 ms, which
+                    # nothing but a sanitized snapshot should pay.
+                    from branchdb.daemon.sanitize.pg import stream
+                    from branchdb.daemon.sanitize.report import line_progress
 
-                    report = stream_pg.build(
-                        source, self.admin_url, tmp, owner, bindir, rules,
-                        allow_unreviewed=allow_unreviewed,
+                    report = stream.build(
+                        pg_copy.Client(bindir, owner), source, self.admin_url, tmp,
+                        rules, allow_unreviewed=allow_unreviewed,
                         progress=line_progress(progress),
                         say=progress if callable(progress) else (lambda _m: None),
                     )  # fmt: skip

@@ -29,6 +29,30 @@ def find_config(start: str) -> str | None:
         here = parent
 
 
+#: Written into a data directory branchdb creates: the directory ignores itself (as
+#: Python's venv and pytest's cache do), so `git add -A` never commits it, whether
+#: or not `branchdb init` added it to the repository's .gitignore.
+DATA_DIR_GITIGNORE = "# created by branchdb: its data never belongs in git\n*\n"
+
+
+def make_data_dir(path: str) -> None:
+    """Create the data directory *path* (and parents) if missing, with a
+    ``.gitignore`` of ``*`` in it. An existing directory is left as it is."""
+    if os.path.isdir(path):
+        return
+    os.makedirs(path, exist_ok=True)
+    try:
+        fd = os.open(
+            os.path.join(path, ".gitignore"),
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+            0o644,
+        )
+    except FileExistsError:  # another process made the directory at the same time
+        return
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(DATA_DIR_GITIGNORE)
+
+
 def project_name(raw: dict[str, object], root: str) -> str:
     """``project.name``, defaulting to the directory holding branchdb.toml."""
     project = raw.get("project")

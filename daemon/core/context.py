@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from branchdb.daemon.config import locate
 from branchdb.daemon.core import audit, branchname
 from branchdb.daemon.core.errors import NotFound, Refused
 from branchdb.daemon.core.models import BranchRecord
@@ -130,8 +131,9 @@ class ProjectContext:
 
         Waits, calling *on_wait* once; raises Refused(*busy*) after *timeout* s.
         """
+        locate.make_data_dir(str(self.config.data_dir))
         locks = self.config.data_dir / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
+        locks.mkdir(exist_ok=True)
         fd = os.open(locks / f"{name}.lock", os.O_CREAT | os.O_RDWR)
         try:
             try:

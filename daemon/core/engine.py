@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.backends import STAT_EXISTS
 from branchdb.daemon.core import branchname, naming, quota
@@ -28,6 +28,9 @@ from branchdb.daemon.core.errors import (
 from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
 from branchdb.daemon.migrations import project as project_migrations
 from branchdb.daemon.migrations.base import MigrationFiles
+
+if TYPE_CHECKING:
+    from branchdb.daemon.sanitize.rules import Rules
 
 __all__ = ["Engine", "MigrateResult", "Progress", "UpResult"]
 
@@ -459,22 +462,24 @@ class Engine(ProjectContext):
         source: str,
         *,
         rules_path: str | None = None,
+        rules: Rules | None = None,
         allow_unreviewed: bool = False,
         progress: Progress = no_progress,
     ) -> SnapshotRecord:
         """Copy *source* (only read) into version N+1 of snapshot *name*.
 
-        With *rules_path* the copy is sanitized, fail closed: columns that look
-        personal and have no rule refuse the snapshot unless *allow_unreviewed*
-        (recorded in the snapshot's info); a verifier proves no original value of a
-        masked column survived. Nothing is published on failure.
+        With *rules_path* (relative to the project root), or *rules* already parsed
+        (the daemon parses the text a client sent), the copy is sanitized, fail
+        closed: columns that look personal and have no rule refuse the snapshot
+        unless *allow_unreviewed* (recorded in the snapshot's info); a verifier
+        proves no original value of a masked column survived. Nothing is published
+        on failure.
         """
         try:
             naming.snapshot_key(name)
         except ValueError as e:
             raise Refused(str(e)) from None
-        rules = None
-        if rules_path is not None:  # a bad rules file fails before any copying
+        if rules is None and rules_path is not None:  # fails before any copying
             from branchdb.daemon.sanitize.rules import load_rules
 
             rules = load_rules(self.config.root / rules_path)
@@ -536,7 +541,7 @@ class Engine(ProjectContext):
 
     def snapshot_check(self, source: str, rules_path: str | None = None) -> Any:
         """(findings, unreviewed) of the PII detector on *source*; read-only."""
-        from branchdb.daemon.sanitize import pipeline
+        from branchdb.daemon.sanitize import check
 
         rules = None
         if rules_path is not None:
@@ -544,11 +549,17 @@ class Engine(ProjectContext):
 
             rules = load_rules(self.config.root / rules_path)
         if source.startswith(("postgres://", "postgresql://")):
-            return pipeline.check_postgres(source, rules)
+            from branchdb.daemon.backends.pg_session import connect
+
+            conn = connect(source, what="snapshot source")
+            try:
+                return check.check_postgres(conn, rules)
+            finally:
+                conn.close()
         path = Path(source.removeprefix("file:")).expanduser()
         if not path.is_file():
             raise NotFound(f"snapshot source {path} does not exist")
-        return pipeline.check_sqlite(path, rules)
+        return check.check_sqlite(path, rules)
 
     def snapshot_list(self) -> list[SnapshotRecord]:
         return self.store.list_snapshots(self.project)

@@ -6,7 +6,10 @@ Policies (a protected branch is never collectable):
                fast-forward, squash or rebase merge — see vcs.repo.BranchFacts),
                or its pull request was closed as merged (webhook);
 - ``closed``   its pull request was closed without merging (webhook);
-- ``deleted``  no local or remote-tracking branch of that name exists any more;
+- ``deleted``  no local or remote-tracking branch of that name exists any more, or
+               git could not name a branch so (a record made before the one
+               branch-name rule, :mod:`branchdb.daemon.core.branchname`, which no
+               API call or webhook can reach);
 - ``idle``     unused for longer than the TTL (the project's ``branches.ttl``, or
                the branch's own, set with ``branchdb ttl``; ``never`` exempts it);
 - ``over-quota`` beyond ``branches.max_branches``, least recently used first;
@@ -22,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from branchdb.daemon.core import branchname
 from branchdb.daemon.core.branchname import is_protected
 from branchdb.daemon.core.models import BranchRecord
 
@@ -87,6 +91,8 @@ def _why(
     now: float,
     closed: dict[str, dict[str, Any]],
 ) -> tuple[str, str] | None:
+    if not branchname.is_valid(rec.branch):
+        return "deleted", "git could not name a branch so (invalid branch name)"
     pr = closed.get(rec.branch)
     if pr is not None and pr["reference"].startswith(DELETED_ON_REMOTE):
         return "deleted", f"{pr['reference']} (webhook)"

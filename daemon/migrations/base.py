@@ -33,7 +33,12 @@ class DirFiles:
         return migration_files.list_files(str(self.root))
 
     def read(self, path: str) -> bytes:
-        return (self.root / path).read_bytes()
+        """*path*'s bytes; MigrationError naming it if it cannot be read."""
+        full = self.root / path
+        try:
+            return full.read_bytes()
+        except OSError as e:
+            raise MigrationError(migration_files.unreadable(str(full), e)) from None
 
 
 class Format(Protocol):

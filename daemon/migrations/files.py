@@ -72,6 +72,21 @@ def _read_file(path: str) -> bytes:
         return f.read()
 
 
+def unreadable(path: str, err: OSError) -> str:
+    """One line naming migration file *path*, why it cannot be read, what to do.
+
+    For the callers' error (a user mistake, not a crash): a symbolic link whose
+    target is missing (``os.walk`` lists it as a file) is the usual case.
+    """
+    why = err.strerror or str(err)
+    if os.path.islink(path):
+        return (
+            f"migration file {path} is a symbolic link to {os.readlink(path)!r}, "
+            f"which cannot be read ({why}); fix the link or remove it"
+        )
+    return f"cannot read migration file {path}: {why}"
+
+
 def fingerprint_files(
     paths: list[str], read: Callable[[str], bytes], fmt: str, command: str | None
 ) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from branchdb.daemon.config.project import Config
-from branchdb.daemon.core.errors import ConfigError
+from branchdb.daemon.core.errors import ConfigError, MigrationError
 from branchdb.daemon.core.models import BranchRecord, Migration
 from branchdb.daemon.migrations import files as migration_files
 from branchdb.daemon.migrations.base import DirFiles, MigrationFiles
@@ -73,13 +73,21 @@ def source(
 
 
 def fingerprint(config: Config, files: MigrationFiles | None = None) -> str:
-    """Hash of everything that decides what ``migrate`` would do (cheap)."""
+    """Hash of everything that decides what ``migrate`` would do (cheap).
+
+    Raises MigrationError naming a file that cannot be read (a dangling link)."""
     cfg = config.migrations
     if files is not None:
         return migration_files.fingerprint_files(
             files.paths(), files.read, cfg.format, cfg.command
         )
-    return migration_files.fingerprint(_folder(config), cfg.format, cfg.command)
+    folder = _folder(config)
+    try:
+        return migration_files.fingerprint(folder, cfg.format, cfg.command)
+    except OSError as e:
+        raise MigrationError(
+            migration_files.unreadable(e.filename or str(folder), e)
+        ) from None
 
 
 def run(

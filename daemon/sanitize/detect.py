@@ -3,14 +3,15 @@
 Fail closed: a snapshot whose staging database has a flagged column without a rule is
 refused (:func:`refuse_unreviewed`), listing each column with a suggested rule, and
 :func:`starter_rules` writes those suggestions as a rules file to review. The detector
-only reads (a few ``SELECT … LIMIT n``); it never decides that a column is *safe*.
+judges names, types and values it is given (the dialects' ``sample_pg`` and
+``sample_sqlite`` read them: a few ``SELECT … LIMIT n``); it never decides that a
+column is *safe*.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from branchdb.daemon.sanitize.rules import Rules
 from branchdb.daemon.sanitize.schema import Column, Schema, Table, q
 
 if TYPE_CHECKING:
-    import psycopg
+    pass
 
 SAMPLE = 200
 
@@ -186,7 +187,8 @@ def _ident(name: str) -> str:
 def detect(
     schema: Schema, samples: dict[str, dict[str, list[str]]], dialect: str
 ) -> list[Finding]:
-    """Findings for every column of *schema*; *samples*: table → column → values."""
+    """Findings for every column of *schema*; *samples*: table → column → values
+    (from ``sample_pg`` or ``sample_sqlite`` of the dialect's introspect module)."""
     out: list[Finding] = []
     for t in schema.tables.values():
         for c in t.columns.values():
@@ -206,47 +208,15 @@ def detect(
     return out
 
 
-def _sampled(t: Table) -> list[Column]:
+def sampled_columns(t: Table) -> list[Column]:
+    """The columns of *t* whose values are sampled (text and JSON)."""
     return [c for c in t.columns.values() if c.kind in ("text", "json")]
 
 
-def sample_pg(
-    conn: psycopg.Connection[Any], schema: Schema, n: int = SAMPLE
-) -> dict[str, dict[str, list[str]]]:
-    from psycopg import sql
-
-    out: dict[str, dict[str, list[str]]] = {}
-    for t in schema.tables.values():
-        cols = _sampled(t)
-        if not cols:
-            continue
-        stmt = sql.SQL("SELECT {} FROM {} LIMIT {}").format(
-            sql.SQL(", ").join(
-                sql.SQL("{}::text").format(sql.Identifier(c.name)) for c in cols
-            ),
-            sql.Identifier(t.schema, t.name),
-            sql.Literal(n),
-        )
-        out[t.key] = _columns(cols, conn.execute(stmt).fetchall())
-    return out
-
-
-def sample_sqlite(
-    db: sqlite3.Connection, schema: Schema, n: int = SAMPLE
-) -> dict[str, dict[str, list[str]]]:
-    out: dict[str, dict[str, list[str]]] = {}
-    for t in schema.tables.values():
-        cols = _sampled(t)
-        if cols:
-            listing = ", ".join(f"CAST({q(c.name)} AS TEXT)" for c in cols)
-            rows = db.execute(f"SELECT {listing} FROM main.{q(t.name)} LIMIT {int(n)}")
-            out[t.key] = _columns(cols, rows.fetchall())
-    return out
-
-
-def _columns(
+def by_column(
     cols: list[Column], rows: Iterable[tuple[Any, ...]]
 ) -> dict[str, list[str]]:
+    """Sampled *rows* (one value per column of *cols*) as column → non-blank texts."""
     got: dict[str, list[str]] = {c.name: [] for c in cols}
     for row in rows:
         for c, v in zip(cols, row, strict=True):
@@ -275,6 +245,17 @@ class UnreviewedColumns(Refused):
 def unreviewed(findings: list[Finding], rules: Rules) -> list[Finding]:
     """Flagged columns with no rule (a truncated table needs none)."""
     return [f for f in findings if not rules.reviewed(f.table, f.column)]
+
+
+def refuse_unreviewed(
+    findings: list[Finding], rules: Rules, allow_unreviewed: bool
+) -> list[Finding]:
+    """The flagged columns without a rule; UnreviewedColumns if there are any,
+    unless *allow_unreviewed* (then the caller records them on the snapshot)."""
+    missing = unreviewed(findings, rules)
+    if missing and not allow_unreviewed:
+        raise UnreviewedColumns(missing, rules.source)
+    return missing
 
 
 def starter_rules(

@@ -1,4 +1,4 @@
-"""Dialect-neutral checks and bookkeeping shared by compile_pg and compile_sqlite.
+"""Dialect-neutral checks and bookkeeping shared by both dialects' masking.
 
 A rule is checked against the live column before any SQL runs, so a rule that could
 not hold (nulling a NOT NULL column, a word-list fake in a unique column, a fixed value
@@ -25,8 +25,8 @@ _TEXT_ONLY = {"email", "name", "phone", "address"}
 _HASHABLE = {"text", "int", "numeric", "uuid", "inet", "bytes"}
 
 
-def _noop(_table: str, _action: str, _rows: int) -> None:
-    pass
+def no_progress(_table: str, _action: str, _rows: int) -> None:
+    """The default :data:`Progress`: reports nothing."""
 
 
 @dataclass

@@ -15,7 +15,7 @@ file locks and answers with no-ops).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol
 
@@ -86,7 +86,13 @@ class Store(Protocol):
 
     # api tokens
     def put_token(
-        self, token_id: str, name: str, scope: str, sha256: str, when: float
+        self,
+        token_id: str,
+        name: str,
+        scope: str,
+        sha256: str,
+        when: float,
+        projects: Sequence[str] = (),
     ) -> None: ...
     def list_tokens(self) -> list[dict[str, Any]]: ...
     def delete_token(self, token_id: str) -> bool: ...
@@ -97,9 +103,17 @@ class Store(Protocol):
         self, provider: str, delivery: str, project: str, event: str, when: float
     ) -> bool: ...
     def finish_delivery(
-        self, provider: str, delivery: str, status: str, detail: str = ""
+        self,
+        provider: str,
+        delivery: str,
+        status: str,
+        detail: str = "",
+        *,
+        project: str,
     ) -> None: ...
-    def delivery(self, provider: str, delivery: str) -> dict[str, Any] | None: ...
+    def delivery(
+        self, provider: str, delivery: str, *, project: str
+    ) -> dict[str, Any] | None: ...
 
     # closed pull requests
     def mark_closed(

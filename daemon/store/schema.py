@@ -151,6 +151,29 @@ MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (project, default_sha, tip)
     );
     """,
+    # API tokens limited to projects (a JSON list; empty: every project), and
+    # webhook deliveries keyed per project: a delivery id claimed through one
+    # project's secret no longer blocks the same id for another project. SQLite
+    # cannot change a primary key: the table is rebuilt and renamed.
+    6: """
+    ALTER TABLE api_tokens ADD COLUMN projects TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE webhook_deliveries_v6 (
+        provider TEXT NOT NULL,
+        delivery TEXT NOT NULL,
+        project TEXT NOT NULL,
+        event TEXT NOT NULL,
+        status TEXT NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (provider, project, delivery)
+    );
+    INSERT INTO webhook_deliveries_v6
+        (provider, delivery, project, event, status, received_at, detail)
+        SELECT provider, delivery, project, event, status, received_at, detail
+        FROM webhook_deliveries;
+    DROP TABLE webhook_deliveries;
+    ALTER TABLE webhook_deliveries_v6 RENAME TO webhook_deliveries;
+    """,
 }
 
 

@@ -11,7 +11,7 @@ can move here unchanged and then works on both.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -215,22 +215,30 @@ class SqlStore(GcState):
 
     # ---------------------------------------------------------------- api tokens
     def put_token(
-        self, token_id: str, name: str, scope: str, sha256: str, when: float
+        self,
+        token_id: str,
+        name: str,
+        scope: str,
+        sha256: str,
+        when: float,
+        projects: Sequence[str] = (),
     ) -> None:
+        """Store a token; *projects* limits it to those projects (empty: all)."""
         with self._write() as db:
             db.execute(
-                "INSERT INTO api_tokens (id, name, scope, sha256, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (token_id, name, scope, sha256, when),
+                "INSERT INTO api_tokens (id, name, scope, sha256, created_at, "
+                "projects) VALUES (?, ?, ?, ?, ?, ?)",
+                (token_id, name, scope, sha256, when, json.dumps(sorted(projects))),
             )
 
     def list_tokens(self) -> list[dict[str, Any]]:
-        """Every token as a dict (id, name, scope, sha256, created_at, last_used_at)."""
+        """Every token as a dict (id, name, scope, sha256, created_at, last_used_at,
+        projects: a sorted list, empty for a token of every project)."""
         rows = self._db.execute(
-            "SELECT id, name, scope, sha256, created_at, last_used_at "
+            "SELECT id, name, scope, sha256, created_at, last_used_at, projects "
             "FROM api_tokens ORDER BY created_at"
         ).fetchall()
-        return [dict(r) for r in rows]
+        return [{**dict(r), "projects": json.loads(r["projects"])} for r in rows]
 
     def delete_token(self, token_id: str) -> bool:
         with self._write() as db:
@@ -249,8 +257,10 @@ class SqlStore(GcState):
     ) -> bool:
         """Record a delivery as being processed; False if it was seen before.
 
-        A delivery whose processing failed may be claimed again (a redelivery is
-        how a provider retries), one that succeeded or is in progress may not. One
+        Keyed by (provider, project, delivery): each project has its own secret, so
+        one project's sender cannot claim another project's delivery ids. A
+        delivery whose processing failed may be claimed again (a redelivery is how
+        a provider retries), one that succeeded or is in progress may not. One
         statement: of two replicas claiming at once, exactly one gets True.
         """
         with self._write() as db:
@@ -258,8 +268,8 @@ class SqlStore(GcState):
                 "INSERT INTO webhook_deliveries "
                 "(provider, delivery, project, event, status, received_at, detail) "
                 "VALUES (?, ?, ?, ?, 'processing', ?, '') "
-                "ON CONFLICT (provider, delivery) DO UPDATE SET "
-                "project = excluded.project, event = excluded.event, "
+                "ON CONFLICT (provider, project, delivery) DO UPDATE SET "
+                "event = excluded.event, "
                 "status = 'processing', received_at = excluded.received_at, "
                 "detail = '' WHERE webhook_deliveries.status = 'failed' "
                 "RETURNING status",
@@ -268,21 +278,30 @@ class SqlStore(GcState):
         return row is not None
 
     def finish_delivery(
-        self, provider: str, delivery: str, status: str, detail: str = ""
+        self,
+        provider: str,
+        delivery: str,
+        status: str,
+        detail: str = "",
+        *,
+        project: str,
     ) -> None:
         """Set a claimed delivery's outcome: ``done``, ``ignored`` or ``failed``."""
         with self._write() as db:
             db.execute(
                 "UPDATE webhook_deliveries SET status = ?, detail = ? "
-                "WHERE provider = ? AND delivery = ?",
-                (status, detail, provider, delivery),
+                "WHERE provider = ? AND project = ? AND delivery = ?",
+                (status, detail, provider, project, delivery),
             )
 
-    def delivery(self, provider: str, delivery: str) -> dict[str, Any] | None:
+    def delivery(
+        self, provider: str, delivery: str, *, project: str
+    ) -> dict[str, Any] | None:
         row = self._db.execute(
             "SELECT provider, delivery, project, event, status, received_at, detail "
-            "FROM webhook_deliveries WHERE provider = ? AND delivery = ?",
-            (provider, delivery),
+            "FROM webhook_deliveries "
+            "WHERE provider = ? AND project = ? AND delivery = ?",
+            (provider, project, delivery),
         ).fetchone()
         return dict(row) if row else None
 

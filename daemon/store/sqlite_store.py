@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+from branchdb.daemon.config import locate
 from branchdb.daemon.core.errors import ConfigError
 from branchdb.daemon.store import schema
 from branchdb.daemon.store.sql_store import SqlStore
@@ -40,7 +41,7 @@ class SqliteStore(SqlStore):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        locate.make_data_dir(str(path.parent))
         if not path.exists():
             path.touch(mode=0o600)
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None)

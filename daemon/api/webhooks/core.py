@@ -1,17 +1,18 @@
 """What GitHub and GitLab webhooks share once their signature has verified.
 
 A provider module turns its event into an :class:`Action` (or a reason to ignore it);
-:func:`accept` then claims the delivery id (a redelivery is answered 200 and not acted
-on twice) and runs the action as a background job keyed by branch, so deliveries for
-one branch are applied in arrival order. After the job's provisioning, the URL is
-published (:mod:`branchdb.daemon.api.publish`) by a second job: publishing is slow
-and may fail, and neither delays nor fails the provisioning it reports on.
+:func:`accept` ignores a branch name outside the one rule (:mod:`branchdb.daemon.core.
+branchname`), then claims the delivery id for the project (a redelivery is answered
+200 and not acted on twice) and runs the action as a background job keyed by branch,
+so deliveries for one branch are applied in arrival order. After the job's
+provisioning, the URL is published (:mod:`branchdb.daemon.api.publish`) by a second
+job: publishing is slow and may fail, and neither delays nor fails the provisioning
+it reports on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any, NamedTuple
@@ -27,6 +28,7 @@ from branchdb.daemon.api.deps import (
     Daemon,
     ProjectRuntime,
 )
+from branchdb.daemon.core import branchname
 from branchdb.daemon.core.audit import acting
 from branchdb.daemon.core.errors import BranchdbError, ConfigError, redact
 from branchdb.daemon.vcs import tree as git_tree
@@ -60,17 +62,17 @@ async def read_body(request: Request) -> bytes:
     return await uploads.read_body(request, MAX_BODY)
 
 
-def json_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        raise BadRequest("the webhook body is not JSON") from None
+async def json_object(body: bytes) -> dict[str, Any]:
+    """*body* as a JSON object (parsed in the thread pool: up to 25 MB); BadRequest
+    if it is not one, too deeply nested included."""
+    payload = await run_in_threadpool(uploads.parse_json, body, "the webhook body")
     if not isinstance(payload, dict):
         raise BadRequest("the webhook body is not a JSON object")
     return payload
 
 
 def ignored(reason: str) -> JSONResponse:
+    """202 ``{"status": "ignored", "reason": …}``: received, and nothing to do."""
     return JSONResponse({"status": "ignored", "reason": reason}, status_code=202)
 
 
@@ -89,7 +91,18 @@ async def accept(
     event: str,
     act: Action,
 ) -> JSONResponse:
-    """Claim *delivery* and start *act* as a job: 202 with the job, or 200 if seen."""
+    """Claim *delivery* and start *act* as a job: 202 with the job, or 200 if seen.
+
+    A branch name git could not have (``a..b``, ``-rf``, 300 characters…) is
+    answered 202 ``ignored`` before anything is claimed or recorded: the event was
+    received and understood, and repeating it cannot change the answer. (A 4xx
+    would count as a failed delivery: GitLab disables a hook after repeated
+    failures, for every branch of the project.)
+    """
+    why = branchname.problem(act.branch)
+    if why is not None:
+        log.info("%s delivery for project %s ignored: %s", provider, proj.name, why)
+        return ignored(f"ignored: {why}")
     claimed = await run_in_threadpool(
         lambda: daemon.store().claim_delivery(
             provider, delivery, proj.name, event, time.time()
@@ -205,12 +218,16 @@ def _work(
             with acting(f"{provider}:{delivery}", why):
                 code, body = provision()
         except BranchdbError as e:
-            store.finish_delivery(provider, delivery, "failed", redact(str(e)))
+            store.finish_delivery(
+                provider, delivery, "failed", redact(str(e)), project=proj.name
+            )
             raise
         except Exception as e:
-            store.finish_delivery(provider, delivery, "failed", redact(repr(e)))
+            store.finish_delivery(
+                provider, delivery, "failed", redact(repr(e)), project=proj.name
+            )
             raise
-        store.finish_delivery(provider, delivery, "done")
+        store.finish_delivery(provider, delivery, "done", project=proj.name)
         return code, body
 
     return work

@@ -3,8 +3,10 @@
 Order of checks, each before any work: the project, the body size, the
 ``X-Hub-Signature-256`` HMAC (401 and nothing done when it does not verify), then the
 event. ``ping`` answers 200; events and actions branchdb does not act on answer 2xx and
-are ignored. A delivery id seen before (``X-GitHub-Delivery``) is answered 200 and not
-acted on twice. What each event does:
+are ignored, and so does a branch git could not name (``a..b``, ``-rf``): 202
+``{"status": "ignored", "reason": "ignored: invalid branch name …"}``. A delivery id
+seen before for the project (``X-GitHub-Delivery``) is answered 200 and not acted on
+twice. What each event does:
 
 - ``pull_request`` ``opened``/``reopened``/``synchronize``: create or migrate the head
   branch's database at ``pull_request.head.sha``, migrations read from the daemon's
@@ -160,7 +162,8 @@ async def github(
         raise BadRequest("missing X-GitHub-Event or X-GitHub-Delivery header")
     if x_github_event == "ping":
         return JSONResponse({"status": "pong"}, status_code=200)
-    act = plan(x_github_event, json_object(body), proj.settings.allow_forks)
+    payload = await json_object(body)
+    act = plan(x_github_event, payload, proj.settings.allow_forks)
     if isinstance(act, str):
         return ignored(act)
     return await accept(daemon, proj, PROVIDER, x_github_delivery, x_github_event, act)

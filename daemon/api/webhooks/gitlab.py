@@ -3,7 +3,8 @@
 Checks, each before any work: the project (``?project=NAME``, optional when one is
 served), the body size, ``X-Gitlab-Token`` compared in constant time with the project's
 ``gitlab_secret`` (401 and nothing done when it is missing or wrong), then the event.
-Only ``Merge Request Hook`` is acted on; other events answer 2xx and are ignored.
+Only ``Merge Request Hook`` is acted on; other events answer 2xx and are ignored, as
+does a source branch git could not name (202, ``"ignored: invalid branch name …"``).
 Idempotency: ``Idempotency-Key`` (the same across GitLab's retries), else
 ``X-Gitlab-Event-UUID``, else the body's sha256.
 
@@ -104,7 +105,7 @@ async def gitlab(
         raise Unauthorized("X-Gitlab-Token is missing or does not match")
     if x_gitlab_event != EVENT:
         return ignored(f"event {x_gitlab_event!r} is not acted on")
-    act = plan(json_object(body), proj.settings.allow_forks)
+    act = plan(await json_object(body), proj.settings.allow_forks)
     if isinstance(act, str):
         return ignored(act)
     delivery = (

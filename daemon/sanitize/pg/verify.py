@@ -1,20 +1,21 @@
-"""The verifier of the streaming path (:mod:`stream_pg`): originals read in place.
+"""The verifier of the streaming build (:mod:`stream`): originals read in place.
 
-:mod:`verify` copies the originals into TEMP tables before an in-place UPDATE destroys
-them. The streaming path still has them, untouched, in its raw tables while it checks
-the masked copy, so this verifier reads them there — nothing is copied, sorted or
-indexed — in few set-based statements over the whole snapshot:
+The SQLite verifier (:mod:`sqlite.verify`) copies the originals into TEMP tables
+before an in-place UPDATE destroys them. The streaming build still has them,
+untouched, in its raw tables while it checks the masked copy, so this verifier reads
+them there — nothing is copied, sorted or indexed — in few set-based statements over
+the whole snapshot (the searches :mod:`leaks` describes):
 
 - **whole values**: every text-like value of every column of every table (one
-  ``UNION ALL``) hash-joined to every original of every masked column — except that
-  a column filled by a generator (``email``, ``name``, ``phone``, ``address``, text
-  ``hash``, ``null``) can only hold values of that generator's form (a fixed prefix
-  or suffix, a length, one of a finite list), so its values are joined only to the
-  originals of that form (:func:`could_be`), and only when a scan of the raw tables
-  counted some (usually none); the same scan gives the originals' shortest and
+  ``UNION ALL``) hash-joined to every original of every masked column — except that a
+  column filled by a generator (``email``, ``name``, ``phone``, ``address``, text
+  ``hash``, ``null``) can only hold values of that generator's form (a fixed prefix or
+  suffix, a length, one of a finite list), so its values are joined only to the
+  originals of that form (:func:`verify_sql.could_be`), and only when a scan of the raw
+  tables counted some (usually none); the same scan gives the originals' shortest and
   longest length in bytes, and values outside that range are not probed (both
-  narrowings only when no column uses a nondeterministic collation, under which
-  equal texts may differ in bytes);
+  narrowings only when no column uses a nondeterministic collation, under which equal
+  texts may differ in bytes);
 - **emails in free text**: each address found in a column that is not replaced by a
   generated fake, joined to the lower-cased originals containing ``@``;
 - **name words in free text**: each word of such a column joined to the words of the
@@ -28,7 +29,7 @@ then, once *settled*, the masked tables.
 A match is a leak unless the original is *ambiguous* — shorter than four characters,
 equal to its rule's fixed value, or shaped like its own strategy's output (a real
 "Avery Ashford" may also be a generated one); the ambiguity test runs on matches
-only. A leak raises :class:`verify.LeakFound` naming where the original came from and
+only. A leak raises :class:`leaks.LeakFound` naming where the original came from and
 where it was found, never the value.
 """
 
@@ -39,96 +40,34 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon.sanitize import fakes, stream_sql
-from branchdb.daemon.sanitize.background import pooled
-from branchdb.daemon.sanitize.rules import Rules
-from branchdb.daemon.sanitize.schema import Schema
-from branchdb.daemon.sanitize.verify import (
-    _RE_SPECIAL,
+from branchdb.daemon.sanitize import fakes
+from branchdb.daemon.sanitize.leaks import (
     EMAIL_TOKEN,
-    FAKE_WORDS,
-    GENERATED,
     MAX_REPORTED,
-    MIN_WORD,
-    PREFILTER_WORDS,
-    WORD_SPLIT,
     WORDS,
     LeakFound,
     VerifyReport,
-    _pg_text,
-    _sources,
+    generated_columns,
+    original_sources,
 )
+from branchdb.daemon.sanitize.pg import stream_sql
+from branchdb.daemon.sanitize.pg.background import pooled
+from branchdb.daemon.sanitize.pg.verify_sql import (
+    WORD_SPLIT,
+    could_be,
+    fill_words,
+    long_enough,
+    name_pieces,
+    pg_text,
+    prefilter,
+    texts,
+)
+from branchdb.daemon.sanitize.rules import Rules
+from branchdb.daemon.sanitize.schema import Schema
 
 if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
-
-MIN_LEN = 4
-#: WORD_SPLIT for a lower-cased name that is all ASCII, where [:alpha:] is [a-z]
-#: (about a fifth cheaper than the class, on the verifier's costliest statement).
-ASCII_WORD_SPLIT = "[^a-z'-]+"
-
-
-def _long_enough(v: sql.Composable) -> sql.Composable:
-    """``length(v) >= MIN_LEN`` without counting the characters of long values (no
-    server encoding spends more than 4 bytes on a character)."""
-    from psycopg import sql
-
-    return sql.SQL("(octet_length({v}) >= {b} OR length({v}) >= {n})").format(
-        v=v, b=sql.Literal(4 * MIN_LEN), n=sql.Literal(MIN_LEN)
-    )
-
-
-def could_be(
-    rule: Any, col: Any, v: sql.Composable | None = None
-) -> sql.Composable | None:
-    """A cheap test of *v* (``o.v``) true for every value *rule* can write in *col*.
-
-    None when the rule's output has no such form (then the column's values are
-    joined to every original). Pinned against :mod:`fakes` by the tests.
-    """
-    from psycopg import sql
-
-    s, cut = rule.strategy, col.max_len
-    v = sql.SQL("o.v") if v is None else v
-    if s == "null":
-        return sql.SQL("false")
-    if col.kind == "inet" and s == "hash":
-        return sql.SQL("left({}, 3) = '10.'").format(v)
-    if col.kind != "text":
-        return None
-
-    def prefix(p: str) -> sql.Composable:
-        p = p[:cut] if cut else p
-        like = "".join("\\" + ch if ch in "%_\\" else ch for ch in p) + "%"
-        return sql.SQL('{} COLLATE "C" LIKE {}').format(v, sql.Literal(like))
-
-    def one_of(words: list[str]) -> sql.Composable:
-        cuts = sorted({w[:cut] if cut else w for w in words})
-        return sql.SQL("{} = ANY({})").format(v, sql.Literal(cuts))
-
-    if s == "hash":
-        return sql.SQL("length({}) = {}").format(
-            v, sql.Literal(min(fakes.HASH_HEX, cut or 64))
-        )
-    if s == "email":
-        if fakes.email_hex(cut) < 8:
-            return sql.SQL("length({}) = {}").format(v, sql.Literal(cut or 32))
-        return sql.SQL('{} COLLATE "C" LIKE {}').format(
-            v, sql.Literal("%" + fakes.EMAIL_DOMAIN)
-        )
-    if s == "phone":
-        return prefix(fakes.PHONE_PREFIX)
-    if s == "name":
-        first, last = fakes.FIRST_NAMES, fakes.LAST_NAMES
-        full = [f"{a} {b}" for a in first for b in last]
-        return one_of({"first": first, "last": last}.get(rule.part, full))
-    if s == "address":
-        if rule.part == "city":
-            return one_of(fakes.CITIES)
-        # street, zip and full addresses start with a digit
-        return sql.SQL("ascii({}) BETWEEN 48 AND 57").format(v)
-    return None
 
 
 def verify(
@@ -164,21 +103,17 @@ def verify(
             # The checks are already split over the connections, in pieces of page
             # ranges: a parallel plan would scan the whole table for each piece.
             c.execute("SET max_parallel_workers_per_gather = 0")
-    report = VerifyReport()
-    for key, trule in rules.tables.items():
-        report.generated.update(
-            f"{key}.{r.column}"
-            for r in trule.columns.values()
-            if r.strategy in GENERATED
-        )
-    sources = [(t, c, r) for t, c, r in _sources(schema, rules) if t.key in raws]
+    report = VerifyReport(generated=generated_columns(rules))
+    sources = [
+        (t, c, r) for t, c, r in original_sources(schema, rules) if t.key in raws
+    ]
     if not sources:
         return report
     ambiguous: list[sql.Composable] = []
     by_table: dict[str, list[tuple[int, sql.Composable]]] = {}
     for k, (table, col, r) in enumerate(sources):
         by_table.setdefault(table.key, []).append(
-            (k, _pg_text(sql.Identifier(col.name), col))
+            (k, pg_text(sql.Identifier(col.name), col))
         )
         amb: list[sql.Composable] = [sql.SQL("false")]
         if r.strategy == "fixed":
@@ -191,7 +126,7 @@ def verify(
     # One scan per column (cheaper than a LATERAL VALUES per row).
     parts = [
         sql.SQL("SELECT {v} AS v, {k} AS k FROM {raw} WHERE {ok}").format(
-            v=v, k=sql.Literal(k), raw=raws[key], ok=_long_enough(v)
+            v=v, k=sql.Literal(k), raw=raws[key], ok=long_enough(v)
         )
         for key, cols in by_table.items()
         for k, v in cols
@@ -228,9 +163,9 @@ def verify(
     by_length = not (row and row[0])
     for table, col in schema.text_columns():
         where = f"{table.key}.{col.name}"
-        v = _pg_text(sql.Identifier("_t", col.name), col)
+        v = pg_text(sql.Identifier("_t", col.name), col)
         ident = sql.Identifier(table.schema, table.name)
-        part = _texts(v, len(places), ident)
+        part = texts(v, len(places), ident)
         places.append(where)
         form = None
         if where in report.generated and by_length:
@@ -259,7 +194,7 @@ def verify(
         """One scan of *relation*: how many originals, their lengths in bytes, how
         many have the form of some generator (usually none: then no generated
         value is probed)."""
-        ok = [_long_enough(v) for _k, v in cols]
+        ok = [long_enough(v) for _k, v in cols]
         return sql.SQL(
             "SELECT {n}, least({lo}), greatest({hi}), "
             "count(*) FILTER (WHERE {f}) FROM {raw}"
@@ -323,7 +258,7 @@ def verify(
             "JOIN (SELECT lower(v) AS lv, * FROM ({o}) AS o0 "
             "WHERE v LIKE '%@%') AS o ON o.lv = f.e"
         ).format(t=sql.SQL(" UNION ALL ").join(
-                     _texts(v, j, ident) for ident, v, j in free_of),
+                     texts(v, j, ident) for ident, v, j in free_of),
                  re=sql.Literal(f"({EMAIL_TOKEN})"), o=originals))  # fmt: skip
 
     def by_value(
@@ -354,7 +289,7 @@ def verify(
     # First, on the raw tables only (while *settled* may still be working on the
     # masked ones): the originals measured and the original names split into
     # words, piece by piece, by whichever connection is free.
-    named = _named(sources, pieces) if free_of else []
+    named = name_pieces(sources, pieces) if free_of else []
     if named:
         conn.execute(sql.SQL(
             "CREATE {} TABLE {} (w text COLLATE \"C\", origin text)"
@@ -365,7 +300,7 @@ def verify(
         for piece in pieces[key]
     ]
     fills: list[Callable[[Any], Any]] = [
-        functools.partial(_fill_words, table=words_table, named=[one]) for one in named
+        functools.partial(fill_words, table=words_table, named=[one]) for one in named
     ]
     # (a TEMP words table is seen by its own connection only)
     measures = pooled(conns if scratch else [conn], [*fills, *first])[len(fills) :]
@@ -377,7 +312,7 @@ def verify(
         sum(int(m[3] or 0) for m in measures),
     )  # fmt: skip
     report.originals = n
-    pre = _prefilter(conn, words_table) if named else None
+    pre = prefilter(conn, words_table) if named else None
     # Then the masked tables: whole values, emails, and name words in free text
     # (the most expensive check: in pieces of each table's pages).
     if settled is not None:
@@ -386,7 +321,7 @@ def verify(
     if pre is not None:
         for relation, v, j in free_of:
             for piece in stream_sql.page_ranges(conn, relation, 8 if other else 1):
-                checks.append(functools.partial(by_name, _texts(v, j, piece), pre))
+                checks.append(functools.partial(by_name, texts(v, j, piece), pre))
     checks.append(functools.partial(by_value, measured))
     if email_check is not None:
         checks.append(by_email)
@@ -395,74 +330,3 @@ def verify(
     if leaks:
         raise LeakFound(leaks[:MAX_REPORTED])
     return report
-
-
-def _texts(v: sql.Composable, j: int, relation: sql.Composable) -> sql.Composed:
-    """The text values *v* of *relation* (as ``_t``), tagged with place *j*."""
-    from psycopg import sql
-
-    return sql.SQL("SELECT {} AS v, {} AS j FROM {} AS _t").format(
-        v, sql.Literal(j), relation
-    )
-
-
-def _named(sources: list[Any], pieces: dict[str, list[sql.Composable]]) -> list[Any]:
-    """(text, origin literal, relation) of every original masked as a name, one per
-    piece of the relations holding that table's originals."""
-    from psycopg import sql
-
-    return [
-        (_pg_text(sql.Identifier(c.name), c), sql.Literal(f"{t.key}.{c.name}"), p)
-        for t, c, r in sources
-        if r.strategy == "name"
-        for p in pieces[t.key]
-    ]
-
-
-def _fill_words(
-    conn: psycopg.Connection[Any], table: sql.Composable, named: list[Any]
-) -> None:
-    """Add the distinct words of the original names in *named* to *table*."""
-    from psycopg import sql
-
-    names = sql.SQL(" UNION ALL ").join(
-        sql.SQL(
-            "SELECT lower({}) AS v, {} AS origin FROM {} WHERE {} IS NOT NULL"
-        ).format(v, o, r, v)
-        for v, o, r in named
-    )
-    # Words of an ambiguous (fake-shaped) name are all fake-list words: excepted.
-    conn.execute(
-        sql.SQL(
-            "INSERT INTO {w} SELECT x, origin FROM (SELECT DISTINCT x, origin "
-            "FROM (SELECT regexp_split_to_table(o.v, CASE WHEN octet_length(o.v) "
-            "= length(o.v) THEN {ascii} ELSE {sp} END) AS x, o.origin "
-            "FROM ({n}) AS o) AS s WHERE length(x) >= {m}) AS d "
-            "WHERE x <> ALL({fake})"
-        ).format(
-            w=table, n=names, sp=sql.Literal(WORD_SPLIT),
-            ascii=sql.Literal(ASCII_WORD_SPLIT), m=sql.Literal(MIN_WORD),
-            fake=sql.Literal(FAKE_WORDS),
-        )
-    )  # fmt: skip
-
-
-def _prefilter(
-    conn: psycopg.Connection[Any], table: sql.Composable
-) -> sql.Composable | None:
-    """The test of free text *f.v* worth splitting into words, or None (no words)."""
-    from psycopg import sql
-
-    row = conn.execute(sql.SQL(
-        "SELECT count(DISTINCT w), (array_agg(DISTINCT w ORDER BY w))[1:{}] FROM {}"
-    ).format(sql.Literal(PREFILTER_WORDS), table)).fetchone()  # fmt: skip
-    n_words, words = (int(row[0]), list(row[1] or [])) if row else (0, [])
-    if not n_words:
-        return None
-    conn.execute(sql.SQL("ANALYZE {}").format(table))
-    if n_words <= PREFILTER_WORDS and not any(_RE_SPECIAL.search(w) for w in words):
-        # For ASCII text, ~* is the substring test of lower(); other text is split.
-        return sql.SQL("(f.v ~* {} OR octet_length(f.v) <> length(f.v))").format(
-            sql.Literal("(" + "|".join(words) + ")")
-        )
-    return sql.SQL("true")

@@ -1,8 +1,8 @@
 """Build a sanitized PostgreSQL copy without ever writing an original into it.
 
-The copy-then-UPDATE path (:func:`pipeline.sanitize_postgres`) rewrites every row,
-maintains every index, and must then ``VACUUM FULL`` the dead originals away. This path
-instead streams, for a PostgreSQL source:
+A copy-then-UPDATE path (tests/sanitize_oracle.py, the tests' reference) rewrites
+every row, maintains every index, and must then ``VACUUM FULL`` the dead originals
+away. This path instead streams, for a PostgreSQL source:
 
 1. one ``REPEATABLE READ, READ ONLY`` transaction on the source; its snapshot is
    exported (``pg_export_snapshot``) so that ``pg_dump`` reads the very same view;
@@ -10,7 +10,7 @@ instead streams, for a PostgreSQL source:
    its pre-data and data sections are restored into the staging database: tables
    without indexes, constraints or triggers;
 3. per table, ``COPY … TO STDOUT (FORMAT binary)`` from the source, piped by two
-   ``psql`` processes (:class:`pg_copy.Stream`: no row passes through Python) into
+   ``psql`` processes (:meth:`PgClient.copy`: no row passes through Python) into
    either the final table (no rule masks it: ``COPY FREEZE`` after a ``TRUNCATE`` in
    the same transaction, so no later pass rewrites it) or an UNLOGGED raw table in a
    private schema (big tables as two concurrent halves of their pages);
@@ -19,7 +19,7 @@ instead streams, for a PostgreSQL source:
 5. ``INSERT INTO final SELECT <masked expressions> FROM raw`` in page-range pieces,
    taken by two connections as they free up (:func:`background.pooled`): the
    published table never holds an original, not even in a dead tuple;
-6. a third connection freezes the masked tables while :func:`verify_raw.verify`
+6. a third connection freezes the masked tables while :func:`verify.verify`
    measures the originals and splits the original names into words; then it searches
    every text column of every table for the originals, still in their raw tables;
 7. every foreign key is checked; the raw schema is dropped while the post-data
@@ -40,18 +40,23 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.core.errors import BackendError
-from branchdb.daemon.sanitize import compile_pg, detect, stream_sql, verify, verify_raw
-from branchdb.daemon.sanitize.background import Background, pooled
+from branchdb.daemon.sanitize import detect
+from branchdb.daemon.sanitize.leaks import original_sources
+from branchdb.daemon.sanitize.pg import stream_sql, verify
+from branchdb.daemon.sanitize.pg.background import Background, pooled
+from branchdb.daemon.sanitize.pg.client import CopyJob, PgClient
+from branchdb.daemon.sanitize.pg.introspect import pg_schema, sample_pg
 from branchdb.daemon.sanitize.plan import (
     ApplyReport,
     Progress,
-    _noop,
     masked,
+    no_progress,
     prune,
     resolve,
 )
+from branchdb.daemon.sanitize.report import SanitizeReport
 from branchdb.daemon.sanitize.rules import Rules, TableRule
-from branchdb.daemon.sanitize.schema import Table, pg_schema
+from branchdb.daemon.sanitize.schema import ForeignKey, Table
 
 if TYPE_CHECKING:
     import psycopg
@@ -65,96 +70,29 @@ SPLIT_PAGES = 64
 PIECES = 24
 
 
-def _mask(
-    conn: psycopg.Connection[Any],
-    trule: TableRule,
-    table: Table,
-    cols: list[str],
-    raw: sql.Composable,
-    rules: Rules,
-    utf8: bool,
-) -> int:
-    """INSERT the masked rows of *raw* into *table*; rows written."""
-    from psycopg import sql
-
-    final = sql.Identifier(table.schema, table.name)
-    names = sql.SQL(", ").join(map(sql.Identifier, cols))
-    select = stream_sql.masked_select(trule, table, cols, raw, rules, utf8=utf8)
-    stmt = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE {}").format(
-        final, names, select
-    )
-    with conn.transaction():
-        return compile_pg._run(conn, stmt, f"mask {table.key}")
-
-
-def _copy_sequences(src: psycopg.Connection[Any], dst: psycopg.Connection[Any]) -> None:
-    """Set every sequence of the staging database as it is on the source.
-
-    (``--exclude-table-data`` leaves the sequences' values out of the dump too.)
-    """
-    from psycopg import sql
-
-    for (name,) in src.execute(
-        "SELECT c.oid::regclass::text FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S' "
-        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-        "AND n.nspname NOT LIKE 'pg\\_%'"
-    ).fetchall():
-        # *name* is PostgreSQL's own quoting of the sequence (regclass output).
-        row = src.execute(
-            sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(name))
-        ).fetchone()
-        if row is not None:
-            dst.execute("SELECT setval(%s::regclass, %s, %s)", (name, row[0], row[1]))
-
-
-def _copyable(
-    src: psycopg.Connection[Any], table: Table
-) -> tuple[list[str], bool, int]:
-    """(columns COPY can write — not generated —, is the table partitioned)."""
-    from psycopg import sql
-
-    row = src.execute(
-        sql.SQL(
-            "SELECT c.relkind = 'p', c.relpages, "
-            "ARRAY(SELECT a.attname FROM pg_attribute a "
-            "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
-            "AND a.attgenerated = '' ORDER BY a.attnum) "
-            "FROM pg_class c WHERE c.oid = {}::regclass"
-        ).format(
-            sql.Literal(f"{sql.Identifier(table.schema, table.name).as_string(src)}")
-        )
-    ).fetchone()
-    assert row is not None
-    return list(row[2]), bool(row[0]), int(row[1])
-
-
 def build(
+    client: PgClient,
     source: str,
     admin_url: str,
     staging_db: str,
-    role: str,
-    bindir: str,
     rules: Rules,
     *,
     allow_unreviewed: bool = False,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
     say: Callable[[str], Any] = lambda _msg: None,
     sample: int = detect.SAMPLE,
-) -> Any:
+) -> SanitizeReport:
     """Fill the empty database *staging_db* with the sanitized copy of *source*.
 
-    Returns a :class:`pipeline.SanitizeReport`. Raises UnreviewedColumns, RulesError
-    (a rule cannot hold), LeakFound or BackendError; the caller then drops
-    *staging_db*. The source sees one read-only transaction and ACCESS SHARE locks.
+    *client* connects and runs ``pg_dump``, ``pg_restore`` and the COPY pipes (the
+    restored objects belong to its role). Returns a :class:`report.SanitizeReport`.
+    Raises UnreviewedColumns, RulesError (a rule cannot hold), LeakFound or
+    BackendError; the caller then drops *staging_db*. The source sees one read-only
+    transaction and ACCESS SHARE locks.
     """
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import make_conninfo
-
-    from branchdb.daemon.backends import pg_copy
-    from branchdb.daemon.backends.pg_session import connect, describe_error
-    from branchdb.daemon.sanitize.pipeline import SanitizeReport, _gate
 
     started = mark = time.monotonic()
     timings: dict[str, float] = {}
@@ -169,7 +107,7 @@ def build(
     raw_ns = f"_bdb_raw_{secrets.token_hex(4)}"
     applied = ApplyReport()
     loaded: dict[str, int] = {}
-    src = connect(source, what="snapshot source")
+    src = client.connect(source, what="snapshot source")
     dst: psycopg.Connection[Any] | None = None
     dst2: psycopg.Connection[Any] | None = None
     dst3: psycopg.Connection[Any] | None = None
@@ -184,15 +122,13 @@ def build(
         row = src.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
         schema = pg_schema(src)
-        findings = detect.detect(
-            schema, detect.sample_pg(src, schema, sample), "postgres"
-        )
-        missing = _gate(findings, rules, allow_unreviewed)
+        findings = detect.detect(schema, sample_pg(src, schema, sample), "postgres")
+        missing = detect.refuse_unreviewed(findings, rules, allow_unreviewed)
         pairs = {t.key: tr for tr, t in resolve(schema, rules)}
         lap("detect")
         dump = os.path.join(tmp.name, "schema.dump")
         say("dumping the source schema")
-        pg_copy.dump(source, bindir, dump, snapshot=str(row[0]), schema_only_data=True)
+        client.dump_schema(source, dump, snapshot=str(row[0]))
         # Every COPY of the source reads this transaction's exported snapshot.
         joined = [
             "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
@@ -205,25 +141,25 @@ def build(
             "SET max_parallel_workers_per_gather = 0",
         ]
 
-        def stream(
+        def job(
             out: sql.Composable,
             setup: list[sql.Composable],
             into: sql.Composable,
             what: str,
-        ) -> pg_copy.Stream:
-            return pg_copy.Stream(
-                bindir, source, joined, out.as_string(src), staging_url,
+        ) -> CopyJob:
+            return CopyJob(
+                source, joined, out.as_string(src), staging_url,
                 ["SET synchronous_commit = off", "SET row_security = off",
                  *(x.as_string(src) for x in setup)],
                 into.as_string(src), what,
             )  # fmt: skip
 
-        pg_copy.restore(dump, staging_url, role, bindir, ("pre-data", "data"), say)
+        client.restore(dump, staging_url, ("pre-data", "data"), say)
         lap("schema")
         # Two cores, two connections: big tables are masked in pieces each takes as
         # it frees up (background.pooled), and the verifier splits its checks so.
-        dst = connect(staging_url, what="staging database")
-        dst2 = connect(staging_url, what="staging database")
+        dst = client.connect(staging_url, what="staging database")
+        dst2 = client.connect(staging_url, what="staging database")
         conns = (dst, dst2)
         for c in conns:
             # A crash loses only this staging database, which is dropped anyway; JIT
@@ -235,12 +171,12 @@ def build(
             c.execute("SET max_parallel_workers_per_gather = 0")
             # A row-level security policy hiding rows from the verifier is an error.
             c.execute("SET row_security = off")
-        _copy_sequences(src, dst)
+        stream_sql.copy_sequences(src, dst)
         dst.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(raw_ns)))
         raws: dict[str, sql.Composable] = {}
         todo: list[tuple[TableRule, Table, list[str]]] = []
         # Tables whose originals the verifier searches for (a truncated one too).
-        searched = {t.key for t, _c, _r in verify._sources(schema, rules)}
+        searched = {t.key for t, _c, _r in original_sources(schema, rules)}
         for i, table in enumerate(schema.tables.values()):
             trule = pairs.get(table.key)
             final = sql.Identifier(table.schema, table.name)
@@ -249,7 +185,7 @@ def build(
                 progress(table.key, "truncated", table.rows)
                 if table.key not in searched:
                     continue
-            cols, partitioned, pages = _copyable(src, table)
+            cols, partitioned, pages = stream_sql.copyable(src, table)
             if not cols:
                 continue
             names = sql.SQL(", ").join(map(sql.Identifier, cols))
@@ -262,7 +198,7 @@ def build(
             )
             # A raw table of the public schema keeps the table's name: where
             # expressions, run with the raw schema first in search_path, then read
-            # the unmasked rows of the tables they name, as in the in-place path.
+            # the unmasked rows of the tables they name, as in the in-place paths.
             raw_name = table.name if table.schema == "public" else f"_bdb_t{i}"
             target = final if plain else sql.Identifier(raw_ns, raw_name)
             what = f"copy of {table.key}"
@@ -275,13 +211,13 @@ def build(
                     target, names
                 )
                 halves = [
-                    stream(sql.SQL(
+                    job(sql.SQL(
                         "COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT "
                         "(FORMAT binary)"
                     ).format(names, final, cond), [], into, what)
                     for cond in stream_sql.ctid_ranges(pages, 2)
                 ]  # fmt: skip
-                loaded[table.key] = sum(pg_copy.streams(halves))
+                loaded[table.key] = sum(client.copy(halves))
             else:
                 setup: list[sql.Composable] = []
                 if plain and not partitioned:
@@ -295,7 +231,7 @@ def build(
                 into = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary{})").format(
                     target, names, sql.SQL(freeze)
                 )
-                loaded[table.key] = pg_copy.streams([stream(out, setup, into, what)])[0]
+                loaded[table.key] = client.copy([job(out, setup, into, what)])[0]
             progress(table.key, "copied", loaded[table.key])
             if not plain:
                 assert trule is not None
@@ -322,29 +258,28 @@ def build(
                     sql.Identifier(raw_ns)
                 )
             )
-            # In the rules' order, as the in-place path deletes.
+            # In the rules' order, as the in-place paths delete.
             for key, trule in pairs.items():
                 if not trule.where or trule.truncate or key not in raws:
                     continue
-                n = stream_sql.move(
-                    dst,
-                    raws[key],
-                    removed[key],
-                    sql.SQL("NOT coalesce(({}), false)").format(sql.SQL(trule.where)),
-                    f"{key}: where = {trule.where!r}",
-                )
+                cond = sql.SQL("NOT coalesce(({}), false)").format(sql.SQL(trule.where))
+                what = f"{key}: where = {trule.where!r}"
+                with stream_sql.blame_rules(client.describe_error, what):
+                    n = stream_sql.move(dst, raws[key], removed[key], cond)
                 loaded[key] -= n
                 applied.count(key, "deleted by where", n)
                 progress(key, "deleted by where", n)
-            # Orphans are pruned on the unmasked rows (as the in-place path does), so
+            # Orphans are pruned on the unmasked rows (as the in-place paths do), so
             # a key masked differently on its two sides fails below, loudly.
             live = {k: r for k, r in raws.items() if not pairs[k].truncate}
-            prune(
-                schema.fks,
-                lambda fk: stream_sql.delete_orphans(dst, schema, fk, live, removed),
-                progress,
-                applied,
-            )
+
+            def orphans(fk: ForeignKey) -> int:
+                assert dst is not None
+                what = f"delete rows of {fk.child} orphaned by {fk.name}"
+                with stream_sql.blame_rules(client.describe_error, what):
+                    return stream_sql.delete_orphans(dst, schema, fk, live, removed)
+
+            prune(schema.fks, orphans, progress, applied)
         lap("prune")
         row = dst.execute("SELECT current_setting('server_encoding')").fetchone()
         utf8 = bool(row and row[0] == "UTF8")
@@ -353,8 +288,9 @@ def build(
             whole = any(r.strategy == "shuffle" for r in trule.columns.values())
             parts = stream_sql.page_ranges(dst, raws[table.key], 1 if whole else PIECES)
             n = sum(pooled(conns, [
-                functools.partial(_mask, trule=trule, table=table, cols=cols,
-                                  raw=p, rules=rules, utf8=utf8)
+                functools.partial(stream_sql.insert_masked, trule=trule, table=table,
+                                  cols=cols, raw=p, rules=rules, utf8=utf8,
+                                  describe=client.describe_error)
                 for p in parts
             ]))  # fmt: skip
             loaded[table.key] = n
@@ -367,7 +303,7 @@ def build(
         # the backend's VACUUM (FREEZE) then skips them) while the verifier splits
         # the original names into words; it scans the masked tables only once they
         # are frozen (a scan of fresh rows would first set a hint bit on each).
-        dst3 = connect(staging_url, what="staging database")
+        dst3 = client.connect(staging_url, what="staging database")
         frozen = [sql.Identifier(t.schema, t.name) for _r, t, _c in todo]
 
         def freeze_masked() -> None:
@@ -388,12 +324,11 @@ def build(
                 stream_sql.check_fks(dst3, schema)
                 say("creating indexes and constraints")
                 post.append(Background(functools.partial(
-                    pg_copy.restore, dump, staging_url, role, bindir, ("post-data",),
-                    say,
+                    client.restore, dump, staging_url, ("post-data",), say
                 )))  # fmt: skip
 
         try:
-            verified = verify_raw.verify(
+            verified = verify.verify(
                 dst,
                 schema,
                 rules,
@@ -432,7 +367,9 @@ def build(
         dropper.result()
         lap("post-data")
     except psycopg.Error as e:
-        raise BackendError(f"sanitized copy failed: {describe_error(e)}") from None
+        raise BackendError(
+            f"sanitized copy failed: {client.describe_error(e)}"
+        ) from None
     finally:
         for opened in (dst, dst2, dst3):
             if opened is not None:

@@ -21,8 +21,8 @@ from branchdb.daemon.sanitize import fakes
 from branchdb.daemon.sanitize.plan import (
     ApplyReport,
     Progress,
-    _noop,
     masked,
+    no_progress,
     prune,
     resolve,
 )
@@ -166,7 +166,10 @@ def _delete_orphans(db: sqlite3.Connection, fk: ForeignKey) -> int:
 
 
 def apply(
-    db: sqlite3.Connection, schema: Schema, rules: Rules, progress: Progress = _noop
+    db: sqlite3.Connection,
+    schema: Schema,
+    rules: Rules,
+    progress: Progress = no_progress,
 ) -> ApplyReport:
     """Apply *rules* to the staging file behind *db* (opened with isolation_level=None).
 
