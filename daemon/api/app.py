@@ -42,6 +42,7 @@ from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken, check_project
 from branchdb.daemon.api.scheduler import recover_all, start_scheduler
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.api.settings import DaemonSettings
+from branchdb.daemon.api.telemetry import Timing
 from branchdb.daemon.api.webhooks import github as webhooks
 from branchdb.daemon.core.errors import BranchdbError, NotFound, redact
 
@@ -212,6 +213,7 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     )
     app.state.daemon = daemon
     app.add_middleware(BodyLimit, max_body=settings.max_body)
+    app.add_middleware(Timing, metrics=daemon.metrics)  # outermost: times all
     _install_error_handlers(app)
     app.include_router(meta)
     app.include_router(collection.router)

@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from branchdb.daemon.store.base import Store
 
 Progress = Callable[[str], None]
+#: Told of each timed operation: (operation, backend name, seconds). The daemon's
+#: metrics; the engine itself records nothing.
+Observer = Callable[[str, str, float], None]
 log = logging.getLogger("branchdb.gc")
 
 
@@ -64,6 +67,7 @@ class ProjectContext:
         self._store = store
         self._backend = backend
         self.clock = clock
+        self.observer: Observer | None = None
 
     # ------------------------------------------------------------------ parts
     @property
@@ -98,6 +102,18 @@ class ProjectContext:
 
     def list_branches(self) -> list[BranchRecord]:
         return self.store.list_branches(self.project)
+
+    @contextmanager
+    def timed(self, operation: str) -> Iterator[None]:
+        """Tell the observer how long the block took (if it finished)."""
+        if self.observer is None:
+            yield
+            return
+        started = time.monotonic()
+        yield
+        self.observer(
+            operation, self.config.database.backend, time.monotonic() - started
+        )
 
     # ------------------------------------------------------------------ audit
     def audit(self, action: str, branch: str, detail: str = "") -> None:
