@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pglast
 import pytest
+from backendsupport import branch_session, libsql_backend
 
-from branchdb.daemon.backends.libsql_session import LibsqlSession
+from branchdb.daemon.core.dbsession import DbSession
 from branchdb.daemon.core.errors import MigrationError
 from branchdb.daemon.migrations import detect_format, runner, sqlsplit
 from branchdb.daemon.migrations.base import DirFiles
@@ -33,12 +34,10 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[LibsqlSession]:
-    s = LibsqlSession(f"file:{tmp_path / 'branch.db'}")
-    try:
+def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbSession]:
+    """A branch database of the libsql backend, opened as production opens it."""
+    with branch_session(libsql_backend(tmp_path_factory.mktemp("data"))) as s:
         yield s
-    finally:
-        s.close()
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> DirFiles:
@@ -52,7 +51,7 @@ def write(root: Path, files: dict[str, str | bytes]) -> DirFiles:
     return DirFiles(root)
 
 
-def tables(db: LibsqlSession) -> set[str]:
+def tables(db: DbSession) -> set[str]:
     rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
     return {r[0] for r in rows}
 
@@ -204,7 +203,7 @@ def test_drizzle_missing_file_and_bad_journal(tmp_path: Path) -> None:
 
 
 def test_drizzle_ledger_rows_as_drizzle_writes_them(
-    tmp_path: Path, db: LibsqlSession
+    tmp_path: Path, db: DbSession
 ) -> None:
     files = write(
         tmp_path,
@@ -255,7 +254,7 @@ def test_golang_migrate_duplicate_versions_name_both_files(tmp_path: Path) -> No
     assert "001_b.up.sql" in str(e.value) and "1_a.up.sql" in str(e.value)
 
 
-def test_golang_migrate_ledger_is_one_row(tmp_path: Path, db: LibsqlSession) -> None:
+def test_golang_migrate_ledger_is_one_row(tmp_path: Path, db: DbSession) -> None:
     files = write(
         tmp_path,
         {
@@ -278,7 +277,7 @@ def test_golang_migrate_ledger_is_one_row(tmp_path: Path, db: LibsqlSession) -> 
     assert [(a.key, a.checksum) for a in fmt.applied(db)] == [("2", None)]
 
 
-def test_golang_migrate_dirty_flag_refuses(tmp_path: Path, db: LibsqlSession) -> None:
+def test_golang_migrate_dirty_flag_refuses(tmp_path: Path, db: DbSession) -> None:
     fmt = GolangMigrateFormat()
     fmt.ensure_ledger(db)
     db.execute("INSERT INTO schema_migrations (version, dirty) VALUES (3, 1)")
@@ -328,7 +327,7 @@ def test_dbmate_malformed_files(tmp_path: Path, content: str, message: str) -> N
         DbmateFormat().load(files)
 
 
-def test_dbmate_ledger_rows(tmp_path: Path, db: LibsqlSession) -> None:
+def test_dbmate_ledger_rows(tmp_path: Path, db: DbSession) -> None:
     files = write(
         tmp_path,
         {
@@ -399,7 +398,7 @@ def test_flyway_duplicate_and_repeatable_are_refused(tmp_path: Path) -> None:
 
 
 def test_flyway_history_rows_as_flyway_writes_them(
-    tmp_path: Path, db: LibsqlSession
+    tmp_path: Path, db: DbSession
 ) -> None:
     files = write(
         tmp_path,
@@ -434,7 +433,7 @@ def test_flyway_history_rows_as_flyway_writes_them(
     fmt.ensure_ledger(db)  # idempotent: flyway's DDL itself has no IF NOT EXISTS
 
 
-def test_flyway_failed_row_requires_repair(db: LibsqlSession) -> None:
+def test_flyway_failed_row_requires_repair(db: DbSession) -> None:
     fmt = FlywayFormat()
     fmt.ensure_ledger(db)
     db.execute(
@@ -466,7 +465,7 @@ def test_plain_sql_natural_order_and_no_transaction(tmp_path: Path) -> None:
     assert ms[0].checksum == hashlib.sha256(b"SELECT 1;").hexdigest()
 
 
-def test_plain_sql_ledger_rows(tmp_path: Path, db: LibsqlSession) -> None:
+def test_plain_sql_ledger_rows(tmp_path: Path, db: DbSession) -> None:
     files = write(tmp_path, {"1_a.sql": "CREATE TABLE a (id int);"})
     fmt = PlainSqlFormat()
     ms = fmt.load(files)

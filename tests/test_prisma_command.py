@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from backendsupport import branch_session, libsql_backend
 from pgcluster import Cluster
 
-from branchdb.daemon.backends.libsql_session import LibsqlSession
 from branchdb.daemon.backends.pg_session import PgSession
 from branchdb.daemon.backends.postgres_backend import PostgresBackend
 from branchdb.daemon.config.project import from_mapping
@@ -46,20 +46,17 @@ def pg_backend(pg_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Postgres
 
 
 @pytest.fixture(params=["postgres", "sqlite"])
-def session(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DbSession]:
-    if request.param == "sqlite":
-        s: DbSession = LibsqlSession(f"file:{tmp_path / 'p.db'}")
+def session(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DbSession]:
+    """A branch database opened by its backend's ``connect``, as in production."""
+    backend = (
+        libsql_backend(tmp_path_factory.mktemp("data"))
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_backend")
+    )
+    with branch_session(backend, f"prisma-{time.monotonic_ns()}") as s:
         yield s
-        s.close()
-        return
-    backend: PostgresBackend = request.getfixturevalue("pg_backend")
-    branch = f"prisma-{time.monotonic_ns()}"
-    db = naming.pg_database("fmt", branch)
-    info = backend.create(db, branch=branch, snapshot=None, info={})
-    s = PgSession(info["url"])
-    yield s
-    s.close()
-    backend.drop(db, info)
 
 
 def apply(fmt: PrismaFormat, db: DbSession, files: DirFiles) -> list[str]:

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from backendsupport import branch_session, libsql_backend, postgres_backend
 
-from branchdb.daemon.backends.libsql_session import LibsqlSession
+from branchdb.daemon.core.dbsession import DbSession
 from branchdb.daemon.core.errors import MigrationDrift, MigrationEdited, MigrationFailed
 from branchdb.daemon.core.models import Migration
 from branchdb.daemon.migrations import runner
@@ -25,12 +26,10 @@ from branchdb.daemon.migrations.formats.plain import PlainSqlFormat
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[LibsqlSession]:
-    s = LibsqlSession(f"file:{tmp_path / 'branch.db'}")
-    try:
+def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbSession]:
+    """A branch database of the libsql backend, opened as production opens it."""
+    with branch_session(libsql_backend(tmp_path_factory.mktemp("data"))) as s:
         yield s
-    finally:
-        s.close()
 
 
 def tables(db: Any) -> set[str]:
@@ -101,9 +100,7 @@ def migrate(fmt: Format, files: DirFiles, db: Any, **kw: Any) -> list[Migration]
 
 
 @pytest.mark.parametrize("name", FORMATS)
-def test_apply_twice_applies_nothing(
-    name: str, tmp_path: Path, db: LibsqlSession
-) -> None:
+def test_apply_twice_applies_nothing(name: str, tmp_path: Path, db: DbSession) -> None:
     fmt = FORMATS[name]
     files = layout(name, tmp_path / "m")
     seen: list[str] = []
@@ -123,7 +120,7 @@ def test_apply_twice_applies_nothing(
 
 @pytest.mark.parametrize("name", FORMATS)
 def test_failing_statement_rolls_back_that_migration_only(
-    name: str, tmp_path: Path, db: LibsqlSession
+    name: str, tmp_path: Path, db: DbSession
 ) -> None:
     fmt = FORMATS[name]
     files = layout(name, tmp_path / "m", broken=True)
@@ -146,7 +143,7 @@ def test_failing_statement_rolls_back_that_migration_only(
 
 @pytest.mark.parametrize("name", FORMATS)
 def test_edited_applied_file_is_refused(
-    name: str, tmp_path: Path, db: LibsqlSession
+    name: str, tmp_path: Path, db: DbSession
 ) -> None:
     fmt = FORMATS[name]
     files = layout(name, tmp_path / "m", only=2)
@@ -163,7 +160,7 @@ def test_edited_applied_file_is_refused(
 
 
 def test_ledger_checksum_wins_without_engine_record(
-    tmp_path: Path, db: LibsqlSession
+    tmp_path: Path, db: DbSession
 ) -> None:
     """drizzle/flyway/plain keep a checksum in the ledger; no engine record needed."""
     fmt = PlainSqlFormat()
@@ -176,7 +173,7 @@ def test_ledger_checksum_wins_without_engine_record(
 
 @pytest.mark.parametrize("name", ["drizzle", "dbmate", "flyway", "sql"])
 def test_drift_after_rebase_lists_missing_and_out_of_order(
-    name: str, tmp_path: Path, db: LibsqlSession
+    name: str, tmp_path: Path, db: DbSession
 ) -> None:
     fmt = FORMATS[name]
     # The branch applied 1 and 3 (main's 2 did not exist when it branched off).
@@ -201,7 +198,7 @@ def test_drift_after_rebase_lists_missing_and_out_of_order(
     assert "branchdb up --reset-on-drift" in str(e.value)
 
 
-def test_drift_reported_before_edit(tmp_path: Path, db: LibsqlSession) -> None:
+def test_drift_reported_before_edit(tmp_path: Path, db: DbSession) -> None:
     fmt = PlainSqlFormat()
     one, two, three = fmt.load(layout("sql", tmp_path / "m"))
     runner.apply(fmt, runner.plan(fmt, [one, three], db), db)
@@ -210,7 +207,7 @@ def test_drift_reported_before_edit(tmp_path: Path, db: LibsqlSession) -> None:
         runner.plan(fmt, [changed, two, three], db, {})
 
 
-def test_golang_migrate_high_water_mark(tmp_path: Path, db: LibsqlSession) -> None:
+def test_golang_migrate_high_water_mark(tmp_path: Path, db: DbSession) -> None:
     fmt = GolangMigrateFormat()
     one, two, three = fmt.load(layout("golang-migrate", tmp_path / "m"))
     runner.apply(fmt, runner.plan(fmt, [one, three], db), db)
@@ -236,7 +233,7 @@ def test_golang_migrate_high_water_mark(tmp_path: Path, db: LibsqlSession) -> No
 
 
 def test_golang_migrate_failure_outside_transaction_leaves_dirty(
-    tmp_path: Path, db: LibsqlSession
+    tmp_path: Path, db: DbSession
 ) -> None:
     """VACUUM cannot run in a transaction, so the file runs without one."""
     root = tmp_path / "m"
@@ -258,7 +255,7 @@ def test_golang_migrate_failure_outside_transaction_leaves_dirty(
         migrate(fmt, DirFiles(root), db)
 
 
-def test_dbmate_transaction_false(tmp_path: Path, db: LibsqlSession) -> None:
+def test_dbmate_transaction_false(tmp_path: Path, db: DbSession) -> None:
     root = tmp_path / "m"
     root.mkdir()
     (root / "1_a.sql").write_text(
@@ -279,7 +276,7 @@ def test_dbmate_transaction_false(tmp_path: Path, db: LibsqlSession) -> None:
 
 
 def test_sqlite_trigger_with_semicolons_runs_as_one_statement(
-    tmp_path: Path, db: LibsqlSession
+    tmp_path: Path, db: DbSession
 ) -> None:
     root = tmp_path / "m"
     root.mkdir()
@@ -293,7 +290,7 @@ def test_sqlite_trigger_with_semicolons_runs_as_one_statement(
     assert db.execute("SELECT x FROM log ORDER BY x") == [(2,), (20,)]
 
 
-def test_nothing_pending_touches_nothing(tmp_path: Path, db: LibsqlSession) -> None:
+def test_nothing_pending_touches_nothing(tmp_path: Path, db: DbSession) -> None:
     fmt = DrizzleFormat()
     assert runner.apply(fmt, runner.plan(fmt, [], db), db) == []
     assert tables(db) == set()
@@ -301,22 +298,10 @@ def test_nothing_pending_touches_nothing(tmp_path: Path, db: LibsqlSession) -> N
 
 # ---------------------------------------------------------------------- PostgreSQL
 @pytest.fixture
-def pg(pg_cluster: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    import psycopg
-
-    from branchdb.daemon.backends.pg_session import PgSession
-
-    name = "rt_" + request.node.name.split("[")[-1].strip("]").replace("-", "_")
-    with psycopg.connect(pg_cluster.admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    session = PgSession(pg_cluster.url(name))
-    try:
+def pg(pg_cluster: Any) -> Iterator[DbSession]:
+    """A branch database of the postgres backend, as its own login role."""
+    with branch_session(postgres_backend(pg_cluster.admin_url)) as session:
         yield session
-    finally:
-        session.close()
-        with psycopg.connect(pg_cluster.admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.postgres

@@ -16,9 +16,12 @@ if TYPE_CHECKING:
 #: keeps this in step with the classes).
 STAT_EXISTS = frozenset({"libsql"})
 
+#: Every backend by name. ``fake`` (in memory, for tests) is built only from a
+#: configuration made in-process (:func:`.fake.configure`): branchdb.toml refuses it.
 REGISTRY: dict[str, str] = {
     "libsql": "branchdb.daemon.backends.libsql_backend:LibsqlBackend",
     "postgres": "branchdb.daemon.backends.postgres_backend:PostgresBackend",
+    "fake": "branchdb.daemon.backends.fake:FakeBackend",
 }
 
 

@@ -99,8 +99,13 @@ class LibsqlBackend:
     def _url(self, database: str) -> str:
         return f"file:{self.path(database)}"
 
+    def _ours(self, database: str) -> bool:
+        # The layout is the marker: branches/bdb-*.db, what list_owned lists;
+        # any other file there (the user's app.db) is never found or dropped.
+        return database.startswith(f"{naming.PREFIX}-") and "/" not in database
+
     def exists(self, database: str) -> bool:
-        return self.path(database).exists()
+        return self._ours(database) and self.path(database).exists()
 
     def create(
         self,
@@ -145,6 +150,8 @@ class LibsqlBackend:
         return {"url": self._url(database), "strategy": method}
 
     def drop(self, database: str, info: Info) -> None:
+        if not self._ours(database):
+            return
         base = self.path(database)
         for suffix in ("", "-wal", "-shm", "-journal", ".migrate-lock"):
             Path(str(base) + suffix).unlink(missing_ok=True)

@@ -38,9 +38,14 @@ def parse_marker(comment: str | None) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and "kind" in data else None
 
 
+#: Every database being built is named so, whatever its marker says: a build marks
+#: it with its final marker just before renaming it.
+TMP = naming.PREFIX + "t_"
+
+
 def tmp_prefix(final: str) -> str:
     """Name prefix of databases being built for *final* (ties leftovers to it)."""
-    return f"bdbt_{hashlib.sha256(final.encode()).hexdigest()[:16]}_"
+    return f"{TMP}{hashlib.sha256(final.encode()).hexdigest()[:16]}_"
 
 
 def content_role(snapshot_db: str) -> str:

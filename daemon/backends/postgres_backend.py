@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from branchdb.daemon.backends import pg_copy
 from branchdb.daemon.backends.base import Info, Progress, Recovered
 from branchdb.daemon.backends.pg_admin import (
+    TMP,
     Admin,
     content_role,
     marker,
@@ -123,7 +124,7 @@ class PostgresBackend:
 
     def exists(self, database: str) -> bool:
         with self._admin() as admin:
-            return admin.db_comment(database) is not None
+            return admin.ours(admin.db_comment(database), "branch")
 
     def create(
         self,
@@ -142,34 +143,40 @@ class PostgresBackend:
             if admin.db_comment(database) is not None:
                 raise Refused(f"database {database} already exists on {self.server}")
             admin.drop_leftovers(database)
+            new_role = admin.role_comment(role) is None
             admin.ensure_role(role, password, branch=branch)
-            if snapshot is None:
-                strategy = "fresh"
-                tmp = admin.new_tmp(
-                    database,
-                    "CREATE DATABASE {tmp} OWNER {} TEMPLATE template0",
-                    sql.Identifier(role),
-                )
-            else:
-                strategy, tmp = self._clone(admin, database, role, snapshot)
             try:
-                ident, who = sql.Identifier(tmp), sql.Identifier(role)
-                admin.run(
-                    sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident),
-                    f"revoke public access to {database}",
-                )
-                admin.run(
-                    sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
-                        ident, who
-                    ),
-                    f"grant {role} access to {database}",
-                )
-                admin.comment_on(
-                    tmp, marker(self.project, "branch", branch=branch, role=role)
-                )
-                admin.rename(tmp, database)
+                if snapshot is None:
+                    strategy = "fresh"
+                    tmp = admin.new_tmp(
+                        database,
+                        "CREATE DATABASE {tmp} OWNER {} TEMPLATE template0",
+                        sql.Identifier(role),
+                    )
+                else:
+                    strategy, tmp = self._clone(admin, database, role, snapshot)
+                try:
+                    ident, who = sql.Identifier(tmp), sql.Identifier(role)
+                    admin.run(
+                        sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident),
+                        f"revoke public access to {database}",
+                    )
+                    admin.run(
+                        sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
+                            ident, who
+                        ),
+                        f"grant {role} access to {database}",
+                    )
+                    admin.comment_on(
+                        tmp, marker(self.project, "branch", branch=branch, role=role)
+                    )
+                    admin.rename(tmp, database)
+                except BaseException:
+                    admin.drop_database(tmp)
+                    raise
             except BaseException:
-                admin.drop_database(tmp)
+                if new_role:  # made by this call: a failed create leaves nothing
+                    admin.drop_role(role)
                 raise
         return {
             "url": self._url(role, password, database),
@@ -262,7 +269,7 @@ class PostgresBackend:
                 "SELECT datname, shobj_description(oid, 'pg_database') "
                 "FROM pg_database ORDER BY datname"
             )
-            return [str(n) for n, c in rows if admin.ours(c, "branch")]
+            return [str(n) for n, c in rows if _branch(admin, n, c)]
 
     def activity(
         self, databases: list[str] | None = None
@@ -287,9 +294,7 @@ class PostgresBackend:
                 databases,
             )
             return {
-                str(n): (int(x), int(b))
-                for n, c, x, b in rows
-                if admin.ours(c, "branch")
+                str(n): (int(x), int(b)) for n, c, x, b in rows if _branch(admin, n, c)
             }
 
     def size_bytes(self, database: str) -> int:
@@ -307,28 +312,38 @@ class PostgresBackend:
         return {**info, "role": naming.pg_role(self.project, branch)}
 
     def recover_temps(self, ctx: ProjectContext) -> Recovered:
-        """Databases marked ``kind: tmp`` by this project that no live run owns;
-        temps that still have sessions connected are someone's build: left."""
+        """``bdbt_`` databases marked by this project that no live run owns; temps
+        that still have sessions connected are someone's build: left.
+
+        A temp is marked ``kind: tmp`` (with its final name) while it is built and
+        gets its final marker (branch or snapshot) just before its rename: a
+        build killed in between leaves a temp carrying the final marker.
+        """
         out = Recovered([], [])
         with self._admin() as admin:
             rows = admin.query(
                 "SELECT d.datname, shobj_description(d.oid, 'pg_database'), "
                 "(SELECT count(*) FROM pg_stat_activity a "
                 "WHERE a.datname = d.datname) "
-                "FROM pg_database d WHERE starts_with(d.datname, 'bdbt_') "
-                "ORDER BY d.datname"
+                "FROM pg_database d WHERE starts_with(d.datname, %s) "
+                "ORDER BY d.datname",
+                TMP,
             )
         snapshots = _snapshot_finals(ctx)
         for tmp, comment, sessions in rows:
             mark = parse_marker(comment)
-            if not mark or mark.get("project") != self.project or mark["kind"] != "tmp":
+            if not mark or mark.get("project") != self.project:
                 continue  # another project's, or not marked yet: its owner cleans it
             if sessions:
                 out.busy.append(tmp)  # someone is still building it
                 continue
             final = str(mark.get("final", ""))
             key: str | None
-            if final.startswith(naming.PREFIX + "s_"):
+            if mark["kind"] == "branch":  # killed between its marker and rename
+                key = str(mark["branch"])
+            elif mark["kind"] == "snapshot":
+                key = f"snapshot\0{mark['snapshot']}"
+            elif final.startswith(naming.PREFIX + "s_"):
                 key = snapshots.get(final)
                 if key is None:
                     continue  # no way to tell its lock: the next build drops it
@@ -454,6 +469,11 @@ class PostgresBackend:
                     snapshot.info.get("content_role") or content_role(snapshot.location)
                 )
             )
+
+
+def _branch(admin: Admin, database: str, comment: str | None) -> bool:
+    """A complete branch database of this project (a temp never is)."""
+    return admin.ours(comment, "branch") and not database.startswith(TMP)
 
 
 def _snapshot_finals(ctx: ProjectContext) -> dict[str, str]:

@@ -4,9 +4,9 @@ For ``file:`` URLs libsql-client is itself a wrapper over the stdlib ``sqlite3``
 module, opening a new connection for every statement, behind an import of aiohttp that
 costs ~270 ms (see ``python -X importtime -c "import libsql_client"``) — more than the
 whole budget of a checkout hook. This session talks to the same file through one
-stdlib connection; :class:`~branchdb.daemon.backends.libsql_session.LibsqlSession`
-(libsql-client) serves libsql *server* URLs (``libsql://``, ``http(s)://``,
-``ws(s)://``) and is tested to run the same migrations identically.
+stdlib connection. (A session over libsql-client for libsql *server* URLs —
+``libsql://``, ``http(s)://``, ``ws(s)://`` — was written once and removed while
+nothing used it: ``git log --diff-filter=D -- daemon/backends/libsql_session.py``.)
 """
 
 from __future__ import annotations
