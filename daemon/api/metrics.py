@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 
 router = APIRouter(tags=["health"])
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+#: The text format every Prometheus reads (generate_latest writes it).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _Persistent(Collector):
