@@ -39,6 +39,7 @@ from branchdb.daemon.api import (
 )
 from branchdb.daemon.api.bodylimit import BodyLimit
 from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken, check_project
+from branchdb.daemon.api.logs import RequestId
 from branchdb.daemon.api.scheduler import recover_all, start_scheduler
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.api.settings import DaemonSettings
@@ -213,7 +214,8 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     )
     app.state.daemon = daemon
     app.add_middleware(BodyLimit, max_body=settings.max_body)
-    app.add_middleware(Timing, metrics=daemon.metrics)  # outermost: times all
+    app.add_middleware(Timing, metrics=daemon.metrics)
+    app.add_middleware(RequestId)  # outermost: every log line of the request has it
     _install_error_handlers(app)
     app.include_router(meta)
     app.include_router(collection.router)
