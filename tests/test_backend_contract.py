@@ -227,7 +227,9 @@ def test_foreign_databases_are_never_listed_or_dropped(h: Harness) -> None:
     assert b.list_owned() == [database]
     for name in foreign:
         assert not b.exists(name)
-        b.drop(name, {})
+        # It is there but not provably ours: a drop refuses rather than pretend.
+        with pytest.raises(Refused, match="nothing was"):
+            b.drop(name, {})
     assert set(b.activity()) <= {database}
     ctx = Engine(h.config, backend=b)
     try:
@@ -238,6 +240,26 @@ def test_foreign_databases_are_never_listed_or_dropped(h: Harness) -> None:
         b.drop_leftovers(name, "foreign", {})
     b.drop(database, info)
     assert h.physical() == theirs  # every foreign one is still there
+    assert b.list_owned() == []
+
+
+def test_the_marker_names_the_store_that_made_it(h: Harness) -> None:
+    b = h.backend
+    ours, theirs = "a" * 32, "b" * 32
+    b.store_id = ours
+    database, info = create(h, "feature/stored")
+    b.store_id = None  # as before stores had ids
+    older, older_info = create(h, "feature/older")
+    assert b.list_owned() == sorted([database, older])
+    assert b.list_owned(store=ours) == [database]  # never the one without a store
+    assert b.list_owned(store=theirs) == []
+    b.store_id = theirs
+    with pytest.raises(Refused, match="another branchdb state store"):
+        b.drop(database, info)
+    assert b.exists(database)
+    b.drop(older, older_info)  # no store in its marker: its record's holder drops it
+    b.store_id = ours
+    b.drop(database, info)
     assert b.list_owned() == []
 
 

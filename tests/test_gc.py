@@ -140,15 +140,22 @@ def test_orphans_and_foreign_files(repo: Path) -> None:
     eng = engine(repo, clock)
     eng.up("main")
     branches = repo / ".branchdb" / "branches"
-    orphan = branches / "bdb-crashed-0123456789.db"
+    mine = json.dumps({"store": eng.store.store_id})
+    orphan = branches / "bdb-crashed-0123456789.db"  # made by this store, no record
     orphan.write_bytes(b"")
+    Path(f"{orphan}.store").write_text(mine)
     foreign = [
         branches / "users-own.db",
         repo / ".branchdb" / "notes.db",
         repo / "app.db",
+        # Not provably this store's: another store's, and one made before stores
+        # had ids (no .store file).
+        branches / "bdb-theirs-0123456789.db",
+        branches / "bdb-older-0123456789.db",
     ]
     for f in foreign:
         f.write_bytes(b"precious")
+    Path(f"{foreign[3]}.store").write_text(json.dumps({"store": "f" * 32}))
     first = collect(eng, dry_run=False)
     assert [(c.reason, c.database) for c in first.candidates] == [
         ("orphan", "bdb-crashed-0123456789")
@@ -157,9 +164,12 @@ def test_orphans_and_foreign_files(repo: Path) -> None:
     clock.now += 2 * HOUR
     second = collect(eng, dry_run=False)
     assert [c.database for c in second.deleted] == ["bdb-crashed-0123456789"]
-    assert not orphan.exists()
+    assert not orphan.exists() and not Path(f"{orphan}.store").exists()
     assert all(f.read_bytes() == b"precious" for f in foreign)
     assert eng.get("main").status == "ready"
+    assert Path(f"{eng.get('main').url.removeprefix('file:')}.store").read_text() == (
+        mine
+    )
 
 
 def test_missing_database_is_reported(repo: Path) -> None:

@@ -13,9 +13,9 @@ from branchdb.daemon.config import project as config_mod
 from branchdb.daemon.core.errors import BackendError, NotFound, Refused
 
 
-def backend(tmp_path: Path) -> LibsqlBackend:
+def backend(tmp_path: Path, store: str | None = None) -> LibsqlBackend:
     cfg = config_mod.from_mapping({"project": {"name": "shop"}}, tmp_path, None)
-    return LibsqlBackend(cfg)
+    return LibsqlBackend(cfg, store_id=store)
 
 
 def make_source(path: Path, rows: int = 1000) -> None:
@@ -123,6 +123,27 @@ def test_foreign_files_are_never_touched(tmp_path: Path) -> None:
     assert b.list_owned() == ["bdb-z"]
     b.drop("bdb-z", {})
     assert foreign.read_bytes() == b"user data"
+
+
+def test_the_store_that_made_a_file_is_beside_it(tmp_path: Path) -> None:
+    a, b = backend(tmp_path, "a" * 32), backend(tmp_path, "b" * 32)
+    info = a.create("bdb-a", branch="a", snapshot=None, info={})
+    b.create("bdb-b", branch="b", snapshot=None, info={})
+    older = a.branches / "bdb-older.db"  # made before stores had ids
+    older.write_bytes(b"")
+    assert a.made_by("bdb-a") == "a" * 32 and a.made_by("bdb-older") is None
+    assert a.list_owned() == ["bdb-a", "bdb-b", "bdb-older"]
+    assert a.list_owned(store="a" * 32) == ["bdb-a"]
+    with pytest.raises(Refused, match="another branchdb state store"):
+        b.drop("bdb-a", info)
+    assert a.path("bdb-a").exists()
+    a.drop("bdb-a", info)
+    a.drop("bdb-older", {})
+    assert a.list_owned() == ["bdb-b"]
+    assert sorted(p.name for p in a.branches.iterdir()) == [
+        "bdb-b.db",
+        "bdb-b.db.store",
+    ]
 
 
 def test_clone_file_copies_bytes(tmp_path: Path) -> None:

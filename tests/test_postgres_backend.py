@@ -196,8 +196,10 @@ def test_foreign_databases_are_never_touched(
     try:
         assert name not in backend.list_owned()
         assert "bdb_looks_like_ours" not in backend.list_owned()
-        backend.drop(name, {})
-        backend.drop("bdb_looks_like_ours", {})
+        # A delete never reports success for a database it left in place.
+        for db in (name, "bdb_looks_like_ours"):
+            with pytest.raises(Refused, match="not a branch database"):
+                backend.drop(db, {})
         assert {name, "bdb_looks_like_ours"} <= databases(pg_cluster)
         with pytest.raises(Refused):
             backend.create(name, branch="foreign", snapshot=None, info={})
@@ -279,10 +281,18 @@ def test_snapshot_clone_reset_and_isolation(
     assert info["strategy"] in ("WAL_LOG", "FILE_COPY")
     with psycopg.connect(info["url"], autocommit=True) as c:
         assert c.execute("SELECT count(*) FROM users").fetchone() == (50,)
-        # The branch role owns the cloned objects, so it can migrate them.
+        # The branch role owns the cloned objects and schema public (not the
+        # database: the admin does), so it can migrate them.
         c.execute("ALTER TABLE users ADD COLUMN name text")
         c.execute("ALTER TABLE billing.invoices ADD COLUMN total int")
         c.execute("DROP SCHEMA billing CASCADE")
+        c.execute("CREATE TABLE coupons (id int)")
+        owners = c.execute(
+            "SELECT d.datdba::regrole::text, n.nspowner::regrole::text "
+            "FROM pg_database d, pg_namespace n "
+            "WHERE d.datname = current_database() AND n.nspname = 'public'"
+        ).fetchone()
+        assert owners == ("postgres", info["role"])
     # Nobody connects to the snapshot: not the branch role, not even the admin.
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(pg_cluster.url(snap.location, info["role"], info["password"]))

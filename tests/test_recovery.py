@@ -278,6 +278,7 @@ def test_recover_fabricated_libsql_leftovers(repo: Path) -> None:
     names = {p.name for p in branches.iterdir() if "migrate-lock" not in p.name}
     assert names == {
         f"{good.database}.db",
+        f"{good.database}.db.store",
         f".tmp-{busy.database}-0000beef",
         orphan.name,
         "notes.txt",

@@ -13,6 +13,8 @@ from branchdb.daemon.core.errors import ConfigError
 from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
 from branchdb.daemon.store import open_store, schema
 from branchdb.daemon.store.base import AuditEntry, Store
+from branchdb.daemon.store.postgres_store import PostgresStore
+from branchdb.daemon.store.sqlite_store import SqliteStore
 
 # Names that would break naive SQL text building or placeholder translation.
 ODD = ["feature/x", 'it\'s "quoted" %s ? %(x)s', "ünïcødé/分支"]
@@ -377,11 +379,36 @@ def test_an_older_store_is_upgraded_in_place(place: Backing) -> None:
         assert (s.delivery("github", "d0", project="shop") or {})["status"] == "done"
         assert not s.claim_delivery("github", "d0", "shop", "push", 2.0)
         s.add_audit(AuditEntry(3.0, "shop", "old/feature", "create", "cli:x"))
-        assert len(s.list_audit("shop")) == 1  # the new step's table exists
+        assert len(s.list_audit("shop")) == 1
+        assert len(s.store_id) == 32  # the new step made the store's id
     finally:
         s.close()
     assert _version(place) == schema.SCHEMA_VERSION
     place.open().close()  # opening an up-to-date store changes nothing
+
+
+def test_store_id_is_made_once_and_shared(place: Backing, tmp_path: Path) -> None:
+    one, two = place.open(), place.open()
+    try:
+        assert len(one.store_id) == 32 and int(one.store_id, 16) >= 0
+        assert two.store_id == one.store_id  # another handle (a replica): same id
+    finally:
+        one.close()
+        two.close()
+    again = place.open()
+    try:
+        assert again.store_id == one.store_id  # kept, not made again on open
+    finally:
+        again.close()
+    if place.kind == "sqlite":
+        other: Store = SqliteStore(tmp_path / "other" / "state.db")
+    else:
+        assert place.url is not None
+        other = PostgresStore(place.url, "other_store")
+    try:
+        assert other.store_id != one.store_id
+    finally:
+        other.close()
 
 
 def test_a_newer_store_is_refused(place: Backing) -> None:

@@ -1,10 +1,14 @@
 """What a backend is: how a branch database physically exists.
 
-A backend creates, clones, drops and lists *only* what it marked as its own (name
-prefix plus a marker: a directory layout for libsql files, ``COMMENT ON DATABASE`` for
-PostgreSQL, a label for Docker). ``info`` is a small JSON-able dict the backend returns
-from ``create``; the engine stores it and hands it back on every later call, so that
-``reset`` can keep a role's password and ``status`` can say which clone strategy ran.
+A backend creates, clones, drops and lists *only* what it can prove is its own (name
+prefix plus a marker that the branch's own credentials cannot rewrite: a directory
+layout for libsql files, an admin-owned database with a ``COMMENT`` for PostgreSQL, a
+label for Docker). The marker also names the state store that made it (``store_id``,
+given to the backend's constructor), so that garbage collection never takes another
+store's database for an orphan. ``info`` is a small JSON-able dict the backend
+returns from ``create``; the engine stores it and hands it back on every later call,
+so that ``reset`` can keep a role's password and ``status`` can say which clone
+strategy ran.
 
 Adding a backend is adding a module that implements :class:`Backend` and registering
 it in :data:`branchdb.daemon.backends.REGISTRY`; tests/test_backend_contract.py runs
@@ -49,6 +53,8 @@ class Backend(Protocol):
     exists_is_stat: ClassVar[bool]
     samples_activity: ClassVar[bool]
     copy_on_write: ClassVar[bool]
+    #: The state store this backend works for (None: not known, marks name none).
+    store_id: str | None
 
     def database_name(self, branch: str) -> str:
         """The name *branch*'s database gets (pure; from :mod:`~..core.naming`)."""
@@ -72,19 +78,28 @@ class Backend(Protocol):
         ...
 
     def exists(self, database: str) -> bool:
-        """True if *database* exists and carries this project's marker."""
+        """True if *database* exists and is provably this project's branch database
+        (a foreign one of that name is not: :meth:`drop` refuses it)."""
         ...
 
     def drop(self, database: str, info: Info) -> None:
-        """Drop *database* if it exists and carries branchdb's marker (idempotent)."""
+        """Drop *database*; returns only once it no longer exists (idempotent).
+
+        Raises Refused, dropping nothing, if *database* exists but is not provably
+        branchdb's, or was made by another state store than ``store_id``.
+        """
         ...
 
     def connect(self, database: str, info: Info) -> DbSession:
-        """Open a session on *database* as its owner, for migrations."""
+        """Open a session on *database* with the branch's own credentials, for
+        migrations."""
         ...
 
-    def list_owned(self) -> list[str]:
-        """Names of every database carrying branchdb's marker for this project."""
+    def list_owned(self, store: str | None = None) -> list[str]:
+        """Names of every database of this project that is provably branchdb's;
+        with *store*, only those whose marker names that state store (what has no
+        store in its marker, e.g. made before stores had ids, is never listed then).
+        """
         ...
 
     def size_bytes(self, database: str) -> int: ...

@@ -140,7 +140,7 @@ class FakeBackend:
     samples_activity: ClassVar[bool] = True  # sessions and transactions are counted
     copy_on_write: ClassVar[bool] = False
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, store_id: str | None = None) -> None:
         if config.database.backend != self.name:
             # Records carry the configured backend's name and recovery and GC look
             # them up by this backend's name: the two must agree.
@@ -150,6 +150,7 @@ class FakeBackend:
             )
         self.config = config
         self.project = config.project.name
+        self.store_id = store_id
         #: every database by name: branch databases, temps, snapshots, foreign ones
         self.databases: dict[str, _Database] = {}
         self._mutex = threading.RLock()
@@ -178,6 +179,8 @@ class FakeBackend:
         """Mark *tmp* and rename it to *final*: the last step of every build."""
         db = self.databases.pop(tmp)
         db.mark = {"project": self.project, **mark}
+        if self.store_id:
+            db.mark["store"] = self.store_id
         self.databases[final] = db
         return db
 
@@ -222,8 +225,21 @@ class FakeBackend:
 
     def drop(self, database: str, info: Info) -> None:
         with self._mutex:
-            if self._ours(database, "branch") is not None:
-                self._discard(database)
+            if database not in self.databases:
+                return
+            db = self._ours(database, "branch")
+            if db is None:
+                raise Refused(
+                    f"database {database} is not a branch database branchdb made "
+                    f"for project {self.project!r}; nothing was dropped"
+                )
+            made_by = (db.mark or {}).get("store")
+            if made_by and self.store_id and made_by != self.store_id:
+                raise Refused(
+                    f"database {database} was made by another branchdb state store "
+                    f"(id {made_by}); nothing was dropped"
+                )
+            self._discard(database)
 
     def connect(self, database: str, info: Info) -> FakeSession:
         db = self._ours(database, "branch")
@@ -231,9 +247,14 @@ class FakeBackend:
             raise NotFound(f"database {database} does not exist")
         return FakeSession(db, f"fake:{database}")
 
-    def list_owned(self) -> list[str]:
+    def list_owned(self, store: str | None = None) -> list[str]:
         with self._mutex:
-            return sorted(n for n in self.databases if self._ours(n, "branch"))
+            return sorted(
+                n
+                for n, db in self.databases.items()
+                if self._ours(n, "branch")
+                and (store is None or (db.mark or {}).get("store") == store)
+            )
 
     def size_bytes(self, database: str) -> int:
         db = self.databases.get(database)

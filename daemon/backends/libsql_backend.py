@@ -3,8 +3,14 @@
 Layout (everything under ``<data_dir>`` is branchdb's; nothing outside is touched)::
 
     branches/bdb-<branch key>.db        a branch database
+    branches/bdb-<branch key>.db.store  which state store made it: {"store": id}
     branches/.tmp-<name>-<random>       a clone being written (never the final name)
     snapshots/<name>/<version>.db       sealed snapshot files (read-only, 0444)
+
+A file has no role and no credentials of its own, so only the store part of the
+server backends' marker applies: the ``.store`` file beside a database says which
+state store made it, and garbage collection counts as orphans only the files its own
+store made (a file without one, made before stores had ids, is never an orphan).
 
 Clones use a reflink (``FICLONE``) where the file system offers one, otherwise the
 kernel's in-place copy (``copy_file_range``), and appear under their final name only by
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import sqlite3
 import time
@@ -83,8 +90,9 @@ class LibsqlBackend:
     samples_activity: ClassVar[bool] = False
     copy_on_write: ClassVar[bool] = False  # a reflink when the file system has them
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, store_id: str | None = None) -> None:
         self.config = config
+        self.store_id = store_id
         self.root = config.data_dir
         self.branches = self.root / "branches"
         self.snapshots = self.root / "snapshots"
@@ -103,6 +111,18 @@ class LibsqlBackend:
         # The layout is the marker: branches/bdb-*.db, what list_owned lists;
         # any other file there (the user's app.db) is never found or dropped.
         return database.startswith(f"{naming.PREFIX}-") and "/" not in database
+
+    def _store_file(self, database: str) -> Path:
+        return Path(f"{self.path(database)}.store")
+
+    def made_by(self, database: str) -> str | None:
+        """The state store named beside *database*; None if none (or unreadable)."""
+        try:
+            data = json.loads(self._store_file(database).read_text())
+        except (OSError, ValueError):
+            return None
+        store = data.get("store") if isinstance(data, dict) else None
+        return store if isinstance(store, str) and store else None
 
     def exists(self, database: str) -> bool:
         return self._ours(database) and self.path(database).exists()
@@ -143,26 +163,58 @@ class LibsqlBackend:
                     )
                 method = clone_file(src, tmp)
                 os.chmod(tmp, 0o644)
+            if self.store_id:
+                # Before the rename: a database never appears without its store.
+                self._store_file(database).write_text(
+                    json.dumps({"store": self.store_id})
+                )
             os.rename(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
+            if not final.exists():
+                self._store_file(database).unlink(missing_ok=True)
             raise
         return {"url": self._url(database), "strategy": method}
 
     def drop(self, database: str, info: Info) -> None:
+        """Delete the database file and its companions (idempotent).
+
+        Raises Refused, deleting nothing, if the file exists but is not in
+        branchdb's layout, or another state store made it; BackendError if a
+        file cannot be deleted.
+        """
         if not self._ours(database):
+            if self.path(database).exists():
+                raise Refused(
+                    f"database file {self.path(database)} is not a branch database "
+                    "branchdb made (not named bdb-*); nothing was deleted"
+                )
             return
+        made_by = self.made_by(database)
+        if made_by and self.store_id and made_by != self.store_id:
+            raise Refused(
+                f"database file {self.path(database)} was made by another branchdb "
+                f"state store (id {made_by}); nothing was deleted. Delete it with "
+                "the branchdb that uses that store"
+            )
         base = self.path(database)
-        for suffix in ("", "-wal", "-shm", "-journal", ".migrate-lock"):
-            Path(str(base) + suffix).unlink(missing_ok=True)
+        try:
+            for suffix in ("", "-wal", "-shm", "-journal", ".migrate-lock", ".store"):
+                Path(str(base) + suffix).unlink(missing_ok=True)
+        except OSError as e:
+            raise BackendError(f"cannot delete database file {base}: {e}") from None
 
     def connect(self, database: str, info: Info) -> SqliteFileSession:
         return SqliteFileSession(self._url(database))
 
-    def list_owned(self) -> list[str]:
+    def list_owned(self, store: str | None = None) -> list[str]:
+        """Branch database files; with *store*, those that store made."""
         if not self.branches.is_dir():
             return []
-        return sorted(p.stem for p in self.branches.glob("bdb-*.db"))
+        names = sorted(p.stem for p in self.branches.glob("bdb-*.db"))
+        if store is None:
+            return names
+        return [n for n in names if self.made_by(n) == store]
 
     def size_bytes(self, database: str) -> int:
         base = self.path(database)

@@ -3,6 +3,7 @@
 Every statement is composed with :mod:`psycopg.sql` (identifiers and literals are
 never formatted into SQL text) and every server refusal becomes one BackendError that
 names the server and what was being done, never a password.
+What is branchdb's, and what a branch role is given, is :mod:`.pg_layout`'s business.
 """
 
 from __future__ import annotations
@@ -54,15 +55,30 @@ def content_role(snapshot_db: str) -> str:
 
 
 class Admin:
-    """One admin connection, with the operations the backend composes."""
+    """One admin connection, with the operations the backend composes.
+
+    *store* (the state store's id, if known) goes into every marker written.
+    """
 
     def __init__(
-        self, conn: psycopg.Connection[Any], server: str, project: str, superuser: bool
+        self,
+        conn: psycopg.Connection[Any],
+        server: str,
+        project: str,
+        superuser: bool,
+        store: str | None = None,
     ) -> None:
         self.conn = conn
         self.server = server
         self.project = project
         self.superuser = superuser
+        self.store = store
+
+    def mark(self, kind: str, **extra: Any) -> str:
+        """This project's marker of *kind*, naming the state store when known."""
+        if self.store:
+            extra["store"] = self.store
+        return marker(self.project, kind, **extra)
 
     def run(self, stmt: sql.Composable | str, what: str) -> list[tuple[Any, ...]]:
         import psycopg
@@ -154,7 +170,7 @@ class Admin:
             if secret:
                 stmt += sql.SQL(" LOGIN PASSWORD {}").format(secret)
             self.run(stmt, f"create role {role}")
-            text = sql.Literal(marker(self.project, "role", **mark))
+            text = sql.Literal(self.mark("role", **mark))
             self.run(
                 sql.SQL("COMMENT ON ROLE {} IS {}").format(ident, text),
                 f"mark role {role}",
@@ -222,7 +238,7 @@ class Admin:
             if "being accessed by other users" in str(e):
                 raise Refused(self._who_is_connected(e)) from None
             raise
-        self.comment_on(tmp, marker(self.project, "tmp", final=final))
+        self.comment_on(tmp, self.mark("tmp", final=final))
         return tmp
 
     def comment_on(self, database: str, text: str) -> None:

@@ -1,18 +1,29 @@
 """PostgreSQL: one database and one login role per branch on a shared server.
 
 Everything branchdb creates carries a name prefix *and* a ``COMMENT`` marker
-(``branchdb:{"project": …, "kind": …}``); nothing unmarked is ever dropped.
+(``branchdb:{"project": …, "kind": …, "store": …}``); nothing unmarked is ever
+dropped. ``store`` is the id of the state store that made it
+(:attr:`branchdb.daemon.store.base.Store.store_id`).
 
 Names (all ≤ 63 bytes, from :mod:`branchdb.daemon.core.naming`)::
 
-    bdb_<project>_<branch>_<hash>      branch database, owned by its role
-    bdbr_<project>_<branch>_<hash>     branch login role (generated password)
+    bdb_<project>_<branch>_<hash>      branch database, owned by the admin role
+    bdbr_<project>_<branch>_<hash>     branch login role (generated password):
+                                       CONNECT, TEMPORARY and CREATE on its
+                                       database, owner of schema public and of
+                                       every object it creates or is cloned with
     bdbs_<project>_<snap>_vN_<hash>    sealed snapshot: a template that refuses
                                        connections, owned by the admin role
     bdbo_<project>_<snap>_vN_<hash>    NOLOGIN role owning the objects *inside* a
                                        snapshot; each clone reassigns them to its
                                        branch role
     bdbt_<digest of final>_<random>    a database being built
+
+Ownership rests on what a branch role cannot change: the admin owns the database
+(its marker, name, settings and rights), the branch role owns what is inside it.
+Databases of the previous layout (owned by their branch role) are still recognised,
+dropped, and moved to this layout before their next migration. The why and the proof
+are in :mod:`.pg_layout`.
 
 Build protocol: a database is created under a ``bdbt_`` name, completed (ownership,
 privileges, marker; a snapshot is also sealed), and only then renamed to its final
@@ -34,13 +45,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from branchdb.daemon.backends import pg_copy
+from branchdb.daemon.backends import pg_copy, pg_layout
 from branchdb.daemon.backends.base import Info, Progress, Recovered
 from branchdb.daemon.backends.pg_admin import (
     TMP,
     Admin,
     content_role,
-    marker,
     parse_marker,
 )
 from branchdb.daemon.backends.pg_session import PgSession, connect
@@ -65,7 +75,9 @@ class PostgresBackend:
     samples_activity: ClassVar[bool] = True
     copy_on_write: ClassVar[bool] = False  # FILE_COPY+clone on PostgreSQL 18 only
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, store_id: str | None = None) -> None:
+        """*store_id*: the state store this backend works for; written into every
+        marker, and a database another store made is never dropped."""
         from psycopg.conninfo import conninfo_to_dict
 
         if not config.database.server:
@@ -75,6 +87,7 @@ class PostgresBackend:
             )
         self.config = config
         self.project = config.project.name
+        self.store_id = store_id
         self.admin_url = config.database.server
         try:
             params = conninfo_to_dict(self.admin_url)
@@ -100,7 +113,9 @@ class PostgresBackend:
         url = self.admin_url if database is None else self._db_url(database)
         conn = connect(url, what="admin connection to database")
         try:
-            admin = Admin(conn, self.server, self.project, bool(self._superuser))
+            admin = Admin(
+                conn, self.server, self.project, bool(self._superuser), self.store_id
+            )
             if self._superuser is None:
                 admin.check_privileges(self.admin_user)
                 self._superuser = admin.superuser
@@ -123,8 +138,11 @@ class PostgresBackend:
         return naming.pg_database(self.project, branch)
 
     def exists(self, database: str) -> bool:
+        """True if *database* is provably a branch database of this project (see
+        :func:`.pg_layout.find`); a foreign one of that name is not."""
         with self._admin() as admin:
-            return admin.ours(admin.db_comment(database), "branch")
+            found = pg_layout.find(admin, [database]).get(database)
+        return found is not None and found.layout is not None
 
     def create(
         self,
@@ -134,8 +152,6 @@ class PostgresBackend:
         snapshot: SnapshotRecord | None,
         info: Info,
     ) -> Info:
-        from psycopg import sql
-
         # reset hands back the previous info: same role and password, same URL.
         role = str(info.get("role") or naming.pg_role(self.project, branch))
         password = str(info.get("password") or secrets.token_urlsafe(24))
@@ -146,30 +162,21 @@ class PostgresBackend:
             new_role = admin.role_comment(role) is None
             admin.ensure_role(role, password, branch=branch)
             try:
+                content: str | None = None
                 if snapshot is None:
                     strategy = "fresh"
-                    tmp = admin.new_tmp(
-                        database,
-                        "CREATE DATABASE {tmp} OWNER {} TEMPLATE template0",
-                        sql.Identifier(role),
-                    )
+                    fresh = "CREATE DATABASE {tmp} TEMPLATE template0"
+                    tmp = admin.new_tmp(database, fresh)
                 else:
-                    strategy, tmp = self._clone(admin, database, role, snapshot)
+                    strategy, tmp = self._clone(admin, database, snapshot)
+                    content = str(
+                        snapshot.info.get("content_role")
+                        or content_role(snapshot.location)
+                    )
                 try:
-                    ident, who = sql.Identifier(tmp), sql.Identifier(role)
-                    admin.run(
-                        sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident),
-                        f"revoke public access to {database}",
-                    )
-                    admin.run(
-                        sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
-                            ident, who
-                        ),
-                        f"grant {role} access to {database}",
-                    )
-                    admin.comment_on(
-                        tmp, marker(self.project, "branch", branch=branch, role=role)
-                    )
+                    pg_layout.hand_over(admin, self._admin, tmp, role, content)
+                    mark = admin.mark("branch", branch=branch, role=role)
+                    admin.comment_on(tmp, mark)
                     admin.rename(tmp, database)
                 except BaseException:
                     admin.drop_database(tmp)
@@ -189,9 +196,9 @@ class PostgresBackend:
         }
 
     def _clone(
-        self, admin: Admin, database: str, role: str, snapshot: SnapshotRecord
+        self, admin: Admin, database: str, snapshot: SnapshotRecord
     ) -> tuple[str, str]:
-        """Copy *snapshot* to a temp database owned (objects included) by *role*."""
+        """Copy *snapshot* to a temp database owned by the admin; (strategy, name)."""
         from psycopg import sql
 
         src = snapshot.location
@@ -210,26 +217,10 @@ class PostgresBackend:
         if not (sealed and not allow_conn and admin.ours(comment, "snapshot")):
             raise Refused(f"snapshot database {src} is not sealed; recreate it")
         strategy = self._strategy(admin, int(size))
-        create = "CREATE DATABASE {tmp} OWNER {} TEMPLATE {}"
+        create = "CREATE DATABASE {tmp} TEMPLATE {}"
         if strategy != "default":
             create += " STRATEGY " + strategy.split("+")[0]
-        tmp = admin.new_tmp(database, create, sql.Identifier(role), sql.Identifier(src))
-        try:
-            owner = str(snapshot.info.get("content_role") or content_role(src))
-            admin.ensure_member(owner)
-            with self._admin(tmp) as inner:
-                # The content role owns no database or tablespace, so REASSIGN
-                # moves exactly the objects inside this clone (see module doc).
-                inner.run(
-                    sql.SQL("REASSIGN OWNED BY {} TO {}").format(
-                        sql.Identifier(owner), sql.Identifier(role)
-                    ),
-                    f"give {role} ownership of the objects in {database}",
-                )
-        except BaseException:
-            admin.drop_database(tmp)
-            raise
-        return strategy, tmp
+        return strategy, admin.new_tmp(database, create, sql.Identifier(src))
 
     def _strategy(self, admin: Admin, size: int) -> str:
         version = admin.conn.info.server_version
@@ -242,34 +233,52 @@ class PostgresBackend:
         return "WAL_LOG" if size < WAL_LOG_MAX_BYTES else "FILE_COPY"
 
     def drop(self, database: str, info: Info) -> None:
-        """Drop *database* and its role if they carry this project's marker.
+        """Drop *database* and its role; sessions still connected are terminated.
 
-        Sessions still connected are terminated. Idempotent; a database without
-        the marker is left alone.
+        Idempotent: a database that does not exist is not an error (its role, if
+        ours, is still dropped). Raises Refused, having dropped nothing, when the
+        database exists but is not provably this project's branch database (see
+        :func:`.pg_layout.find`), or when its marker names another state store.
         """
         with self._admin() as admin:
-            comment = admin.db_comment(database)
-            if comment is not None:
-                if not admin.ours(comment, "branch"):
-                    return  # not ours: never touched
+            found = pg_layout.find(admin, [database]).get(database)
+            if found is not None:
+                refused = pg_layout.refusal(found, admin)
+                if refused is not None:
+                    raise refused
+                if found.layout == "legacy" and found.role:
+                    admin.ensure_member(found.role)  # owner of a previous-layout one
                 admin.drop_database(database)
-            role = info.get("role") or (parse_marker(comment) or {}).get("role")
+            role = info.get("role") or (found.role if found else None)
             if role:
                 admin.drop_role(str(role))
 
     def connect(self, database: str, info: Info) -> PgSession:
+        """A session on *database* as its branch role, for migrations.
+
+        A database of the previous layout is first moved to the current one (see
+        the module docstring): the admin takes ownership and the role keeps schema
+        public, its objects and its rights.
+        """
         url = info.get("url")
         if not url:
             raise NotFound(f"no credentials recorded for database {database}")
+        with self._admin() as admin:
+            pg_layout.adopt(admin, self._admin, database)
         return PgSession(str(url))
 
-    def list_owned(self) -> list[str]:
+    def list_owned(self, store: str | None = None) -> list[str]:
+        """Branch databases of this project that are provably branchdb's (see
+        :func:`.pg_layout.find`), sorted. With *store*, only those whose marker names
+        that state store: a database of the previous layout, or marked before
+        stores had ids, is then never listed (when in doubt, it is kept)."""
         with self._admin() as admin:
-            rows = admin.query(
-                "SELECT datname, shobj_description(oid, 'pg_database') "
-                "FROM pg_database ORDER BY datname"
-            )
-            return [str(n) for n, c in rows if _branch(admin, n, c)]
+            found = pg_layout.find(admin)
+        return sorted(
+            f.name
+            for f in found.values()
+            if f.layout is not None and (store is None or f.store == store)
+        )
 
     def activity(
         self, databases: list[str] | None = None
@@ -277,25 +286,24 @@ class PostgresBackend:
         """Each branch database of this project (or of *databases*) -> (transactions
         committed + rolled back so far, sessions open now), from pg_stat_database.
 
-        Read-only, one query on the admin connection (never a connection to the
+        Read-only, on the admin connection (never a connection to the
         branch databases themselves, which would count as activity).
         """
         with self._admin() as admin:
+            found = pg_layout.find(admin, databases)
+            ours = sorted(n for n, f in found.items() if f.layout)
             # Sessions: client backends only (an autovacuum worker is no use).
             rows = admin.query(
-                "SELECT d.datname, shobj_description(d.oid, 'pg_database'), "
+                "SELECT d.datname, "
                 "coalesce(s.xact_commit + s.xact_rollback, 0), coalesce(a.n, 0) "
                 "FROM pg_database d LEFT JOIN pg_stat_database s ON s.datid = d.oid "
                 "LEFT JOIN (SELECT datid, count(*) AS n FROM pg_stat_activity "
                 "WHERE backend_type = 'client backend' GROUP BY datid) a "
                 "ON a.datid = d.oid "
-                "WHERE %s::text[] IS NULL OR d.datname = ANY(%s::text[])",
-                databases,
-                databases,
+                "WHERE d.datname = ANY(%s::text[])",
+                ours,
             )
-            return {
-                str(n): (int(x), int(b)) for n, c, x, b in rows if _branch(admin, n, c)
-            }
+            return {str(n): (int(x), int(b)) for n, x, b in rows}
 
     def size_bytes(self, database: str) -> int:
         with self._admin() as admin:
@@ -303,7 +311,7 @@ class PostgresBackend:
 
     # --------------------------------------------------------------- recovery
     def drop_leftovers(self, database: str, branch: str, info: Info) -> Info:
-        with self._admin() as admin:  # first: a temp database is owned by the role
+        with self._admin() as admin:  # temps first: the role has rights in them
             admin.drop_leftovers(database)
         if info.get("role"):
             return info
@@ -430,8 +438,7 @@ class PostgresBackend:
                     f"revoke access to {final}",
                 )
                 admin.comment_on(
-                    tmp,
-                    marker(self.project, "snapshot", snapshot=name, version=version),
+                    tmp, admin.mark("snapshot", snapshot=name, version=version)
                 )
                 # Sealed before it gets its final name: a database under that name
                 # is always a complete template refusing connections.
@@ -469,11 +476,6 @@ class PostgresBackend:
                     snapshot.info.get("content_role") or content_role(snapshot.location)
                 )
             )
-
-
-def _branch(admin: Admin, database: str, comment: str | None) -> bool:
-    """A complete branch database of this project (a temp never is)."""
-    return admin.ours(comment, "branch") and not database.startswith(TMP)
 
 
 def _snapshot_finals(ctx: ProjectContext) -> dict[str, str]:

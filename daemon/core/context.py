@@ -83,7 +83,7 @@ class ProjectContext:
         if self._backend is None:
             from branchdb.daemon.backends import get_backend
 
-            self._backend = get_backend(self.config)
+            self._backend = get_backend(self.config, store_id=self.store.store_id)
         return self._backend
 
     def is_protected(self, branch: str) -> bool:
@@ -218,11 +218,17 @@ class ProjectContext:
         closed-pull-request and GC marks), writes a ``delete`` audit row with
         *detail*, and with *count_as* adds the deletion to the persistent GC
         counters under that reason. Returns the bytes freed (0 if already gone).
-        Raises what the backend raises; then nothing is forgotten.
+        Raises what the backend raises (Refused for a database it cannot prove is
+        branchdb's); then nothing is forgotten, nor while the database still exists.
         """
         backend = self.backend
         size = backend.size_bytes(rec.database) if backend.exists(rec.database) else 0
         backend.drop(rec.database, rec.info)
+        if backend.exists(rec.database):  # a delete that dropped nothing
+            raise Refused(
+                f"database {rec.database} still exists after the drop; the record "
+                f"of {rec.branch!r} is kept"
+            )
         self.store.delete_branch(self.project, rec.branch)
         self.audit("delete", rec.branch, detail)
         if count_as is not None:
@@ -237,7 +243,7 @@ class ProjectContext:
         return size
 
     def drop_orphan(self, database: str, *, detail: str, count_as: str) -> int | None:
-        """Drop *database*, which carries this project's marker and has no record.
+        """Drop *database*, which this state store made and has no record of.
 
         Re-checks both under no lock (an orphan has no branch to lock): answers
         None, dropping nothing, if it got a record or is no longer ours meanwhile.
@@ -246,7 +252,7 @@ class ProjectContext:
         backend = self.backend
         if self.store.branch_by_database(backend.name, database) is not None:
             return None
-        if database not in backend.list_owned():
+        if database not in backend.list_owned(store=self.store.store_id):
             return None
         size = backend.size_bytes(database)
         backend.drop(database, {})

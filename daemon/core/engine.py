@@ -452,7 +452,9 @@ class Engine(ProjectContext):
         """Drop *branch*'s database and forget it. Protected branches need *force*.
 
         Every record keyed by the branch goes with it (a later database of the
-        same name starts clean). Raises NotFound, Refused.
+        same name starts clean). Raises NotFound, Refused (also when the database
+        is still there, not provably branchdb's or made by another state store:
+        the record is then kept).
         """
         if self.is_protected(branch) and not force:
             raise Refused(

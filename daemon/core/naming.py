@@ -54,7 +54,7 @@ def pg_database(project: str, branch: str) -> str:
 
 
 def pg_role(project: str, branch: str) -> str:
-    """Login role that owns the branch database (same shape as the database name)."""
+    """Login role of the branch database (same shape as the database name)."""
     return _pg_name(PREFIX + "r", project, branch)
 
 

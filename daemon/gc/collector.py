@@ -111,8 +111,10 @@ def _run(ctx: ProjectContext, *, dry_run: bool, progress: Progress) -> GcReport:
     active = activity.refresh(ctx, records, now)
     known = {r.database for r in records}
     owned = set(ctx.backend.list_owned())
+    # Orphans: only what this store made (another store's are its own business).
+    made = set(ctx.backend.list_owned(store=store.store_id))
     orphan_marks = store.gc_marks(project, "orphan")
-    orphans = {d: orphan_marks.get(d, now) for d in owned - known}
+    orphans = {d: orphan_marks.get(d, now) for d in made - known}
     marks = store.gc_marks(project, "branch")
     if facts is not None and facts.default_sha is not None:
         facts.seed(store.merge_checks(project, facts.default_sha))
@@ -148,7 +150,11 @@ def _run(ctx: ProjectContext, *, dry_run: bool, progress: Progress) -> GcReport:
     due = [c for c in candidates if c.due(now)]
     for i, c in enumerate(due):
         started = time.monotonic()
-        freed = _collect(ctx, c)
+        try:
+            freed = _collect(ctx, c)
+        except Refused as e:  # not provably ours any more: kept, with its record
+            log.warning("gc kept %s: %s", c.database, e)
+            freed = None
         if freed is not None:
             c.size_bytes = freed
             report.deleted.append(c)

@@ -13,8 +13,9 @@ Policies (a protected branch is never collectable):
 - ``idle``     unused for longer than the TTL (the project's ``branches.ttl``, or
                the branch's own, set with ``branchdb ttl``; ``never`` exempts it);
 - ``over-quota`` beyond ``branches.max_branches``, least recently used first;
-- ``orphan``   a database carrying branchdb's marker with no record (a crash
-               between create and record).
+- ``orphan``   a database whose marker names this state store, with no record
+               (a crash between create and record). What another store made, or
+               what was made before stores had ids, is never an orphan.
 
 A candidate's mark (when a run first saw it collectable) and the grace period decide
 when it is due; :mod:`.collector` acts on the plan.
@@ -157,7 +158,7 @@ def plan(
         out.append(
             Candidate(
                 "orphan",
-                "carries branchdb's marker but has no record",
+                "made by this state store (its marker says so) but has no record",
                 database,
                 None,
                 seen,

@@ -55,6 +55,14 @@ class Store(Protocol):
     #: True when other machines may share this store (see the module docstring).
     shared: bool
 
+    @property
+    def store_id(self) -> str:
+        """A random id made once, with the store's schema; every replica sharing the
+        store reads the same one. Backends write it into the markers of what they
+        create, so that garbage collection counts as orphans only what its own
+        store made (another store on the same server keeps its databases)."""
+        ...
+
     def close(self) -> None: ...
 
     # branches

@@ -8,4 +8,4 @@ both stores (:mod:`.schema`), so the two can never disagree.
 STATE_FILE = "state.db"
 #: Version of the state store's schema (:mod:`.schema`; both stores upgrade to it; the
 #: hook's fast path reads only a store of exactly this version).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7

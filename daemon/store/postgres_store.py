@@ -235,6 +235,8 @@ class PostgresStore(SqlStore):
             for v in range(version + 1, SCHEMA_VERSION + 1):
                 for stmt in schema.statements(v, "postgres"):
                     db.execute(stmt)
+                for stmt, args in schema.seeds(v):
+                    db.execute(stmt, args)
                 db.execute(
                     "INSERT INTO schema_version (version, upgraded_at) VALUES (?, ?)",
                     (v, time.time()),

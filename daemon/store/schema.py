@@ -11,6 +11,7 @@ Adding a table to both stores
    subset: ``TEXT``, ``INTEGER``, ``BIGINT``, ``DOUBLE PRECISION`` (SQLite gives them
    the same affinities as ``REAL``/``INTEGER``), and ``{id}`` for an auto-numbered
    primary key. No ``;`` inside a statement (steps are split on it).
+   Values SQL cannot generate portably (a random id) go in :func:`seeds`.
 2. Bump ``SCHEMA_VERSION`` in :mod:`branchdb.daemon.store.meta` to ``N`` (the hook's
    fast path checks it).
 3. Write the methods once, in :class:`branchdb.daemon.store.sql_store.SqlStore`, with
@@ -174,7 +175,33 @@ MIGRATIONS: dict[int, str] = {
     DROP TABLE webhook_deliveries;
     ALTER TABLE webhook_deliveries_v6 RENAME TO webhook_deliveries;
     """,
+    # The store's own facts. ``store_id`` (seeded by :func:`seeds`) names this store
+    # in the markers of what backends create, so that a garbage collector counts as
+    # orphans only databases its own store made.
+    7: """
+    CREATE TABLE store_meta (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 }
+
+
+def seeds(version: int) -> list[tuple[str, tuple[str, ...]]]:
+    """Rows step *version* needs that SQL cannot make portably (random values):
+    ``(statement with ? placeholders, arguments)``, run after the step, in its
+    transaction. Idempotent (``ON CONFLICT DO NOTHING``)."""
+    if version == 7:
+        import secrets  # ~4 ms (hmac, random): only when a store is created
+
+        return [
+            (
+                "INSERT INTO store_meta (name, value) VALUES ('store_id', ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (secrets.token_hex(16),),
+            )
+        ]
+    return []
 
 
 def statements(version: int, dialect: str) -> list[str]:

@@ -74,9 +74,20 @@ class SqlStore(GcState):
     """The queries; see the module docstring for what a subclass provides."""
 
     _db: Any
+    _store_id: str | None = None
 
     def _write(self) -> AbstractContextManager[Any]:
         raise NotImplementedError
+
+    @property
+    def store_id(self) -> str:
+        """This store's identity (see :class:`~.base.Store`); read once, cached."""
+        if self._store_id is None:
+            row = self._db.execute(
+                "SELECT value FROM store_meta WHERE name = 'store_id'"
+            ).fetchone()
+            self._store_id = str(row["value"])
+        return self._store_id
 
     # ------------------------------------------------------------------ branches
     def get_branch(self, project: str, branch: str) -> BranchRecord | None:

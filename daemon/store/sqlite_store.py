@@ -70,6 +70,8 @@ class SqliteStore(SqlStore):
             for v in range(version + 1, SCHEMA_VERSION + 1):
                 for stmt in schema.statements(v, "sqlite"):
                     self._db.execute(stmt)
+                for stmt, args in schema.seeds(v):
+                    self._db.execute(stmt, args)
                 self._db.execute(f"PRAGMA user_version = {v}")
 
     @contextmanager
