@@ -2,10 +2,11 @@
 
 ``cli → Client → (local: Engine in-process | remote: the daemon's API via httpx)``.
 Both clients have the same methods and answer with the same JSON-shaped dicts — the
-shapes of :mod:`branchdb.daemon.views`, which the API returns too — so every command
-formats one answer the same way in either mode. Remote mode is on when ``[server] url``
-(or ``$BRANCHDB_SERVER``) is set (``Context.client`` in :mod:`branchdb.cli.commands`
-chooses); see :mod:`branchdb.cli.remote`.
+shapes of :mod:`branchdb.daemon.wire`, built by :mod:`branchdb.daemon.views`, which
+the API returns too — so every command formats one answer the same way in either
+mode. Remote mode is on when ``[server] url`` (or ``$BRANCHDB_SERVER``) is set
+(``Context.client`` in :mod:`branchdb.cli.commands` chooses); see
+:mod:`branchdb.cli.remote`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from branchdb.daemon import views
 from branchdb.daemon.core.branchname import is_protected
 
 if TYPE_CHECKING:
+    from branchdb.daemon import wire
     from branchdb.daemon.config.project import Config
     from branchdb.daemon.core.engine import Engine
 
@@ -42,23 +44,23 @@ class Client(Protocol):
         reset_on_drift: bool | None = None,
         lock_timeout: float | None = None,
         progress: Progress = no_progress,
-    ) -> Json:
-        """``views.up_dict``: create if missing, apply the local migrations."""
+    ) -> wire.UpBranch:
+        """Create if missing, apply the local migrations."""
         ...
 
-    def use(self, branch: str) -> Json:
-        """``views.branch_dict``; counts as a use (refreshes last-used)."""
+    def use(self, branch: str) -> wire.Branch:
+        """Counts as a use (refreshes last-used)."""
         ...
 
-    def list_branches(self) -> list[Json]: ...
+    def list_branches(self) -> list[wire.Branch]: ...
 
-    def status(self, branch: str) -> Json:
-        """``views.status_dict``: pending migrations are those of the local files."""
+    def status(self, branch: str) -> wire.BranchStatus:
+        """Pending migrations are those of the local files."""
         ...
 
     def migrate(
         self, branch: str, *, dry_run: bool = False, progress: Progress = no_progress
-    ) -> Json: ...
+    ) -> wire.Migrate: ...
 
     def reset(
         self,
@@ -68,11 +70,11 @@ class Client(Protocol):
         from_snapshot: str | None = None,
         force: bool = False,
         progress: Progress = no_progress,
-    ) -> Json:
-        """Branch dict plus ``applied``. The caller checks protection first."""
+    ) -> wire.ResetBranch:
+        """The caller checks protection first."""
         ...
 
-    def down(self, branch: str, *, force: bool = False) -> Json: ...
+    def down(self, branch: str, *, force: bool = False) -> wire.DroppedBranch: ...
 
     def is_protected(self, branch: str) -> bool: ...
 
@@ -84,22 +86,22 @@ class Client(Protocol):
         rules: str | None = None,
         allow_unreviewed: bool = False,
         progress: Progress = no_progress,
-    ) -> Json:
-        """Snapshot dict plus ``sanitize`` (the summary, or None)."""
+    ) -> wire.CreatedSnapshot:
+        """*rules*: a rules file, relative to branchdb.toml."""
         ...
 
     def snapshot_refresh(
         self, name: str, *, progress: Progress = no_progress
-    ) -> Json: ...
+    ) -> wire.CreatedSnapshot: ...
 
-    def snapshot_list(self) -> list[Json]: ...
+    def snapshot_list(self) -> list[wire.Snapshot]: ...
 
-    def snapshot_rm(self, ref: str) -> list[Json]: ...
+    def snapshot_rm(self, ref: str) -> list[wire.Snapshot]: ...
 
-    def gc(self, *, dry_run: bool, progress: Progress = no_progress) -> Json: ...
+    def gc(self, *, dry_run: bool, progress: Progress = no_progress) -> wire.Gc: ...
 
-    def set_ttl(self, branch: str, ttl: str) -> Json:
-        """``views.ttl_dict``: *ttl* is a duration, "never" or "default"."""
+    def set_ttl(self, branch: str, ttl: str) -> wire.Ttl:
+        """*ttl* is a duration, "never" or "default"."""
         ...
 
 
@@ -123,7 +125,7 @@ class LocalClient:
         reset_on_drift: bool | None = None,
         lock_timeout: float | None = None,
         progress: Progress = no_progress,
-    ) -> Json:
+    ) -> wire.UpBranch:
         res = self.engine.up(
             branch,
             fresh=fresh,
@@ -134,13 +136,13 @@ class LocalClient:
         )
         return views.up_dict(res)
 
-    def use(self, branch: str) -> Json:
+    def use(self, branch: str) -> wire.Branch:
         return views.branch_dict(self.engine.use(branch))
 
-    def list_branches(self) -> list[Json]:
+    def list_branches(self) -> list[wire.Branch]:
         return [views.branch_dict(r) for r in self.engine.list_branches()]
 
-    def status(self, branch: str) -> Json:
+    def status(self, branch: str) -> wire.BranchStatus:
         from branchdb.daemon.gc.ttl import ttl_of
 
         st = self.engine.status(branch)
@@ -152,7 +154,7 @@ class LocalClient:
 
     def migrate(
         self, branch: str, *, dry_run: bool = False, progress: Progress = no_progress
-    ) -> Json:
+    ) -> wire.Migrate:
         res = self.engine.migrate(branch, dry_run=dry_run, progress=progress)
         return views.migrate_dict(res)
 
@@ -164,15 +166,15 @@ class LocalClient:
         from_snapshot: str | None = None,
         force: bool = False,
         progress: Progress = no_progress,
-    ) -> Json:
+    ) -> wire.ResetBranch:
         res = self.engine.reset(
             branch, fresh=fresh, from_snapshot=from_snapshot, progress=progress
         )
-        return {**views.branch_dict(res.record), "applied": res.applied}
+        return views.reset_dict(res)
 
-    def down(self, branch: str, *, force: bool = False) -> Json:
+    def down(self, branch: str, *, force: bool = False) -> wire.DroppedBranch:
         rec = self.engine.down(branch, force=force)
-        return {**views.branch_dict(rec), "dropped": True}
+        return views.dropped_dict(rec)
 
     def is_protected(self, branch: str) -> bool:
         return self.engine.is_protected(branch)
@@ -185,7 +187,7 @@ class LocalClient:
         rules: str | None = None,
         allow_unreviewed: bool = False,
         progress: Progress = no_progress,
-    ) -> Json:
+    ) -> wire.CreatedSnapshot:
         snap = self.engine.snapshot_create(
             name,
             source,
@@ -193,25 +195,27 @@ class LocalClient:
             allow_unreviewed=allow_unreviewed,
             progress=progress,
         )
-        return {**views.snapshot_dict(snap), "sanitize": snap.info.get("sanitize")}
+        return views.created_snapshot_dict(snap)
 
-    def snapshot_refresh(self, name: str, *, progress: Progress = no_progress) -> Json:
+    def snapshot_refresh(
+        self, name: str, *, progress: Progress = no_progress
+    ) -> wire.CreatedSnapshot:
         snap = self.engine.snapshot_refresh(name, progress=progress)
-        return {**views.snapshot_dict(snap), "sanitize": snap.info.get("sanitize")}
+        return views.created_snapshot_dict(snap)
 
-    def snapshot_list(self) -> list[Json]:
+    def snapshot_list(self) -> list[wire.Snapshot]:
         return [views.snapshot_dict(s) for s in self.engine.snapshot_list()]
 
-    def snapshot_rm(self, ref: str) -> list[Json]:
+    def snapshot_rm(self, ref: str) -> list[wire.Snapshot]:
         return [views.snapshot_dict(s) for s in self.engine.snapshot_rm(ref)]
 
-    def gc(self, *, dry_run: bool, progress: Progress = no_progress) -> Json:
+    def gc(self, *, dry_run: bool, progress: Progress = no_progress) -> wire.Gc:
         from branchdb.daemon.gc.collector import collect
 
         report = collect(self.engine, dry_run=dry_run, progress=progress)
         return views.gc_dict(report, dry_run=dry_run)
 
-    def set_ttl(self, branch: str, ttl: str) -> Json:
+    def set_ttl(self, branch: str, ttl: str) -> wire.Ttl:
         from branchdb.daemon.gc.ttl import set_ttl
 
         return views.ttl_dict(set_ttl(self.engine, branch, ttl))

@@ -21,7 +21,8 @@ from branchdb.daemon.core.errors import BranchdbError, ConfigError, Refused, red
 if TYPE_CHECKING:
     import argparse
 
-    from branchdb.cli.client import Client, Json
+    from branchdb.cli.client import Client
+    from branchdb.daemon import wire
     from branchdb.daemon.config.project import Config
     from branchdb.daemon.core.engine import Engine
 
@@ -113,8 +114,8 @@ def cmd_up(ctx: _Ctx) -> int:
     return 0
 
 
-def _up_summary(res: Json) -> str:
-    """One line for an ``up`` answer (``views.up_dict``)."""
+def _up_summary(res: wire.UpBranch) -> str:
+    """One line for an ``up`` answer."""
     if res["up_to_date"]:
         return "up to date"
     what = []
@@ -128,7 +129,7 @@ def _up_summary(res: Json) -> str:
         if n
         else "no pending migrations"
     )
-    if res.get("evicted"):
+    if res["evicted"]:
         what.append(
             f"evicted {', '.join(res['evicted'])} (least recently used; "
             "branches.max_branches)"
@@ -352,7 +353,7 @@ def cmd_snapshot(ctx: _Ctx) -> int:
             emit_json(snap)
         else:
             _print(f"snapshot {snap['ref']} created ({human_size(snap['size_bytes'])})")
-            if snap.get("sanitize"):
+            if snap["sanitize"]:
                 _print(_sanitize_summary(snap["sanitize"]))
     elif a.action == "ls":
         snaps = client.snapshot_list()
@@ -393,8 +394,9 @@ def _snapshot_check(ctx: _Ctx) -> int:
     a = ctx.args
     if not a.source:
         raise Refused("snapshot check needs --source PATH_OR_URL")
-    findings, unreviewed = ctx.engine.snapshot_check(a.source, a.rules)
-    missing = {f.where for f in unreviewed} if a.rules else set()
+    check = ctx.engine.snapshot_check(a.source, a.rules)
+    findings = check.findings
+    missing = {f.where for f in check.unreviewed} if a.rules else set()
     if a.write_rules:
         from branchdb.cli.files import atomic_write
         from branchdb.daemon.sanitize.detect import starter_rules
@@ -402,21 +404,12 @@ def _snapshot_check(ctx: _Ctx) -> int:
         target = Path(a.write_rules)
         if target.exists():
             raise Refused(f"{target} already exists; not overwriting it")
-        atomic_write(target, starter_rules(findings))
+        atomic_write(target, starter_rules(list(findings)))
         sys.stderr.write(f"wrote a starter rules file to {target}: review it\n")
     if a.json:
-        emit_json(
-            [
-                {
-                    "column": f.where,
-                    "category": f.category,
-                    "reason": f.reason,
-                    "suggestion": f"[tables.{f.table}] {f.toml()}",
-                    "has_rule": f.where not in missing if a.rules else None,
-                }
-                for f in findings
-            ]
-        )
+        from branchdb.daemon.views import finding_dicts
+
+        emit_json(finding_dicts(findings, check.unreviewed if a.rules else None))
     elif findings:
         rows = [
             [f.where, f.category, f.reason, f"[tables.{f.table}] {f.toml()}"]
@@ -462,7 +455,7 @@ def cmd_gc(ctx: _Ctx) -> int:
     return 0
 
 
-def _ttl_text(info: dict[str, Any]) -> str:
+def _ttl_text(info: wire.Ttl) -> str:
     from branchdb.daemon.gc.policy import human_duration
 
     if info["ttl"] is None:

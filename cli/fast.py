@@ -3,10 +3,12 @@
 This is what a post-checkout hook runs on almost every checkout: the branch's database
 exists and its migrations did not change. It is answered here from the cached parse of
 branchdb.toml, HEAD and the state store — without argparse, pathlib, the engine, a
-backend or tomllib — and printed exactly as the full path prints it. Anything unusual
-(no cache yet, a flag this module does not know, a changed migration, a missing file,
-remote mode) returns None and the full CLI takes over, so correctness never depends
-on this module: it only ever confirms "up to date".
+backend or tomllib — and printed exactly as the full path prints it (``--json``:
+:func:`~branchdb.daemon.views.up_to_date_dict`, the view of the engine's up-to-date
+answer; tests/test_fastpath.py compares the two). Anything unusual (no cache yet, a
+flag this module does not know, a changed migration, a missing file, remote mode)
+returns None and the full CLI takes over, so correctness never depends on this
+module: it only ever confirms "up to date".
 """
 
 from __future__ import annotations
@@ -135,17 +137,9 @@ def _print(rec: SimpleNamespace, flags: set[str]) -> None:
     if "--hook" in flags:
         sys.stderr.write(f"branchdb: {rec.branch}: up to date\n")
     elif "--json" in flags:
-        from branchdb.cli.output import branch_json, emit_json
+        from branchdb.cli.output import emit_json
+        from branchdb.daemon.views import up_to_date_dict
 
-        emit_json(
-            {
-                **branch_json(rec),  # type: ignore[arg-type]
-                "created": False,
-                "reset": False,
-                "up_to_date": True,
-                "applied": [],
-                "evicted": [],
-            }
-        )
+        emit_json(up_to_date_dict(rec))  # type: ignore[arg-type]
     elif not flags & {"-q", "--quiet"}:
         sys.stdout.write(f"{rec.branch}: up to date\n{rec.url}\n")

@@ -1,7 +1,8 @@
 """Turning engine answers into stable JSON and short human text.
 
-The JSON shapes here are documented in README.md ("JSON output") and are the same in
-embedded and remote mode: the API returns exactly these dicts.
+The JSON shapes (:mod:`branchdb.daemon.wire`, built by :mod:`branchdb.daemon.views`)
+are documented in README.md ("JSON output") and are the same in embedded and remote
+mode: the API returns exactly these dicts.
 """
 
 from __future__ import annotations

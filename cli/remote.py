@@ -32,6 +32,7 @@ from branchdb.daemon.core.errors import BranchdbError, ConfigError, MigrationErr
 from branchdb.daemon.migrations import files as migration_files
 
 if TYPE_CHECKING:
+    from branchdb.daemon import wire
     from branchdb.daemon.config.project import Config
 
 #: Seconds to wait for one HTTP answer (jobs are polled, so this is never the
@@ -246,33 +247,37 @@ class RemoteClient:
         reset_on_drift: bool | None = None,
         lock_timeout: float | None = None,
         progress: Progress = no_progress,
-    ) -> Json:
+    ) -> wire.UpBranch:
         params = self._flags(
             fresh=fresh, reset_on_drift=reset_on_drift, **{"from": from_snapshot}
         )
         path = self._path("branches", branch)
-        result: Json = self._long("PUT", path, progress, params, **self._upload())
+        result: wire.UpBranch = self._long(
+            "PUT", path, progress, params, **self._upload()
+        )
         return result
 
-    def use(self, branch: str) -> Json:
-        result: Json = self._call("GET", self._path("branches", branch))
+    def use(self, branch: str) -> wire.Branch:
+        result: wire.Branch = self._call("GET", self._path("branches", branch))
         return result
 
-    def list_branches(self) -> list[Json]:
-        result: list[Json] = self._call("GET", self._path("branches"))
+    def list_branches(self) -> list[wire.Branch]:
+        result: list[wire.Branch] = self._call("GET", self._path("branches"))
         return result
 
-    def status(self, branch: str) -> Json:
+    def status(self, branch: str) -> wire.BranchStatus:
         path = self._path("branches", branch, "status")
-        result: Json = self._call("POST", path, **self._upload())
+        result: wire.BranchStatus = self._call("POST", path, **self._upload())
         return result
 
     def migrate(
         self, branch: str, *, dry_run: bool = False, progress: Progress = no_progress
-    ) -> Json:
+    ) -> wire.Migrate:
         path = self._path("branches", branch, "migrate")
         params = self._flags(dry_run=dry_run)
-        result: Json = self._long("POST", path, progress, params, **self._upload())
+        result: wire.Migrate = self._long(
+            "POST", path, progress, params, **self._upload()
+        )
         return result
 
     def reset(
@@ -283,22 +288,24 @@ class RemoteClient:
         from_snapshot: str | None = None,
         force: bool = False,
         progress: Progress = no_progress,
-    ) -> Json:
+    ) -> wire.ResetBranch:
         path = self._path("branches", branch, "reset")
         params = self._flags(fresh=fresh, force=force, **{"from": from_snapshot})
-        result: Json = self._long("POST", path, progress, params, **self._upload())
+        result: wire.ResetBranch = self._long(
+            "POST", path, progress, params, **self._upload()
+        )
         return result
 
-    def down(self, branch: str, *, force: bool = False) -> Json:
+    def down(self, branch: str, *, force: bool = False) -> wire.DroppedBranch:
         params = self._flags(force=force)
-        result: Json = self._call(
+        result: wire.DroppedBranch = self._call(
             "DELETE", self._path("branches", branch), params=params
         )
         return result
 
-    def set_ttl(self, branch: str, ttl: str) -> Json:
+    def set_ttl(self, branch: str, ttl: str) -> wire.Ttl:
         path = self._path("branches", branch)
-        result: Json = self._call("PATCH", path, json={"ttl": ttl})
+        result: wire.Ttl = self._call("PATCH", path, json={"ttl": ttl})
         return result
 
     def is_protected(self, branch: str) -> bool:
@@ -313,7 +320,7 @@ class RemoteClient:
         rules: str | None = None,
         allow_unreviewed: bool = False,
         progress: Progress = no_progress,
-    ) -> Json:
+    ) -> wire.CreatedSnapshot:
         body: Json = {"name": name, "source": source}
         if rules is not None:
             # Relative to branchdb.toml, as in embedded mode; sent as text.
@@ -327,28 +334,32 @@ class RemoteClient:
             body["rules_name"] = str(path)  # what the daemon's errors call it
         if allow_unreviewed:
             body["allow_unreviewed"] = True
-        result: Json = self._long("POST", self._path("snapshots"), progress, json=body)
+        result: wire.CreatedSnapshot = self._long(
+            "POST", self._path("snapshots"), progress, json=body
+        )
         return result
 
-    def snapshot_refresh(self, name: str, *, progress: Progress = no_progress) -> Json:
-        result: Json = self._long(
+    def snapshot_refresh(
+        self, name: str, *, progress: Progress = no_progress
+    ) -> wire.CreatedSnapshot:
+        result: wire.CreatedSnapshot = self._long(
             "POST", self._path("snapshots"), progress, json={"name": name}
         )
         return result
 
-    def snapshot_list(self) -> list[Json]:
-        result: list[Json] = self._call("GET", self._path("snapshots"))
+    def snapshot_list(self) -> list[wire.Snapshot]:
+        result: list[wire.Snapshot] = self._call("GET", self._path("snapshots"))
         return result
 
-    def snapshot_rm(self, ref: str) -> list[Json]:
+    def snapshot_rm(self, ref: str) -> list[wire.Snapshot]:
         path = f"{self._path('snapshots')}/{quote(ref, safe='@')}"
-        result: list[Json] = self._call("DELETE", path)
+        result: list[wire.Snapshot] = self._call("DELETE", path)
         return result
 
-    def gc(self, *, dry_run: bool, progress: Progress = no_progress) -> Json:
+    def gc(self, *, dry_run: bool, progress: Progress = no_progress) -> wire.Gc:
         path = self._path("gc")
         if dry_run:
-            result: Json = self._call("GET", path)
+            result: wire.Gc = self._call("GET", path)
         else:
             result = self._call("POST", path, timeout=JOB_TIMEOUT)
         return result

@@ -1,7 +1,9 @@
-"""The JSON shapes of branchdb's answers, shared by the CLI's ``--json`` and the API.
+"""Engine results as JSON: the shapes of :mod:`branchdb.daemon.wire`, built here only.
 
-Light on purpose (``datetime`` only): the checkout hook's fast path prints
-:func:`branch_dict` too.
+The CLI's ``--json`` (embedded mode), the API's answers (which remote mode prints) and
+the checkout hook's fast path all print these, so each shape has one definition and
+one builder. Light on purpose (``datetime`` only, the types named for the type checker
+alone): the fast path prints :func:`up_to_date_dict`.
 """
 
 from __future__ import annotations
@@ -12,18 +14,21 @@ from branchdb.daemon.core.errors import redact
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (hook path)
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Iterable
 
-    from branchdb.daemon.core.engine import MigrateResult, UpResult
+    from branchdb.daemon import wire
     from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
-    from branchdb.daemon.gc.collector import GcReport
+    from branchdb.daemon.core.results import MigrateResult, Status, UpResult
+    from branchdb.daemon.gc.results import GcReport, GcTotals, Ttl
+    from branchdb.daemon.sanitize.detect import Finding
+    from branchdb.daemon.store.base import AuditEntry
 
 
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-def branch_dict(rec: BranchRecord) -> dict[str, Any]:
+def branch_dict(rec: BranchRecord) -> wire.Branch:
     return {
         "branch": rec.branch,
         "database": rec.database,
@@ -38,27 +43,48 @@ def branch_dict(rec: BranchRecord) -> dict[str, Any]:
     }
 
 
-def up_dict(res: UpResult) -> dict[str, Any]:
+def up_dict(res: UpResult) -> wire.UpBranch:
     return {
         **branch_dict(res.record),
         "created": res.created,
         "reset": res.reset,
         "up_to_date": res.up_to_date,
-        "applied": res.applied,
-        "evicted": res.evicted,
+        "applied": list(res.applied),
+        "evicted": list(res.evicted),
     }
 
 
-def migrate_dict(res: MigrateResult) -> dict[str, Any]:
+def up_to_date_dict(rec: BranchRecord) -> wire.UpBranch:
+    """``up_dict(UpResult(rec, up_to_date=True))``, without importing the results
+    module (``dataclasses``): what the hook's fast path prints for ``up --json``."""
+    return {
+        **branch_dict(rec),
+        "created": False,
+        "reset": False,
+        "up_to_date": True,
+        "applied": [],
+        "evicted": [],
+    }
+
+
+def reset_dict(res: UpResult) -> wire.ResetBranch:
+    return {**branch_dict(res.record), "applied": list(res.applied)}
+
+
+def dropped_dict(rec: BranchRecord) -> wire.DroppedBranch:
+    return {**branch_dict(rec), "dropped": True}
+
+
+def migrate_dict(res: MigrateResult) -> wire.Migrate:
     return {
         "branch": res.record.branch,
         "dry_run": res.dry_run,
-        "applied": res.applied,
-        "pending": res.pending,
+        "applied": list(res.applied),
+        "pending": list(res.pending),
     }
 
 
-def snapshot_dict(s: SnapshotRecord) -> dict[str, Any]:
+def snapshot_dict(s: SnapshotRecord) -> wire.Snapshot:
     return {
         "name": s.name,
         "version": s.version,
@@ -71,7 +97,11 @@ def snapshot_dict(s: SnapshotRecord) -> dict[str, Any]:
     }
 
 
-def gc_dict(report: GcReport, *, dry_run: bool) -> dict[str, Any]:
+def created_snapshot_dict(s: SnapshotRecord) -> wire.CreatedSnapshot:
+    return {**snapshot_dict(s), "sanitize": s.info.get("sanitize")}
+
+
+def gc_dict(report: GcReport, *, dry_run: bool) -> wire.Gc:
     deleted = {id(c) for c in report.deleted}
     return {
         "dry_run": dry_run,
@@ -88,37 +118,76 @@ def gc_dict(report: GcReport, *, dry_run: bool) -> dict[str, Any]:
             }
             for c in report.candidates
         ],
-        "missing": report.missing,
-        "active": report.active,
+        "missing": list(report.missing),
+        "active": list(report.active),
         "freed_bytes": sum(c.size_bytes for c in report.deleted),
-        "totals": {
-            **report.totals,
-            "last_run_at": iso(report.totals["last_run_at"])
-            if report.totals.get("last_run_at")
-            else None,
-        },
+        "totals": gc_totals_dict(report.totals),
     }
 
 
-def ttl_dict(info: dict[str, Any]) -> dict[str, Any]:
+def gc_totals_dict(t: GcTotals) -> wire.GcTotals:
+    return {
+        "collected_databases": t.collected_databases,
+        "collected_bytes": t.collected_bytes,
+        "by_reason": {
+            reason: {"databases": n.databases, "bytes": n.bytes}
+            for reason, n in t.by_reason.items()
+        },
+        "runs": t.runs,
+        "last_run_at": iso(t.last_run_at) if t.last_run_at else None,
+    }
+
+
+def ttl_dict(t: Ttl) -> wire.Ttl:
     """What ``branchdb ttl`` and ``PATCH …/branches/{branch}`` answer (ttl_of)."""
     return {
-        **info,
-        "idle_after": iso(info["idle_after"]) if info["idle_after"] else None,
+        "branch": t.branch,
+        "ttl": t.ttl,
+        "ttl_source": t.ttl_source,
+        "idle_after": iso(t.idle_after) if t.idle_after else None,
+        "protected": t.protected,
     }
 
 
-def status_dict(
-    st: dict[str, Any], *, protected: bool, ttl: dict[str, Any]
-) -> dict[str, Any]:
+def status_dict(st: Status, *, protected: bool, ttl: Ttl) -> wire.BranchStatus:
     """``status --json``: the record plus live facts from :meth:`Engine.status`,
     with the branch's TTL (:func:`branchdb.daemon.gc.ttl.ttl_of`)."""
     return {
-        **branch_dict(st["record"]),
-        "exists": st["exists"],
-        "size_bytes": st["size_bytes"],
-        "pending": st["pending"],
-        "problem": redact(st["problem"]) if st["problem"] else None,
+        **branch_dict(st.record),
+        "exists": st.exists,
+        "size_bytes": st.size_bytes,
+        "pending": list(st.pending),
+        "problem": redact(st.problem) if st.problem else None,
         "protected": protected,
         "ttl": ttl_dict(ttl),
+    }
+
+
+def finding_dicts(
+    findings: Iterable[Finding], unreviewed: Iterable[Finding] | None
+) -> list[wire.Finding]:
+    """``snapshot check --json``: *unreviewed* None when no rules were given."""
+    missing = None if unreviewed is None else {f.where for f in unreviewed}
+    return [
+        {
+            "column": f.where,
+            "category": f.category,
+            "reason": f.reason,
+            "suggestion": f"[tables.{f.table}] {f.toml()}",
+            "has_rule": None if missing is None else f.where not in missing,
+        }
+        for f in findings
+    ]
+
+
+def audit_dict(e: AuditEntry) -> wire.AuditEntry:
+    return {
+        "id": e.id,
+        "at": e.at,
+        "project": e.project,
+        "branch": e.branch,
+        "action": e.action,
+        "actor": e.actor,
+        "reason": e.reason,
+        "detail": e.detail,
     }

@@ -400,11 +400,11 @@ def test_engine_verbs(h: Harness, engine: Engine) -> None:
     before = h.physical()
     up = engine.up("feature/a")
     rec = up.record
-    assert up.created and up.applied == ["001_orders.sql"]
+    assert up.created and up.applied == ("001_orders.sql",)
     assert rec.status == "ready" and rec.backend == h.name
     assert {"orders", "_branchdb_migrations"} <= h.tables(rec.database)
     again = engine.up("feature/a")
-    assert not again.created and again.applied == []
+    assert not again.created and again.applied == ()
 
     s = h.backend.connect(rec.database, rec.info)
     try:
@@ -413,7 +413,7 @@ def test_engine_verbs(h: Harness, engine: Engine) -> None:
         s.close()
     assert h.count(rec.database, "orders") == 1
     reset = engine.reset("feature/a")
-    assert reset.applied == ["001_orders.sql"]
+    assert reset.applied == ("001_orders.sql",)
     assert reset.record.url == rec.url  # same name, same credentials
     assert h.count(rec.database, "orders") == 0
 

@@ -44,11 +44,11 @@ def test_an_eviction_is_audited_and_counted(repo: Path, place: Backing) -> None:
     old_file = Path(eng.get("old").url.removeprefix("file:"))
     with acting("token:t1", "PUT"):
         res = eng.up("third")
-    assert res.evicted == ["old"] and not old_file.exists()
+    assert res.evicted == ("old",) and not old_file.exists()
     (entry,) = eng.audit_log(action="delete")
     assert (entry.branch, entry.actor, entry.reason) == ("old", "token:t1", "PUT")
     assert "evicted" in entry.detail and "'third'" in entry.detail
-    assert totals(eng)["by_reason"]["evicted"]["databases"] == 1
+    assert totals(eng).by_reason["evicted"].databases == 1
     eng.store.close()
 
 
@@ -87,7 +87,7 @@ def test_gc_deletion_is_audited_and_forgets_everything(
     eng.up("gone")
     git(repo, "branch", "-q", "-D", "gone")
     with acting("scheduler", "scheduled gc"):
-        assert collect(eng, dry_run=False).deleted == []  # marks
+        assert collect(eng, dry_run=False).deleted == ()  # marks
         clock.now += HOUR + 1
         (c,) = collect(eng, dry_run=False).deleted
     assert (c.branch, c.reason) == ("gone", "deleted")
@@ -96,5 +96,5 @@ def test_gc_deletion_is_audited_and_forgets_everything(
     assert entry.detail.startswith("gc deleted: ")
     assert eng.store.gc_marks("shop", "branch") == {}
     assert eng.list_branches() == []
-    assert totals(eng)["by_reason"]["deleted"]["databases"] == 1
+    assert totals(eng).by_reason["deleted"].databases == 1
     eng.store.close()

@@ -9,7 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from support import git, run
+
+from branchdb.cli import fast
+from branchdb.daemon import views
+from branchdb.daemon.config import project as config_mod
+from branchdb.daemon.core.engine import Engine
 
 FULL = {"BRANCHDB_NO_FASTPATH": "1"}
 
@@ -44,16 +50,43 @@ def test_same_answers_both_ways(repo: Path, tmp_path: Path) -> None:
     assert strip_time(fast.out)["up_to_date"] is True
 
 
-def test_fast_path_imports_almost_nothing(repo: Path, tmp_path: Path) -> None:
+def test_fast_json_is_the_engines_up_to_date_answer(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path's ``up --json`` is the full path's, key for key, to the second:
+    the record it reads from the state store (stdlib only), printed by
+    views.up_to_date_dict, equals views.up_dict of what Engine.up answers."""
+    env = ready_repo(repo, tmp_path / "cache")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("BRANCHDB_CONFIG", raising=False)
+    monkeypatch.delenv("BRANCHDB_SERVER", raising=False)
+    monkeypatch.chdir(repo)
+    now = time.time() + 3600  # later than the record's last use: both refresh it
+    monkeypatch.setattr(fast.time, "time", lambda: now)
+    rec = fast._up_to_date(None)
+    assert rec is not None, "the fast path did not answer"
+    fast_json = views.up_to_date_dict(rec)  # type: ignore[arg-type]
+    res = Engine(config_mod.load(cwd=repo), clock=lambda: now).up("main")
+    assert res.up_to_date
+    assert fast_json == views.up_dict(res)
+    assert list(fast_json) == list(views.up_dict(res))  # same order when printed
+
+
+@pytest.mark.parametrize("flag", ["-q", "--json"])
+def test_fast_path_imports_almost_nothing(
+    repo: Path, tmp_path: Path, flag: str
+) -> None:
     env = ready_repo(repo, tmp_path / "cache")
     probe = (
-        "import sys; sys.argv = ['branchdb', 'up', '-q']\n"
+        f"import sys; sys.argv = ['branchdb', 'up', '{flag}']\n"
         "from branchdb.cli.entry import run\n"
         "code = run()\n"
         "heavy = [m for m in ('branchdb.daemon.core.engine', 'branchdb.daemon.config.project', "
-        "'argparse', 'tomllib', 'pathlib', 'typing', 'psycopg', 'libsql_client') "
+        "'argparse', 'tomllib', 'pathlib', 'typing', 'psycopg', 'libsql_client', "
+        "'dataclasses', 'branchdb.daemon.core.results', 'branchdb.daemon.wire') "
         "if m in sys.modules]\n"
-        "import json; print(json.dumps([code, heavy]))\n"
+        "import json; print(json.dumps([code, heavy]), file=sys.stderr)\n"
     )
     p = subprocess.run(
         [sys.executable, "-c", probe],
@@ -63,7 +96,7 @@ def test_fast_path_imports_almost_nothing(repo: Path, tmp_path: Path) -> None:
         env={**os.environ, **env},
     )
     assert p.returncode == 0, p.stderr
-    code, heavy = json.loads(p.stdout)
+    code, heavy = json.loads(p.stderr.splitlines()[-1])
     assert code == 0
     # pathlib and typing may come from the interpreter's own start-up (site, the
     # editable-install finder); the rest must not be imported.

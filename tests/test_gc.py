@@ -106,7 +106,7 @@ def test_grace_period_and_reuse(repo: Path) -> None:
     git(repo, "branch", "-D", "b")
     assert collect(eng, dry_run=True).candidates[0].marked_at is None
     first = collect(eng, dry_run=False)  # marks, deletes nothing
-    assert first.deleted == [] and all(p.exists() for p in paths.values())
+    assert first.deleted == () and all(p.exists() for p in paths.values())
     clock.now += 0.5 * HOUR
     eng.url("b")  # b is used again inside the grace window
     clock.now += 0.6 * HOUR
@@ -177,7 +177,7 @@ def test_missing_database_is_reported(repo: Path) -> None:
     eng = engine(repo, clock)
     url = eng.up("main").record.url
     Path(url.removeprefix("file:")).unlink()
-    assert collect(eng, dry_run=True).missing == ["main"]
+    assert collect(eng, dry_run=True).missing == ("main",)
 
 
 def test_cli_dry_run_then_run(repo: Path) -> None:

@@ -44,7 +44,7 @@ def test_a_record_with_a_name_git_refuses_is_collected(
     plan = collect(eng, dry_run=True).candidates
     assert [(c.branch, c.reason) for c in plan] == [(name, "deleted")]
     assert "invalid branch name" in plan[0].evidence
-    assert collect(eng, dry_run=False).deleted == []  # marked, grace starts
+    assert collect(eng, dry_run=False).deleted == ()  # marked, grace starts
     clock.now += HOUR + 1
     deleted = collect(eng, dry_run=False).deleted
     assert [c.branch for c in deleted] == [name]

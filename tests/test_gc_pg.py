@@ -63,20 +63,20 @@ def test_real_connections_keep_an_idle_branch(repo: Path, pg_cluster: Cluster) -
         eng.up(b)
     db = {b: eng.get(b).database for b in ("used", "idle", "held")}
     baseline = collect(eng, dry_run=True)  # the first sample: a baseline, not a use
-    assert baseline.candidates == [] and baseline.active == []
+    assert baseline.candidates == () and baseline.active == ()
     clock.now += 2 * HOUR  # all three are idle past their TTL now...
     client_query(pg_cluster, eng.get("used").url, db["used"])  # ...but one is used
     held = psycopg.connect(eng.get("held").url)  # and one has a session open
     try:
         first = collect(eng, dry_run=False)
-        assert first.active == ["held", "used"]
+        assert first.active == ("held", "used")
         assert [(c.branch, c.reason) for c in first.candidates] == [("idle", "idle")]
         assert eng.get("used").last_used_at == clock.now
         clock.now += 0.5 * HOUR
         client_query(pg_cluster, eng.get("idle").url, db["idle"])  # used in grace
         clock.now += 0.6 * HOUR
         second = collect(eng, dry_run=False)
-        assert second.deleted == [] and "idle" in second.active
+        assert second.deleted == () and "idle" in second.active
         assert db["idle"] in databases(pg_cluster)
         # "used" went idle again (marked by the second run); nobody touches
         # anything for a while: "used" and "idle" go, "held" (its session is
@@ -88,11 +88,11 @@ def test_real_connections_keep_an_idle_branch(repo: Path, pg_cluster: Cluster) -
         third = runs[-1]
         gone = sorted(c.branch or "" for r in runs for c in r.deleted)
         assert gone == ["idle", "used"]
-        assert all(r.active == ["held"] for r in runs)
+        assert all(r.active == ("held",) for r in runs)
         left = databases(pg_cluster)
         assert db["held"] in left and not {db["used"], db["idle"]} & left
         assert held.execute("SELECT 1").fetchone() == (1,)  # never interrupted
     finally:
         held.close()
-    assert third.totals["collected_databases"] == 2
-    assert third.totals["by_reason"]["idle"]["bytes"] > 0
+    assert third.totals.collected_databases == 2
+    assert third.totals.by_reason["idle"].bytes > 0

@@ -28,8 +28,8 @@ def test_branch_ttl_overrides_the_project_default(repo: Path) -> None:
     for b in ("short", "forever", "plain"):
         branch_with_commit(repo, b)
         eng.up(b)
-    assert set_ttl(eng, "short", "1d")["ttl"] == DAY
-    assert set_ttl(eng, "forever", "never")["ttl"] is None
+    assert set_ttl(eng, "short", "1d").ttl == DAY
+    assert set_ttl(eng, "forever", "never").ttl is None
     clock.now += 2 * DAY
     plan = {c.branch: c for c in collect(eng, dry_run=True).candidates}
     assert list(plan) == ["short"]
@@ -41,7 +41,7 @@ def test_branch_ttl_overrides_the_project_default(repo: Path) -> None:
         "short",
     ]
     info = set_ttl(eng, "forever", "default")
-    assert (info["ttl"], info["ttl_source"]) == (7 * DAY, "project")
+    assert (info.ttl, info.ttl_source) == (7 * DAY, "project")
     assert "forever" in {c.branch for c in collect(eng, dry_run=True).candidates}
     # The override goes with the branch's record.
     collect(eng, dry_run=False)

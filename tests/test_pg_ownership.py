@@ -316,7 +316,7 @@ def test_gc_counts_as_orphans_only_what_its_store_made(
     assert [(c.reason, c.database) for c in plan.candidates] == [
         ("orphan", crashed["database"])
     ]
-    assert plan.missing == []
+    assert plan.missing == ()
     assert {theirs["database"], older["database"]} <= databases(pg_cluster)
     make(pg_cluster, "own5", STORE_B).drop(theirs["database"], theirs)
     mine.drop(older["database"], older)
@@ -350,7 +350,7 @@ def test_gc_keeps_the_record_of_a_database_it_cannot_drop(
         assert [c.branch for c in collect(eng, dry_run=False).candidates] == ["stale"]
         clock.now += 2 * HOUR
         report = collect(eng, dry_run=False)
-        assert report.deleted == [] and eng.get("stale").database == db
+        assert report.deleted == () and eng.get("stale").database == db
         assert "gc kept" in caplog.text and "not a branch database" in caplog.text
     finally:
         drop_by_hand(pg_cluster, db)

@@ -142,7 +142,7 @@ def test_only_one_collector_runs_and_an_interrupted_run_is_finished_later(
     clock.now += 2 * 3600  # idle past the TTL (and the branches never existed in git)
     first = collect(r.a, dry_run=False)  # marks them
     assert {c.branch for c in first.candidates} == {"gone-1", "gone-2", "gone-3"}
-    assert first.deleted == []
+    assert first.deleted == ()
     clock.now += 2 * 3600  # past the grace period: due
 
     inside, release = threading.Event(), threading.Event()

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from branchdb.daemon import views
+from branchdb.daemon import views, wire
 from branchdb.daemon.api import schemas
 from branchdb.daemon.api.deps import (
     BranchDep,
@@ -27,11 +27,12 @@ from branchdb.daemon.api.deps import (
     ProjectDep,
     ReadToken,
 )
-from branchdb.daemon.api.jobs import Job
+from branchdb.daemon.api.jobs import Body, Job
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.api.uploads import OPENAPI_BODY, read_upload
 from branchdb.daemon.core.audit import acting
 from branchdb.daemon.core.errors import Refused
+from branchdb.daemon.core.models import BranchRecord
 from branchdb.daemon.gc.ttl import ttl_of
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["branches"])
@@ -44,7 +45,7 @@ Fresh = Query(False, description="start from an empty database")
 FromSnapshot = Query(None, alias="from", description="clone from NAME or NAME@N")
 
 #: Work that reports progress lines through the callable it is given.
-ProgressWork = Callable[[Callable[[str], None]], tuple[int, dict[str, Any]]]
+ProgressWork = Callable[[Callable[[str], None]], tuple[int, Body]]
 
 
 def _ignore(_: str) -> None:
@@ -123,7 +124,7 @@ async def put_branch(
     """
     files = await read_upload(request)
 
-    def work(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
+    def work(progress: Callable[[str], None]) -> tuple[int, wire.UpBranch]:
         with acting(f"token:{token.id}"):
             res = project.engine().up(
                 branch,
@@ -147,18 +148,18 @@ async def put_branch(
 )
 async def get_branch(
     token: ReadToken, project: ProjectDep, branch: BranchDep
-) -> dict[str, Any]:
+) -> wire.Branch:
     rec = await run_in_threadpool(lambda: project.engine().use(branch))
     return views.branch_dict(rec)
 
 
 @router.get(
     "/branches",
-    response_model=list[schemas.Branch],
+    response_model=schemas.Branches,
     responses=errors(401, 403, 404),
     summary="Every branch database of the project",
 )
-async def list_branches(token: ReadToken, project: ProjectDep) -> list[dict[str, Any]]:
+async def list_branches(token: ReadToken, project: ProjectDep) -> list[wire.Branch]:
     recs = await run_in_threadpool(lambda: project.engine().list_branches())
     return [views.branch_dict(r) for r in recs]
 
@@ -171,13 +172,13 @@ async def list_branches(token: ReadToken, project: ProjectDep) -> list[dict[str,
 )
 async def delete_branch(
     token: CiToken, project: ProjectDep, branch: BranchDep, force: bool = False
-) -> dict[str, Any]:
-    def work() -> Any:
+) -> wire.DroppedBranch:
+    def work() -> BranchRecord:
         with acting(f"token:{token.id}"):
             return project.engine().down(branch, force=force)
 
     rec = await run_in_threadpool(work)
-    return {**views.branch_dict(rec), "dropped": True}
+    return views.dropped_dict(rec)
 
 
 @router.post(
@@ -189,12 +190,12 @@ async def delete_branch(
 )
 async def branch_status(
     request: Request, token: ReadToken, project: ProjectDep, branch: BranchDep
-) -> dict[str, Any]:
+) -> wire.BranchStatus:
     """Read-only (a POST only to carry the optional upload: pending is computed
     against the uploaded files when given)."""
     files = await read_upload(request)
 
-    def work() -> dict[str, Any]:
+    def work() -> wire.BranchStatus:
         engine = project.engine()
         st = engine.status(branch, files=files)
         return views.status_dict(
@@ -224,7 +225,7 @@ async def reset_branch(
 ) -> JSONResponse:
     files = await read_upload(request)
 
-    def work(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
+    def work(progress: Callable[[str], None]) -> tuple[int, wire.ResetBranch]:
         engine = project.engine()
         if engine.is_protected(branch) and not force:
             raise Refused(
@@ -238,7 +239,7 @@ async def reset_branch(
                 progress=progress,
                 files=files,
             )
-        return 200, {**views.branch_dict(res.record), "applied": res.applied}
+        return 200, views.reset_dict(res)
 
     return await _long(daemon, wait, "reset", project.name, branch, work)
 
@@ -261,7 +262,7 @@ async def migrate_branch(
 ) -> JSONResponse:
     files = await read_upload(request)
 
-    def work(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
+    def work(progress: Callable[[str], None]) -> tuple[int, wire.Migrate]:
         with acting(f"token:{token.id}"):
             res = project.engine().migrate(
                 branch, dry_run=dry_run, progress=progress, files=files

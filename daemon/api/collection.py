@@ -13,13 +13,11 @@ anyone.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from branchdb.daemon import views
+from branchdb.daemon import views, wire
 from branchdb.daemon.api import schemas
 from branchdb.daemon.api.deps import (
     AdminToken,
@@ -31,6 +29,7 @@ from branchdb.daemon.api.deps import (
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.core.audit import acting
 from branchdb.daemon.gc.collector import collect
+from branchdb.daemon.gc.results import GcReport
 from branchdb.daemon.gc.ttl import set_ttl
 
 router = APIRouter(prefix="/v1/projects/{project}", tags=["gc"])
@@ -38,16 +37,18 @@ router = APIRouter(prefix="/v1/projects/{project}", tags=["gc"])
 
 @router.get(
     "/gc",
+    response_model=schemas.Gc,
     summary="What garbage collection would delete, and why (changes nothing)",
     responses=errors(401, 403, 404),
 )
-async def gc_plan(token: ReadToken, project: ProjectDep) -> dict[str, Any]:
+async def gc_plan(token: ReadToken, project: ProjectDep) -> wire.Gc:
     report = await run_in_threadpool(lambda: collect(project.engine(), dry_run=True))
     return views.gc_dict(report, dry_run=True)
 
 
 @router.post(
     "/gc",
+    response_model=schemas.Gc,
     summary="Run garbage collection now: mark collectable databases, delete due ones",
     responses=errors(401, 403, 404),
 )
@@ -55,8 +56,8 @@ async def gc_run(
     token: AdminToken,
     project: ProjectDep,
     dry_run: bool = Query(False, description="only plan, like GET"),
-) -> dict[str, Any]:
-    def work() -> Any:
+) -> wire.Gc:
+    def work() -> GcReport:
         with acting(f"token:{token.id}", "POST /gc"):
             return collect(project.engine(), dry_run=dry_run)
 
@@ -84,6 +85,6 @@ class TtlBody(BaseModel):
 )
 async def put_ttl(
     token: CiToken, project: ProjectDep, branch: BranchDep, body: TtlBody
-) -> dict[str, Any]:
+) -> wire.Ttl:
     info = await run_in_threadpool(lambda: set_ttl(project.engine(), branch, body.ttl))
     return views.ttl_dict(info)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -22,8 +22,10 @@ from branchdb.daemon.core.errors import BranchdbError, redact
 
 log = logging.getLogger("branchdb.api")
 
+#: A JSON answer: a dict, or one of the typed shapes of branchdb.daemon.wire.
+Body = Mapping[str, Any]
 #: A job's work: runs in a thread, returns (HTTP status, JSON body).
-Work = Callable[[], tuple[int, dict[str, Any]]]
+Work = Callable[[], tuple[int, Body]]
 
 
 class Job:
@@ -36,7 +38,7 @@ class Job:
         self.created_at = time.time()
         self.finished_at: float | None = None
         self.http_status: int | None = None
-        self.result: dict[str, Any] | None = None
+        self.result: Body | None = None
         self.error: dict[str, str] | None = None
         self.progress: list[str] = []  # the engine's progress lines, newest last
 

@@ -30,7 +30,7 @@ metrics live in :mod:`.telemetry`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -42,6 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from branchdb.daemon.api.deps import DaemonDep, ReadToken
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.gc.collector import totals
+from branchdb.daemon.gc.results import GcTotals
 
 if TYPE_CHECKING:
     from branchdb.daemon.api.telemetry import Metrics
@@ -55,7 +56,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class _Persistent(Collector):
     """The state store's counters of the projects a token may see."""
 
-    def __init__(self, projects: dict[str, tuple[int, dict[str, Any]]]) -> None:
+    def __init__(self, projects: dict[str, tuple[int, GcTotals]]) -> None:
         self.projects = projects
 
     def collect(self) -> Iterable[Metric]:
@@ -84,16 +85,16 @@ class _Persistent(Collector):
         )
         for project, (count, counters) in sorted(self.projects.items()):
             branches.add_metric([project], count)
-            for reason, n in counters["by_reason"].items():
-                dbs.add_metric([project, reason], n["databases"])
-                size.add_metric([project, reason], n["bytes"])
-            runs.add_metric([project], counters["runs"])
-            if counters["last_run_at"] is not None:
-                last.add_metric([project], counters["last_run_at"])
+            for reason, n in counters.by_reason.items():
+                dbs.add_metric([project, reason], n.databases)
+                size.add_metric([project, reason], n.bytes)
+            runs.add_metric([project], counters.runs)
+            if counters.last_run_at is not None:
+                last.add_metric([project], counters.last_run_at)
         return [branches, dbs, size, runs, last]
 
 
-def render(projects: dict[str, tuple[int, dict[str, Any]]], process: Metrics) -> bytes:
+def render(projects: dict[str, tuple[int, GcTotals]], process: Metrics) -> bytes:
     """The exposition page: *projects* (name -> (branch count, gc totals)) and this
     process's metrics."""
     persistent = CollectorRegistry()
@@ -111,7 +112,7 @@ def render(projects: dict[str, tuple[int, dict[str, Any]]], process: Metrics) ->
     },
 )
 async def metrics(token: ReadToken, daemon: DaemonDep) -> Response:
-    def collect() -> dict[str, tuple[int, dict[str, Any]]]:
+    def collect() -> dict[str, tuple[int, GcTotals]]:
         out = {}
         for p in daemon.projects.values():
             if not token.reaches(p.name):

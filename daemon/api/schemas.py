@@ -1,61 +1,64 @@
-"""The API's JSON shapes: the CLI's ``--json`` output, documented as OpenAPI models.
+"""The API's JSON shapes as pydantic models, for OpenAPI and response validation.
 
-The dicts come from :mod:`branchdb.daemon.views`, the same functions the CLI's
-``--json`` output uses; the pydantic models here document them in OpenAPI.
+The answers' models are generated from :mod:`branchdb.daemon.wire` (one definition
+of each shape, shared with the CLI's ``--json``): same names, fields, types and
+docstrings. The routes answer with the dicts of :mod:`branchdb.daemon.views`. Written
+here by hand: what only the API has — errors, jobs, request bodies.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import operator
+import types
+from typing import Any, Union, get_args, get_origin, get_type_hints, is_typeddict
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
-
-class Branch(BaseModel):
-    branch: str
-    database: str
-    backend: str
-    url: str
-    source: str
-    status: str
-    created_at: str
-    last_used_at: str
-    migrations_applied: int
-    strategy: str | None
+from branchdb.daemon import wire
 
 
-class UpBranch(Branch):
-    created: bool
-    reset: bool
-    up_to_date: bool
-    applied: list[str]
-    evicted: list[str] = []
+@functools.cache
+def model_of(shape: type) -> type[BaseModel]:
+    """The pydantic model of the wire TypedDict *shape*: same name, fields, types
+    and docstring (cached: a shape nested in others is one OpenAPI component)."""
+    fields: dict[str, Any] = {
+        name: (_with_models(tp), ...) for name, tp in get_type_hints(shape).items()
+    }
+    model: type[BaseModel] = create_model(
+        shape.__name__, __doc__=shape.__doc__, __module__=__name__, **fields
+    )
+    return model
 
 
-class ResetBranch(Branch):
-    applied: list[str]
+def _with_models(tp: Any) -> Any:
+    """*tp* with every TypedDict in it replaced by its model."""
+    if is_typeddict(tp):
+        return model_of(tp)
+    args = get_args(tp)
+    if not args:
+        return tp
+    new = tuple(_with_models(a) for a in args)
+    if get_origin(tp) in (Union, types.UnionType):
+        return functools.reduce(operator.or_, new)
+    return get_origin(tp)[new]
 
 
-class DroppedBranch(Branch):
-    dropped: bool
-
-
-class Migrate(BaseModel):
-    branch: str
-    dry_run: bool
-    applied: list[str]
-    pending: list[str]
-
-
-class Snapshot(BaseModel):
-    name: str
-    version: int
-    ref: str
-    backend: str
-    location: str
-    source: str
-    size_bytes: int
-    created_at: str
+Branch = model_of(wire.Branch)
+UpBranch = model_of(wire.UpBranch)
+ResetBranch = model_of(wire.ResetBranch)
+DroppedBranch = model_of(wire.DroppedBranch)
+Migrate = model_of(wire.Migrate)
+Snapshot = model_of(wire.Snapshot)
+CreatedSnapshot = model_of(wire.CreatedSnapshot)
+Ttl = model_of(wire.Ttl)
+BranchStatus = model_of(wire.BranchStatus)
+Gc = model_of(wire.Gc)
+AuditEntry = model_of(wire.AuditEntry)
+# A list of a generated model, spelled so that mypy does not take it for a type.
+Branches: Any = types.GenericAlias(list, (Branch,))
+Snapshots: Any = types.GenericAlias(list, (Snapshot,))
+AuditEntries: Any = types.GenericAlias(list, (AuditEntry,))
 
 
 class ErrorDetail(BaseModel):
@@ -79,29 +82,6 @@ class Job(BaseModel):
     result: dict[str, Any] | None
     error: ErrorDetail | None
     progress: list[str] = []
-
-
-class Ttl(BaseModel):
-    """A branch's idle TTL for garbage collection (``branchdb ttl --json``)."""
-
-    branch: str
-    ttl: int | None  # seconds; None: never collected for being idle
-    ttl_source: str  # "branch" (its own) or "project" (branches.ttl)
-    idle_after: str | None
-    protected: bool
-
-
-class BranchStatus(Branch):
-    exists: bool
-    size_bytes: int
-    pending: list[str]
-    problem: str | None
-    protected: bool
-    ttl: Ttl
-
-
-class CreatedSnapshot(Snapshot):
-    sanitize: dict[str, Any] | None = None
 
 
 class SnapshotCreate(BaseModel):

@@ -11,13 +11,12 @@ name; they are parsed from the text, so no message names a file of the daemon's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from branchdb.daemon import views
+from branchdb.daemon import views, wire
 from branchdb.daemon.api import schemas
 from branchdb.daemon.api.branches import Wait, run_long
 from branchdb.daemon.api.deps import (
@@ -38,18 +37,13 @@ router = APIRouter(prefix="/v1/projects/{project}", tags=["snapshots"])
 MAX_RULES = 1024 * 1024
 
 
-def created_dict(snap: SnapshotRecord) -> dict[str, Any]:
-    """A new snapshot version, with its sanitize summary (None if not sanitized)."""
-    return {**views.snapshot_dict(snap), "sanitize": snap.info.get("sanitize")}
-
-
 @router.get(
     "/snapshots",
-    response_model=list[schemas.Snapshot],
+    response_model=schemas.Snapshots,
     responses=errors(401, 403, 404),
     summary="Every snapshot version of the project",
 )
-async def list_snapshots(token: ReadToken, project: ProjectDep) -> list[dict[str, Any]]:
+async def list_snapshots(token: ReadToken, project: ProjectDep) -> list[wire.Snapshot]:
     snaps = await run_in_threadpool(lambda: project.engine().snapshot_list())
     return [views.snapshot_dict(s) for s in snaps]
 
@@ -81,11 +75,11 @@ async def create_snapshot(
     if body.rules is not None and len(body.rules) > MAX_RULES:
         raise BadRequest(f"rules over {MAX_RULES} characters")
 
-    def build(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
+    def build(progress: Callable[[str], None]) -> tuple[int, wire.CreatedSnapshot]:
         engine = project.engine()
         if body.source is None:
             snap = engine.snapshot_refresh(body.name, progress=progress)
-            return 201, created_dict(snap)
+            return 201, views.created_snapshot_dict(snap)
         if body.rules is None:
             snap = engine.snapshot_create(
                 body.name,
@@ -93,7 +87,7 @@ async def create_snapshot(
                 allow_unreviewed=body.allow_unreviewed,
                 progress=progress,
             )
-            return 201, created_dict(snap)
+            return 201, views.created_snapshot_dict(snap)
         rules = parse_rules(body.rules, source=body.rules_name or "the sent rules")
         snap = engine.snapshot_create(
             body.name,
@@ -102,9 +96,9 @@ async def create_snapshot(
             allow_unreviewed=body.allow_unreviewed,
             progress=progress,
         )
-        return 201, created_dict(snap)
+        return 201, views.created_snapshot_dict(snap)
 
-    def work(progress: Callable[[str], None]) -> tuple[int, dict[str, Any]]:
+    def work(progress: Callable[[str], None]) -> tuple[int, wire.CreatedSnapshot]:
         with acting(f"token:{token.id}"):
             return build(progress)
 
@@ -114,13 +108,13 @@ async def create_snapshot(
 
 @router.delete(
     "/snapshots/{ref}",
-    response_model=list[schemas.Snapshot],
+    response_model=schemas.Snapshots,
     responses=errors(401, 403, 404, 409, 502),
     summary="Remove NAME@N (or every version of NAME); refused while a branch uses it",
 )
 async def delete_snapshot(
     token: AdminToken, project: ProjectDep, ref: str
-) -> list[dict[str, Any]]:
+) -> list[wire.Snapshot]:
     def rm() -> list[SnapshotRecord]:
         with acting(f"token:{token.id}"):
             return project.engine().snapshot_rm(ref)

@@ -2,18 +2,19 @@
 
 Every CLI command, API route and scheduled job is a thin caller of a method here. The
 engine never prints: it reports progress through an optional callback and answers with
-plain data. Mutating methods take a per-branch lock (an ``flock`` on a file under the
-data directory, plus the state store's lock when the store is shared by replicas), so
-two ``branchdb up`` for one branch end with one database. Every create, reset, delete,
-migrate and snapshot create/delete is written to the audit log, attributed to the
-actor of :mod:`branchdb.daemon.core.audit`.
+the frozen dataclasses of :mod:`.results` (or the store's records). Mutating methods
+take a per-branch lock (an ``flock`` on a file under the data directory, plus the
+state store's lock when the store is shared by replicas), so two ``branchdb up`` for
+one branch end with one database. Every create, reset, delete, migrate and snapshot
+create/delete is written to the audit log, attributed to the actor of
+:mod:`branchdb.daemon.core.audit`.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from branchdb.daemon.backends import STAT_EXISTS
 from branchdb.daemon.core import branchname, naming, quota
@@ -26,48 +27,19 @@ from branchdb.daemon.core.errors import (
     redact,
 )
 from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
+from branchdb.daemon.core.results import (
+    MigrateResult,
+    SnapshotCheck,
+    Status,
+    UpResult,
+)
 from branchdb.daemon.migrations import project as project_migrations
 from branchdb.daemon.migrations.base import MigrationFiles
 
 if TYPE_CHECKING:
     from branchdb.daemon.sanitize.rules import Rules
 
-__all__ = ["Engine", "MigrateResult", "Progress", "UpResult"]
-
-
-class UpResult:
-    """What ``up`` (and ``reset``) did."""
-
-    def __init__(
-        self,
-        record: BranchRecord,
-        *,
-        created: bool = False,
-        reset: bool = False,
-        applied: list[str] | None = None,  # migration names applied by this call
-        up_to_date: bool = False,  # the fast path: nothing to do
-        evicted: list[str] | None = None,  # branches evicted to stay within quota
-    ) -> None:
-        self.record = record
-        self.evicted = evicted or []
-        self.created = created
-        self.reset = reset
-        self.applied = applied or []
-        self.up_to_date = up_to_date
-
-
-class MigrateResult:
-    def __init__(
-        self,
-        record: BranchRecord,
-        applied: list[str],
-        pending: list[str],
-        dry_run: bool = False,
-    ) -> None:
-        self.record = record
-        self.applied = applied
-        self.pending = pending
-        self.dry_run = dry_run
+__all__ = ["Engine", "MigrateResult", "Progress", "SnapshotCheck", "Status", "UpResult"]
 
 
 class Engine(ProjectContext):
@@ -193,12 +165,15 @@ class Engine(ProjectContext):
                     record=rec,
                     created=created,
                     reset=True,
-                    applied=applied,
-                    evicted=evicted,
+                    applied=tuple(applied),
+                    evicted=tuple(evicted),
                 )
             self._audit_applied(branch, applied)
             return UpResult(
-                record=rec, created=created, applied=applied, evicted=evicted
+                record=rec,
+                created=created,
+                applied=tuple(applied),
+                evicted=tuple(evicted),
             )
 
     def _audit_applied(
@@ -355,7 +330,7 @@ class Engine(ProjectContext):
                     rec, source, self.fingerprint(files), progress
                 )
                 self._audit_applied(branch, applied, always=True)
-            return MigrateResult(record=rec, applied=applied, pending=[])
+            return MigrateResult(record=rec, applied=tuple(applied))
         session = self.backend.connect(rec.database, rec.info)
         try:
             _, pending, _ = project_migrations.run(
@@ -364,29 +339,22 @@ class Engine(ProjectContext):
         finally:
             session.close()
         return MigrateResult(
-            record=rec, applied=[], pending=[m.name for m in pending], dry_run=True
+            record=rec, pending=tuple(m.name for m in pending), dry_run=True
         )
 
-    def status(
-        self, branch: str, *, files: MigrationFiles | None = None
-    ) -> dict[str, Any]:
-        """Record plus live facts: size, applied and pending migrations, drift."""
+    def status(self, branch: str, *, files: MigrationFiles | None = None) -> Status:
+        """Record plus live facts: whether the database exists, its size, pending
+        migrations. Read-only; a failure to plan is reported in ``problem``, not
+        raised (status must always answer). Raises NotFound."""
         rec = self.get(branch)
-        out: dict[str, Any] = {
-            "record": rec,
-            "exists": self.backend.exists(rec.database),
-        }
-        out["size_bytes"] = (
-            self.backend.size_bytes(rec.database) if out["exists"] else 0
-        )
-        out["pending"] = []
-        out["problem"] = None
-        if out["exists"]:
-            try:
-                out["pending"] = self.migrate(branch, dry_run=True, files=files).pending
-            except Exception as e:  # reported, not raised: status must always answer
-                out["problem"] = str(e)
-        return out
+        if not self.backend.exists(rec.database):
+            return Status(record=rec, exists=False)
+        size = self.backend.size_bytes(rec.database)
+        try:
+            pending = self.migrate(branch, dry_run=True, files=files).pending
+        except Exception as e:  # reported, not raised: status must always answer
+            return Status(rec, exists=True, size_bytes=size, problem=str(e))
+        return Status(rec, exists=True, size_bytes=size, pending=pending)
 
     def reset(
         self,
@@ -416,7 +384,7 @@ class Engine(ProjectContext):
                 rec, source, self.fingerprint(files), progress
             )
             self._audit_applied(branch, applied)
-        return UpResult(record=rec, reset=True, applied=applied)
+        return UpResult(record=rec, reset=True, applied=tuple(applied))
 
     def _reset_locked(
         self, rec: BranchRecord, snapshot: SnapshotRecord | None, progress: Progress
@@ -549,8 +517,11 @@ class Engine(ProjectContext):
             progress=progress,
         )
 
-    def snapshot_check(self, source: str, rules_path: str | None = None) -> Any:
-        """(findings, unreviewed) of the PII detector on *source*; read-only."""
+    def snapshot_check(
+        self, source: str, rules_path: str | None = None
+    ) -> SnapshotCheck:
+        """The PII detector's findings on *source*, and those *rules_path* does not
+        cover; read-only. Raises NotFound (no such file), RulesError."""
         from branchdb.daemon.sanitize import check
 
         rules = None
@@ -563,13 +534,15 @@ class Engine(ProjectContext):
 
             conn = connect(source, what="snapshot source")
             try:
-                return check.check_postgres(conn, rules)
+                findings, unreviewed = check.check_postgres(conn, rules)
             finally:
                 conn.close()
-        path = Path(source.removeprefix("file:")).expanduser()
-        if not path.is_file():
-            raise NotFound(f"snapshot source {path} does not exist")
-        return check.check_sqlite(path, rules)
+        else:
+            path = Path(source.removeprefix("file:")).expanduser()
+            if not path.is_file():
+                raise NotFound(f"snapshot source {path} does not exist")
+            findings, unreviewed = check.check_sqlite(path, rules)
+        return SnapshotCheck(tuple(findings), tuple(unreviewed))
 
     def snapshot_list(self) -> list[SnapshotRecord]:
         return self.store.list_snapshots(self.project)

@@ -12,37 +12,25 @@ the run sleeps ``pace`` times that drop's duration, so a database server droppin
 hundreds of databases keeps answering its other clients. Every deletion is logged
 (``branchdb.gc`` logger: branch, reason, bytes freed), audited and counted in the
 state store (persistent counters per project and reason, see :func:`totals`; served
-at ``GET /metrics``).
+at ``GET /metrics``). A run answers a :class:`~.results.GcReport`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from branchdb.daemon.core.context import Progress, ProjectContext, no_progress
 from branchdb.daemon.core.errors import GitError, Refused
 from branchdb.daemon.gc import activity
 from branchdb.daemon.gc.policy import Candidate, Policy, plan
+from branchdb.daemon.gc.results import GcReport, GcTotals, ReasonTotals
 from branchdb.daemon.vcs.repo import BranchFacts
 
 log = logging.getLogger("branchdb.gc")
 
 
-@dataclass
-class GcReport:
-    candidates: list[Candidate]  # oldest due first
-    missing: list[str]  # branches whose record has no database any more
-    deleted: list[Candidate] = field(default_factory=list)
-    #: branches whose server database was seen used since the last sample
-    active: list[str] = field(default_factory=list)
-    #: persistent per-project counters after this run (see :func:`totals`)
-    totals: dict[str, Any] = field(default_factory=dict)
-
-
-def totals(ctx: ProjectContext) -> dict[str, Any]:
+def totals(ctx: ProjectContext) -> GcTotals:
     """The project's persistent GC counters (kept in the state store, so they
     survive restarts): databases and bytes collected, by reason and in all; runs;
     the last run's time (epoch seconds, or None)."""
@@ -54,13 +42,14 @@ def totals(ctx: ProjectContext) -> dict[str, Any]:
             by_reason.setdefault(reason, {"databases": 0, "bytes": 0})[kind] = int(
                 value
             )
-    return {
-        "collected_databases": sum(r["databases"] for r in by_reason.values()),
-        "collected_bytes": sum(r["bytes"] for r in by_reason.values()),
-        "by_reason": dict(sorted(by_reason.items())),
-        "runs": int(raw.get("runs", 0)),
-        "last_run_at": raw.get("last_run_at"),
-    }
+    last_run_at = raw.get("last_run_at")
+    return GcTotals(
+        collected_databases=sum(r["databases"] for r in by_reason.values()),
+        collected_bytes=sum(r["bytes"] for r in by_reason.values()),
+        by_reason={k: ReasonTotals(**v) for k, v in sorted(by_reason.items())},
+        runs=int(raw.get("runs", 0)),
+        last_run_at=None if last_run_at is None else float(last_run_at),
+    )
 
 
 def collect(
@@ -127,14 +116,13 @@ def _run(ctx: ProjectContext, *, dry_run: bool, progress: Progress) -> GcReport:
         fresh = facts.new_answers()
         if fresh:
             store.add_merge_checks(project, facts.default_sha, fresh)
-    report = GcReport(
-        candidates,
-        [r.branch for r in records if r.status == "ready" and r.database not in owned],
-        active=active,
+    missing = tuple(
+        r.branch for r in records if r.status == "ready" and r.database not in owned
     )
     if dry_run:
-        report.totals = totals(ctx)
-        return report
+        return GcReport(
+            tuple(candidates), missing, active=tuple(active), totals=totals(ctx)
+        )
     # Only still-collectable branches keep their marks; orphans that vanished (or
     # got a record) lose theirs.
     new_marks: dict[str, float] = {}
@@ -148,6 +136,7 @@ def _run(ctx: ProjectContext, *, dry_run: bool, progress: Progress) -> GcReport:
     store.set_gc_marks(project, "orphan", orphans)
     pace = ctx.config.gc.pace
     due = [c for c in candidates if c.due(now)]
+    deleted: list[Candidate] = []
     for i, c in enumerate(due):
         started = time.monotonic()
         try:
@@ -157,14 +146,14 @@ def _run(ctx: ProjectContext, *, dry_run: bool, progress: Progress) -> GcReport:
             freed = None
         if freed is not None:
             c.size_bytes = freed
-            report.deleted.append(c)
+            deleted.append(c)
             progress(f"deleted {c.branch or c.database} ({c.reason}), {freed} bytes")
         if pace > 0 and i + 1 < len(due):
             # Adaptive: a slow drop (busy server, big database, checkpoint) earns
             # a longer pause, so the server's other clients get their share.
             time.sleep(pace * (time.monotonic() - started))
-    if report.deleted:
-        gone = {c.branch for c in report.deleted} | {c.database for c in report.deleted}
+    if deleted:
+        gone = {c.branch for c in deleted} | {c.database for c in deleted}
         store.set_gc_marks(
             project, "branch", {k: v for k, v in new_marks.items() if k not in gone}
         )
@@ -172,8 +161,13 @@ def _run(ctx: ProjectContext, *, dry_run: bool, progress: Progress) -> GcReport:
             project, "orphan", {k: v for k, v in orphans.items() if k not in gone}
         )
     store.bump_gc_counters(project, {"runs": 1}, {"last_run_at": now})
-    report.totals = totals(ctx)
-    return report
+    return GcReport(
+        tuple(candidates),
+        missing,
+        tuple(deleted),
+        active=tuple(active),
+        totals=totals(ctx),
+    )
 
 
 def _collect(ctx: ProjectContext, c: Candidate) -> int | None:

@@ -7,11 +7,12 @@ branch from the idle policy only: merged, deleted, closed and quota still apply.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from branchdb.daemon.config.project import parse_duration
 from branchdb.daemon.core.errors import ConfigError
 from branchdb.daemon.gc.policy import effective_ttl
+from branchdb.daemon.gc.results import Ttl
 
 if TYPE_CHECKING:
     from branchdb.daemon.core.context import ProjectContext
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 MAX_TTL = 99999 * 604800
 
 
-def set_ttl(ctx: ProjectContext, branch: str, value: str) -> dict[str, Any]:
+def set_ttl(ctx: ProjectContext, branch: str, value: str) -> Ttl:
     """Set *branch*'s TTL to *value*: a duration (``"3d"``, ``"12h"``), ``"never"``
     or ``"default"`` (back to ``branches.ttl``). Idempotent; returns
     :func:`ttl_of`. Raises NotFound (no such branch), ConfigError (bad value)."""
@@ -43,18 +44,17 @@ def set_ttl(ctx: ProjectContext, branch: str, value: str) -> dict[str, Any]:
     return ttl_of(ctx, branch)
 
 
-def ttl_of(ctx: ProjectContext, branch: str) -> dict[str, Any]:
-    """``{"branch", "ttl" (seconds; None: never idle), "ttl_source" ("branch" or
-    "project"), "idle_after" (epoch seconds or None), "protected"}``. Raises
-    NotFound."""
+def ttl_of(ctx: ProjectContext, branch: str) -> Ttl:
+    """*branch*'s effective idle TTL, where it comes from, and when the branch
+    becomes collectable for being idle. Read-only. Raises NotFound."""
     rec = ctx.get(branch)
     ttl, source = effective_ttl(
         branch, ctx.config.branches.ttl, ctx.store.branch_ttls(ctx.project)
     )
-    return {
-        "branch": branch,
-        "ttl": ttl,
-        "ttl_source": source,
-        "idle_after": None if ttl is None else rec.last_used_at + ttl,
-        "protected": ctx.is_protected(branch),
-    }
+    return Ttl(
+        branch=branch,
+        ttl=ttl,
+        ttl_source=source,
+        idle_after=None if ttl is None else rec.last_used_at + ttl,
+        protected=ctx.is_protected(branch),
+    )

@@ -206,7 +206,7 @@ def _work(
         except BranchdbError as e:
             _start_publish(daemon, proj, pub("failed", None, redact(str(e))), loop)
             raise
-        body = views.up_dict(res)
+        body = {**views.up_dict(res)}  # plus publish_job: a webhook's own answer
         if act.verb == "up" or res.created or res.applied:
             # A push that changed nothing publishes nothing (its PR event did).
             body["publish_job"] = _start_publish(
