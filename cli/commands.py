@@ -11,6 +11,7 @@ pays only for what it uses.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -538,16 +539,36 @@ def _daemon_settings(ctx: _Ctx) -> Any:
 def cmd_serve(ctx: _Ctx) -> int:
     import uvicorn
 
-    from branchdb.daemon.api.app import configure_logging, create_app
+    from branchdb.daemon.api import logs
+    from branchdb.daemon.api.app import create_app
+    from branchdb.daemon.config import env
 
-    configure_logging()
+    logs.configure(
+        env.get("BRANCHDB_LOG_LEVEL") or "INFO",
+        env.get("BRANCHDB_LOG_FORMAT") or "text",
+    )
     settings = _daemon_settings(ctx)
     app = create_app(settings)
-    sys.stderr.write(
-        f"branchdb: serving {', '.join(settings.projects)} "
-        f"on http://{settings.host}:{settings.port} (API docs: /docs)\n"
+    logging.getLogger("branchdb.api").info(
+        "serving %s on http://%s:%d (API docs: /docs)",
+        ", ".join(settings.projects),
+        settings.host,
+        settings.port,
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    # log_config=None: uvicorn keeps the handlers logs.configure installed; SIGTERM
+    # stops taking requests, then the lifespan lets running jobs finish (30 s).
+    # uvicorn re-raises the signal once it has shut down: a SIGTERM that ended in a
+    # clean shutdown is exit status 0 (what orchestrators count as success).
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,  # branchdb.access logs each request, with its id
+    )
     return 0
 
 

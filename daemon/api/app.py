@@ -16,8 +16,6 @@ for every project: provisioning a killed daemon left half done is cleaned up.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -37,48 +35,22 @@ from branchdb.daemon.api import (
     openapi,
     schemas,
     snapshots,
+    tokens,
 )
 from branchdb.daemon.api.bodylimit import BodyLimit
 from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken, check_project
+from branchdb.daemon.api.logs import RequestId
 from branchdb.daemon.api.scheduler import recover_all, start_scheduler
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.api.settings import DaemonSettings
+from branchdb.daemon.api.telemetry import Timing
 from branchdb.daemon.api.webhooks import github as webhooks
 from branchdb.daemon.core.errors import BranchdbError, NotFound, redact
 
 log = logging.getLogger("branchdb.api")
 
+
 #: How ``branchdb serve`` prints branchdb's log lines on stderr (README: Logging).
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-def configure_logging(level: str | None = None) -> None:
-    """Print the ``branchdb`` loggers (``branchdb.gc``, ``.api``, ``.recovery``…) on
-    stderr in :data:`LOG_FORMAT`, at *level*, else ``$BRANCHDB_LOG_LEVEL``, else
-    INFO. For ``branchdb serve``: ``create_app`` leaves logging to its host.
-
-    Idempotent (one handler however often it is called). Raises ConfigError for a
-    level that is not DEBUG, INFO, WARNING or ERROR.
-    """
-    from branchdb.daemon.core.errors import ConfigError
-
-    name = (level or os.environ.get("BRANCHDB_LOG_LEVEL") or "INFO").strip().upper()
-    if name not in _LEVELS:
-        raise ConfigError(
-            f"BRANCHDB_LOG_LEVEL {name!r} is not one of {', '.join(_LEVELS)}"
-        )
-    logger = logging.getLogger("branchdb")
-    logger.setLevel(name)
-    if not any(getattr(h, "branchdb", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        handler.branchdb = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-    # Its own handler: a root handler (an embedding server's) would print twice.
-    logger.propagate = False
-
-
 def _error(
     status: int,
     kind: str,
@@ -224,6 +196,10 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(recover_all, daemon)  # before the first request
+        if settings.admin_token_sha256:
+            sha256 = settings.admin_token_sha256
+            # In the pool: the store's connection belongs to the thread that uses it.
+            await run_in_threadpool(lambda: tokens.bootstrap(daemon.store(), sha256))
         scheduler = start_scheduler(daemon, settings.gc_interval)
         yield
         if scheduler is not None:
@@ -239,6 +215,8 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     )
     app.state.daemon = daemon
     app.add_middleware(BodyLimit, max_body=settings.max_body)
+    app.add_middleware(Timing, metrics=daemon.metrics)
+    app.add_middleware(RequestId)  # outermost: every log line of the request has it
     _install_error_handlers(app)
     app.include_router(meta)
     app.include_router(collection.router)

@@ -25,7 +25,9 @@ from starlette.concurrency import run_in_threadpool
 from branchdb.daemon.api import tokens
 from branchdb.daemon.api.jobs import JobTable
 from branchdb.daemon.api.settings import DaemonSettings, ProjectSettings
+from branchdb.daemon.api.telemetry import Metrics
 from branchdb.daemon.core import branchname
+from branchdb.daemon.core.context import Observer
 from branchdb.daemon.core.engine import Engine
 from branchdb.daemon.core.errors import BranchdbError, NotFound
 from branchdb.daemon.store import open_store
@@ -67,10 +69,12 @@ class ProjectRuntime:
         settings: ProjectSettings,
         data_dir: Path,
         shared_store: Callable[[], Store] | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.settings = settings
         self.name = settings.name
         self._shared_store = shared_store
+        self._observer = observer
         self._local = threading.local()
         self.mirror = (
             Mirror(data_dir / "mirrors" / f"{settings.name}.git", settings.repository)
@@ -93,6 +97,7 @@ class ProjectRuntime:
                 mirror=mirror,
                 heads=heads_of(where, config.project.default_branch),
             )
+            engine.observer = self._observer
         return engine
 
     @property
@@ -111,11 +116,15 @@ class Daemon:
         self._shared: Store | None = None
         self._shared_lock = threading.Lock()
         shared = self.shared_store if settings.state_url else None
+        self.jobs = JobTable()
+        self.metrics = Metrics(self.jobs)
+        self.jobs.on_finish = self.metrics.job_finished
         self.projects = {
-            name: ProjectRuntime(p, settings.data_dir, shared)
+            name: ProjectRuntime(
+                p, settings.data_dir, shared, observer=self.metrics.operation
+            )
             for name, p in settings.projects.items()
         }
-        self.jobs = JobTable()
         self.tokens = TokenCache()
         self._local = threading.local()
 

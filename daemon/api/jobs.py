@@ -70,6 +70,15 @@ class JobTable:
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[str, int] = {}  # jobs holding or awaiting each lock
+        #: Called with each job as it finishes (the metrics).
+        self.on_finish: Callable[[Job], None] | None = None
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs the table holds, by status."""
+        out: dict[str, int] = {}
+        for j in list(self._jobs.values()):
+            out[j.status] = out.get(j.status, 0) + 1
+        return out
 
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
@@ -105,6 +114,8 @@ class JobTable:
             job.error = {"type": "InternalError", "message": redact(str(e))}
         finally:
             job.finished_at = time.time()
+            if self.on_finish is not None:
+                self.on_finish(job)
             self._users[key] -= 1
             if not self._users[key]:
                 del self._users[key]

@@ -38,7 +38,6 @@ the result.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -46,9 +45,10 @@ from typing import Any, NamedTuple
 
 from branchdb.daemon.api import publish
 from branchdb.daemon.api.publish import PublishSettings
+from branchdb.daemon.config import env
 from branchdb.daemon.config import project as project_config
 from branchdb.daemon.config.project import Config
-from branchdb.daemon.core.errors import ConfigError, redact
+from branchdb.daemon.core.errors import ConfigError, Refused, redact
 from branchdb.daemon.store.meta import DEFAULT_SCHEMA
 
 DEFAULT_HOST = "127.0.0.1"
@@ -103,11 +103,14 @@ class DaemonSettings(NamedTuple):
     state_url: str | None = None  # [state] url: the PostgreSQL state store
     state_schema: str | None = None  # [state] schema (default "branchdb")
     max_body: int = DEFAULT_MAX_BODY  # bytes; larger request bodies get 413
+    #: sha256 of the admin token from $BRANCHDB_ADMIN_TOKEN[_FILE|_SHA256], made
+    #: known at start (:func:`branchdb.daemon.api.tokens.bootstrap`)
+    admin_token_sha256: str | None = None
 
 
 def _secret_env(name: str, what: str = "WEBHOOK_SECRET") -> str | None:
     key = f"BRANCHDB_{what}_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
-    return os.environ.get(key)
+    return env.get(key)
 
 
 def _repository_of(root: Path) -> tuple[str | None, str]:
@@ -174,7 +177,7 @@ def _project(raw: dict[str, Any], base: Path, where: str) -> ProjectSettings:
 
 def _gc_interval(value: str | None, where: str) -> int:
     """``server.gc_interval`` / ``BRANCHDB_GC_INTERVAL`` in seconds; "off" is 0."""
-    value = os.environ.get("BRANCHDB_GC_INTERVAL") or value
+    value = env.get("BRANCHDB_GC_INTERVAL") or value
     if value is None:
         return DEFAULT_GC_INTERVAL
     if value.strip() in ("0", "off"):
@@ -192,7 +195,7 @@ def _state(raw: Any, where: str) -> tuple[str | None, str | None]:
             raise ConfigError(f"{where}: unknown key 'state.{key}' (url, schema)")
         if not isinstance(value, want):
             raise ConfigError(f"{where}: state.{key} must be a {want.__name__}")
-    url = os.environ.get("BRANCHDB_STATE_URL") or raw.get("url") or None
+    url = env.get("BRANCHDB_STATE_URL") or raw.get("url") or None
     if url is not None and not url.startswith(("postgres://", "postgresql://")):
         raise ConfigError(
             f"{where}: state.url must be a postgresql:// URL "
@@ -251,12 +254,23 @@ def _max_body(value: int, where: str) -> int:
 
 
 def _env_port(default: int) -> int:
-    value = os.environ.get("BRANCHDB_PORT")
+    value = env.get("BRANCHDB_PORT")
     if not value:
         return default
     if not value.isdigit() or not 0 < int(value) < 65536:
         raise ConfigError(f"BRANCHDB_PORT must be a port number, got {value!r}")
     return int(value)
+
+
+def _admin_token() -> str | None:
+    from branchdb.daemon.api.tokens import bootstrap_digest
+
+    try:
+        return bootstrap_digest(
+            env.get("BRANCHDB_ADMIN_TOKEN"), env.get("BRANCHDB_ADMIN_TOKEN_SHA256")
+        )
+    except Refused as e:
+        raise ConfigError(str(e)) from None
 
 
 def load(
@@ -268,15 +282,13 @@ def load(
     port: int | None = None,
 ) -> DaemonSettings:
     """Read the daemon configuration (see the module docstring). Raises ConfigError."""
-    if path is None and os.environ.get("BRANCHDB_DAEMON_CONFIG"):
-        path = Path(os.environ["BRANCHDB_DAEMON_CONFIG"])
-    env_dir = os.environ.get("BRANCHDB_DAEMON_DATA_DIR")
+    if path is None and env.get("BRANCHDB_DAEMON_CONFIG"):
+        path = Path(str(env.get("BRANCHDB_DAEMON_CONFIG")))
+    env_dir = env.get("BRANCHDB_DAEMON_DATA_DIR")
     if path is None:
         cfg = project_config.load(project_path, cwd=cwd)
         repo, subdir = _repository_of(cfg.root)
-        secret = os.environ.get("BRANCHDB_WEBHOOK_SECRET") or _secret_env(
-            cfg.project.name
-        )
+        secret = env.get("BRANCHDB_WEBHOOK_SECRET") or _secret_env(cfg.project.name)
         one = ProjectSettings(
             cfg.project.name,
             cfg,
@@ -288,13 +300,14 @@ def load(
         # The project's own [state] (and $BRANCHDB_STATE_URL): the CLI uses it too.
         state_url, state_schema = cfg.state.url, cfg.state.schema
         return DaemonSettings(
-            host=host or os.environ.get("BRANCHDB_HOST") or DEFAULT_HOST,
+            host=host or env.get("BRANCHDB_HOST") or DEFAULT_HOST,
             port=port or _env_port(DEFAULT_PORT),
             data_dir=Path(env_dir).resolve() if env_dir else cfg.data_dir,
             projects={one.name: one},
             gc_interval=_gc_interval(None, "environment"),
             state_url=state_url,
             state_schema=state_schema,
+            admin_token_sha256=_admin_token(),
         )
     import tomllib
 
@@ -333,9 +346,7 @@ def load(
         Path(env_dir) if env_dir else base / server.get("data_dir", DEFAULT_DATA_DIR)
     )
     return DaemonSettings(
-        host=host
-        or os.environ.get("BRANCHDB_HOST")
-        or server.get("host", DEFAULT_HOST),
+        host=host or env.get("BRANCHDB_HOST") or server.get("host", DEFAULT_HOST),
         port=port or _env_port(server.get("port", DEFAULT_PORT)),
         data_dir=data_dir.resolve(),
         projects=projects,
@@ -344,4 +355,5 @@ def load(
         state_url=state_url,
         state_schema=state_schema,
         max_body=_max_body(server.get("max_body", DEFAULT_MAX_BODY), where),
+        admin_token_sha256=_admin_token(),
     )

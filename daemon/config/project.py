@@ -7,13 +7,12 @@ and the dotted key, and suggests the closest known key for typos.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from branchdb.daemon.config import locate
+from branchdb.daemon.config import env, locate
 from branchdb.daemon.core.errors import ConfigError
 
 CONFIG_NAME = locate.CONFIG_NAME
@@ -296,7 +295,8 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
             f"{where}: project.name {name!r} must be 1-63 characters of letters, "
             "digits, '.', '_' or '-'"
         )
-    backend = d.get("backend", "libsql")
+    # The environment wins (a container image serves a checkout it cannot edit).
+    backend = env.get("BRANCHDB_BACKEND") or d.get("backend", "libsql")
     if backend not in BACKENDS:
         raise ConfigError(
             f"{where}: database.backend {backend!r} is not one of {', '.join(BACKENDS)}"
@@ -331,7 +331,7 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
             snapshot_key(snapshot.split("@")[0])
         except ValueError as e:
             raise ConfigError(f"{where}: database.from: {e}") from None
-    server_url = os.environ.get("BRANCHDB_PG_URL") or d.get("server")
+    server_url = env.get("BRANCHDB_PG_URL") or d.get("server")
     from branchdb.daemon.core.urlforms import FORMS as URL_FORMS
 
     url_format = d.get("url_format", "native")
@@ -390,7 +390,7 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
         ),
         gc=GcSection(pace=float(pace)),
         server=ServerSection(
-            url=os.environ.get("BRANCHDB_SERVER") or s.get("url"),
+            url=env.get("BRANCHDB_SERVER") or s.get("url"),
         ),
         snapshots=_snapshots(raw.get("snapshots", {}), where),
         state=state,
@@ -399,9 +399,9 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
 
 
 def _libsql(raw: Mapping[str, Any], root: Path, where: str) -> LibsqlSection:
-    server = os.environ.get("BRANCHDB_SQLD_URL") or raw.get("server")
-    admin = os.environ.get("BRANCHDB_SQLD_ADMIN_URL") or raw.get("admin")
-    key = os.environ.get("BRANCHDB_SQLD_KEY_FILE") or raw.get("key_file")
+    server = env.get("BRANCHDB_SQLD_URL") or raw.get("server")
+    admin = env.get("BRANCHDB_SQLD_ADMIN_URL") or raw.get("admin")
+    key = env.get("BRANCHDB_SQLD_KEY_FILE") or raw.get("key_file")
     managed = raw.get("managed", False)
     for key_name, url in (("server", server), ("admin", admin)):
         if url is not None and not re.match(r"^https?://[^/\s]+/?$", url):
@@ -451,7 +451,7 @@ _STATE_SCHEMA = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 def _state(raw: Mapping[str, Any], where: str) -> StateSection:
     """``[state]``; ``$BRANCHDB_STATE_URL`` overrides its url (as for the daemon)."""
-    url = os.environ.get("BRANCHDB_STATE_URL") or raw.get("url") or None
+    url = env.get("BRANCHDB_STATE_URL") or raw.get("url") or None
     if url is not None and not url.startswith(("postgres://", "postgresql://")):
         raise ConfigError(
             f"{where}: state.url must be a postgresql:// URL "
@@ -475,8 +475,8 @@ def load(path: Path | None = None, cwd: Path | None = None) -> Config:
     The parse of a file that validated is cached (see
     :mod:`branchdb.daemon.config.locate`).
     """
-    if path is None and os.environ.get("BRANCHDB_CONFIG"):
-        path = Path(os.environ["BRANCHDB_CONFIG"])
+    if path is None and env.get("BRANCHDB_CONFIG"):
+        path = Path(str(env.get("BRANCHDB_CONFIG")))
     if path is None:
         path = find_config(cwd or Path.cwd())
         if path is None:

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from branchdb.daemon.vcs.tree import Mirror
 
 Progress = Callable[[str], None]
+#: Told of each timed operation: (operation, backend name, seconds). The daemon's
+#: metrics; the engine itself records nothing.
+Observer = Callable[[str, str, float], None]
 log = logging.getLogger("branchdb.gc")
 
 
@@ -82,6 +85,7 @@ class ProjectContext:
         self.clock = clock
         self.mirror = mirror
         self._heads = heads
+        self.observer: Observer | None = None
 
     # ------------------------------------------------------------------ parts
     @property
@@ -132,6 +136,18 @@ class ProjectContext:
 
     def list_branches(self) -> list[BranchRecord]:
         return self.store.list_branches(self.project)
+
+    @contextmanager
+    def timed(self, operation: str) -> Iterator[None]:
+        """Tell the observer how long the block took (if it finished)."""
+        if self.observer is None:
+            yield
+            return
+        started = time.monotonic()
+        yield
+        self.observer(
+            operation, self.config.database.backend, time.monotonic() - started
+        )
 
     # ------------------------------------------------------------------ audit
     def audit(self, action: str, branch: str, detail: str = "") -> None:

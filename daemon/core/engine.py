@@ -323,9 +323,10 @@ class Engine(ProjectContext):
             + ("(fresh)" if snapshot is None else f"from snapshot {snapshot.ref}")
         )
         try:
-            rec.info = self.backend.create(
-                database, branch=branch, snapshot=snapshot, info=rec.info
-            )
+            with self.timed("create" if snapshot is None else "clone"):
+                rec.info = self.backend.create(
+                    database, branch=branch, snapshot=snapshot, info=rec.info
+                )
         except BaseException:
             self.store.delete_branch(self.project, branch)
             raise
@@ -351,15 +352,16 @@ class Engine(ProjectContext):
         session = self.backend.connect(rec.database, rec.info)
         try:
             try:
-                done, _, applied = project_migrations.run(
-                    self.config,
-                    rec,
-                    session,
-                    source,
-                    dry_run=False,
-                    progress=progress,
-                    outcome=ran,
-                )
+                with self.timed("migrate"):
+                    done, _, applied = project_migrations.run(
+                        self.config,
+                        rec,
+                        session,
+                        source,
+                        dry_run=False,
+                        progress=progress,
+                        outcome=ran,
+                    )
             except BaseException:
                 # Whatever did apply before the failure is in the ledger; forget
                 # the fingerprint so the next `up` plans again.
@@ -505,15 +507,16 @@ class Engine(ProjectContext):
     ) -> BranchRecord:
         what = "a fresh database" if snapshot is None else snapshot.ref
         progress(f"recreating {rec.database} from {what}")
-        self.backend.drop(rec.database, rec.info)
-        rec.status = "creating"
-        rec.applied = {}
-        rec.fingerprint = ""
-        rec.source = "fresh" if snapshot is None else f"snapshot:{snapshot.ref}"
-        self.store.put_branch(rec)
-        rec.info = self.backend.create(
-            rec.database, branch=rec.branch, snapshot=snapshot, info=rec.info
-        )
+        with self.timed("reset"):
+            self.backend.drop(rec.database, rec.info)
+            rec.status = "creating"
+            rec.applied = {}
+            rec.fingerprint = ""
+            rec.source = "fresh" if snapshot is None else f"snapshot:{snapshot.ref}"
+            self.store.put_branch(rec)
+            rec.info = self.backend.create(
+                rec.database, branch=rec.branch, snapshot=snapshot, info=rec.info
+            )
         rec.url = str(rec.info.get("url", rec.url))
         rec.status = "ready"
         self.store.put_branch(rec)

@@ -102,6 +102,7 @@ async def accept(
     why = branchname.problem(act.branch)
     if why is not None:
         log.info("%s delivery for project %s ignored: %s", provider, proj.name, why)
+        daemon.metrics.webhooks.labels(provider, "ignored").inc()
         return ignored(f"ignored: {why}")
     claimed = await run_in_threadpool(
         lambda: daemon.store().claim_delivery(
@@ -109,6 +110,7 @@ async def accept(
         )
     )
     if not claimed:
+        daemon.metrics.webhooks.labels(provider, "duplicate").inc()
         return JSONResponse(
             {"status": "duplicate", "delivery": delivery}, status_code=200
         )
@@ -120,6 +122,7 @@ async def accept(
         _work(daemon, proj, act, provider, delivery, loop),
         key=f"{proj.name}\0{act.branch}",
     )
+    daemon.metrics.webhooks.labels(provider, "accepted").inc()
     return JSONResponse(
         {"status": "accepted", "delivery": delivery, "job": job.json()},
         status_code=202,
