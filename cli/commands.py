@@ -11,6 +11,7 @@ pays only for what it uses.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,12 @@ if TYPE_CHECKING:
     from branchdb.daemon import wire
     from branchdb.daemon.config.project import Config
     from branchdb.daemon.core.engine import Engine
+
+
+class UsageError(BranchdbError):
+    """A command line that cannot be run as given (exit 2, as argparse's)."""
+
+    exit_code = 2
 
 
 class _Ctx:
@@ -55,9 +62,8 @@ class _Ctx:
                 self._client = RemoteClient(self.config)
             else:
                 from branchdb.cli.client import LocalClient
-                from branchdb.daemon.core.engine import Engine
 
-                self._client = LocalClient(Engine(self.config))
+                self._client = LocalClient(self.engine)
         return self._client
 
     @property
@@ -65,8 +71,12 @@ class _Ctx:
         """The local engine, for commands that are local by nature."""
         if self._engine is None:
             from branchdb.daemon.core.engine import Engine
+            from branchdb.daemon.vcs.repo import heads_of
 
-            self._engine = Engine(self.config)
+            # A create records the default branch's head (GC's merge rule).
+            cfg = self.config
+            heads = heads_of(cfg.root, cfg.project.default_branch)
+            self._engine = Engine(cfg, heads=heads)
         return self._engine
 
     def branch(self) -> str:
@@ -109,6 +119,9 @@ def cmd_up(ctx: _Ctx) -> int:
         emit_json(res)
     elif not a.quiet:
         _print(f"{branch}: {_up_summary(res)}")
+        ran = res["command"]
+        if a.verbose and ran and ran["output"].strip():
+            _print(ran["output"].rstrip())
         _print(res["url"])
     return 0
 
@@ -123,11 +136,20 @@ def _up_summary(res: wire.UpBranch) -> str:
     if res["reset"]:
         what.append(f"rebuilt from {res['source']} after drift")
     n = len(res["applied"])
-    what.append(
-        f"{n} migration{'s' if n != 1 else ''} applied"
-        if n
-        else "no pending migrations"
-    )
+    ran = res.get("command")
+    if ran:  # format "command": branchdb knows what ran and what the ledger says
+        after = ran["after"] or "no ledger table branchdb knows"
+        what.append(
+            f"ran `{ran['command']}`: nothing changed ({after})"
+            if ran["before"] == ran["after"]
+            else f"ran `{ran['command']}`: {after} (was {ran['before'] or 'none'})"
+        )
+    else:
+        what.append(
+            f"{n} migration{'s' if n != 1 else ''} applied"
+            if n
+            else "no pending migrations"
+        )
     if res["evicted"]:
         what.append(
             f"evicted {', '.join(res['evicted'])} (least recently used; "
@@ -155,24 +177,42 @@ def _up_hook(ctx: _Ctx) -> int:
     return 0
 
 
+def _url_in_form(ctx: _Ctx) -> str:
+    """The branch URL in ``--format`` or ``[database] url_format``."""
+    from branchdb.daemon.core.urlforms import convert
+
+    url: str = ctx.client.use(ctx.branch())["url"]
+    return convert(url, ctx.args.format or ctx.config.database.url_format)
+
+
 def cmd_url(ctx: _Ctx) -> int:
-    _print(ctx.client.use(ctx.branch())["url"])
+    _print(_url_in_form(ctx))
     return 0
 
 
 def cmd_env(ctx: _Ctx) -> int:
     from branchdb.cli.files import dotenv_value, update_dotenv
+    from branchdb.daemon.core.urlforms import convert
 
-    url = ctx.client.use(ctx.branch())["url"]
+    rec = ctx.client.use(ctx.branch())
+    url = convert(rec["url"], ctx.args.format or ctx.config.database.url_format)
     var = ctx.args.var or ctx.config.database.env_var
+    pairs = [(var, url)]
+    token = rec.get("auth_token")
+    if token:  # a libsql server branch: its URL needs its token
+        pairs += [(name, token) for name in ctx.config.libsql.token_env]
     if ctx.args.write:
         path = Path(ctx.args.write)
         if not path.is_absolute():
             path = ctx.cwd / path
-        changed = update_dotenv(path, var, url)
-        sys.stderr.write(f"{'updated' if changed else 'unchanged'}: {var} in {path}\n")
+        for name, value in pairs:
+            changed = update_dotenv(path, name, value)
+            sys.stderr.write(
+                f"{'updated' if changed else 'unchanged'}: {name} in {path}\n"
+            )
     else:
-        _print(f"{var}={dotenv_value(url)}")
+        for name, value in pairs:
+            _print(f"{name}={dotenv_value(value)}")
     return 0
 
 
@@ -225,12 +265,17 @@ def cmd_status(ctx: _Ctx) -> int:
         ),
         f"status:      {data['status']}"
         + ("" if data["exists"] else " — database missing!"),
-        f"migrations:  {data['migrations_applied']} applied, "
-        f"{len(data['pending'])} pending",
+        f"migrations:  applied by `{data['command']}` (its ledger below)"
+        if data.get("command")
+        else f"migrations:  {data['migrations_applied']} applied, "
+        f"{len(data['pending'])} pending"
+        + (" (per the tool's ledger)" if data.get("applied") is not None else ""),
         f"created:     {data['created_at']}",
         f"last used:   {data['last_used_at']}",
         f"ttl:         {_ttl_text(data['ttl'])}",
     ]
+    if data.get("ledger"):
+        lines.insert(-3, f"ledger:      {data['ledger']}")
     lines += [f"  pending:   {p}" for p in data["pending"]]
     if data["problem"]:
         lines.append(f"problem:     {data['problem']}")
@@ -494,15 +539,36 @@ def _daemon_settings(ctx: _Ctx) -> Any:
 def cmd_serve(ctx: _Ctx) -> int:
     import uvicorn
 
+    from branchdb.daemon.api import logs
     from branchdb.daemon.api.app import create_app
+    from branchdb.daemon.config import env
 
+    logs.configure(
+        env.get("BRANCHDB_LOG_LEVEL") or "INFO",
+        env.get("BRANCHDB_LOG_FORMAT") or "text",
+    )
     settings = _daemon_settings(ctx)
     app = create_app(settings)
-    sys.stderr.write(
-        f"branchdb: serving {', '.join(settings.projects)} "
-        f"on http://{settings.host}:{settings.port} (API docs: /docs)\n"
+    logging.getLogger("branchdb.api").info(
+        "serving %s on http://%s:%d (API docs: /docs)",
+        ", ".join(settings.projects),
+        settings.host,
+        settings.port,
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    # log_config=None: uvicorn keeps the handlers logs.configure installed; SIGTERM
+    # stops taking requests, then the lifespan lets running jobs finish (30 s).
+    # uvicorn re-raises the signal once it has shut down: a SIGTERM that ended in a
+    # clean shutdown is exit status 0 (what orchestrators count as success).
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,  # branchdb.access logs each request, with its id
+    )
     return 0
 
 
@@ -511,6 +577,8 @@ def cmd_token(ctx: _Ctx) -> int:
     from branchdb.daemon.store import open_store
 
     a = ctx.args
+    if a.action == "revoke" and not a.id:
+        raise UsageError("token revoke needs the token's ID (see `branchdb token ls`)")
     settings = _daemon_settings(ctx)
     store = open_store(
         settings.state_url, settings.data_dir / "state.db", settings.state_schema

@@ -60,6 +60,11 @@ def _section(raw: dict[str, object], name: str) -> dict[str, object]:
     return body if isinstance(body, dict) else {}
 
 
+def _tables(mig: dict[str, object]) -> tuple[str, ...]:
+    table = mig.get("table")
+    return (table,) if isinstance(table, str) else ()
+
+
 def _up_to_date(branch: str | None) -> SimpleNamespace | None:
     cwd = os.getcwd()
     path = os.environ.get("BRANCHDB_CONFIG") or locate.find_config(cwd)
@@ -69,6 +74,8 @@ def _up_to_date(branch: str | None) -> SimpleNamespace | None:
     raw = locate.cached_config(path, locate.stamp(path))
     if raw is None or _section(raw, "server").get("url"):
         return None
+    if _section(raw, "state").get("url") or os.environ.get("BRANCHDB_STATE_URL"):
+        return None  # the records are in a shared PostgreSQL store
     if branch is None:
         head = git_head.read_head(cwd)
         if head is None or head[0] != "branch":
@@ -79,7 +86,7 @@ def _up_to_date(branch: str | None) -> SimpleNamespace | None:
     root = os.path.dirname(path)
     db = _section(raw, "database")
     mig = _section(raw, "migrations")
-    backend = str(db.get("backend", "libsql"))
+    backend = locate.effective_backend(raw)
     data_dir = os.path.realpath(
         os.path.join(root, str(db.get("data_dir", locate.DEFAULT_DATA_DIR)))
     )
@@ -104,9 +111,22 @@ def _up_to_date(branch: str | None) -> SimpleNamespace | None:
             "WHERE project = ? AND branch = ?",
             (project, branch),
         ).fetchone()
-        if row is None or row[4] != "ready" or row[7] != fp or row[1] != backend:
+        if row is None or row[4] != "ready" or row[1] != backend:
             return None
-        if backend in STAT_EXISTS and not os.path.exists(libsql_path(data_dir, row[0])):
+        if backend in STAT_EXISTS:
+            path = libsql_path(data_dir, row[0])
+            if not os.path.exists(path):
+                return None
+            # The tool's ledger too: `dbmate rollback` or a restored file changes
+            # it without touching a migration file.
+            ledger = migration_files.sqlite_ledger_fingerprint(path, _tables(mig))
+            fp = migration_files.with_ledger(fp, ledger)
+        elif str(row[2]).startswith(("postgres://", "postgresql://")):
+            from branchdb.daemon.migrations import pg_ledger
+
+            pg = pg_ledger.ledger_fingerprint(row[2], _tables(mig))
+            fp = migration_files.with_ledger(fp, pg)
+        if row[7] != fp:
             return None
         now = time.time()
         con.execute("PRAGMA synchronous=NORMAL")

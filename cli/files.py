@@ -81,6 +81,9 @@ backend = "libsql"
 # Rebuild a branch's database when its migrations drifted (after a rebase).
 # reset_on_drift = false
 # env_var = "DATABASE_URL"
+# The URL form `url`, `env` and format = "command" give (README: URL forms):
+# native, libpq, dbmate, sqlalchemy, jdbc, prisma or path.
+# url_format = "native"
 
 [migrations]
 {dir_line}

@@ -81,6 +81,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             help="git branch (default: the checked-out branch)",
         )
 
+    def url_format_arg(sp: Any) -> None:
+        from branchdb.daemon.core.urlforms import FORMS
+
+        sp.add_argument(
+            "--format",
+            choices=FORMS,
+            help="the URL in the form a tool reads (default: database.url_format; "
+            "see the README's table)",
+        )
+
     def json_arg(sp: Any) -> None:
         sp.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -108,13 +118,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp.add_argument(
         "--quiet", "-q", action="store_true", help="print nothing on success"
     )
+    sp.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help='also print the output of the migrate command (format = "command")',
+    )
     sp.add_argument("--hook", action="store_true", help=argparse.SUPPRESS)
 
     sp = add("url", cmd_url, "print the branch database's connection URL")
     branch_arg(sp)
+    url_format_arg(sp)
 
     sp = add("env", cmd_env, "print or write DATABASE_URL=... for the branch")
     branch_arg(sp)
+    url_format_arg(sp)
     sp.add_argument(
         "--var", metavar="NAME", help="variable name (default: database.env_var)"
     )

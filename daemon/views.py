@@ -40,6 +40,7 @@ def branch_dict(rec: BranchRecord) -> wire.Branch:
         "last_used_at": iso(rec.last_used_at),
         "migrations_applied": len(rec.applied),
         "strategy": rec.info.get("strategy"),
+        "auth_token": rec.info.get("auth_token"),
     }
 
 
@@ -51,6 +52,7 @@ def up_dict(res: UpResult) -> wire.UpBranch:
         "up_to_date": res.up_to_date,
         "applied": list(res.applied),
         "evicted": list(res.evicted),
+        "command": res.command,
     }
 
 
@@ -64,6 +66,7 @@ def up_to_date_dict(rec: BranchRecord) -> wire.UpBranch:
         "up_to_date": True,
         "applied": [],
         "evicted": [],
+        "command": None,
     }
 
 
@@ -157,6 +160,13 @@ def status_dict(st: Status, *, protected: bool, ttl: Ttl) -> wire.BranchStatus:
         "exists": st.exists,
         "size_bytes": st.size_bytes,
         "pending": list(st.pending),
+        # What the tool's ledger says when it could be read, else branchdb's record.
+        "migrations_applied": len(st.record.applied)
+        if st.applied is None
+        else len(st.applied),
+        "applied": None if st.applied is None else list(st.applied),
+        "ledger": st.ledger,
+        "command": st.command,  # format "command": the tool applies them
         "problem": redact(st.problem) if st.problem else None,
         "protected": protected,
         "ttl": ttl_dict(ttl),

@@ -35,6 +35,9 @@ class Branch(TypedDict):
     last_used_at: str
     migrations_applied: int
     strategy: str | None  # how it was cloned (backend-specific), None if unknown
+    #: a libsql server (sqld) branch's JWT, opening that branch's database only;
+    #: None on other backends (their credentials are in ``url``)
+    auth_token: str | None
 
 
 class UpBranch(Branch):
@@ -45,6 +48,9 @@ class UpBranch(Branch):
     up_to_date: bool  # nothing to do
     applied: list[str]  # migrations applied by this call
     evicted: list[str]  # branches evicted to stay within branches.max_branches
+    command: (
+        dict[str, Any] | None
+    )  # format "command": what ran, the ledger before/after
 
 
 class ResetBranch(Branch):
@@ -103,6 +109,10 @@ class BranchStatus(Branch):
     exists: bool
     size_bytes: int
     pending: list[str]
+    migrations_applied: int  # per the tool's ledger when readable, else the record
+    applied: list[str] | None  # per the tool's ledger; None: not readable
+    ledger: str | None  # the tool's ledger in one line
+    command: str | None  # format "command": the command that migrates
     problem: str | None  # why pending could not be computed, secrets redacted
     protected: bool
     ttl: Ttl

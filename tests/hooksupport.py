@@ -277,12 +277,20 @@ class Hook:
 
 
 @contextmanager
-def running_daemon(upstream: Path, tmp_path: Path, extra: str = "") -> Iterator[Hook]:
-    """A daemon serving *upstream* (its path is also the repository URL fetched)."""
+def running_daemon(
+    upstream: Path,
+    tmp_path: Path,
+    extra: str = "",
+    *,
+    project: Path | None = None,
+    server: str = "",
+) -> Iterator[Hook]:
+    """A daemon fetching *upstream* (the repository URL); its project folder is
+    *project* (default: *upstream* itself). *server*: more ``[server]`` lines."""
     cfg = tmp_path / "daemon.toml"
     cfg.write_text(
-        f'[server]\ndata_dir = "{tmp_path / "daemon"}"\n\n'
-        f'[[projects]]\nname = "shop"\npath = "{upstream}"\n'
+        f'[server]\ndata_dir = "{tmp_path / "daemon"}"\n{server}\n'
+        f'[[projects]]\nname = "shop"\npath = "{project or upstream}"\n'
         f'repository = "{upstream}"\n'
         f"webhook_secret = {json.dumps(SECRET)}\n"
         f"gitlab_secret = {json.dumps(GITLAB_TOKEN)}\n{extra}"

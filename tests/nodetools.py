@@ -52,7 +52,9 @@ def require_node() -> None:
     pytest.skip(why)
 
 
-def run_drizzle_migrator(kind: str, folder: Path, url: str) -> list[dict[str, Any]]:
+def run_drizzle_migrator(
+    kind: str, folder: Path, url: str, *ledger: str
+) -> list[dict[str, Any]]:
     """Apply *folder* (a drizzle-kit ``out`` folder) to *url* with drizzle-orm's migrator.
 
     *kind* is ``"libsql"`` (url ``file:/abs/path.db``, ``http://``, ``libsql://``) or
@@ -67,7 +69,7 @@ def run_drizzle_migrator(kind: str, folder: Path, url: str) -> list[dict[str, An
         raise ValueError(
             f"unknown migrator kind {kind!r}; expected one of {sorted(SCRIPTS)}"
         ) from None
-    cmd = ["node", str(script), str(Path(folder).resolve()), url]
+    cmd = ["node", str(script), str(Path(folder).resolve()), url, *ledger]
     p = subprocess.run(cmd, cwd=NODE_DIR, capture_output=True, text=True, timeout=120)
     if p.returncode != 0:
         raise RuntimeError(

@@ -95,6 +95,7 @@ def test_put_creates_once_and_answers_like_the_cli(api: Api) -> None:
         "up_to_date",
         "applied",
         "evicted",
+        "command",
     }
     assert len(list((api.repo / ".branchdb" / "branches").glob("bdb-*.db"))) == 1
 

@@ -208,7 +208,7 @@ def test_project_list_and_metrics_show_only_the_tokens_projects(two: Two) -> Non
         r = c.get("/metrics", headers=auth(token))
         assert r.status_code == 200, r.text
         return {
-            line.split('"')[1]: line.rsplit(" ", 1)[1]
+            line.split('"')[1]: str(int(float(line.rsplit(" ", 1)[1])))
             for line in r.text.splitlines()
             if line.startswith("branchdb_branches{")
         }

@@ -95,6 +95,23 @@ def test_github_sees_no_password_and_the_comment_is_updated(
     assert PASSWORD not in caplog.text
 
 
+def test_libsql_server_token_only_in_the_callback(
+    stub: GitHubStub, receiver: CallbackReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A libsql server branch: GitHub gets the URL (it holds no secret), the token
+    goes only to the signed callback."""
+    token = "eyJhbGciOiJFZERTQSJ9.eyJpZCI6ImJkYi1zaG9wIn0.c2lnbmF0dXJl"
+    url = "libsql://bdb-shop-feature-x-0123456789.db.example.com"
+    p = Publication("shop", "feature/x", "a" * 40, "ready", url, "acme/shop", 7)
+    out = publish.publish(settings(stub, receiver), p._replace(auth_token=token))
+    assert all(v["ok"] for v in out.values()), out
+    for r in stub.requests:
+        assert token not in json.dumps(r["json"])
+    (req,) = receiver.requests
+    assert json.loads(req["body"])["auth_token"] == token
+    assert token not in caplog.text
+
+
 def test_api_link_mode(stub: GitHubStub, receiver: CallbackReceiver) -> None:
     s = settings(
         stub,

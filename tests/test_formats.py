@@ -19,6 +19,7 @@ from backendsupport import branch_session, libsql_backend
 
 from branchdb.daemon.core.dbsession import DbSession
 from branchdb.daemon.core.errors import MigrationError
+from branchdb.daemon.core.models import Applied
 from branchdb.daemon.migrations import detect_format, runner, sqlsplit
 from branchdb.daemon.migrations.base import DirFiles
 from branchdb.daemon.migrations.formats import drizzle as drizzle_mod
@@ -175,10 +176,10 @@ def test_drizzle_loads_in_journal_order_with_drizzle_hash(tmp_path: Path) -> Non
         "CREATE TABLE `users` (`id` integer PRIMARY KEY);",
         "CREATE INDEX `users_id` ON `users` (`id`);",
     )
-    assert ms[0].meta == {"when": 100, "tag": "0000_a"}
-    # drizzle-orm normalises CRLF before hashing; empty chunks are not statements.
-    lf = "SELECT 1;\n--> statement-breakpoint\n\n"
-    assert ms[1].checksum == hashlib.sha256(lf.encode()).hexdigest()
+    assert (ms[0].meta["when"], ms[0].meta["tag"]) == (100, "0000_a")
+    # drizzle-orm hashes the text as read (CRLF kept); empty chunks are no statements.
+    crlf = "SELECT 1;\r\n--> statement-breakpoint\r\n\r\n"
+    assert ms[1].checksum == hashlib.sha256(crlf.encode()).hexdigest()
     assert ms[1].statements == ("SELECT 1;",)
 
 
@@ -316,15 +317,25 @@ def test_dbmate_up_block_checksum_and_transaction_option(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("CREATE TABLE x (id int);\n", "no '-- migrate:up'"),
-        ("-- migrate:down\nDROP TABLE x;\n-- migrate:up\nSELECT 1;\n", "before"),
-        ("SELECT 1;\n-- migrate:up\nSELECT 2;\n", "statements before"),
+        ("CREATE TABLE x (id int);\n", "define an up block with '-- migrate:up'"),
+        (
+            "-- migrate:down\nDROP TABLE x;\n-- migrate:up\nSELECT 1;\n",
+            "does not support statements preceding",
+        ),
+        ("SELECT 1;\n-- migrate:up\nSELECT 2;\n", "statements preceding"),
+        ("-- migrate:up\nSELECT 2;\n", "define a down block with '-- migrate:down'"),
     ],
 )
 def test_dbmate_malformed_files(tmp_path: Path, content: str, message: str) -> None:
+    """Refused with dbmate's own message, when the file is pending (as dbmate)."""
     files = write(tmp_path, {"1_x.sql": content})
+    fmt = DbmateFormat()
+    ms = fmt.load(files)
     with pytest.raises(MigrationError, match=message):
-        DbmateFormat().load(files)
+        runner.evaluate(fmt, ms, [], {})
+    # Already applied: dbmate never parses it again, and neither does branchdb.
+    plan = runner.evaluate(fmt, ms, [Applied(key="1")], {})
+    assert plan.pending == []
 
 
 def test_dbmate_ledger_rows(tmp_path: Path, db: DbSession) -> None:
@@ -332,7 +343,8 @@ def test_dbmate_ledger_rows(tmp_path: Path, db: DbSession) -> None:
         tmp_path,
         {
             "20240101000000_users.sql": DBMATE_FILE,
-            "20240102000000_more.sql": "-- migrate:up\nCREATE TABLE b (id int);\n",
+            "20240102000000_more.sql": "-- migrate:up\nCREATE TABLE b (id int);\n"
+            "-- migrate:down\n",
         },
     )
     fmt = DbmateFormat()

@@ -12,6 +12,7 @@ from support import BRANCHDB, git, run
 from branchdb.daemon.config import project as config_mod
 from branchdb.daemon.core.engine import Engine
 from branchdb.daemon.gc.collector import collect
+from branchdb.daemon.vcs.repo import heads_of
 
 HOUR = 3600.0
 
@@ -30,7 +31,10 @@ def engine(repo: Path, clock: Clock, extra: str = "") -> Engine:
     (repo / "branchdb.toml").write_text(
         '[project]\nname = "shop"\n[branches]\nttl = "7d"\ngrace = "1h"\n' + extra
     )
-    return Engine(config_mod.load(cwd=repo), clock=clock)
+    config = config_mod.load(cwd=repo)
+    # As the CLI and the daemon wire it: a create records the default branch's head.
+    heads = heads_of(repo, config.project.default_branch)
+    return Engine(config, clock=clock, heads=heads)
 
 
 def commit(repo: Path, name: str, text: str = "x") -> None:

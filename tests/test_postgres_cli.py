@@ -70,8 +70,9 @@ def test_branches_get_isolated_postgres_databases(
     main = json.loads(r.out)
     assert main["applied"] == ["0000_init.sql", "0001_products.sql"]
     assert main["url"].startswith("postgresql://bdbr_")
-    # The hook's fast path answers from the state store: no server round-trip (the
-    # server URL here points at a closed port).
+    # The hook's fast path answers from the state store and one ledger query to the
+    # branch database (standard library, no psycopg): the admin server URL is never
+    # used (here it points at a closed port).
     down = {"BRANCHDB_PG_URL": "postgresql://postgres@127.0.0.1:9/postgres"}
     r = run(repo, "up", env=down)
     assert r.code == 0 and r.out.startswith("main: up to date"), r.err

@@ -260,7 +260,7 @@ def test_dbmate_transaction_false(tmp_path: Path, db: DbSession) -> None:
     root.mkdir()
     (root / "1_a.sql").write_text(
         "-- migrate:up transaction:false\n"
-        "CREATE TABLE a (id int);\nINSERT INTO nope VALUES (1);\n"
+        "CREATE TABLE a (id int);\nINSERT INTO nope VALUES (1);\n-- migrate:down\n"
     )
     fmt = DbmateFormat()
     with pytest.raises(MigrationFailed) as e:
@@ -270,6 +270,7 @@ def test_dbmate_transaction_false(tmp_path: Path, db: DbSession) -> None:
     assert db.execute("SELECT count(*) FROM schema_migrations") == [(0,)]
     (root / "1_a.sql").write_text(
         "-- migrate:up transaction:false\nCREATE TABLE IF NOT EXISTS a (id int);\n"
+        "-- migrate:down\n"
     )
     assert [m.name for m in migrate(fmt, DirFiles(root), db)] == ["1_a.sql"]
     assert db.execute("SELECT version FROM schema_migrations") == [("1",)]

@@ -11,6 +11,7 @@ from storesupport import fresh_database
 from support import run
 
 from branchdb.daemon.api import settings as daemon_config
+from branchdb.daemon.config import project as config_mod
 from branchdb.daemon.core.errors import ConfigError
 from branchdb.daemon.store.postgres_store import PostgresStore
 
@@ -86,3 +87,44 @@ def test_token_cli_writes_to_the_configured_state_store(
         r = run(repo, "token", "ls", "--config", str(bad))
         assert r.code != 0 and "Traceback" not in r.err
         assert r.err.count("\n") == 1 and "postgresql://" in r.err
+
+
+def test_the_projects_state_section_is_shared_with_the_daemon(
+    tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """branchdb.toml's [state] is what the CLI uses; the daemon uses it too (when
+    its own config names none), and refuses one that differs from its own."""
+    monkeypatch.delenv("BRANCHDB_STATE_URL", raising=False)
+    setup_project(repo)
+    with (repo / "branchdb.toml").open("a") as f:
+        f.write('\n[state]\nurl = "postgresql://u@db/ops"\nschema = "bdb"\n')
+    state = config_mod.load(cwd=repo).state
+    assert (state.url, state.schema) == ("postgresql://u@db/ops", "bdb")
+    s = daemon_config.load(cwd=repo)
+    assert (s.state_url, s.state_schema) == ("postgresql://u@db/ops", "bdb")
+    cfg = tmp_path / "daemon.toml"
+    cfg.write_text(f'[[projects]]\npath = "{repo}"\n')
+    s = daemon_config.load(cfg)
+    assert (s.state_url, s.state_schema) == ("postgresql://u@db/ops", "bdb")
+    cfg.write_text(
+        f'[state]\nurl = "postgresql://u@db/ops"\nschema = "bdb"\n'
+        f'[[projects]]\npath = "{repo}"\n'
+    )
+    assert daemon_config.load(cfg).state_url == "postgresql://u@db/ops"
+    cfg.write_text(
+        f'[state]\nurl = "postgresql://u:pw@db/ops"\n[[projects]]\npath = "{repo}"\n'
+    )
+    with pytest.raises(ConfigError, match="separate records") as e:
+        daemon_config.load(cfg)
+    assert "pw" not in str(e.value)
+
+
+def test_bad_state_in_the_project_config(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BRANCHDB_STATE_URL", raising=False)
+    (repo / "branchdb.toml").write_text(
+        '[project]\nname = "shop"\n[state]\nurl = "sqlite:///x"\n'
+    )
+    r = run(repo, "ls")
+    assert r.code == 2 and "state.url must be a postgresql:// URL" in r.err

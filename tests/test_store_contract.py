@@ -211,6 +211,29 @@ def test_closed_branches(store: Store) -> None:
     assert store.closed_branches("shop") == {}
 
 
+def test_open_pull_requests(store: Store) -> None:
+    store.mark_closed("shop", "feat", False, 5.0, "acme/shop#1")
+    store.mark_open("shop", "feat", 6.0, "acme/shop#1")  # reopened
+    store.mark_open("shop", "feat", 7.0, "acme/shop#1")  # idempotent
+    assert store.closed_branches("shop") == {}
+    assert store.open_branches("shop") == {"feat": "acme/shop#1"}
+    assert store.open_branches("other") == {}
+    store.mark_closed("shop", "feat", True, 8.0, "acme/shop#1")  # no longer open
+    assert store.open_branches("shop") == {}
+    store.mark_open("shop", "feat", 9.0, "acme/shop#1")
+    store.put_branch(rec("feat", "dbf"))
+    store.delete_branch("shop", "feat")  # the mark goes with the record
+    assert store.open_branches("shop") == {}
+
+
+def test_default_heads_round_trip(store: Store) -> None:
+    heads = ["a" * 40, "b" * 40]
+    store.put_branch(rec("feat", "dbf", default_heads=heads))
+    store.put_branch(rec("old", "dbo"))  # a record made before heads were recorded
+    assert store.get_branch("shop", "feat").default_heads == heads  # type: ignore[union-attr]
+    assert store.get_branch("shop", "old").default_heads == []  # type: ignore[union-attr]
+
+
 def test_gc_state(store: Store) -> None:
     store.put_branch(rec(ODD[1], "db1", last_used_at=100.0))
     store.set_branch_ttl("shop", ODD[1], 3600)
@@ -326,6 +349,8 @@ def _old_store(place: Backing) -> None:
         for v in range(1, old + 1):
             for stmt in schema.statements(v, "sqlite"):
                 db.execute(stmt)
+            for stmt, args in schema.seeds(v):  # as a real older store was seeded
+                db.execute(stmt, args)
         for stmt in rows:
             db.execute(stmt)
         db.execute(f"PRAGMA user_version = {old}")
@@ -345,6 +370,8 @@ def _old_store(place: Backing) -> None:
         for v in range(1, old + 1):
             for stmt in schema.statements(v, "postgres"):
                 c.execute(stmt)  # type: ignore[arg-type]
+            for stmt, args in schema.seeds(v):
+                c.execute(stmt.replace("?", "%s"), args)  # type: ignore[arg-type]
             c.execute("INSERT INTO schema_version VALUES (%s, 0)", (v,))
         for stmt in rows:
             c.execute(stmt)  # type: ignore[arg-type]
@@ -375,12 +402,13 @@ def test_an_older_store_is_upgraded_in_place(place: Backing) -> None:
     try:
         kept = s.get_branch("shop", "old/feature")
         assert kept is not None and kept.database == "db-old"
+        assert kept.default_heads == []  # no recorded head: GC's fallback rule
         assert [(t["id"], t["projects"]) for t in s.list_tokens()] == [("t0", [])]
         assert (s.delivery("github", "d0", project="shop") or {})["status"] == "done"
         assert not s.claim_delivery("github", "d0", "shop", "push", 2.0)
         s.add_audit(AuditEntry(3.0, "shop", "old/feature", "create", "cli:x"))
         assert len(s.list_audit("shop")) == 1
-        assert len(s.store_id) == 32  # the new step made the store's id
+        assert len(s.store_id) == 32  # the store's id (step 7) survives upgrades
     finally:
         s.close()
     assert _version(place) == schema.SCHEMA_VERSION

@@ -35,18 +35,22 @@ from branchdb.daemon.api import (
     openapi,
     schemas,
     snapshots,
+    tokens,
 )
 from branchdb.daemon.api.bodylimit import BodyLimit
 from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken, check_project
+from branchdb.daemon.api.logs import RequestId
 from branchdb.daemon.api.scheduler import recover_all, start_scheduler
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.api.settings import DaemonSettings
+from branchdb.daemon.api.telemetry import Timing
 from branchdb.daemon.api.webhooks import github as webhooks
 from branchdb.daemon.core.errors import BranchdbError, NotFound, redact
 
 log = logging.getLogger("branchdb.api")
 
 
+#: How ``branchdb serve`` prints branchdb's log lines on stderr (README: Logging).
 def _error(
     status: int,
     kind: str,
@@ -192,6 +196,10 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(recover_all, daemon)  # before the first request
+        if settings.admin_token_sha256:
+            sha256 = settings.admin_token_sha256
+            # In the pool: the store's connection belongs to the thread that uses it.
+            await run_in_threadpool(lambda: tokens.bootstrap(daemon.store(), sha256))
         scheduler = start_scheduler(daemon, settings.gc_interval)
         yield
         if scheduler is not None:
@@ -207,6 +215,8 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     )
     app.state.daemon = daemon
     app.add_middleware(BodyLimit, max_body=settings.max_body)
+    app.add_middleware(Timing, metrics=daemon.metrics)
+    app.add_middleware(RequestId)  # outermost: every log line of the request has it
     _install_error_handlers(app)
     app.include_router(meta)
     app.include_router(collection.router)

@@ -25,13 +25,16 @@ from starlette.concurrency import run_in_threadpool
 from branchdb.daemon.api import tokens
 from branchdb.daemon.api.jobs import JobTable
 from branchdb.daemon.api.settings import DaemonSettings, ProjectSettings
+from branchdb.daemon.api.telemetry import Metrics
 from branchdb.daemon.core import branchname
+from branchdb.daemon.core.context import Observer
 from branchdb.daemon.core.engine import Engine
 from branchdb.daemon.core.errors import BranchdbError, NotFound, Refused
 from branchdb.daemon.migrations.base import MigrationFiles
 from branchdb.daemon.store import open_store
 from branchdb.daemon.store.base import Store
 from branchdb.daemon.vcs import tree as git_tree
+from branchdb.daemon.vcs.repo import heads_of
 from branchdb.daemon.vcs.tree import Mirror
 
 
@@ -68,10 +71,12 @@ class ProjectRuntime:
         settings: ProjectSettings,
         data_dir: Path,
         shared_store: Callable[[], Store] | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.settings = settings
         self.name = settings.name
         self._shared_store = shared_store
+        self._observer = observer
         self._local = threading.local()
         self.mirror = (
             Mirror(data_dir / "mirrors" / f"{settings.name}.git", settings.repository)
@@ -84,8 +89,25 @@ class ProjectRuntime:
         engine: Engine | None = getattr(self._local, "engine", None)
         if engine is None:
             store = self._shared_store() if self._shared_store else None
-            engine = self._local.engine = Engine(self.settings.config, store=store)
+            mirror, config = self.gc_mirror, self.settings.config
+            # Git facts (GC, the default head a create records) come from the
+            # mirror when repository is set, else from the project folder.
+            where = mirror.path if mirror is not None else config.root
+            engine = self._local.engine = Engine(
+                config,
+                store=store,
+                mirror=mirror,
+                heads=heads_of(where, config.project.default_branch),
+            )
+            engine.observer = self._observer
         return engine
+
+    @property
+    def gc_mirror(self) -> Mirror | None:
+        """The mirror git facts are read from (GC, the head recorded at create):
+        with ``repository`` set, the one the webhooks read; else None (the
+        project folder's own checkout)."""
+        return self.mirror if self.settings.repository_set else None
 
     def committed_migrations(
         self, branch: str, sha: str | None = None
@@ -120,11 +142,15 @@ class Daemon:
         self._shared: Store | None = None
         self._shared_lock = threading.Lock()
         shared = self.shared_store if settings.state_url else None
+        self.jobs = JobTable()
+        self.metrics = Metrics(self.jobs)
+        self.jobs.on_finish = self.metrics.job_finished
         self.projects = {
-            name: ProjectRuntime(p, settings.data_dir, shared)
+            name: ProjectRuntime(
+                p, settings.data_dir, shared, observer=self.metrics.operation
+            )
             for name, p in settings.projects.items()
         }
-        self.jobs = JobTable()
         self.tokens = TokenCache()
         self._local = threading.local()
 
@@ -152,11 +178,18 @@ class Daemon:
         return store
 
     def close(self) -> None:
-        """Close the shared store (per-thread SQLite connections die with threads)."""
+        """Close the shared store (per-thread SQLite connections die with threads)
+        and stop the sqld this daemon's projects run themselves, if any."""
         with self._shared_lock:
             if self._shared is not None:
                 self._shared.close()
                 self._shared = None
+        for p in self.projects.values():
+            config = p.settings.config
+            if config.database.backend == "sqld" and config.libsql.managed:
+                from branchdb.daemon.backends.sqld_process import ManagedSqld
+
+                ManagedSqld(config.data_dir).stop()
 
     def project(self, name: str) -> ProjectRuntime:
         found = self.projects.get(name)

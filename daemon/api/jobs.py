@@ -95,6 +95,15 @@ class JobTable:
         self._tasks: set[asyncio.Task[None]] = set()
         # Each key's line, first place holding the turn; a key without one is absent.
         self._lines: dict[str, deque[_Place]] = {}
+        #: Called with each job as it finishes (the metrics).
+        self.on_finish: Callable[[Job], None] | None = None
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs the table holds, by status."""
+        out: dict[str, int] = {}
+        for j in list(self._jobs.values()):
+            out[j.status] = out.get(j.status, 0) + 1
+        return out
 
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
@@ -190,6 +199,8 @@ class JobTable:
             job.error = {"type": "InternalError", "message": redact(str(e))}
         finally:
             job.finished_at = time.time()
+            if self.on_finish is not None:
+                self.on_finish(job)
             if place is not None:
                 self._leave(key, place)
 

@@ -1,25 +1,42 @@
-"""``GET /metrics``: Prometheus text exposition (format 0.0.4) for every project.
+"""``GET /metrics``: Prometheus exposition through ``prometheus_client``.
 
-Served metrics (label ``project``; collected counts also by ``reason``)::
+Two kinds of metrics, one page:
 
-    branchdb_branches                          gauge   branch databases on record
-    branchdb_gc_collected_databases_total      counter databases deleted by GC or
-                                                       eviction, by reason
-    branchdb_gc_collected_bytes_total          counter bytes those held, by reason
-    branchdb_gc_runs_total                     counter GC runs (not dry runs)
-    branchdb_gc_last_run_timestamp_seconds     gauge   end of the last GC run
+- **Persistent** (read from the state store at each scrape, so a restart or another
+  replica does not reset them; label ``project``, collected counts also ``reason``)::
 
-The counters are persistent: they live in the state store (see
-:func:`branchdb.daemon.gc.collector.totals`), so a daemon restart does not reset
-them. Needs a
-``read`` token (Prometheus: ``authorization: {credentials: TOKEN}``); a token limited
-to projects gets only those projects' samples (the same families, fewer labels).
+    branchdb_branches                              gauge    branch databases on record
+    branchdb_gc_collected_databases_total          counter  deleted by GC or eviction
+    branchdb_gc_collected_bytes_total              counter  bytes those held
+    branchdb_gc_runs_total                         counter  GC runs (not dry runs)
+    branchdb_gc_last_run_timestamp_seconds         gauge    end of the last GC run
+
+- **This process** (since it started; sum over replicas in PromQL)::
+
+    branchdb_http_request_duration_seconds         histogram  method, route (the route
+                                                              template), status
+    branchdb_operation_duration_seconds            histogram  operation (create, clone,
+                                                              migrate, reset), backend
+    branchdb_jobs                                  gauge      background jobs by status
+                                                              (running, now)
+    branchdb_jobs_finished_total                   counter    kind, status
+    branchdb_webhook_deliveries_total              counter    provider, outcome
+
+Needs a ``read`` token (Prometheus: ``authorization: {credentials: TOKEN}``); a token
+limited to projects gets only those projects' persistent samples. The process's
+metrics live in :mod:`.telemetry`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 
 from branchdb.daemon.api.deps import DaemonDep, ReadToken
@@ -27,66 +44,74 @@ from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.gc.collector import totals
 from branchdb.daemon.gc.results import GcTotals
 
+if TYPE_CHECKING:
+    from branchdb.daemon.api.telemetry import Metrics
+
 router = APIRouter(tags=["health"])
 
+#: The text format every Prometheus reads (generate_latest writes it).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-_HELP = {
-    "branchdb_branches": ("gauge", "Branch databases on record."),
-    "branchdb_gc_collected_databases_total": (
-        "counter",
-        "Databases deleted by garbage collection or quota eviction.",
-    ),
-    "branchdb_gc_collected_bytes_total": (
-        "counter",
-        "Bytes held by the databases garbage collection deleted.",
-    ),
-    "branchdb_gc_runs_total": ("counter", "Garbage-collection runs (not dry runs)."),
-    "branchdb_gc_last_run_timestamp_seconds": (
-        "gauge",
-        "When the last garbage-collection run ended (Unix time).",
-    ),
-}
+
+class _Persistent(Collector):
+    """The state store's counters of the projects a token may see."""
+
+    def __init__(self, projects: dict[str, tuple[int, GcTotals]]) -> None:
+        self.projects = projects
+
+    def collect(self) -> Iterable[Metric]:
+        branches = GaugeMetricFamily(
+            "branchdb_branches", "Branch databases on record.", labels=["project"]
+        )
+        dbs = CounterMetricFamily(
+            "branchdb_gc_collected_databases",
+            "Databases deleted by garbage collection or quota eviction.",
+            labels=["project", "reason"],
+        )
+        size = CounterMetricFamily(
+            "branchdb_gc_collected_bytes",
+            "Bytes held by the databases garbage collection deleted.",
+            labels=["project", "reason"],
+        )
+        runs = CounterMetricFamily(
+            "branchdb_gc_runs",
+            "Garbage-collection runs (not dry runs).",
+            labels=["project"],
+        )
+        last = GaugeMetricFamily(
+            "branchdb_gc_last_run_timestamp_seconds",
+            "When the last garbage-collection run ended (Unix time).",
+            labels=["project"],
+        )
+        for project, (count, counters) in sorted(self.projects.items()):
+            branches.add_metric([project], count)
+            for reason, n in counters.by_reason.items():
+                dbs.add_metric([project, reason], n.databases)
+                size.add_metric([project, reason], n.bytes)
+            runs.add_metric([project], counters.runs)
+            if counters.last_run_at is not None:
+                last.add_metric([project], counters.last_run_at)
+        return [branches, dbs, size, runs, last]
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def render(projects: dict[str, tuple[int, GcTotals]]) -> str:
-    """Exposition text for project -> (branch count, :func:`gc.totals`)."""
-    samples: dict[str, list[str]] = {name: [] for name in _HELP}
-    for project, (count, counters) in sorted(projects.items()):
-        p = f'project="{_label(project)}"'
-        samples["branchdb_branches"].append(f"{{{p}}} {count}")
-        for reason, n in counters.by_reason.items():
-            lab = f'{{{p},reason="{_label(reason)}"}}'
-            samples["branchdb_gc_collected_databases_total"].append(
-                f"{lab} {n.databases}"
-            )
-            samples["branchdb_gc_collected_bytes_total"].append(f"{lab} {n.bytes}")
-        samples["branchdb_gc_runs_total"].append(f"{{{p}}} {counters.runs}")
-        if counters.last_run_at is not None:
-            samples["branchdb_gc_last_run_timestamp_seconds"].append(
-                f"{{{p}}} {counters.last_run_at:.3f}"
-            )
-    lines: list[str] = []
-    for name, (kind, text) in _HELP.items():
-        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
-        lines += [f"{name}{s}" for s in samples[name]]
-    return "\n".join(lines) + "\n"
+def render(projects: dict[str, tuple[int, GcTotals]], process: Metrics) -> bytes:
+    """The exposition page: *projects* (name -> (branch count, gc totals)) and this
+    process's metrics."""
+    persistent = CollectorRegistry()
+    persistent.register(_Persistent(projects))
+    return generate_latest(persistent) + generate_latest(process.registry)
 
 
 @router.get(
     "/metrics",
-    response_class=PlainTextResponse,
-    summary="Prometheus metrics: branches, GC runs, databases and bytes collected",
+    response_class=Response,
+    summary="Prometheus metrics: branches, GC, requests, operations, jobs, webhooks",
     responses={
         200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"},
         **errors(401, 403),
     },
 )
-async def metrics(token: ReadToken, daemon: DaemonDep) -> PlainTextResponse:
+async def metrics(token: ReadToken, daemon: DaemonDep) -> Response:
     def collect() -> dict[str, tuple[int, GcTotals]]:
         out = {}
         for p in daemon.projects.values():
@@ -96,5 +121,5 @@ async def metrics(token: ReadToken, daemon: DaemonDep) -> PlainTextResponse:
             out[p.name] = (len(engine.list_branches()), totals(engine))
         return out
 
-    text = render(await run_in_threadpool(collect))
-    return PlainTextResponse(text, media_type=CONTENT_TYPE)
+    body = render(await run_in_threadpool(collect), daemon.metrics)
+    return Response(body, media_type=CONTENT_TYPE)

@@ -31,13 +31,13 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
+from branchdb.daemon.config import env
 from branchdb.daemon.core.errors import ConfigError, redact
 
 if TYPE_CHECKING:
@@ -91,6 +91,8 @@ class Publication(NamedTuple):
     repo: str | None = None  # GitHub "owner/name" of the base repository
     number: int | None = None  # the pull request number, if any
     detail: str = ""  # why it failed (already redacted)
+    #: a libsql server branch's token: only in the signed callback, never on GitHub
+    auth_token: str | None = None
 
 
 def _env_name(project: str, what: str) -> str:
@@ -133,14 +135,14 @@ def parse(raw: dict[str, Any], project: str, where: str) -> PublishSettings:
             "{project}"
         ) from None
     token_env = raw.get("github_token_env") or _env_name(project, "GITHUB_TOKEN")
-    token = os.environ.get(token_env)
+    token = env.get(token_env)
     if token is None and "github_token_env" not in raw:
-        token = os.environ.get("BRANCHDB_GITHUB_TOKEN")
+        token = env.get("BRANCHDB_GITHUB_TOKEN")
     if modes and not token:
         raise ConfigError(
             f"{where}: projects.publish.github needs a token in ${token_env}"
         )
-    secret = raw.get("callback_secret") or os.environ.get(
+    secret = raw.get("callback_secret") or env.get(
         _env_name(project, "CALLBACK_SECRET")
     )
     if raw.get("callback_url") and not secret:
@@ -347,6 +349,7 @@ def _callback(
             "branch": pub.branch,
             "sha": pub.sha,
             "url": pub.url,
+            **({"auth_token": pub.auth_token} if pub.auth_token else {}),
             "status": pub.status,
             "timestamp": int(stamp),
         }

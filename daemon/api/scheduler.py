@@ -65,10 +65,9 @@ def start_scheduler(daemon: Daemon, interval: int) -> Any:
     def collect_all() -> None:
         for p in daemon.projects.values():
             try:
+                # The collector logs each mark, each deletion and a summary.
                 with acting("scheduler", "scheduled gc"):
-                    report = collect(p.engine(), dry_run=False)
-                for c in report.deleted:
-                    log.info("gc %s: deleted %s (%s)", p.name, c.database, c.reason)
+                    collect(p.engine(), dry_run=False)
             except Refused as e:  # another replica is collecting: skip this round
                 log.info("scheduled gc of project %s skipped: %s", p.name, e)
             except Exception:

@@ -30,13 +30,14 @@ is served alone, with its data directory as the daemon's. Environment variables
 ``BRANCHDB_WEBHOOK_SECRET[_<PROJECT>]``, ``BRANCHDB_GITLAB_SECRET_<PROJECT>``; for
 publishing ``BRANCHDB_GITHUB_TOKEN[_<PROJECT>]``,
 ``BRANCHDB_CALLBACK_SECRET_<PROJECT>``; ``BRANCHDB_STATE_URL``) override the file;
-command-line flags override both. Everything is read once, here; the app receives
+command-line flags override both. Without ``[state]`` here, the daemon uses the
+``[state]`` its projects' ``branchdb.toml`` name (the store their CLI uses); one that
+differs from this file's is refused. Everything is read once, here; the app receives
 the result.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -44,9 +45,11 @@ from typing import Any, NamedTuple
 
 from branchdb.daemon.api import publish
 from branchdb.daemon.api.publish import PublishSettings
+from branchdb.daemon.config import env
 from branchdb.daemon.config import project as project_config
 from branchdb.daemon.config.project import Config
-from branchdb.daemon.core.errors import ConfigError
+from branchdb.daemon.core.errors import ConfigError, Refused, redact
+from branchdb.daemon.store.meta import DEFAULT_SCHEMA
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -85,6 +88,9 @@ class ProjectSettings(NamedTuple):
     allow_forks: bool = False
     gitlab_secret: str | None = None  # X-Gitlab-Token of GitLab merge request hooks
     publish: PublishSettings | None = None  # where webhook flows publish the URL
+    #: ``repository`` was set: garbage collection reads the fetched mirror (as the
+    #: webhooks do), not the project folder's checkout
+    repository_set: bool = False
 
 
 class DaemonSettings(NamedTuple):
@@ -97,11 +103,14 @@ class DaemonSettings(NamedTuple):
     state_url: str | None = None  # [state] url: the PostgreSQL state store
     state_schema: str | None = None  # [state] schema (default "branchdb")
     max_body: int = DEFAULT_MAX_BODY  # bytes; larger request bodies get 413
+    #: sha256 of the admin token from $BRANCHDB_ADMIN_TOKEN[_FILE|_SHA256], made
+    #: known at start (:func:`branchdb.daemon.api.tokens.bootstrap`)
+    admin_token_sha256: str | None = None
 
 
 def _secret_env(name: str, what: str = "WEBHOOK_SECRET") -> str | None:
     key = f"BRANCHDB_{what}_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
-    return os.environ.get(key)
+    return env.get(key)
 
 
 def _repository_of(root: Path) -> tuple[str | None, str]:
@@ -162,12 +171,13 @@ def _project(raw: dict[str, Any], base: Path, where: str) -> ProjectSettings:
         bool(raw.get("allow_forks", False)),
         raw.get("gitlab_secret") or _secret_env(name, "GITLAB_SECRET"),
         publish.parse(raw["publish"], name, where) if "publish" in raw else None,
+        repository_set="repository" in raw,
     )
 
 
 def _gc_interval(value: str | None, where: str) -> int:
     """``server.gc_interval`` / ``BRANCHDB_GC_INTERVAL`` in seconds; "off" is 0."""
-    value = os.environ.get("BRANCHDB_GC_INTERVAL") or value
+    value = env.get("BRANCHDB_GC_INTERVAL") or value
     if value is None:
         return DEFAULT_GC_INTERVAL
     if value.strip() in ("0", "off"):
@@ -185,7 +195,7 @@ def _state(raw: Any, where: str) -> tuple[str | None, str | None]:
             raise ConfigError(f"{where}: unknown key 'state.{key}' (url, schema)")
         if not isinstance(value, want):
             raise ConfigError(f"{where}: state.{key} must be a {want.__name__}")
-    url = os.environ.get("BRANCHDB_STATE_URL") or raw.get("url") or None
+    url = env.get("BRANCHDB_STATE_URL") or raw.get("url") or None
     if url is not None and not url.startswith(("postgres://", "postgresql://")):
         raise ConfigError(
             f"{where}: state.url must be a postgresql:// URL "
@@ -197,6 +207,46 @@ def _state(raw: Any, where: str) -> tuple[str | None, str | None]:
     return url, schema
 
 
+def _shared_state(
+    url: str | None,
+    schema: str | None,
+    projects: dict[str, ProjectSettings],
+    where: str,
+) -> tuple[str | None, str | None]:
+    """The daemon's state store, reconciled with the projects' own ``[state]``.
+
+    The CLI in a project folder uses that project's ``[state]``; the daemon must use
+    the same store, or the two keep separate records (and a cron ``gc`` takes the
+    daemon's databases for orphans). Without ``[state]`` here, the one the projects
+    name is used; two different ones, or one that differs from the daemon's, are a
+    ConfigError.
+    """
+    named = {
+        p.name: (p.config.state.url, p.config.state.schema or DEFAULT_SCHEMA)
+        for p in projects.values()
+        if p.config.state.url and p.config.state.declared
+    }
+    stores = set(named.values())
+    if url is None:
+        if len(stores) > 1:
+            raise ConfigError(
+                f"{where}: the projects name different state stores in their "
+                f"branchdb.toml ([state]: {', '.join(sorted(named))}); set one "
+                "[state] here and the same in each project"
+            )
+        if stores:
+            url, schema = stores.pop()
+        return url, schema
+    for name, (other, other_schema) in sorted(named.items()):
+        if (other, other_schema) != (url, schema or DEFAULT_SCHEMA):
+            raise ConfigError(
+                f"{where}: project {name!r} names another state store in its "
+                f"branchdb.toml ({redact(other)}, schema {other_schema!r}) than "
+                f"[state] here; the CLI and the daemon would keep separate records"
+            )
+    return url, schema
+
+
 def _max_body(value: int, where: str) -> int:
     if value < 1:
         raise ConfigError(f"{where}: server.max_body must be a positive byte count")
@@ -204,12 +254,23 @@ def _max_body(value: int, where: str) -> int:
 
 
 def _env_port(default: int) -> int:
-    value = os.environ.get("BRANCHDB_PORT")
+    value = env.get("BRANCHDB_PORT")
     if not value:
         return default
     if not value.isdigit() or not 0 < int(value) < 65536:
         raise ConfigError(f"BRANCHDB_PORT must be a port number, got {value!r}")
     return int(value)
+
+
+def _admin_token() -> str | None:
+    from branchdb.daemon.api.tokens import bootstrap_digest
+
+    try:
+        return bootstrap_digest(
+            env.get("BRANCHDB_ADMIN_TOKEN"), env.get("BRANCHDB_ADMIN_TOKEN_SHA256")
+        )
+    except Refused as e:
+        raise ConfigError(str(e)) from None
 
 
 def load(
@@ -221,15 +282,13 @@ def load(
     port: int | None = None,
 ) -> DaemonSettings:
     """Read the daemon configuration (see the module docstring). Raises ConfigError."""
-    if path is None and os.environ.get("BRANCHDB_DAEMON_CONFIG"):
-        path = Path(os.environ["BRANCHDB_DAEMON_CONFIG"])
-    env_dir = os.environ.get("BRANCHDB_DAEMON_DATA_DIR")
+    if path is None and env.get("BRANCHDB_DAEMON_CONFIG"):
+        path = Path(str(env.get("BRANCHDB_DAEMON_CONFIG")))
+    env_dir = env.get("BRANCHDB_DAEMON_DATA_DIR")
     if path is None:
         cfg = project_config.load(project_path, cwd=cwd)
         repo, subdir = _repository_of(cfg.root)
-        secret = os.environ.get("BRANCHDB_WEBHOOK_SECRET") or _secret_env(
-            cfg.project.name
-        )
+        secret = env.get("BRANCHDB_WEBHOOK_SECRET") or _secret_env(cfg.project.name)
         one = ProjectSettings(
             cfg.project.name,
             cfg,
@@ -238,15 +297,17 @@ def load(
             secret,
             gitlab_secret=_secret_env(cfg.project.name, "GITLAB_SECRET"),
         )
-        state_url, state_schema = _state({}, "environment")
+        # The project's own [state] (and $BRANCHDB_STATE_URL): the CLI uses it too.
+        state_url, state_schema = cfg.state.url, cfg.state.schema
         return DaemonSettings(
-            host=host or os.environ.get("BRANCHDB_HOST") or DEFAULT_HOST,
+            host=host or env.get("BRANCHDB_HOST") or DEFAULT_HOST,
             port=port or _env_port(DEFAULT_PORT),
             data_dir=Path(env_dir).resolve() if env_dir else cfg.data_dir,
             projects={one.name: one},
             gc_interval=_gc_interval(None, "environment"),
             state_url=state_url,
             state_schema=state_schema,
+            admin_token_sha256=_admin_token(),
         )
     import tomllib
 
@@ -280,13 +341,12 @@ def load(
         if p.name in projects:
             raise ConfigError(f"{where}: project {p.name!r} is declared twice")
         projects[p.name] = p
+    state_url, state_schema = _shared_state(state_url, state_schema, projects, where)
     data_dir = (
         Path(env_dir) if env_dir else base / server.get("data_dir", DEFAULT_DATA_DIR)
     )
     return DaemonSettings(
-        host=host
-        or os.environ.get("BRANCHDB_HOST")
-        or server.get("host", DEFAULT_HOST),
+        host=host or env.get("BRANCHDB_HOST") or server.get("host", DEFAULT_HOST),
         port=port or _env_port(server.get("port", DEFAULT_PORT)),
         data_dir=data_dir.resolve(),
         projects=projects,
@@ -295,4 +355,5 @@ def load(
         state_url=state_url,
         state_schema=state_schema,
         max_body=_max_body(server.get("max_body", DEFAULT_MAX_BODY), where),
+        admin_token_sha256=_admin_token(),
     )

@@ -95,3 +95,58 @@ def match(rows: list[dict[str, Any]], presented: str) -> Token | None:
 
 def revoke(store: Store, token_id: str) -> bool:
     return store.delete_token(token_id)
+
+
+#: The id of the admin token handed to the daemon by its environment (see
+#: :func:`bootstrap`).
+BOOTSTRAP_ID = "bootstrap"
+
+
+def bootstrap_digest(token: str | None, sha256: str | None) -> str | None:
+    """The sha256 of the bootstrap admin token from ``BRANCHDB_ADMIN_TOKEN`` (or its
+    ``_FILE``) or ``BRANCHDB_ADMIN_TOKEN_SHA256``; None if neither is set. Raises
+    Refused for a token that is not one of ours or a digest that is not one."""
+    if token and sha256:
+        raise Refused("set one of BRANCHDB_ADMIN_TOKEN and BRANCHDB_ADMIN_TOKEN_SHA256")
+    if token:
+        if not token.startswith(PREFIX) or not 24 <= len(token) <= 200:
+            raise Refused(
+                f"BRANCHDB_ADMIN_TOKEN must start with {PREFIX!r} and be 24 to 200 "
+                'characters; make one with `python3 -c "import secrets; '
+                "print('bdb_' + secrets.token_urlsafe(32))\"`"
+            )
+        return digest(token)
+    if sha256:
+        value = sha256.strip().lower()
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise Refused("BRANCHDB_ADMIN_TOKEN_SHA256 must be 64 hex digits")
+        return value
+    return None
+
+
+def bootstrap(store: Store, sha256: str) -> bool:
+    """Make the admin token whose digest is *sha256* known, as id ``bootstrap``.
+
+    For a daemon in a container: the first admin token comes from a Secret, with no
+    shell needed. Idempotent (replicas starting together converge: the digest is
+    rewritten only when it changed, i.e. the Secret was rotated; the old token then
+    stops working). Revoking it while the variable is still set brings it back at
+    the next start: unset the variable to retire it. True if the store changed.
+    """
+    rows = {r["id"]: r for r in store.list_tokens()}
+    current = rows.get(BOOTSTRAP_ID)
+    if current is not None and hmac.compare_digest(current["sha256"], sha256):
+        return False
+    if current is not None:
+        store.delete_token(BOOTSTRAP_ID)
+    try:
+        store.put_token(
+            BOOTSTRAP_ID, "bootstrap (environment)", "admin", sha256, time.time()
+        )
+    except Exception:
+        # Another replica inserted it between our read and write: theirs is the same
+        # Secret's digest or a newer one; either way a token exists.
+        if not any(r["id"] == BOOTSTRAP_ID for r in store.list_tokens()):
+            raise
+        return False
+    return True

@@ -21,6 +21,8 @@ STAT_EXISTS = frozenset({"libsql"})
 REGISTRY: dict[str, str] = {
     "libsql": "branchdb.daemon.backends.libsql_backend:LibsqlBackend",
     "postgres": "branchdb.daemon.backends.postgres_backend:PostgresBackend",
+    # [database] backend = "libsql" with a [libsql] server (or managed = true)
+    "sqld": "branchdb.daemon.backends.sqld_backend:SqldBackend",
     "fake": "branchdb.daemon.backends.fake:FakeBackend",
 }
 

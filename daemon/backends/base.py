@@ -107,8 +107,9 @@ class Backend(Protocol):
     def activity(
         self, databases: list[str] | None = None
     ) -> dict[str, tuple[int, int]]:
-        """Each of this project's databases (or of *databases*) -> (transactions so
-        far, client sessions open now). Only if ``samples_activity``; else ``{}``."""
+        """Each of this project's databases (or of *databases*) -> (a counter only
+        client use moves — never autovacuum or other maintenance —, client sessions
+        open now). Only if ``samples_activity``; else ``{}``."""
         ...
 
     # ---------------------------------------------------------------- recovery

@@ -263,6 +263,27 @@ class LibsqlBackend:
         rules: Rules | None = None,
         allow_unreviewed: bool = False,
     ) -> SnapshotRecord:
+        from branchdb.daemon.backends import libsql_remote
+
+        if libsql_remote.is_server_url(source):
+            # A libsql server: its dump becomes a local file, snapshotted as below.
+            folder = self.snapshots / name
+            folder.mkdir(parents=True, exist_ok=True)
+            fetched = folder / f".tmp-fetch-{version}-{os.urandom(4).hex()}"
+            try:
+                libsql_remote.fetch_to_file(source, fetched)
+                rec = self.snapshot_create(
+                    name,
+                    version,
+                    str(fetched),
+                    progress=progress,
+                    rules=rules,
+                    allow_unreviewed=allow_unreviewed,
+                )
+            finally:
+                fetched.unlink(missing_ok=True)
+            rec.source = source
+            return rec
         src = Path(source.removeprefix("file:")).expanduser().resolve()
         if not src.is_file():
             raise NotFound(f"snapshot source {src} does not exist")

@@ -63,6 +63,26 @@ def project_name(raw: dict[str, object], root: str) -> str:
 # ------------------------------------------------------------ parsed-config cache
 # branchdb.toml is parsed once and cached as JSON keyed by the file's stat:
 # `import tomllib` alone costs ~10 ms, a tenth of the checkout hook's budget.
+def effective_backend(raw: dict[str, object]) -> str:
+    """The backend a (valid) configuration means: ``[database] backend = "libsql"``
+    with a libsql server (``[libsql] server``/``$BRANCHDB_SQLD_URL`` or ``managed =
+    true``) is the ``sqld`` backend. One definition for the fast path and
+    :mod:`.project`."""
+    db = raw.get("database")
+    backend = str(db.get("backend", "libsql")) if isinstance(db, dict) else "libsql"
+    if backend != "libsql":
+        return backend
+    ls = raw.get("libsql")
+    ls = ls if isinstance(ls, dict) else {}
+    if (
+        ls.get("managed") is True
+        or ls.get("server")
+        or os.environ.get("BRANCHDB_SQLD_URL")
+    ):
+        return "sqld"
+    return backend
+
+
 def cache_path(config_path: str) -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     digest = hashlib.sha256(config_path.encode("utf-8", "surrogatepass")).hexdigest()

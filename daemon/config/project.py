@@ -7,18 +7,21 @@ and the dotted key, and suggests the closest known key for typos.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from branchdb.daemon.config import locate
+from branchdb.daemon.config import env, locate
 from branchdb.daemon.core.errors import ConfigError
 
 CONFIG_NAME = locate.CONFIG_NAME
 DEFAULT_DATA_DIR = locate.DEFAULT_DATA_DIR
 BACKENDS = ("libsql", "postgres")
+#: The libsql backend served through a libsql server (sqld): ``[database] backend =
+#: "libsql"`` with ``[libsql] server = ...`` or ``[libsql] managed = true``.
+SQLD = "sqld"
+DEFAULT_TOKEN_ENV = ("DATABASE_AUTH_TOKEN", "TURSO_AUTH_TOKEN")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -47,6 +50,7 @@ class DatabaseSection(NamedTuple):
     server: str | None = None  # postgres admin URL
     reset_on_drift: bool = False
     env_var: str = "DATABASE_URL"
+    url_format: str = "native"  # see branchdb.daemon.core.urlforms
 
 
 class MigrationsSection(NamedTuple):
@@ -54,6 +58,13 @@ class MigrationsSection(NamedTuple):
     format: str = "auto"
     command: str | None = None
     timeout: int = 600
+    table: str | None = None  # drizzle's migrationsTable (default its own)
+    schema: str | None = None  # drizzle's migrationsSchema on PostgreSQL
+
+    @property
+    def ledger_tables(self) -> tuple[str, ...]:
+        """Ledger tables besides the known ones (a configured drizzle table)."""
+        return (self.table,) if self.table else ()
 
 
 class BranchesSection(NamedTuple):
@@ -86,8 +97,43 @@ class SnapshotsSection(NamedTuple):
     definitions: dict[str, SnapshotDefinition] = {}  # noqa: RUF012 - never mutated
 
 
+class LibsqlSection(NamedTuple):
+    """``[libsql]``: serve libsql branches through sqld instead of local files.
+
+    ``server``/``admin``/``key_file``: an sqld the team runs (its Hrana URL, its admin
+    API, the Ed25519 *private* key whose public half sqld was started with).
+    ``managed``: the daemon runs its own sqld under the data directory.
+    ``public_url``: what clients are told, ``{namespace}`` replaced (sqld picks the
+    database by the first label of the host name). ``db_path``: sqld's
+    ``--db-path`` when the daemon shares its file system (clones then copy the
+    snapshot file in, instead of loading it over the network).
+    """
+
+    server: str | None = None
+    admin: str | None = None
+    key_file: Path | None = None
+    managed: bool = False
+    public_url: str | None = None
+    db_path: Path | None = None
+    listen: str | None = None  # managed: "127.0.0.1:PORT" for Hrana (default: free)
+    token_env: tuple[str, ...] = DEFAULT_TOKEN_ENV
+
+    @property
+    def enabled(self) -> bool:
+        return self.managed or self.server is not None
+
+
 class ServerSection(NamedTuple):
     url: str | None = None
+
+
+class StateSection(NamedTuple):
+    """``[state]``: the PostgreSQL state store shared with a daemon (None: the
+    SQLite file in the data directory)."""
+
+    url: str | None = None  # postgresql://…; $BRANCHDB_STATE_URL wins
+    schema: str | None = None  # default "branchdb"
+    declared: bool = False  # the file has a [state] table (not only the variable)
 
 
 class Config(NamedTuple):
@@ -100,6 +146,8 @@ class Config(NamedTuple):
     server: ServerSection = ServerSection()
     snapshots: SnapshotsSection = SnapshotsSection()
     gc: GcSection = GcSection()
+    state: StateSection = StateSection()
+    libsql: LibsqlSection = LibsqlSection()
 
     @property
     def data_dir(self) -> Path:
@@ -122,8 +170,16 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "server": str,
         "reset_on_drift": bool,
         "env_var": str,
+        "url_format": str,
     },
-    "migrations": {"dir": str, "format": str, "command": str, "timeout": str},
+    "migrations": {
+        "dir": str,
+        "format": str,
+        "command": str,
+        "timeout": str,
+        "table": str,
+        "schema": str,
+    },
     "branches": {
         "protected": list,
         "ttl": str,
@@ -132,7 +188,18 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "on_limit": str,
     },
     "gc": {"pace": (int, float)},
+    "libsql": {
+        "server": str,
+        "admin": str,
+        "key_file": str,
+        "managed": bool,
+        "public_url": str,
+        "db_path": str,
+        "listen": str,
+        "token_env": list,
+    },
     "server": {"url": str},
+    "state": {"url": str, "schema": str},
     "snapshots": {"keep": int},  # plus [snapshots.NAME] tables, see _snapshots
 }
 _SNAPSHOT_DEF: dict[str, type] = {
@@ -228,7 +295,8 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
             f"{where}: project.name {name!r} must be 1-63 characters of letters, "
             "digits, '.', '_' or '-'"
         )
-    backend = d.get("backend", "libsql")
+    # The environment wins (a container image serves a checkout it cannot edit).
+    backend = env.get("BRANCHDB_BACKEND") or d.get("backend", "libsql")
     if backend not in BACKENDS:
         raise ConfigError(
             f"{where}: database.backend {backend!r} is not one of {', '.join(BACKENDS)}"
@@ -263,7 +331,29 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
             snapshot_key(snapshot.split("@")[0])
         except ValueError as e:
             raise ConfigError(f"{where}: database.from: {e}") from None
-    server_url = os.environ.get("BRANCHDB_PG_URL") or d.get("server")
+    server_url = env.get("BRANCHDB_PG_URL") or d.get("server")
+    from branchdb.daemon.core.urlforms import FORMS as URL_FORMS
+
+    url_format = d.get("url_format", "native")
+    if url_format not in URL_FORMS:
+        raise ConfigError(
+            f"{where}: database.url_format {url_format!r} is not one of "
+            f"{', '.join(URL_FORMS)}"
+        )
+    state = _state(raw.get("state", {}), where)
+    libsql = _libsql(raw.get("libsql", {}), root, where)
+    if backend == "libsql":
+        if d.get("server"):
+            raise ConfigError(
+                f"{where}: database.server {d['server']!r} is for the postgres "
+                "backend; libsql branches are local files unless a libsql server is "
+                'configured: put it in [libsql] server = "http://HOST:PORT" (with '
+                "admin and key_file), or set [libsql] managed = true"
+            )
+        server_url = None
+        backend = locate.effective_backend(dict(raw))  # SQLD with a server
+    elif raw.get("libsql"):
+        raise ConfigError(f'{where}: [libsql] needs database.backend = "libsql"')
     return Config(
         root=root,
         path=path,
@@ -277,6 +367,7 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
             server=server_url,
             reset_on_drift=d.get("reset_on_drift", False),
             env_var=d.get("env_var", "DATABASE_URL"),
+            url_format=url_format,
         ),
         migrations=MigrationsSection(
             dir=Path(m["dir"]) if "dir" in m else None,
@@ -285,6 +376,8 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
             timeout=parse_duration(m["timeout"], "migrations.timeout", where)
             if "timeout" in m
             else 600,
+            table=m.get("table"),
+            schema=m.get("schema"),
         ),
         branches=BranchesSection(
             protected=tuple(protected),
@@ -297,10 +390,77 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
         ),
         gc=GcSection(pace=float(pace)),
         server=ServerSection(
-            url=os.environ.get("BRANCHDB_SERVER") or s.get("url"),
+            url=env.get("BRANCHDB_SERVER") or s.get("url"),
         ),
         snapshots=_snapshots(raw.get("snapshots", {}), where),
+        state=state,
+        libsql=libsql,
     )
+
+
+def _libsql(raw: Mapping[str, Any], root: Path, where: str) -> LibsqlSection:
+    server = env.get("BRANCHDB_SQLD_URL") or raw.get("server")
+    admin = env.get("BRANCHDB_SQLD_ADMIN_URL") or raw.get("admin")
+    key = env.get("BRANCHDB_SQLD_KEY_FILE") or raw.get("key_file")
+    managed = raw.get("managed", False)
+    for key_name, url in (("server", server), ("admin", admin)):
+        if url is not None and not re.match(r"^https?://[^/\s]+/?$", url):
+            raise ConfigError(
+                f"{where}: libsql.{key_name} {url!r} must be http(s)://HOST:PORT"
+            )
+    if managed and server:
+        raise ConfigError(
+            f"{where}: libsql.managed = true runs the daemon's own sqld; "
+            "remove libsql.server (or managed)"
+        )
+    if server and not (admin and key):
+        raise ConfigError(
+            f"{where}: libsql.server needs libsql.admin (sqld's admin API URL) and "
+            "libsql.key_file (the Ed25519 private key sqld's --auth-jwt-key-file "
+            "holds the public half of)"
+        )
+    public = raw.get("public_url")
+    if public is not None and "{namespace}" not in public:
+        raise ConfigError(
+            f"{where}: libsql.public_url must contain {{namespace}} (sqld chooses "
+            "the database by the host name's first label), e.g. \"libsql://"
+            '{namespace}.db.example.com"'
+        )
+    token_env = raw.get("token_env", list(DEFAULT_TOKEN_ENV))
+    if not all(
+        isinstance(x, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", x)
+        for x in token_env
+    ):
+        raise ConfigError(
+            f"{where}: libsql.token_env must be environment variable names"
+        )
+    return LibsqlSection(
+        server=server.rstrip("/") if server else None,
+        admin=admin.rstrip("/") if admin else None,
+        key_file=(root / key).resolve() if key else None,
+        managed=managed,
+        public_url=public,
+        db_path=(root / raw["db_path"]).resolve() if raw.get("db_path") else None,
+        listen=raw.get("listen"),
+        token_env=tuple(token_env),
+    )
+
+
+_STATE_SCHEMA = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def _state(raw: Mapping[str, Any], where: str) -> StateSection:
+    """``[state]``; ``$BRANCHDB_STATE_URL`` overrides its url (as for the daemon)."""
+    url = env.get("BRANCHDB_STATE_URL") or raw.get("url") or None
+    if url is not None and not url.startswith(("postgres://", "postgresql://")):
+        raise ConfigError(
+            f"{where}: state.url must be a postgresql:// URL "
+            "(leave it unset for the embedded SQLite store)"
+        )
+    schema = raw.get("schema")
+    if schema is not None and not _STATE_SCHEMA.fullmatch(schema):
+        raise ConfigError(f"{where}: state.schema {schema!r} is not a valid name")
+    return StateSection(url=url, schema=schema, declared=bool(raw))
 
 
 def find_config(start: Path) -> Path | None:
@@ -315,8 +475,8 @@ def load(path: Path | None = None, cwd: Path | None = None) -> Config:
     The parse of a file that validated is cached (see
     :mod:`branchdb.daemon.config.locate`).
     """
-    if path is None and os.environ.get("BRANCHDB_CONFIG"):
-        path = Path(os.environ["BRANCHDB_CONFIG"])
+    if path is None and env.get("BRANCHDB_CONFIG"):
+        path = Path(str(env.get("BRANCHDB_CONFIG")))
     if path is None:
         path = find_config(cwd or Path.cwd())
         if path is None:

@@ -35,11 +35,17 @@ from branchdb.daemon.store.base import AuditEntry
 from branchdb.daemon.store.meta import STATE_FILE
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from branchdb.daemon.backends.base import Backend
     from branchdb.daemon.config.project import Config
     from branchdb.daemon.store.base import Store
+    from branchdb.daemon.vcs.tree import Mirror
 
 Progress = Callable[[str], None]
+#: Told of each timed operation: (operation, backend name, seconds). The daemon's
+#: metrics; the engine itself records nothing.
+Observer = Callable[[str, str, float], None]
 log = logging.getLogger("branchdb.gc")
 
 
@@ -49,7 +55,18 @@ def no_progress(_: str) -> None:
 
 class ProjectContext:
     """The parts of one project (one ``branchdb.toml``). Store and backend are built
-    on first use (the hook's fast path needs neither)."""
+    on first use (the hook's fast path needs neither).
+
+    *mirror*: the daemon's fetched mirror of the project's ``repository``, when one
+    is configured; garbage collection then reads git facts there, not in the
+    project folder's checkout (:attr:`repository`).
+
+    *heads*: what the default branch points at now, in that repository (the layer
+    above the core supplies it: ``vcs.repo.default_heads`` bound to the checkout or
+    the mirror). A create records it with the branch (the merge rule of
+    garbage collection); without it nothing is recorded, and GC falls back to
+    commit times for that branch.
+    """
 
     def __init__(
         self,
@@ -58,21 +75,42 @@ class ProjectContext:
         store: Store | None = None,
         backend: Backend | None = None,
         clock: Callable[[], float] = time.time,
+        mirror: Mirror | None = None,
+        heads: Callable[[], list[str]] | None = None,
     ) -> None:
         self.config = config
         self.project = config.project.name
         self._store = store
         self._backend = backend
         self.clock = clock
+        self.mirror = mirror
+        self._heads = heads
+        self.observer: Observer | None = None
 
     # ------------------------------------------------------------------ parts
     @property
     def store(self) -> Store:
         if self._store is None:
-            from branchdb.daemon.store.sqlite_store import SqliteStore
-
-            self._store = SqliteStore(self.config.data_dir / STATE_FILE)
+            self._store = self.config_store()
         return self._store
+
+    def config_store(self) -> Store:
+        """A new connection to the state store the configuration names: ``[state]
+        url`` (PostgreSQL, shared with a daemon), else the SQLite file in the data
+        directory."""
+        from branchdb.daemon.store import open_store
+
+        state = self.config.state
+        return open_store(state.url, self.config.data_dir / STATE_FILE, state.schema)
+
+    @property
+    def repository(self) -> Path:
+        """Where git facts about branches are read: the mirror, else the checkout."""
+        return self.mirror.path if self.mirror is not None else self.config.root
+
+    def default_heads(self) -> list[str]:
+        """The default branch's head(s) now (see *heads*); [] if not supplied."""
+        return self._heads() if self._heads is not None else []
 
     @property
     def backend(self) -> Backend:
@@ -98,6 +136,18 @@ class ProjectContext:
 
     def list_branches(self) -> list[BranchRecord]:
         return self.store.list_branches(self.project)
+
+    @contextmanager
+    def timed(self, operation: str) -> Iterator[None]:
+        """Tell the observer how long the block took (if it finished)."""
+        if self.observer is None:
+            yield
+            return
+        started = time.monotonic()
+        yield
+        self.observer(
+            operation, self.config.database.backend, time.monotonic() - started
+        )
 
     # ------------------------------------------------------------------ audit
     def audit(self, action: str, branch: str, detail: str = "") -> None:
@@ -192,21 +242,40 @@ class ProjectContext:
 
     # ----------------------------------------------------------------- delete
     def drop_branch(
-        self, rec: BranchRecord, *, detail: str, count_as: str | None = None
+        self,
+        rec: BranchRecord,
+        *,
+        detail: str,
+        count_as: str | None = None,
+        force: bool = False,
     ) -> int:
         """Drop *rec*'s database and forget the branch; the one way to delete one.
 
         The caller holds the branch's lock and has re-read *rec* under it. Drops the
         database (idempotent: a database already gone is fine), deletes every record
         keyed by (project, branch) in one store transaction (the branch, its TTL,
-        closed-pull-request and GC marks), writes a ``delete`` audit row with
-        *detail*, and with *count_as* adds the deletion to the persistent GC
-        counters under that reason. Returns the bytes freed (0 if already gone).
+        pull-request and GC marks), writes a ``delete`` audit row with *detail*, and
+        with *count_as* adds the deletion to the persistent GC counters under that
+        reason. Returns the bytes freed (0 if already gone).
+
+        A protected branch's ready database is dropped only with *force* (``down
+        --force``): whatever path asks, it raises Refused and changes nothing.
         Raises what the backend raises (Refused for a database it cannot prove is
         branchdb's); then nothing is forgotten, nor while the database still exists.
         """
         backend = self.backend
-        size = backend.size_bytes(rec.database) if backend.exists(rec.database) else 0
+        exists = backend.exists(rec.database)
+        if (
+            exists
+            and rec.status == "ready"
+            and not force
+            and self.is_protected(rec.branch)
+        ):
+            raise Refused(
+                f"{rec.branch!r} is protected (branches.protected); its database "
+                "is dropped only by `branchdb down --force`"
+            )
+        size = backend.size_bytes(rec.database) if exists else 0
         backend.drop(rec.database, rec.info)
         if backend.exists(rec.database):  # a delete that dropped nothing
             raise Refused(

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.backends import STAT_EXISTS
 from branchdb.daemon.core import branchname, naming, quota
 from branchdb.daemon.core.context import Progress, ProjectContext, no_progress
 from branchdb.daemon.core.errors import (
     ConfigError,
+    DatabaseError,
     MigrationDrift,
     NotFound,
     Refused,
+    SnapshotAhead,
     redact,
 )
 from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
@@ -33,10 +35,12 @@ from branchdb.daemon.core.results import (
     Status,
     UpResult,
 )
+from branchdb.daemon.migrations import files as migration_files
 from branchdb.daemon.migrations import project as project_migrations
 from branchdb.daemon.migrations.base import MigrationFiles
 
 if TYPE_CHECKING:
+    from branchdb.daemon.core.dbsession import DbSession
     from branchdb.daemon.sanitize.rules import Rules
 
 __all__ = ["Engine", "MigrateResult", "Progress", "SnapshotCheck", "Status", "UpResult"]
@@ -119,7 +123,7 @@ class Engine(ProjectContext):
         if (
             rec is not None
             and rec.status == "ready"
-            and rec.fingerprint == fp
+            and rec.fingerprint == self._with_ledger(rec, fp)
             and not (fresh or from_snapshot)
             and (
                 self.backend.exists(rec.database)
@@ -159,15 +163,22 @@ class Engine(ProjectContext):
                 if reset_on_drift is None
                 else reset_on_drift
             )
+            ran: dict[str, Any] = {}
             try:
-                applied = self._migrate_locked(rec, source, fp, progress)
-            except MigrationDrift as drift:
-                if not do_reset:
+                applied = self._migrate_locked(rec, source, fp, progress, ran)
+            except BaseException as e:
+                if created:  # a create is done only when its migrations are
+                    self._abandon_create(rec, e)
+                if not isinstance(e, MigrationDrift) or not do_reset:
                     raise
+                drift = e
                 progress(f"migrations drifted ({drift.items[0]}); rebuilding")
                 rec = self._reset_locked(rec, self._record_source(rec), progress)
                 self.audit("reset", branch, f"migrations drifted: {drift.items[0]}")
-                applied = self._migrate_locked(rec, source, fp, progress)
+                try:
+                    applied = self._migrate_locked(rec, source, fp, progress, ran)
+                except MigrationDrift as again:
+                    raise self._snapshot_ahead(rec, again) from None
                 self._audit_applied(branch, applied)
                 return UpResult(
                     record=rec,
@@ -175,6 +186,7 @@ class Engine(ProjectContext):
                     reset=True,
                     applied=tuple(applied),
                     evicted=tuple(evicted),
+                    command=ran or None,
                 )
             self._audit_applied(branch, applied)
             return UpResult(
@@ -182,7 +194,46 @@ class Engine(ProjectContext):
                 created=created,
                 applied=tuple(applied),
                 evicted=tuple(evicted),
+                command=ran or None,
             )
+
+    def _abandon_create(self, rec: BranchRecord, error: BaseException) -> None:
+        """Undo a create whose first migration run failed, then say why.
+
+        The database and its record go (never a ``ready`` branch that cannot be
+        brought up); the next ``up`` creates it again. Drift right after a clone
+        means the snapshot is ahead of the branch: raises SnapshotAhead.
+        """
+        try:
+            self.drop_branch(rec, detail=f"create failed: {redact(str(error))[:200]}")
+        except Exception:  # the original error matters more; GC finds the rest
+            rec.status = "creating"  # unsealed: rebuilt, never reused
+            self.store.put_branch(rec)
+        if isinstance(error, MigrationDrift):
+            raise self._snapshot_ahead(rec, error) from None
+
+    def _snapshot_ahead(self, rec: BranchRecord, drift: MigrationDrift) -> Exception:
+        """SnapshotAhead when *rec* was just cloned from a snapshot, else *drift*."""
+        if not rec.source.startswith("snapshot:"):
+            return drift
+        ref = rec.source.removeprefix("snapshot:")
+        name, _, version = ref.partition("@")
+        older = [
+            s.ref
+            for s in self.store.list_snapshots(self.project, name)
+            if version and s.version < int(version)
+        ]
+        advice = (
+            f"The team's tool migrated its source further than this branch's files "
+            f"go. Rebase this branch onto {self.config.project.default_branch} to "
+            "get those migrations"
+            + (
+                f", or clone an older version: `branchdb up --from {older[-1]}`."
+                if older
+                else " (there is no older version of this snapshot)."
+            )
+        )
+        return SnapshotAhead(ref, drift.items, advice)
 
     def _audit_applied(
         self, branch: str, applied: list[str], always: bool = False
@@ -190,6 +241,43 @@ class Engine(ProjectContext):
         if applied or always:
             what = ", ".join(applied) if applied else "nothing pending"
             self.audit("migrate", branch, f"applied: {what}")
+
+    def _with_ledger(
+        self, rec: BranchRecord, fp: str, session: DbSession | None = None
+    ) -> str:
+        """*fp* plus the fingerprint of the database's ledger where reading it is
+        cheap (a local SQLite file: ~1 ms; PostgreSQL: one query over the standard
+        library's sockets, ~10 ms, no psycopg), so that ``up`` and the hook notice a
+        ledger changed by the team's tool; else *fp* alone. An open PostgreSQL
+        *session* is asked instead: no second connection (each one counts as
+        activity for GC)."""
+        tables = self.config.migrations.ledger_tables
+        if rec.url.startswith(("postgres://", "postgresql://")):
+            from branchdb.daemon.migrations import pg_ledger
+
+            if not pg_ledger.supported(rec.url):
+                return fp  # TLS or a socket: the hook cannot read it either
+            if session is not None and session.dialect == "postgres":
+                try:
+                    rows = session.execute(pg_ledger.fingerprint_query(tables))
+                except DatabaseError:
+                    return fp
+                pg = str(rows[0][0])[:32] if rows and rows[0][0] else None
+            else:
+                pg = pg_ledger.ledger_fingerprint(rec.url, tables)
+            return migration_files.with_ledger(fp, pg)
+        if self.config.database.backend not in STAT_EXISTS:
+            return fp
+        import sqlite3
+
+        from branchdb.daemon.backends.libsql_layout import libsql_path
+
+        path = libsql_path(str(self.config.data_dir), rec.database)
+        try:
+            ledger = migration_files.sqlite_ledger_fingerprint(path, tables)
+        except (OSError, sqlite3.Error):
+            return migration_files.with_ledger(fp, "unreadable")
+        return migration_files.with_ledger(fp, ledger)
 
     def _cheap_exists(self, rec: BranchRecord) -> bool:
         # Only backends whose existence check is a stat() are asked on the fast
@@ -229,6 +317,8 @@ class Engine(ProjectContext):
             created_at=now,
             last_used_at=now,
             info=old.info if old else {},
+            # The merge rule: a tip reachable from these has no work of its own.
+            default_heads=self.default_heads(),
         )
         with quota.admission(self, branch, progress) as evicted:
             if self.backend.exists(database):
@@ -241,9 +331,10 @@ class Engine(ProjectContext):
             + ("(fresh)" if snapshot is None else f"from snapshot {snapshot.ref}")
         )
         try:
-            rec.info = self.backend.create(
-                database, branch=branch, snapshot=snapshot, info=rec.info
-            )
+            with self.timed("create" if snapshot is None else "clone"):
+                rec.info = self.backend.create(
+                    database, branch=branch, snapshot=snapshot, info=rec.info
+                )
         except BaseException:
             self.store.delete_branch(self.project, branch)
             raise
@@ -259,28 +350,37 @@ class Engine(ProjectContext):
         source: tuple[str, MigrationFiles] | None,
         fp: str,
         progress: Progress,
+        ran: dict[str, Any] | None = None,
     ) -> list[str]:
         if source is None:  # nothing to apply: do not even open the database
-            rec.fingerprint = fp
+            rec.fingerprint = self._with_ledger(rec, fp)
             rec.last_used_at = max(rec.last_used_at, self.clock())
             self.store.put_branch(rec)
             return []
         session = self.backend.connect(rec.database, rec.info)
         try:
             try:
-                done, _, applied = project_migrations.run(
-                    self.config, rec, session, source, dry_run=False, progress=progress
-                )
+                with self.timed("migrate"):
+                    done, _, applied = project_migrations.run(
+                        self.config,
+                        rec,
+                        session,
+                        source,
+                        dry_run=False,
+                        progress=progress,
+                        outcome=ran,
+                    )
             except BaseException:
                 # Whatever did apply before the failure is in the ledger; forget
                 # the fingerprint so the next `up` plans again.
                 rec.fingerprint = ""
                 self.store.put_branch(rec)
                 raise
+            fingerprint = self._with_ledger(rec, fp, session)
         finally:
             session.close()
         rec.applied = applied
-        rec.fingerprint = fp
+        rec.fingerprint = fingerprint
         rec.last_used_at = max(rec.last_used_at, self.clock())
         self.store.put_branch(rec)
         return [m.name for m in done]
@@ -306,9 +406,10 @@ class Engine(ProjectContext):
         """
         self.store.mark_closed(self.project, branch, merged, self.clock(), reference)
 
-    def pull_request_opened(self, branch: str) -> None:
-        """Forget a closed mark of *branch* (the pull request was reopened)."""
-        self.store.clear_closed(self.project, branch)
+    def pull_request_opened(self, branch: str, *, reference: str = "") -> None:
+        """Record that *branch* has an open pull request (GC never judges it
+        "deleted"), forgetting a closed mark (reopened). Idempotent."""
+        self.store.mark_open(self.project, branch, self.clock(), reference)
 
     def migrate(
         self,
@@ -348,14 +449,36 @@ class Engine(ProjectContext):
         migrations. Read-only; a failure to plan is reported in ``problem``, not
         raised (status must always answer). Raises NotFound."""
         rec = self.get(branch)
+        command = (
+            self.config.migrations.command
+            if self.config.migrations.format == "command"
+            else None
+        )
         if not self.backend.exists(rec.database):
-            return Status(record=rec, exists=False)
+            return Status(record=rec, exists=False, command=command)
         size = self.backend.size_bytes(rec.database)
         try:
-            pending = self.migrate(branch, dry_run=True, files=files).pending
+            session = self.backend.connect(rec.database, rec.info)
+            try:
+                applied, pending, ledger = project_migrations.inspect(
+                    self.config, rec, session, self.migration_source(files)
+                )
+            finally:
+                session.close()
         except Exception as e:  # reported, not raised: status must always answer
-            return Status(rec, exists=True, size_bytes=size, problem=str(e))
-        return Status(rec, exists=True, size_bytes=size, pending=pending)
+            return Status(
+                rec, exists=True, size_bytes=size, problem=str(e), command=command
+            )
+        # The tool's ledger is the truth: its team may have run the tool.
+        return Status(
+            rec,
+            exists=True,
+            size_bytes=size,
+            pending=tuple(pending),
+            applied=None if applied is None else tuple(applied),
+            ledger=ledger,
+            command=command,
+        )
 
     def reset(
         self,
@@ -392,15 +515,16 @@ class Engine(ProjectContext):
     ) -> BranchRecord:
         what = "a fresh database" if snapshot is None else snapshot.ref
         progress(f"recreating {rec.database} from {what}")
-        self.backend.drop(rec.database, rec.info)
-        rec.status = "creating"
-        rec.applied = {}
-        rec.fingerprint = ""
-        rec.source = "fresh" if snapshot is None else f"snapshot:{snapshot.ref}"
-        self.store.put_branch(rec)
-        rec.info = self.backend.create(
-            rec.database, branch=rec.branch, snapshot=snapshot, info=rec.info
-        )
+        with self.timed("reset"):
+            self.backend.drop(rec.database, rec.info)
+            rec.status = "creating"
+            rec.applied = {}
+            rec.fingerprint = ""
+            rec.source = "fresh" if snapshot is None else f"snapshot:{snapshot.ref}"
+            self.store.put_branch(rec)
+            rec.info = self.backend.create(
+                rec.database, branch=rec.branch, snapshot=snapshot, info=rec.info
+            )
         rec.url = str(rec.info.get("url", rec.url))
         rec.status = "ready"
         self.store.put_branch(rec)
@@ -430,7 +554,7 @@ class Engine(ProjectContext):
             )
         with self.lock(branch):
             rec = self.get(branch)
-            self.drop_branch(rec, detail=f"dropped {rec.database}")
+            self.drop_branch(rec, detail=f"dropped {rec.database}", force=force)
         return rec
 
     # -------------------------------------------------------------- snapshots

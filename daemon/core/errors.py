@@ -185,3 +185,22 @@ class MigrationDrift(MigrationError):
             "`branchdb up --reset-on-drift` (or `branchdb reset`), or set "
             "[database] reset_on_drift = true"
         )
+
+
+class SnapshotAhead(MigrationError):
+    """A snapshot's ledger records migrations that the branch does not have.
+
+    The team's tool migrated the snapshot's source (production) further than the
+    branch's files go; rebuilding from the same snapshot cannot help.
+    """
+
+    http_status = 409
+
+    def __init__(self, snapshot: str, drift: list[Divergence], advice: str) -> None:
+        self.snapshot = snapshot
+        self.items = drift
+        names = ", ".join(i.migration for i in drift)
+        super().__init__(
+            f"snapshot {snapshot} is ahead of this branch: its migration ledger has "
+            f"{names}, which this branch does not. {advice}"
+        )

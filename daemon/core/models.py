@@ -17,6 +17,9 @@ class Migration(NamedTuple):
     ``when``; golang-migrate/flyway/dbmate: the version; plain sql/prisma: the name).
     ``order`` sorts migrations the way the team's tool applies them.
 
+    ``meta["also_matches"]``, when a format sets it, lists other checksums its tool
+    accepts for the same file (prisma: the file with its line endings converted).
+
     ``statements`` is filled only by formats whose files carry their own breakpoints
     (drizzle's ``--> statement-breakpoint``); each entry is run as it is. When it is
     empty the runner splits ``sql`` itself with
@@ -71,6 +74,9 @@ class BranchRecord:
         fingerprint: str = "",  # hash of the migrations last applied successfully
         applied: dict[str, str] | None = None,  # key -> checksum
         info: dict[str, Any] | None = None,  # backend extras (role, strategy…)
+        # the default branch's head(s) when the database was made (the merge rule,
+        # see vcs.repo.BranchFacts); empty for records made before it was recorded
+        default_heads: list[str] | None = None,
     ) -> None:
         self.project = project
         self.branch = branch
@@ -84,6 +90,7 @@ class BranchRecord:
         self.fingerprint = fingerprint
         self.applied: dict[str, str] = applied if applied is not None else {}
         self.info: dict[str, Any] = info if info is not None else {}
+        self.default_heads: list[str] = default_heads or []
 
     def __repr__(self) -> str:
         return f"BranchRecord({self.project!r}, {self.branch!r}, {self.database!r})"

@@ -70,3 +70,12 @@ def snapshot_key(name: str) -> str:
 def pg_snapshot_database(project: str, snapshot: str, version: int) -> str:
     """Template database name holding version *version* of *snapshot*."""
     return _pg_name(PREFIX + "s", project, snapshot, f"_v{version}")
+
+
+def sqld_namespace(project: str, branch: str) -> str:
+    """sqld namespace for *branch* of *project*: a DNS label (``[a-z0-9-]``, at most
+    63 characters), because clients choose a namespace by the first label of the
+    host name they connect to."""
+    return (
+        f"{PREFIX}-{_slug(project, 12)}-{_slug(branch, 24)}-{_digest(project, branch)}"
+    )

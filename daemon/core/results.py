@@ -16,7 +16,7 @@ The checkout hook's fast path never imports this module (``dataclasses`` pulls i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from branchdb.daemon.core.models import BranchRecord
 
@@ -39,6 +39,8 @@ class UpResult:
     up_to_date: bool = False
     #: branches evicted (least recently used) to stay within branches.max_branches
     evicted: tuple[str, ...] = ()
+    #: format "command": the command that ran and the tool's ledger before/after
+    command: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,12 @@ class Status:
     pending: tuple[str, ...] = ()
     #: why *pending* could not be computed (drift, an edited migration…), or None
     problem: str | None = None
+    #: what the tool's own ledger says is applied (None: not readable)
+    applied: tuple[str, ...] | None = None
+    #: the tool's ledger in one line
+    ledger: str | None = None
+    #: format "command": the command that migrates
+    command: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,14 +2,17 @@
 
 Policies (a protected branch is never collectable):
 
-- ``merged``   the branch is merged into the default branch (merge commit,
-               fast-forward, squash or rebase merge — see vcs.repo.BranchFacts),
-               or its pull request was closed as merged (webhook);
+- ``merged``   the branch has work of its own (its tip is not reachable from the
+               default branch's head recorded when its database was made) and the
+               default branch contains it (merge commit, fast-forward, squash or
+               rebase merge — see vcs.repo.BranchFacts), or its pull request was
+               closed as merged (webhook);
 - ``closed``   its pull request was closed without merging (webhook);
-- ``deleted``  no local or remote-tracking branch of that name exists any more, or
-               git could not name a branch so (a record made before the one
-               branch-name rule, :mod:`branchdb.daemon.core.branchname`, which no
-               API call or webhook can reach);
+- ``deleted``  no local or remote-tracking branch of that name exists any more and
+               no pull request of that branch is open (webhook), or git could not
+               name a branch so (a record made before the one branch-name rule,
+               :mod:`branchdb.daemon.core.branchname`, which no API call or webhook
+               can reach);
 - ``idle``     unused for longer than the TTL (the project's ``branches.ttl``, or
                the branch's own, set with ``branchdb ttl``; ``never`` exempts it);
 - ``over-quota`` beyond ``branches.max_branches``, least recently used first;
@@ -31,6 +34,8 @@ from branchdb.daemon.core.branchname import is_protected
 from branchdb.daemon.core.models import BranchRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from branchdb.daemon.vcs.repo import BranchFacts
 
 
@@ -91,6 +96,7 @@ def _why(
     policy: Policy,
     now: float,
     closed: dict[str, dict[str, Any]],
+    open_prs: Collection[str],
 ) -> tuple[str, str] | None:
     if not branchname.is_valid(rec.branch):
         return "deleted", "git could not name a branch so (invalid branch name)"
@@ -103,8 +109,10 @@ def _why(
         return what, f"pull request{ref} was closed ({what})"
     if facts is not None:
         if not facts.exists(rec.branch):
+            if rec.branch in open_prs:
+                return None  # e.g. a fork's pull request: no branch of ours
             return "deleted", f"no local or remote branch named {rec.branch!r}"
-        how = facts.merged_into_default(rec.branch, rec.created_at)
+        how = facts.merged_into_default(rec.branch, rec.created_at, rec.default_heads)
         if how:
             return "merged", how
     ttl, whose = policy.ttl_for(rec.branch)
@@ -123,12 +131,14 @@ def plan(
     policy: Policy,
     now: float,
     closed: dict[str, dict[str, Any]] | None = None,
+    open_prs: Collection[str] = (),
 ) -> list[Candidate]:
     """Every collectable database, oldest mark first. Reads nothing, writes nothing.
 
     *marks* maps branch → when it was first seen collectable; *orphans* maps orphan
     database → when it was first seen. A mark older than the branch's last use is
-    void (the branch became active again).
+    void (the branch became active again). *closed* and *open_prs* are the
+    webhooks' pull-request states (closed marks; branches with one open).
     """
     out: list[Candidate] = []
     live = [r for r in records if not is_protected(r.branch, policy.protected)]
@@ -136,7 +146,7 @@ def plan(
         facts.prefetch([r.branch for r in live if r.branch not in (closed or {})])
     chosen: set[str] = set()
     for rec in live:
-        why = _why(rec, facts, policy, now, closed or {})
+        why = _why(rec, facts, policy, now, closed or {}, open_prs)
         if why is None:
             continue
         chosen.add(rec.branch)

@@ -104,6 +104,17 @@ def sha256_hex(data: str | bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
+def text_checksum(text: str) -> str:
+    """branchdb's own checksum for tools that keep none (golang-migrate, dbmate).
+
+    Those tools never refuse an edited file, so a change that git or an editor makes
+    without changing the SQL (CRLF or CR line endings, a UTF-8 BOM) must not count as
+    an edit either: line endings become LF and a leading BOM is dropped first.
+    """
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    return sha256_hex(text)
+
+
 def table_exists(db: Executor, table: str, schema: str | None = None) -> bool:
     """True if *table* exists (PostgreSQL: in *schema*, else on the search path).
 

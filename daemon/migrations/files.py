@@ -2,7 +2,8 @@
 
 Both the engine and the checkout hook's fast path (:mod:`branchdb.cli.fast`) use
 these, so the two agree about where migrations live and what their fingerprint is.
-Nothing here may import more than ``os`` and ``hashlib``.
+Nothing here may import more than ``os`` and ``hashlib`` (and ``sqlite3``, which
+the hook has loaded already, to read a ledger).
 """
 
 from __future__ import annotations
@@ -97,3 +98,59 @@ def fingerprint_files(
         digest = hashlib.sha256(read(rel)).digest()
         h.update(rel.encode("utf-8", "surrogatepass") + b"\0" + digest)
     return h.hexdigest()
+
+
+#: Every migration tool's ledger table that branchdb knows: the formats' own, and
+#: those of tools run through ``format = "command"`` (alembic, knex, ...).
+LEDGER_TABLES = (
+    "__drizzle_migrations",
+    "_prisma_migrations",
+    "schema_migrations",  # golang-migrate, dbmate, Rails
+    "flyway_schema_history",
+    "_branchdb_migrations",
+    "alembic_version",
+    "knex_migrations",
+    "goose_db_version",
+    "atlas_schema_revisions",
+)
+
+
+def sqlite_ledger_fingerprint(path: str, extra: tuple[str, ...] = ()) -> str:
+    """Hash of the rows of every known ledger table in the SQLite file *path*.
+
+    *extra* names more ledger tables (a configured drizzle ``migrations.table``);
+    any table whose name contains ``migration`` counts too, which covers a custom
+    drizzle table named only in ``drizzle.config.ts`` (not read on the hook path).
+    Read-only, ~1 ms: the checkout hook calls it to notice a ledger changed out of
+    band (``dbmate rollback``, a restored file, a hand edit) without planning.
+    Raises sqlite3.Error / OSError when the file cannot be read.
+    """
+    import sqlite3
+
+    names = tuple(dict.fromkeys(LEDGER_TABLES + extra))
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        marks = ",".join("?" * len(names))
+        found = sorted(
+            r[0]
+            for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                f"AND (name IN ({marks}) OR name LIKE '%migration%')",
+                names,
+            )
+        )
+        h = hashlib.sha256(b"ledger-v1")
+        for name in found:
+            quoted = '"' + name.replace('"', '""') + '"'
+            h.update(b"\0" + name.encode())
+            for row in con.execute(f"SELECT * FROM {quoted} ORDER BY rowid"):
+                h.update(repr(row).encode())
+        return h.hexdigest()[:32]
+    finally:
+        con.close()
+
+
+def with_ledger(files_fp: str, ledger_fp: str | None) -> str:
+    """The fingerprint a branch record keeps: its files' and, when the backend
+    allows a cheap read, its ledger's (so an out-of-band change is noticed)."""
+    return files_fp if ledger_fp is None else f"{files_fp}+{ledger_fp}"

@@ -76,11 +76,19 @@ def evaluate(
         for m in done
         if (expected := recorded.get(m.key) or known.get(m.key)) is not None
         and expected != m.checksum
+        and expected not in m.meta.get("also_matches", ())
     ]
     if edited:
         raise MigrationEdited(edited)
     done_keys = {m.key for m in done}
     pending = [m for m in ordered if m.key not in done_keys]
+    refused = [m for m in pending if m.meta.get("refused")]
+    if refused:
+        # A file the team's tool would refuse must not work on a branch database
+        # and then fail in CI or production.
+        raise MigrationError(
+            "; ".join(f"migration {m.name}: {m.meta['refused']}" for m in refused)
+        )
     if getattr(fmt, "ledger_is_high_water_mark", False):
         applied = [Applied(key=m.key, label=m.name) for m in done]
     return MigrationPlan(pending=pending, applied=list(applied))

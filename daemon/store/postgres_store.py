@@ -40,10 +40,10 @@ from psycopg.rows import dict_row
 
 from branchdb.daemon.core.errors import BackendError, ConfigError, Refused, redact
 from branchdb.daemon.store import schema
+from branchdb.daemon.store.meta import DEFAULT_SCHEMA as DEFAULT_SCHEMA
 from branchdb.daemon.store.sql_store import SqlStore
 
 SCHEMA_VERSION = schema.SCHEMA_VERSION
-DEFAULT_SCHEMA = "branchdb"
 #: Lock sessions kept open for reuse (a new connection costs ~10 ms).
 _IDLE_SESSIONS = 8
 

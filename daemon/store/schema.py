@@ -184,6 +184,19 @@ MIGRATIONS: dict[int, str] = {
         value TEXT NOT NULL
     );
     """,
+    # The merge rule (gc): each branch record keeps the default branch's head(s) when
+    # its database was made ("" for records made before: GC falls back to commit
+    # times). Open pull requests (webhooks): a branch with one is never "deleted".
+    8: """
+    ALTER TABLE branches ADD COLUMN default_heads TEXT NOT NULL DEFAULT '';
+    CREATE TABLE open_pull_requests (
+        project TEXT NOT NULL,
+        branch TEXT NOT NULL,
+        reference TEXT NOT NULL DEFAULT '',
+        opened_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (project, branch)
+    );
+    """,
 }
 
 

@@ -21,7 +21,7 @@ from branchdb.daemon.store.gc_state import GcState
 
 _BRANCH_COLS = (
     "project, branch, database, backend, source, status, created_at, last_used_at, "
-    "url, fingerprint, applied, info"
+    "url, fingerprint, applied, info, default_heads"
 )
 _AUDIT_COLS = "id, at, project, branch, action, actor, reason, detail"
 
@@ -40,6 +40,7 @@ def _branch(row: Mapping[str, Any]) -> BranchRecord:
         fingerprint=row["fingerprint"],
         applied=json.loads(row["applied"]),
         info=json.loads(row["info"]),
+        default_heads=row["default_heads"].split(),
     )
 
 
@@ -117,7 +118,7 @@ class SqlStore(GcState):
         with self._write() as db:
             db.execute(
                 f"INSERT INTO branches ({_BRANCH_COLS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 f"ON CONFLICT (project, branch) DO UPDATE SET {updates}",
                 (
                     rec.project,
@@ -132,6 +133,7 @@ class SqlStore(GcState):
                     rec.fingerprint,
                     json.dumps(rec.applied, sort_keys=True),
                     json.dumps(rec.info, sort_keys=True),
+                    " ".join(rec.default_heads),
                 ),
             )
 
@@ -146,13 +148,14 @@ class SqlStore(GcState):
 
     def delete_branch(self, project: str, branch: str) -> None:
         """Delete the record and everything keyed by (project, branch) with it, in
-        one transaction: its TTL override, a closed-pull-request mark, a GC mark. A
-        later database for the same branch name starts with none of them."""
+        one transaction: its TTL override, a closed- or open-pull-request mark, a GC
+        mark. A later database for the same branch name starts with none of them."""
         with self._write() as db:
             for stmt in (
                 "DELETE FROM branches WHERE project = ? AND branch = ?",
                 "DELETE FROM branch_ttl WHERE project = ? AND branch = ?",
                 "DELETE FROM closed_branches WHERE project = ? AND branch = ?",
+                "DELETE FROM open_pull_requests WHERE project = ? AND branch = ?",
                 "DELETE FROM gc_marks WHERE project = ? AND kind = 'branch' "
                 "AND name = ?",
             ):
@@ -320,7 +323,12 @@ class SqlStore(GcState):
     def mark_closed(
         self, project: str, branch: str, merged: bool, when: float, reference: str
     ) -> None:
+        """Record *branch*'s pull request as closed (and no longer open)."""
         with self._write() as db:
+            db.execute(
+                "DELETE FROM open_pull_requests WHERE project = ? AND branch = ?",
+                (project, branch),
+            )
             db.execute(
                 "INSERT INTO closed_branches "
                 "(project, branch, merged, closed_at, reference) VALUES (?,?,?,?,?) "
@@ -335,6 +343,28 @@ class SqlStore(GcState):
                 "DELETE FROM closed_branches WHERE project = ? AND branch = ?",
                 (project, branch),
             )
+
+    def mark_open(self, project: str, branch: str, when: float, reference: str) -> None:
+        """Record that *branch* has an open pull request; clears a closed mark."""
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM closed_branches WHERE project = ? AND branch = ?",
+                (project, branch),
+            )
+            db.execute(
+                "INSERT INTO open_pull_requests (project, branch, reference, "
+                "opened_at) VALUES (?, ?, ?, ?) ON CONFLICT (project, branch) "
+                "DO UPDATE SET reference = excluded.reference",
+                (project, branch, reference, when),
+            )
+
+    def open_branches(self, project: str) -> dict[str, str]:
+        """branch -> reference of its open pull request, for *project*."""
+        rows = self._db.execute(
+            "SELECT branch, reference FROM open_pull_requests WHERE project = ?",
+            (project,),
+        ).fetchall()
+        return {r["branch"]: r["reference"] for r in rows}
 
     def closed_branches(self, project: str) -> dict[str, dict[str, Any]]:
         """branch -> {merged, closed_at, reference} for *project*."""

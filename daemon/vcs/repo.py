@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,9 @@ from branchdb.daemon.vcs import head as git_head
 
 if TYPE_CHECKING:
     import subprocess
+    from collections.abc import Callable, Sequence
+
+_SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -57,6 +61,41 @@ def hooks_dir(cwd: Path) -> Path:
     return Path(r.stdout.strip())
 
 
+def default_heads(cwd: Path, default_branch: str) -> list[str]:
+    """The commits *default_branch* points at in the repository at *cwd*: the local
+    branch and each remote-tracking branch of that name, distinct, local first.
+
+    Recorded with a branch's database when it is made (the merge rule of
+    :class:`BranchFacts`): local and remote-tracking both, because a branch may be
+    made from either and one of them may be stale. One git call; never raises
+    (outside a repository, or without such a branch, the answer is empty).
+    """
+    try:
+        r = _git(
+            cwd,
+            "for-each-ref",
+            "--format=%(refname)%00%(objectname)",
+            f"refs/heads/{default_branch}",
+            f"refs/remotes/*/{default_branch}",
+        )
+    except (GitError, OSError):
+        return []
+    if r.returncode != 0:
+        return []
+    local: list[str] = []
+    remote: list[str] = []
+    for line in r.stdout.splitlines():
+        ref, _, sha = line.partition("\0")
+        (local if ref.startswith("refs/heads/") else remote).append(sha)
+    return list(dict.fromkeys(local + remote))
+
+
+def heads_of(cwd: Path, default_branch: str) -> Callable[[], list[str]]:
+    """:func:`default_heads` of *cwd*, bound: what a ProjectContext takes as
+    ``heads`` (the core never imports git)."""
+    return lambda: default_heads(cwd, default_branch)
+
+
 class BranchFacts:
     """What git knows about branches, read once per GC plan.
 
@@ -65,7 +104,10 @@ class BranchFacts:
     an ancestor of the default branch, and has a record costs one more call (the
     squash/rebase check). ``merged_into_default`` answers for a merge commit or
     fast-forward (the tip is an ancestor of the default branch) and for a squash or
-    rebase merge (merging the branch into the default branch would change nothing).
+    rebase merge (merging the branch into the default branch would change nothing),
+    and tells those apart from a branch with no work of its own by the default
+    branch's heads recorded when the database was made (one more call per distinct
+    recorded head, only for branches that look merged).
     """
 
     def __init__(self, cwd: Path, default_branch: str) -> None:
@@ -88,6 +130,9 @@ class BranchFacts:
         self._seeded: set[str] = set()  # tips whose answer came from the cache
         self.ancestors: set[str] = set()  # tips reachable from the default branch
         self.default_tree = ""
+        # recorded default head -> the ref tips reachable from it (None: not in
+        # this repository)
+        self._reach: dict[str, set[str] | None] = {}
         if self.default_sha is not None:
             self.ancestors = {sha for _, sha, _ in self._refs(self.default_sha)}
             own = _git(cwd, "rev-parse", f"{self.default_sha}^{{tree}}")
@@ -151,27 +196,71 @@ class BranchFacts:
     def tip(self, branch: str) -> str | None:
         return self.local.get(branch) or self.remote.get(branch)
 
-    def merged_into_default(self, branch: str, since: float) -> str | None:
+    def reachable_from(self, head: str) -> set[str] | None:
+        """The ref tips (local and remote-tracking) reachable from commit *head*;
+        None if this repository does not have *head*. Cached per head."""
+        if head not in self._reach:
+            found: set[str] | None = None
+            if _SHA.fullmatch(head):  # never let a name resolve as a ref
+                r = _git(
+                    self.cwd,
+                    "for-each-ref",
+                    "--format=%(objectname)",
+                    f"--merged={head}",
+                    "refs/heads",
+                    "refs/remotes",
+                )
+                found = set(r.stdout.split()) if r.returncode == 0 else None
+            self._reach[head] = found
+        return self._reach[head]
+
+    def has_own_work(self, tip: str, heads: Sequence[str]) -> bool | None:
+        """False if *tip* is reachable from one of the default branch's *heads*
+        recorded when the database was made (nothing committed on the branch since
+        it left the default branch), True if not; None when none of *heads* is
+        known here (a record made before heads were recorded, or made from another
+        clone's commits): the caller falls back to commit times."""
+        known = [r for h in heads if (r := self.reachable_from(h)) is not None]
+        if not known:
+            return None
+        return not any(tip in r for r in known)
+
+    def merged_into_default(
+        self, branch: str, since: float, heads: Sequence[str] = ()
+    ) -> str | None:
         """How *branch* is merged into the default branch, or None if it is not.
 
-        *since* is when its database was made. A tip that is an ancestor of the default
-        branch but was committed no later than that is a branch with no work of its own
-        (made from an older default branch), not a fast-forward merge: it is kept.
+        The rule is history, not time: *heads* are the default branch's heads
+        recorded when the branch's database was made (:func:`default_heads`). A tip
+        reachable from one of them has no work of its own (the branch was made from
+        the default branch and nothing was committed on it since): never merged,
+        however the default branch moves. Any other tip is merged when the default
+        branch contains it (merge commit, or fast-forward — also when the default
+        branch now points exactly at it) or contains its changes (squash, rebase).
+
+        Fallback, for records made before heads were recorded (or whose heads this
+        repository lacks): *since* (when the database was made) and the tip's commit
+        time — a tip the default branch contains counts as merged only if it is not
+        the default's own tip and was committed after *since*; a squash or rebase
+        merge counts whatever the time. It misses a merge when the database was made
+        after the branch's last commit (those branches wait for the idle TTL).
         """
         tip = self.tip(branch)
         if tip is None or self.default_sha is None or branch == self.default:
             return None
         if tip == self.default_sha:
-            return None  # just created from the default branch: nothing merged yet
-        if tip in self.ancestors:
-            if self.committed.get(tip, 0) <= since:
-                return None
-            return (
-                f"{tip[:10]} is an ancestor of {self.default} (merge or fast-forward)"
-            )
-        if self._contained(tip):
-            return (
+            how = f"{self.default} points at {tip[:10]} (fast-forward)"
+        elif tip in self.ancestors:
+            how = f"{tip[:10]} is an ancestor of {self.default} (merge or fast-forward)"
+        elif self._contained(tip):
+            how = (
                 f"the changes of {tip[:10]} are contained in {self.default} "
                 "(squash or rebase merge)"
             )
-        return None
+        else:
+            return None
+        own = self.has_own_work(tip, heads)
+        if own is None and tip in self.ancestors:
+            # The fallback: by commit time (see the docstring).
+            own = tip != self.default_sha and self.committed.get(tip, 0) > since
+        return how if own is not False else None

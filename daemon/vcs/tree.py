@@ -59,24 +59,52 @@ def _git(
 ) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}  # never wait for a password
     try:
-        r = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            capture_output=True,
-            check=False,
-            env=env,
-            timeout=timeout,
-        )
+        if timeout is None:
+            r = subprocess.run(
+                ["git", *args], cwd=cwd, capture_output=True, check=False, env=env
+            )
+        else:
+            r = _bounded(["git", *args], cwd, env, timeout)
     except FileNotFoundError:
         raise GitError("git is not installed or not on PATH") from None
-    except subprocess.TimeoutExpired:
-        raise RepositoryUnavailable(
-            f"git {args[0]} did not finish within {timeout:.0f} s; try again"
-        ) from None
     if check and r.returncode != 0:
         err = r.stderr.decode("utf-8", "replace").strip()
         raise GitError(f"git {args[0]} failed: {err}")
     return r
+
+
+def _bounded(
+    cmd: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[bytes]:
+    """Run *cmd* for at most *timeout* seconds; raise GitError past it.
+
+    git is stopped with SIGTERM first (its process group: a fetch runs helpers), so
+    it removes its ``.lock`` files: a SIGKILLed fetch would leave them and the next
+    fetch of the mirror would fail.
+    """
+    import signal
+
+    p = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.communicate()
+        raise RepositoryUnavailable(
+            f"git {cmd[1]} took longer than {timeout:g}s; try again"
+        ) from None
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
 
 
 class Mirror:
@@ -109,25 +137,45 @@ class Mirror:
         r = _git(self.path, "cat-file", "-e", f"{sha}^{{commit}}", check=False)
         return r.returncode == 0
 
-    def fetch(self, *, newer_than: float | None = None) -> None:
+    def fetch(
+        self, timeout: float | None = None, *, newer_than: float | None = None
+    ) -> None:
         """Create the mirror if missing and fetch every branch and pull request head.
 
-        With *newer_than* (a ``time.monotonic()``), a fetch that started at or after
-        it and succeeded is enough: callers waiting together share one fetch. Raises
-        RepositoryUnavailable when git fails or takes over :data:`FETCH_TIMEOUT`.
+        With *timeout* (seconds) the wait for another fetch and the fetch itself are
+        bounded. With *newer_than* (a ``time.monotonic()``), a fetch that started at
+        or after it and succeeded is enough: callers waiting together share one
+        fetch. Raises RepositoryUnavailable (a GitError) when git fails or takes too
+        long; the mirror keeps its previous refs.
         """
         started = time.monotonic()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock = self.path.parent / f"{self.path.name}.lock"
+        deadline = None if timeout is None else time.monotonic() + timeout
         fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # one fetch at a time per mirror
+            # One fetch at a time per mirror.
+            if deadline is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise RepositoryUnavailable(
+                                f"another fetch of {self.url} took longer than "
+                                f"{timeout:g}s"
+                            ) from None
+                        time.sleep(0.05)
             done = self._fetched_since
             if newer_than is not None and done is not None and done >= newer_than:
                 return
             if not (self.path / "HEAD").exists():
                 self.path.mkdir(parents=True, exist_ok=True)
                 _git(self.path, "init", "--quiet", "--bare")
+            left = None if deadline is None else max(1.0, deadline - time.monotonic())
             r = _git(
                 self.path,
                 "fetch",
@@ -137,7 +185,7 @@ class Mirror:
                 self.url,
                 *_REFSPECS,
                 check=False,
-                timeout=FETCH_TIMEOUT,
+                timeout=left,
             )
             if r.returncode != 0:
                 err = r.stderr.decode("utf-8", "replace").strip()
@@ -157,7 +205,7 @@ class Mirror:
         request heads. Raises NotFound (no such branch or commit in the repository),
         Refused (*sha* is not on the branch, or is ambiguous), RepositoryUnavailable.
         """
-        self.fetch(newer_than=time.monotonic())
+        self.fetch(FETCH_TIMEOUT, newer_than=time.monotonic())
         tip = self._tip(branch, forks)
         if tip is None:
             raise NotFound(

@@ -102,6 +102,7 @@ async def accept(
     why = branchname.problem(act.branch)
     if why is not None:
         log.info("%s delivery for project %s ignored: %s", provider, proj.name, why)
+        daemon.metrics.webhooks.labels(provider, "ignored").inc()
         return ignored(f"ignored: {why}")
     claimed = await run_in_threadpool(
         lambda: daemon.store().claim_delivery(
@@ -109,6 +110,7 @@ async def accept(
         )
     )
     if not claimed:
+        daemon.metrics.webhooks.labels(provider, "duplicate").inc()
         return JSONResponse(
             {"status": "duplicate", "delivery": delivery}, status_code=200
         )
@@ -120,6 +122,7 @@ async def accept(
         _work(daemon, proj, act, provider, delivery, loop),
         key=f"{proj.name}\0{act.branch}",
     )
+    daemon.metrics.webhooks.labels(provider, "accepted").inc()
     return JSONResponse(
         {"status": "accepted", "delivery": delivery, "job": job.json()},
         status_code=202,
@@ -164,9 +167,19 @@ def _work(
     delivery: str,
     loop: asyncio.AbstractEventLoop,
 ) -> Any:
-    def pub(status: str, url: str | None, detail: str = "") -> publish.Publication:
+    def pub(
+        status: str, url: str | None, detail: str = "", token: str | None = None
+    ) -> publish.Publication:
         return publish.Publication(
-            proj.name, act.branch, act.sha, status, url, act.repo, act.number, detail
+            proj.name,
+            act.branch,
+            act.sha,
+            status,
+            url,
+            act.repo,
+            act.number,
+            detail,
+            token,
         )
 
     def provision() -> tuple[int, dict[str, Any]]:
@@ -196,7 +209,7 @@ def _work(
                 "repository in the daemon config"
             )
         if act.verb == "up":
-            engine.pull_request_opened(act.branch)
+            engine.pull_request_opened(act.branch, reference=act.reference)
         try:
             files = git_tree.migrations_at(
                 proj.settings.config, proj.mirror, act.sha, proj.settings.subdir
@@ -211,7 +224,10 @@ def _work(
         if act.verb == "up" or res.created or res.applied:
             # A push that changed nothing publishes nothing (its PR event did).
             body["publish_job"] = _start_publish(
-                daemon, proj, pub("ready", res.record.url), loop
+                daemon,
+                proj,
+                pub("ready", res.record.url, token=res.record.info.get("auth_token")),
+                loop,
             )
         return (201 if res.created else 200), body
 

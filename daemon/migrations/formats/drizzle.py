@@ -2,9 +2,12 @@
 
 Reads and writes exactly what drizzle-orm's own migrator does (``readMigrationFiles``
 in ``drizzle-orm/src/migrator.ts``, ``migrate`` in ``sqlite-core/dialect.ts`` and
-``pg-core/dialect.ts``): the hash is the sha256 of the file text with CRLF normalised
-to LF, statements are the text split on ``--> statement-breakpoint``, and the ledger
-row is ``(hash, created_at = journal "when")``. drizzle itself only compares the
+``pg-core/dialect.ts``): the hash is the sha256 of the file's text exactly as read
+(``readFileSync(...).toString()``: CRLF, a UTF-8 BOM and a missing final newline all
+change it; nothing is normalised), statements are that text split on
+``--> statement-breakpoint``, and the ledger row is ``(hash, created_at = journal
+"when")``. A BOM stays in the first statement, as with drizzle: SQLite ignores it,
+PostgreSQL rejects it with a syntax error. drizzle itself only compares the
 newest ``created_at`` with each ``when``; branchdb compares every row, which is what
 lets it notice a migration that arrived below an applied one after a rebase.
 """
@@ -12,6 +15,8 @@ lets it notice a migration that arrived below an applied one after a rebase.
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any, ClassVar
 
 from branchdb.daemon.core.dbsession import Executor
@@ -29,27 +34,76 @@ BREAKPOINT = "--> statement-breakpoint"
 TABLE = "__drizzle_migrations"
 PG_SCHEMA = "drizzle"
 
-_DDL = {
-    "sqlite": [
-        f'CREATE TABLE IF NOT EXISTS "{TABLE}" '
+
+def _quote(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def ddl(dialect: str, table: str, schema: str) -> list[str]:
+    """drizzle-orm's ledger DDL (``sqlite-core/dialect.ts``, ``pg-core/dialect.ts``)."""
+    if dialect == "postgres":
+        return [
+            f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}",
+            f"CREATE TABLE IF NOT EXISTS {_quote(schema)}.{_quote(table)} "
+            "(id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)",
+        ]
+    return [
+        f"CREATE TABLE IF NOT EXISTS {_quote(table)} "
         "(id SERIAL PRIMARY KEY, hash text NOT NULL, created_at numeric)"
-    ],
-    "postgres": [
-        f'CREATE SCHEMA IF NOT EXISTS "{PG_SCHEMA}"',
-        f'CREATE TABLE IF NOT EXISTS "{PG_SCHEMA}"."{TABLE}" '
-        "(id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)",
-    ],
-}
+    ]
 
 
-def _table(dialect: str) -> str:
-    return f'"{PG_SCHEMA}"."{TABLE}"' if dialect == "postgres" else f'"{TABLE}"'
+_DDL = {d: ddl(d, TABLE, PG_SCHEMA) for d in ("sqlite", "postgres")}
+
+#: drizzle-kit's config files, in the order drizzle-kit looks for them.
+CONFIG_FILES = (
+    "drizzle.config.ts",
+    "drizzle.config.mts",
+    "drizzle.config.cts",
+    "drizzle.config.js",
+    "drizzle.config.mjs",
+    "drizzle.config.cjs",
+    "drizzle.config.json",
+)
+_MIGRATIONS_BLOCK = re.compile(r"\bmigrations\s*:\s*\{([^{}]*)\}")
+_KEY = r"""\b{key}\s*:\s*(["'`])([^"'`]+)\1"""
+
+
+def config_ledger(root: Path) -> tuple[str | None, str | None]:
+    """(table, schema) from ``migrations: { table, schema }`` in the project's
+    drizzle config (literal strings only), or (None, None)."""
+    for name in CONFIG_FILES:
+        path = root / name
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        block = _MIGRATIONS_BLOCK.search(text)
+        if block is None:
+            return None, None
+        found = [
+            re.search(_KEY.format(key=k), block.group(1)) for k in ("table", "schema")
+        ]
+        table, schema = (m.group(2) if m else None for m in found)
+        return table, schema
+    return None, None
 
 
 class DrizzleFormat:
+    """*table*/*schema*: drizzle's ``migrationsTable``/``migrationsSchema`` (its
+    config's ``migrations: { table, schema }``); the schema is PostgreSQL's only."""
+
     name: ClassVar[str] = "drizzle"
     runs_command: ClassVar[bool] = False
     ledger_is_high_water_mark: ClassVar[bool] = False
+
+    def __init__(self, table: str | None = None, schema: str | None = None) -> None:
+        self.table = table or TABLE
+        self.schema = schema or PG_SCHEMA
+
+    def _table(self, dialect: str) -> str:
+        if dialect == "postgres":
+            return f"{_quote(self.schema)}.{_quote(self.table)}"
+        return _quote(self.table)
 
     def detect(self, files: MigrationFiles) -> bool:
         return JOURNAL in files.paths()
@@ -76,8 +130,8 @@ class DrizzleFormat:
                     "drizzle tells migrations apart by it"
                 )
             seen[key] = path
-            # drizzle-orm normalises line endings before hashing and splitting.
-            text = read_text(files, path).replace("\r\n", "\n")
+            # Hashed and split as read, like drizzle-orm: no line-ending changes.
+            text = read_text(files, path)
             statements = tuple(s.strip() for s in text.split(BREAKPOINT) if s.strip())
             out.append(
                 Migration(
@@ -87,17 +141,24 @@ class DrizzleFormat:
                     checksum=sha256_hex(text),
                     statements=statements,
                     order=(idx,),
-                    meta={"when": when, "tag": tag},
+                    # branchdb 0.1 hashed CRLF files with LF endings; drizzle
+                    # never compares hashes, so such rows stay valid.
+                    meta={
+                        "when": when,
+                        "tag": tag,
+                        "also_matches": (sha256_hex(text.replace("\r\n", "\n")),),
+                    },
                 )
             )
         return sorted(out, key=lambda m: m.order)
 
     def applied(self, db: Executor) -> list[Applied]:
-        schema = PG_SCHEMA if db.dialect == "postgres" else None
-        if not table_exists(db, TABLE, schema):
+        schema = self.schema if db.dialect == "postgres" else None
+        if not table_exists(db, self.table, schema):
             return []
         rows = db.execute(
-            f"SELECT hash, created_at FROM {_table(db.dialect)} ORDER BY created_at, id"
+            f"SELECT hash, created_at FROM {self._table(db.dialect)} "
+            "ORDER BY created_at, id"
         )
         out: list[Applied] = []
         for hash_, created_at in rows:
@@ -112,15 +173,16 @@ class DrizzleFormat:
         return out
 
     def ensure_ledger(self, db: Executor) -> None:
-        for ddl in _DDL[db.dialect]:
-            db.execute(ddl)
+        for statement in ddl(db.dialect, self.table, self.schema):
+            db.execute(statement)
 
     def before(self, db: Executor, migration: Migration) -> None:
         return None
 
     def record(self, db: Executor, migration: Migration, duration_ms: int) -> None:
         db.execute(
-            f'INSERT INTO {_table(db.dialect)} ("hash", "created_at") VALUES (?, ?)',
+            f'INSERT INTO {self._table(db.dialect)} ("hash", "created_at") '
+            "VALUES (?, ?)",
             [migration.checksum, migration.meta["when"]],
         )
 

@@ -20,6 +20,7 @@ from branchdb.daemon.migrations.base import (
     read_text,
     sha256_hex,
     table_exists,
+    text_checksum,
 )
 
 TABLE = "schema_migrations"
@@ -66,10 +67,17 @@ class GolangMigrateFormat:
                     key=str(version),
                     name=path,
                     sql=text,
-                    checksum=sha256_hex(files.read(path)),
+                    checksum=text_checksum(text),
                     statements=(),
                     order=(version,),
-                    meta={"version": version, "title": title},
+                    # golang-migrate keeps no checksum; branchdb's own (its record
+                    # in the store) ignores line endings and a BOM. Records made
+                    # before that hashed the raw bytes.
+                    meta={
+                        "version": version,
+                        "title": title,
+                        "also_matches": (sha256_hex(files.read(path)),),
+                    },
                 )
             )
         return sorted(out, key=lambda m: m.order)

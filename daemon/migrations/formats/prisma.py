@@ -4,7 +4,11 @@ The ledger is created with the exact DDL of prisma's schema engine (PostgreSQL a
 SQLite flavours) and kept with its semantics, so ``prisma migrate deploy`` and
 ``prisma migrate status`` agree with branchdb about what is applied:
 
-- ``checksum`` is the lowercase hex SHA-256 of ``migration.sql``'s bytes;
+- ``checksum`` is the lowercase hex SHA-256 of ``migration.sql``'s text as read
+  (a BOM and a missing final newline change it); like prisma's
+  ``script_matches_checksum`` (``schema-connector/src/checksum.rs``), a ledger row
+  also matches the file with CRLF turned into LF or LF into CRLF, and a checksum an
+  old prisma wrote without zero padding;
 - a row is *applied* when ``finished_at`` is set and ``rolled_back_at`` is not;
 - a row with neither is a *failed* migration: prisma refuses to go on (P3009), and so
   does branchdb, until it is resolved;
@@ -14,6 +18,7 @@ SQLite flavours) and kept with its semantics, so ``prisma migrate deploy`` and
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -57,6 +62,17 @@ _DDL = {
 }
 
 
+def matching_checksums(script: str) -> frozenset[str]:
+    """Every ledger checksum prisma accepts for *script* (see the module doc)."""
+    variants = (script, script.replace("\r\n", "\n"), script.replace("\n", "\r\n"))
+    out: set[str] = set()
+    for text in variants:
+        digest = hashlib.sha256(text.encode("utf-8")).digest()
+        out.add(digest.hex())
+        out.add("".join(f"{b:x}" for b in digest))  # prisma-engines issue 1887
+    return frozenset(out)
+
+
 def _now(dialect: str, delta_ms: int = 0) -> Any:
     t = datetime.now(UTC) - timedelta(milliseconds=delta_ms)
     # Prisma's SQLite driver stores DateTime values as Unix milliseconds.
@@ -85,14 +101,16 @@ class PrismaFormat:
                 )
             # The runner splits the script for the database's dialect and runs
             # it outside a transaction if a statement cannot run inside one.
+            script = read_text(files, path)
             out.append(
                 Migration(
                     key=d,
                     name=path,
-                    sql=read_text(files, path),
-                    checksum=sha256_hex(files.read(path)),
+                    sql=script,
+                    checksum=sha256_hex(script),
                     statements=(),
                     order=(d,),
+                    meta={"also_matches": matching_checksums(script)},
                 )
             )
         return out
