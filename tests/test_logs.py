@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
-from apisupport import free_port, setup_project
+from apisupport import branches, free_port, setup_project
 from support import BRANCHDB
 
 TOKEN = "bdb_" + "l" * 40
@@ -21,6 +21,7 @@ def test_json_logs_carry_the_request_id_and_sigterm_stops_cleanly(
     repo: Path, tmp_path: Path
 ) -> None:
     setup_project(repo)
+    branches(repo, "feature/logs")  # the daemon reads the branch's commit
     port = free_port()
     env = {
         **os.environ,

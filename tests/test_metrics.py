@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from apisupport import auth, make_tokens, serve_in_thread, settings_for, setup_project
+from apisupport import (
+    auth,
+    branches,
+    make_tokens,
+    serve_in_thread,
+    settings_for,
+    setup_project,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from branchdb.daemon.api.app import create_app
@@ -27,6 +34,7 @@ def scrape(
 
 def test_requests_operations_and_jobs_are_measured(repo: Path) -> None:
     setup_project(repo)
+    branches(repo, "feature/secret-name")  # the daemon reads the branch's commit
     settings = settings_for(repo)
     toks = make_tokens(settings)
     with serve_in_thread(create_app(settings)) as base:

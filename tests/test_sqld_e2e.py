@@ -196,7 +196,9 @@ def test_done_when(repo: Path, tmp_path: Path) -> None:
         assert "error" in node_client(url, tok, "read", "SELECT 1")
 
         # GC: a branch whose git branch does not exist is collected.
+        git(repo, "branch", "feature/gone")  # PUT reads the branch's commit
         gone = httpx.put(f"{base}{API}/branches/feature/gone", headers=h).json()
+        git(repo, "branch", "-D", "feature/gone")
         assert _namespace_exists(repo, gone["database"])
         for _ in range(2):  # mark, then (grace 0s) delete
             r = httpx.post(f"{base}{API}/gc", headers=h, timeout=60)
