@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -77,6 +77,28 @@ def free_port() -> int:
         return port
 
 
+def wait_up(
+    base: str,
+    *,
+    path: str = "/v1/health",
+    timeout: float = 30,
+    dead: Callable[[], str | None] | None = None,
+) -> None:
+    """Poll *base* + *path* until it answers 200. Fails with *dead*'s text as soon as
+    it reports the server gone (a process that exited), or after *timeout* s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}{path}", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        gone = dead() if dead is not None else None
+        assert gone is None, gone
+        assert time.monotonic() < deadline, f"{base}{path} did not answer in {timeout}s"
+        time.sleep(0.1)
+
+
 @contextmanager
 def serve_in_thread(app: FastAPI) -> Iterator[str]:
     """Run *app* under a real uvicorn server on 127.0.0.1; yield its base URL."""
@@ -87,16 +109,7 @@ def serve_in_thread(app: FastAPI) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{base}/v1/health").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
+    wait_up(base, timeout=20)
     try:
         yield base
     finally:

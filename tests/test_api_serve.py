@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from apisupport import auth, branches, free_port, setup_project
+from apisupport import auth, branches, free_port, setup_project, wait_up
 from support import BRANCHDB, run, tables
 
 from branchdb.daemon.api import settings as daemon_config
@@ -37,16 +36,11 @@ def test_serve_subprocess_creates_a_branch(repo: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/v1/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "serve did not come up"
-            time.sleep(0.1)
+        wait_up(
+            base,
+            timeout=30,
+            dead=lambda: None if proc.poll() is None else str(proc.communicate()),
+        )
         r = httpx.put(
             f"{base}/v1/projects/shop/branches/feature/preview",
             headers=auth(token),

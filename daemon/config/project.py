@@ -340,7 +340,7 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
             f"{where}: database.url_format {url_format!r} is not one of "
             f"{', '.join(URL_FORMS)}"
         )
-    state = _state(raw.get("state", {}), where)
+    state = parse_state(raw.get("state", {}), where)
     libsql = _libsql(raw.get("libsql", {}), root, where)
     if backend == "libsql":
         if d.get("server"):
@@ -449,8 +449,9 @@ def _libsql(raw: Mapping[str, Any], root: Path, where: str) -> LibsqlSection:
 _STATE_SCHEMA = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
-def _state(raw: Mapping[str, Any], where: str) -> StateSection:
-    """``[state]``; ``$BRANCHDB_STATE_URL`` overrides its url (as for the daemon)."""
+def parse_state(raw: Mapping[str, Any], where: str) -> StateSection:
+    """``[state]``; ``$BRANCHDB_STATE_URL`` overrides its url. The one reading of it:
+    the daemon's config (api/settings.py) parses its ``[state]`` here too."""
     url = env.get("BRANCHDB_STATE_URL") or raw.get("url") or None
     if url is not None and not url.startswith(("postgres://", "postgresql://")):
         raise ConfigError(
