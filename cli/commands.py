@@ -283,6 +283,27 @@ def cmd_status(ctx: _Ctx) -> int:
     return 0
 
 
+def cmd_diff(ctx: _Ctx) -> int:
+    a = ctx.args
+    if a.drift and a.against:
+        raise UsageError("choose one of --against and --drift")
+    data = ctx.client.review(ctx.branch(), against=a.against, drift=a.drift)
+    if a.json:
+        from branchdb.cli.output import emit_json
+
+        emit_json(data)
+    elif a.sql:
+        sql = data["diff"]["sql"]
+        if sql is None:
+            raise Refused("no SQL for this diff")
+        sys.stdout.write(sql)
+    else:
+        from branchdb.daemon.review.render import text
+
+        sys.stdout.write(text(data))
+    return 0
+
+
 def cmd_migrate(ctx: _Ctx) -> int:
     res = ctx.client.migrate(
         ctx.branch(), dry_run=ctx.args.dry_run, progress=ctx.progress

@@ -33,6 +33,7 @@ from branchdb.daemon.api import (
     collection,
     metrics,
     openapi,
+    review,
     schemas,
     snapshots,
     tokens,
@@ -220,6 +221,8 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     _install_error_handlers(app)
     app.include_router(meta)
     app.include_router(collection.router)
+    # Before branches: its GET /branches/{branch:path} would take .../diff.
+    app.include_router(review.router)
     app.include_router(branches.router)
     app.include_router(snapshots.router)
     app.include_router(webhooks.router)

@@ -19,6 +19,9 @@ in the daemon config, read by :func:`parse`):
   ``X-Branchdb-Timestamp`` (also inside the signed body, so a receiver can refuse
   replays). Transport errors, 429 and 5xx are retried with exponential backoff, at most
   ``callback_attempts`` times.
+- **Schema review** (``review = "comment"`` or ``"check"``): the pull request's schema
+  diff and migration lint, as one comment edited in place or a check run with
+  annotations (:mod:`.publish_review`).
 
 :func:`publish` never raises: each target's outcome is returned and failures are
 logged with secrets redacted. It blocks (HTTP with timeouts); callers run it in the
@@ -37,11 +40,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
+from branchdb.daemon.api import publish_review
 from branchdb.daemon.config import env
 from branchdb.daemon.core.errors import ConfigError, redact
 
 if TYPE_CHECKING:
     import httpx
+
+    from branchdb.daemon import wire
 
 log = logging.getLogger("branchdb.publish")
 
@@ -60,6 +66,7 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "callback_attempts": int,
     "callback_backoff": (int, float),
     "timeout": (int, float),
+    "review": str,
 }
 
 
@@ -78,6 +85,7 @@ class PublishSettings:
     callback_attempts: int = 5
     callback_backoff: float = 0.5  # seconds before the 2nd attempt; doubles after
     timeout: float = 10.0
+    review: str | None = None  # "comment" | "check": publish the schema review
 
 
 class Publication(NamedTuple):
@@ -93,6 +101,8 @@ class Publication(NamedTuple):
     detail: str = ""  # why it failed (already redacted)
     #: a libsql server branch's token: only in the signed callback, never on GitHub
     auth_token: str | None = None
+    #: the schema review of a pull request (schema and lint only, never data)
+    review: wire.SchemaReview | None = None
 
 
 def _env_name(project: str, what: str) -> str:
@@ -119,6 +129,12 @@ def parse(raw: dict[str, Any], project: str, where: str) -> PublishSettings:
                 f"{where}: projects.publish.github: unknown mode {mode!r} "
                 f"(use {', '.join(GITHUB_MODES)})"
             )
+    review = raw.get("review")
+    if review is not None and review not in publish_review.REVIEW_MODES:
+        raise ConfigError(
+            f"{where}: projects.publish.review must be one of "
+            f"{', '.join(publish_review.REVIEW_MODES)}"
+        )
     link = raw.get("link", "redacted")
     if link not in ("redacted", "api"):
         raise ConfigError(f"{where}: projects.publish.link must be redacted or api")
@@ -138,9 +154,10 @@ def parse(raw: dict[str, Any], project: str, where: str) -> PublishSettings:
     token = env.get(token_env)
     if token is None and "github_token_env" not in raw:
         token = env.get("BRANCHDB_GITHUB_TOKEN")
-    if modes and not token:
+    if (modes or review) and not token:
+        what = "github" if modes else "review"
         raise ConfigError(
-            f"{where}: projects.publish.github needs a token in ${token_env}"
+            f"{where}: projects.publish.{what} needs a token in ${token_env}"
         )
     secret = raw.get("callback_secret") or env.get(
         _env_name(project, "CALLBACK_SECRET")
@@ -165,6 +182,7 @@ def parse(raw: dict[str, Any], project: str, where: str) -> PublishSettings:
         callback_attempts=attempts,
         callback_backoff=float(raw.get("callback_backoff", 0.5)),
         timeout=float(raw.get("timeout", 10.0)),
+        review=review,
     )
 
 
@@ -211,6 +229,9 @@ def publish(settings: PublishSettings, pub: Publication) -> dict[str, Any]:
                         msg,
                     )
                     out[mode] = {"ok": False, "error": msg}
+        if settings.review and pub.repo and pub.review is not None:
+            gh = _GitHub(client, settings)
+            out["review"] = publish_review.publish(gh, settings.review, pub)
         if settings.callback_url:
             out["callback"] = _callback(client, settings, pub)
     return out
