@@ -119,7 +119,7 @@ def test_review_comment_is_edited_by_a_later_push(
     assert "main" in hook.branches()  # the default branch's database, made for it
     (c,) = gh.comments.values()
     body = c["body"]
-    assert body.startswith(f"<!-- branchdb-review:shop/feature/profile -->")
+    assert body.startswith("<!-- branchdb-review:shop/feature/profile -->")
     assert "**4 schema changes** against branch main" in body
     assert "+ column public.users.nickname: text NULL" in body
     assert "+ foreign key public.orders.orders_user_fk" in body
@@ -172,7 +172,7 @@ def test_review_check_run_with_annotations(check_daemon: Hook, gh: GitHubStub) -
     assert "ban-drop-column" in titles
     # The full text behind the daemon's API, with a read token.
     r = hook.client.get(
-        f"/v1/projects/shop/branches/feature/profile/diff",
+        "/v1/projects/shop/branches/feature/profile/diff",
         params={"format": "text"},
         headers=auth(hook.tokens["read"]),
     )
