@@ -231,9 +231,21 @@ class LocalClient:
     def review(
         self, branch: str, *, against: str | None = None, drift: bool = False
     ) -> wire.SchemaReview:
+        from branchdb.daemon.core.errors import GitError
         from branchdb.daemon.review import review
+        from branchdb.daemon.vcs import repo, tree
 
+        # The checked-out branch's migrations are on disk (committed or not); any
+        # other branch's are read from its commit.
+        files = None
+        try:
+            if branch != repo.current_branch(self.config.root):
+                files = tree.checkout_migrations(self.config, branch)
+        except GitError:
+            pass  # detached or no repository: the directory on disk
         if drift:
-            d = review.drift(self.engine, branch)
+            d = review.drift(self.engine, branch, files=files)
             return views.review_dict(review.Review(d, None))
-        return views.review_dict(review.review(self.engine, branch, against))
+        return views.review_dict(
+            review.review(self.engine, branch, against, files=files)
+        )

@@ -150,6 +150,11 @@ def test_sqlite_diff_sql_and_lint(repo: Path) -> None:
     }
     findings = {(f["rule"], f["line"]) for f in review["lint"]["findings"]}
     assert findings == {("sqlite-table-rebuild", 6), ("sqlite-drop-column", 8)}
+    # From main's checkout, the branch's migrations are read from its commit.
+    git(repo, "checkout", "-q", "main")
+    other = _json(repo, {}, "feature")
+    assert other["lint"] == review["lint"]
+    git(repo, "checkout", "-q", "feature")
     text = run(repo, "diff")
     assert "+ column users.age: INTEGER DEFAULT 0 NOT NULL" in text.out
     sql = run(repo, "diff", "--sql")
