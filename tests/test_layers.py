@@ -147,6 +147,7 @@ def test_the_core_imports_no_service_part() -> None:
     service = (
         "branchdb.daemon.api",
         "branchdb.daemon.gc",
+        "branchdb.daemon.review",
         "branchdb.daemon.vcs",
         "branchdb.daemon.views",
         "branchdb.cli",
@@ -181,5 +182,37 @@ def test_lower_layers_import_no_engine() -> None:
         m: sorted(d for d in deps if _inside(d, *upper))
         for m, deps in GRAPH.items()
         if _inside(m, *lower)
+    }
+    assert {m: d for m, d in bad.items() if d} == {}
+
+
+def test_review_sits_above_the_engine() -> None:
+    # Schema review takes a context like gc does: nothing below it imports it, and
+    # it imports no service part (the API, gc, the CLI, git).
+    below = (
+        "branchdb.daemon.core",
+        "branchdb.daemon.backends",
+        "branchdb.daemon.migrations",
+        "branchdb.daemon.sanitize",
+        "branchdb.daemon.store",
+        "branchdb.daemon.gc",
+        "branchdb.daemon.vcs",
+    )
+    bad = {
+        m: sorted(d for d in deps if _inside(d, "branchdb.daemon.review"))
+        for m, deps in GRAPH.items()
+        if _inside(m, *below)
+    }
+    assert {m: d for m, d in bad.items() if d} == {}
+    up = (
+        "branchdb.daemon.api",
+        "branchdb.daemon.gc",
+        "branchdb.cli",
+        "branchdb.daemon.vcs",
+    )
+    bad = {
+        m: sorted(d for d in deps if _inside(d, *up))
+        for m, deps in GRAPH.items()
+        if _inside(m, "branchdb.daemon.review")
     }
     assert {m: d for m, d in bad.items() if d} == {}

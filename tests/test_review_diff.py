@@ -123,10 +123,16 @@ def test_postgres_diff_sql_and_squawk(repo: Path, pg_cluster: Cluster) -> None:
         "db/migrations/0002_feature.sql:2: require-concurrent-index-creation"
         in text.out
     )
+    # Against a snapshot of main (sealed: read through a scratch clone, dropped).
+    main_db = run(repo, "url", "main", env=env).out.strip()
+    r = run(repo, "snapshot", "create", "base", "--source", main_db, env=env)
+    assert r.code == 0, r.err
+    snap = _json(repo, env, "--against", "base@1")
+    assert snap["diff"]["base"] == "snapshot base@1"
+    assert _changes(snap) == _changes(review)
     # --sql applied to main's database: no difference left.
     sql = run(repo, "diff", "--sql", env=env)
     assert sql.code == 0 and "NOT VALID" in sql.out, sql.err
-    main_db = run(repo, "url", "main", env=env).out.strip()
     with psycopg.connect(main_db, autocommit=True) as c:
         c.execute(sql.out.encode())
     after = _json(repo, env)
@@ -134,7 +140,8 @@ def test_postgres_diff_sql_and_squawk(repo: Path, pg_cluster: Cluster) -> None:
     # Nothing was dropped or left behind: only the two branch databases exist.
     with psycopg.connect(pg_cluster.admin_url) as c:
         names = {r[0] for r in c.execute("SELECT datname FROM pg_database")}
-    assert not [n for n in names if "scratch" in n]
+        roles = {r[0] for r in c.execute("SELECT rolname FROM pg_roles")}
+    assert not [n for n in names | roles if "scratch" in n]
 
 
 def test_sqlite_diff_sql_and_lint(repo: Path) -> None:
