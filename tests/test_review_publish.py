@@ -14,7 +14,14 @@ import psycopg
 import pytest
 from apisupport import auth, setup_project
 from githubstub import GitHubStub, serve
-from hooksupport import Hook, commit_on_branch, pull_request_event, running_daemon
+from gitlabstub import GitLabStub
+from hooksupport import (
+    Hook,
+    commit_on_branch,
+    merge_request_event,
+    pull_request_event,
+    running_daemon,
+)
 from pgcluster import Cluster
 from support import git
 
@@ -180,3 +187,47 @@ def test_review_check_run_with_annotations(check_daemon: Hook, gh: GitHubStub) -
     assert "- column public.users.nickname" not in r.text  # added then dropped
     assert "+ column public.users.age: integer NOT NULL" in r.text
     _no_secrets(gh, hook)
+
+
+def test_gitlab_merge_request_gets_one_review_note(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GitLab: the review as one merge request note, edited by a later push (SQLite:
+    branchdb's own rules). The stand-in follows GitLab's documented notes API."""
+    token = "glpat-" + "g" * 20
+    monkeypatch.setenv("BRANCHDB_GITLAB_TOKEN", token)
+    gl = GitLabStub(token)
+    setup_project(repo)
+    with serve(gl.app) as base:
+        extra = (
+            "\n[projects.publish]\n"
+            'review = "comment"\n'
+            f'gitlab_api_url = "{base}/api/v4"\n'
+        )
+        with running_daemon(repo, tmp_path, extra) as hook:
+            drop = {
+                "migrations/003_drop.sql": "ALTER TABLE orders DROP COLUMN user_id;\n"
+            }
+            sha1 = commit_on_branch(hook.upstream, "feature/slim", drop, new=True)
+            for action, sha in (("open", sha1), ("update", None)):
+                if sha is None:
+                    more = {
+                        "migrations/004_nick.sql": "ALTER TABLE users ADD nick TEXT;\n"
+                    }
+                    sha = commit_on_branch(
+                        hook.upstream, "feature/slim", more, new=False
+                    )
+                job = hook.done(
+                    hook.gitlab(merge_request_event(action, "feature/slim", sha))
+                )
+                pub = hook.wait(job["result"]["publish_job"])
+                assert pub["result"]["review"]["ok"], pub
+            (note,) = gl.notes.values()
+            assert note["project_id"] == 14 and note["noteable_iid"] == 3
+            assert note["body"].startswith("<!-- branchdb-review:shop/feature/slim -->")
+            assert sha[:12] in note["body"]  # edited by the later push
+            assert "- column orders.user_id: INTEGER NULL" in note["body"]
+            assert "+ column users.nick: TEXT NULL" in note["body"]
+            assert "`sqlite-drop-column`" in note["body"]
+            assert [r["method"] for r in gl.requests].count("PUT") == 1
+            assert all(r["headers"]["private-token"] == token for r in gl.requests)

@@ -67,6 +67,8 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "callback_backoff": (int, float),
     "timeout": (int, float),
     "review": str,
+    "gitlab_api_url": str,
+    "gitlab_token_env": str,
 }
 
 
@@ -86,6 +88,8 @@ class PublishSettings:
     callback_backoff: float = 0.5  # seconds before the 2nd attempt; doubles after
     timeout: float = 10.0
     review: str | None = None  # "comment" | "check": publish the schema review
+    gitlab_api_url: str | None = None  # e.g. https://gitlab.example.com/api/v4
+    gitlab_token: str | None = field(default=None, repr=False)
 
 
 class Publication(NamedTuple):
@@ -103,10 +107,10 @@ class Publication(NamedTuple):
     auth_token: str | None = None
     #: the schema review of a pull request (schema and lint only, never data)
     review: wire.SchemaReview | None = None
+    gitlab_project: int | None = None  # GitLab: the merge request's target project
 
 
-def _env_name(project: str, what: str) -> str:
-    return f"BRANCHDB_{what}_" + re.sub(r"[^A-Za-z0-9]", "_", project).upper()
+_env_name = publish_review.env_name
 
 
 def parse(raw: dict[str, Any], project: str, where: str) -> PublishSettings:
@@ -129,18 +133,12 @@ def parse(raw: dict[str, Any], project: str, where: str) -> PublishSettings:
                 f"{where}: projects.publish.github: unknown mode {mode!r} "
                 f"(use {', '.join(GITHUB_MODES)})"
             )
-    review = raw.get("review")
-    if review is not None and review not in publish_review.REVIEW_MODES:
-        raise ConfigError(
-            f"{where}: projects.publish.review must be one of "
-            f"{', '.join(publish_review.REVIEW_MODES)}"
-        )
     link = raw.get("link", "redacted")
     if link not in ("redacted", "api"):
         raise ConfigError(f"{where}: projects.publish.link must be redacted or api")
     if link == "api" and not raw.get("daemon_url"):
         raise ConfigError(f'{where}: projects.publish.link = "api" needs daemon_url')
-    for key in ("api_url", "daemon_url", "callback_url"):
+    for key in ("api_url", "daemon_url", "callback_url", "gitlab_api_url"):
         if key in raw and not re.match(r"https?://", raw[key]):
             raise ConfigError(f"{where}: projects.publish.{key} must be an http(s) URL")
     try:
@@ -154,11 +152,11 @@ def parse(raw: dict[str, Any], project: str, where: str) -> PublishSettings:
     token = env.get(token_env)
     if token is None and "github_token_env" not in raw:
         token = env.get("BRANCHDB_GITHUB_TOKEN")
-    if (modes or review) and not token:
-        what = "github" if modes else "review"
+    if modes and not token:
         raise ConfigError(
-            f"{where}: projects.publish.{what} needs a token in ${token_env}"
+            f"{where}: projects.publish.github needs a token in ${token_env}"
         )
+    review, gl_token = publish_review.parse(raw, where, token_env, token, project)
     secret = raw.get("callback_secret") or env.get(
         _env_name(project, "CALLBACK_SECRET")
     )
@@ -183,6 +181,8 @@ def parse(raw: dict[str, Any], project: str, where: str) -> PublishSettings:
         callback_backoff=float(raw.get("callback_backoff", 0.5)),
         timeout=float(raw.get("timeout", 10.0)),
         review=review,
+        gitlab_api_url=(raw.get("gitlab_api_url") or "").rstrip("/") or None,
+        gitlab_token=gl_token,
     )
 
 
@@ -229,9 +229,12 @@ def publish(settings: PublishSettings, pub: Publication) -> dict[str, Any]:
                         msg,
                     )
                     out[mode] = {"ok": False, "error": msg}
-        if settings.review and pub.repo and pub.review is not None:
-            gh = _GitHub(client, settings)
-            out["review"] = publish_review.publish(gh, settings.review, pub)
+        if settings.review and pub.review is not None:
+            if pub.repo:
+                gh = _GitHub(client, settings)
+                out["review"] = publish_review.publish(gh, settings.review, pub)
+            elif pub.gitlab_project is not None and settings.gitlab_api_url:
+                out["review"] = publish_review.gitlab_note(client, settings, pub)
         if settings.callback_url:
             out["callback"] = _callback(client, settings, pub)
     return out

@@ -11,6 +11,10 @@ annotation per lint finding on the migration file's lines (at most 50: GitHub's
 limit per request). Its conclusion is ``success`` without findings, ``neutral``
 with warnings, ``failure`` with errors.
 
+GitLab merge requests get one note (``POST
+/projects/:id/merge_requests/:iid/notes``, found again by the same marker and
+edited with ``PUT``), whatever the mode: GitLab has no check runs with annotations.
+
 A diff too long for a comment is summarised, with a link to the daemon's diff route
 (``daemon_url``) for the rest. A review holds schema definitions, file names and
 the linter's messages: never data, never a URL or credential.
@@ -19,20 +23,60 @@ the linter's messages: never data, never a URL or credential.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from branchdb.daemon.core.errors import redact
+from branchdb.daemon.config import env
+from branchdb.daemon.core.errors import ConfigError, redact
 from branchdb.daemon.review import render
 
 if TYPE_CHECKING:
+    import httpx
+
     from branchdb.daemon import wire
     from branchdb.daemon.api.publish import Publication, PublishSettings, _GitHub
 
 log = logging.getLogger("branchdb.publish")
 REVIEW_MODES = ("comment", "check")
 CHECK_NAME = "branchdb schema review"
+
+
+def env_name(project: str, what: str) -> str:
+    """``BRANCHDB_<WHAT>_<PROJECT>``: a project's own variable for a secret."""
+    return f"BRANCHDB_{what}_" + re.sub(r"[^A-Za-z0-9]", "_", project).upper()
+
+
+def parse(
+    raw: dict[str, Any],
+    where: str,
+    github_env: str,
+    github_token: str | None,
+    project: str,
+) -> tuple[str | None, str | None]:
+    """``review`` and the GitLab token of ``[projects.publish]`` (the GitLab token
+    from ``gitlab_token_env``, default ``BRANCHDB_GITLAB_TOKEN_<PROJECT>``, then
+    ``BRANCHDB_GITLAB_TOKEN``). Raises ConfigError."""
+    review = raw.get("review")
+    if review is not None and review not in REVIEW_MODES:
+        raise ConfigError(
+            f"{where}: projects.publish.review must be one of {', '.join(REVIEW_MODES)}"
+        )
+    gl_env = raw.get("gitlab_token_env") or env_name(project, "GITLAB_TOKEN")
+    gl_token = env.get(gl_env)
+    if gl_token is None and "gitlab_token_env" not in raw:
+        gl_token = env.get("BRANCHDB_GITLAB_TOKEN")
+    if raw.get("gitlab_api_url") and not gl_token:
+        raise ConfigError(
+            f"{where}: projects.publish.gitlab_api_url needs a token in ${gl_env}"
+        )
+    if review and not (github_token or raw.get("gitlab_api_url")):
+        raise ConfigError(
+            f"{where}: projects.publish.review needs a GitHub token in ${github_env} "
+            "or gitlab_api_url and its token"
+        )
+    return review, gl_token if raw.get("gitlab_api_url") else None
 
 
 def marker(pub: Publication) -> str:
@@ -144,3 +188,43 @@ def publish(gh: _GitHub, mode: str, pub: Publication) -> dict[str, Any]:
             msg,
         )
         return {"ok": False, "mode": mode, "error": msg}
+
+
+def gitlab_note(
+    client: httpx.Client, settings: PublishSettings, pub: Publication
+) -> dict[str, Any]:
+    """Create or edit the review note of *pub*'s merge request; never raises."""
+    assert pub.review is not None and settings.gitlab_api_url
+    base = (
+        f"{settings.gitlab_api_url}/projects/{pub.gitlab_project}"
+        f"/merge_requests/{pub.number}/notes"
+    )
+    headers = {"PRIVATE-TOKEN": settings.gitlab_token or "", "User-Agent": "branchdb"}
+    mark = marker(pub)
+    text = render.markdown(pub.review, link=link(settings, pub), title=_title(pub))
+    body = {"body": f"{mark}\n{text}"}
+
+    def call(method: str, url: str, **kw: Any) -> Any:
+        r = client.request(method, url, headers=headers, **kw)
+        if r.status_code >= 300:
+            raise RuntimeError(f"{method} {url}: HTTP {r.status_code}: {r.text[:200]}")
+        return r.json()
+
+    try:
+        found = None
+        for page in range(1, 51):  # 5,000 notes: enough for any merge request
+            got = call("GET", base, params={"per_page": 100, "page": page})
+            found = next(
+                (n["id"] for n in got if str(n.get("body", "")).startswith(mark)), None
+            )
+            if found is not None or len(got) < 100:
+                break
+        if found is not None:
+            note = call("PUT", f"{base}/{found}", json=body)
+            return {"ok": True, "mode": "note", "note": note["id"], "updated": True}
+        note = call("POST", base, json=body)
+        return {"ok": True, "mode": "note", "note": note["id"], "updated": False}
+    except Exception as e:
+        msg = redact(str(e))
+        log.warning("publishing the review of %s to GitLab failed: %s", pub.branch, msg)
+        return {"ok": False, "mode": "note", "error": msg}

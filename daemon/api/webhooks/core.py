@@ -60,6 +60,7 @@ class Action(NamedTuple):
     reference: str = ""  # e.g. "acme/shop#12", shown by gc
     repo: str | None = None  # GitHub "owner/name" to publish to; None: no GitHub
     number: int | None = None  # pull request number (for a PR comment)
+    gitlab_project: int | None = None  # GitLab target project id (for an MR note)
 
 
 async def read_body(request: Request) -> bytes:
@@ -220,6 +221,7 @@ def _work(
             act.number,
             detail,
             token,
+            gitlab_project=act.gitlab_project,
         )
 
     def provision() -> tuple[int, dict[str, Any]]:
