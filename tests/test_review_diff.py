@@ -137,6 +137,18 @@ def test_postgres_diff_sql_and_squawk(repo: Path, pg_cluster: Cluster) -> None:
         c.execute(sql.out.encode())
     after = _json(repo, env)
     assert after["diff"]["changes"] == [] and after["diff"]["sql"] == ""
+    # squawk's own ignore comments and the project's .squawk.toml are honoured.
+    mig = repo / "db" / "migrations" / "0002_feature.sql"
+    mig.write_text(
+        PG_FEATURE.replace(
+            "ALTER TABLE users DROP",
+            "-- squawk-ignore ban-drop-column\nALTER TABLE users DROP",
+        )
+    )
+    (repo / ".squawk.toml").write_text('excluded_rules = ["require-lock-timeout"]\n')
+    rules = {f["rule"] for f in _json(repo, env)["lint"]["findings"]}
+    assert "ban-drop-column" not in rules and "require-lock-timeout" not in rules
+    assert "require-concurrent-index-creation" in rules
     # Nothing was dropped or left behind: only the two branch databases exist.
     with psycopg.connect(pg_cluster.admin_url) as c:
         names = {r[0] for r in c.execute("SELECT datname FROM pg_database")}

@@ -169,6 +169,9 @@ def test_review_check_run_with_annotations(check_daemon: Hook, gh: GitHubStub) -
     out = _open(hook, "reopened", sha1, "c2")
     assert out["updated"] is True and out["check_run"] == run["id"]
     assert len(gh.check_runs) == 1
+    # GitHub appends an update's annotations: none sent twice.
+    assert len(gh.annotations[run["id"]]) == len(notes)
+    assert gh.check_runs[run["id"]]["output"]["annotations_count"] == len(notes)
     # A push is a new commit: its own check run, with the new migration's finding.
     sha2 = commit_on_branch(hook.upstream, "feature/profile", MORE, new=False)
     out = _open(hook, "synchronize", sha2, "c3")

@@ -6,10 +6,11 @@ push, never duplicated. ``review = "check"``: a check run named
 ``branchdb schema review`` on the head commit (GitHub's Checks API: ``POST
 /repos/{repo}/check-runs``, found again with ``GET
 /repos/{repo}/commits/{sha}/check-runs?check_name=`` and updated with ``PATCH``, so
-a redelivery edits it; a push is a new commit and gets its own), with one
-annotation per lint finding on the migration file's lines (at most 50: GitHub's
-limit per request). Its conclusion is ``success`` without findings, ``neutral``
-with warnings, ``failure`` with errors.
+a redelivery edits it; a push is a new commit and gets its own: a check run belongs
+to a commit), with one annotation per lint finding on the migration file's lines (at
+most 50: GitHub's limit per request; GitHub appends annotations on every update, so
+an update of a run that has them sends none). Its conclusion is ``success``
+without findings, ``neutral`` with warnings, ``failure`` with errors.
 
 GitLab merge requests get one note (``POST
 /projects/:id/merge_requests/:iid/notes``, found again by the same marker and
@@ -143,6 +144,10 @@ def check(gh: _GitHub, pub: Publication, review: wire.SchemaReview) -> dict[str,
     if runs:
         run_id = runs[0]["id"]
         del body["head_sha"]  # not updatable
+        if (runs[0].get("output") or {}).get("annotations_count"):
+            # GitHub appends the annotations of every update: the same commit's
+            # are there already (only the summary and conclusion are refreshed).
+            body["output"] = {k: v for k, v in out.items() if k != "annotations"}
         got = gh._call("PATCH", f"/repos/{pub.repo}/check-runs/{run_id}", body)
         return {"check_run": got["id"], "updated": True}
     got = gh._call("POST", f"/repos/{pub.repo}/check-runs", body)

@@ -1,4 +1,5 @@
-"""What a schema diff is, for every dialect: a list of changes, and its text.
+"""What a schema diff is, for every dialect: a list of changes (rendered from its
+JSON shape by :mod:`.render`).
 
 A change names a schema object and says what happened to it from the *base*
 (``--against``, main by default) to the *head* (the branch). ``before``/``after``
@@ -35,7 +36,6 @@ KIND_ORDER = (
     "policy",
     "collation",
 )
-_SIGN = {"added": "+", "removed": "-", "changed": "~"}
 
 
 class Change(NamedTuple):
@@ -46,14 +46,6 @@ class Change(NamedTuple):
     name: str  # qualified: "public.users.email", "public.users_email"
     before: str | None  # its definition in the base (None when added)
     after: str | None  # its definition in the head (None when removed)
-
-    def line(self) -> str:
-        """One line: ``+ column public.users.nickname: text``."""
-        if self.change == "changed":
-            what = f"{self.before} -> {self.after}"
-        else:
-            what = str(self.after if self.change == "added" else self.before)
-        return f"{_SIGN[self.change]} {self.kind} {self.name}: {what}"
 
 
 def sort_key(c: Change) -> tuple[int, str, str]:
@@ -76,18 +68,3 @@ class SchemaDiff:
     changes: tuple[Change, ...]
     sql: str | None
     ignored: tuple[str, ...] = field(default=())
-
-    @property
-    def empty(self) -> bool:
-        return not self.changes
-
-    def text(self) -> str:
-        """Readable text: a header and one line per change."""
-        head = f"schema diff {self.base} -> {self.head} ({self.dialect})"
-        if not self.changes:
-            return f"{head}: no differences\n"
-        n = len(self.changes)
-        lines = [f"{head}: {n} change{'s' if n != 1 else ''}"]
-        lines += [c.line() for c in self.changes]
-        lines += [f"  (not compared: {why})" for why in self.ignored]
-        return "\n".join(lines) + "\n"

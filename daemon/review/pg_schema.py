@@ -133,7 +133,7 @@ def _table(name: str, a: dict[str, Any], b: dict[str, Any]) -> list[Change]:
                 "table",
                 "changed",
                 name,
-                ", ".join(diff),
+                ", ".join(f"{k}={rest_a.get(k)}" for k in diff),
                 ", ".join(f"{k}={rest_b.get(k)}" for k in diff),
             )
         )
