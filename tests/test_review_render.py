@@ -71,3 +71,12 @@ def test_large_review_is_summarised_with_a_link() -> None:
     assert len(out["annotations"]) == render.MAX_ANNOTATIONS
     assert len(out["summary"]) <= 65535
     assert out["title"] == "3000 schema changes, 400 lint findings"
+
+
+def test_schema_text_cannot_escape_its_code_block() -> None:
+    r = _review(1, 0)
+    r["diff"]["changes"][0]["after"] = "text DEFAULT '```\n# pwned <img src=x>'"
+    body = render.markdown(r, link=None, title="T")
+    fence = body.split("against branch main:\n\n", 1)[1].split("diff\n", 1)[0]
+    assert fence == "````"  # longer than the run of three inside
+    assert body.count("\n````\n") >= 1

@@ -8,6 +8,7 @@ definitions, file names, line numbers and the linter's messages only.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -79,6 +80,10 @@ def markdown(r: wire.SchemaReview, *, link: str | None, title: str) -> str:
     is too long, a summary and *link* (the daemon's diff route) for the rest."""
     d, lint = r["diff"], r["lint"]
     n = len(d["changes"])
+    lines = [change_line(c) for c in d["changes"]]
+    # A fence longer than any backtick run inside: schema text (a default, a
+    # function body) can never close it and turn into Markdown.
+    fence = _fence("\n".join([*lines, d["sql"] or ""]))
     parts = [f"### {title}", ""]
     if not n:
         parts.append(f"No schema changes against {d['base']}.")
@@ -86,18 +91,18 @@ def markdown(r: wire.SchemaReview, *, link: str | None, title: str) -> str:
         parts += [
             f"**{n} schema change{'s' if n != 1 else ''}** against {d['base']}:",
             "",
-            "```diff",
-            *(change_line(c) for c in d["changes"]),
-            "```",
+            f"{fence}diff",
+            *lines,
+            fence,
         ]
         if d["sql"]:
             parts += [
                 "",
                 "<details><summary>SQL</summary>",
                 "",
-                "```sql",
+                f"{fence}sql",
                 d["sql"].rstrip(),
-                "```",
+                fence,
                 "</details>",
             ]
     if lint is not None:
@@ -143,7 +148,12 @@ def markdown(r: wire.SchemaReview, *, link: str | None, title: str) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+
+
+def _fence(text: str) -> str:
+    runs = [len(m) for m in re.findall(r"`+", text)]
+    return "`" * max(3, max(runs, default=0) + 1)
 
 
 def check_output(

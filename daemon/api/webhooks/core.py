@@ -181,10 +181,11 @@ def _start_publish(
 
 
 def _reviewer(
-    proj: ProjectRuntime, act: Action, files: MigrationFiles
+    proj: ProjectRuntime, act: Action, files: MigrationFiles, actor: str
 ) -> Callable[[], wire.SchemaReview]:
     """The schema review of *act*'s branch against the default branch's database,
-    which is made or migrated to the default branch's committed tip first."""
+    which is made or migrated to the default branch's committed tip first (audited
+    as *actor*'s)."""
 
     def review() -> wire.SchemaReview:
         from branchdb.daemon.review import review as engine_review
@@ -193,7 +194,9 @@ def _reviewer(
         default = engine.config.project.default_branch
         if act.branch != default:
             base = proj.committed_migrations(default)
-            engine.up(default, files=base, lock_timeout=300, confirm_exists=True)
+            why = f"schema review base for {act.reference or act.branch}"
+            with acting(actor, why):
+                engine.up(default, files=base, lock_timeout=300, confirm_exists=True)
         found = engine_review.review(engine, act.branch, files=files)
         return views.review_dict(found)
 
@@ -270,7 +273,9 @@ def _work(
                 proj,
                 pub("ready", res.record.url, token=res.record.info.get("auth_token")),
                 loop,
-                _reviewer(proj, act, files) if act.number is not None else None,
+                _reviewer(proj, act, files, f"{provider}:{delivery}")
+                if act.number is not None
+                else None,
             )
         return (201 if res.created else 200), body
 
