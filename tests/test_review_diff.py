@@ -107,6 +107,14 @@ def test_postgres_diff_sql_and_squawk(repo: Path, pg_cluster: Cluster) -> None:
         "+ index public.users_email: CREATE INDEX users_email ON public.users"
         in text.out
     )
+    assert "+ column public.users.nickname: text NULL" in text.out
+    assert (
+        "+ foreign key public.orders.orders_user_fk: FOREIGN KEY (user_id) "
+        "REFERENCES users(id)" in text.out
+    )
+    assert (
+        len([ln for ln in text.out.splitlines() if ln[:2] in ("+ ", "- ", "~ ")]) == 5
+    )
     # Lint: squawk's own rule names, on the lines of the file.
     found = {(f["rule"], f["line"]) for f in review["lint"]["findings"]}
     assert review["lint"]["linter"] == "squawk"
@@ -132,7 +140,16 @@ def test_postgres_diff_sql_and_squawk(repo: Path, pg_cluster: Cluster) -> None:
     assert _changes(snap) == _changes(review)
     # --sql applied to main's database: no difference left.
     sql = run(repo, "diff", "--sql", env=env)
-    assert sql.code == 0 and "NOT VALID" in sql.out, sql.err
+    assert sql.code == 0, sql.err
+    assert {s.strip() for s in sql.out.split(";") if s.strip()} == {
+        'alter table "public"."users" drop column "legacy"',
+        'alter table "public"."users" add column "age" integer not null',
+        'alter table "public"."users" add column "nickname" text',
+        "CREATE INDEX users_email ON public.users USING btree (email)",
+        'alter table "public"."orders" add constraint "orders_user_fk" FOREIGN KEY '
+        '("user_id") REFERENCES "public"."users"("id") NOT VALID',
+        'alter table "public"."orders" validate constraint "orders_user_fk"',
+    }
     with psycopg.connect(main_db, autocommit=True) as c:
         c.execute(sql.out.encode())
     after = _json(repo, env)
@@ -175,7 +192,14 @@ def test_sqlite_diff_sql_and_lint(repo: Path) -> None:
     assert other["lint"] == review["lint"]
     git(repo, "checkout", "-q", "feature")
     text = run(repo, "diff")
-    assert "+ column users.age: INTEGER DEFAULT 0 NOT NULL" in text.out
+    assert [ln for ln in text.out.splitlines() if ln[:2] in ("+ ", "- ", "~ ")] == [
+        "+ column users.age: INTEGER DEFAULT 0 NOT NULL",
+        "- column users.legacy: TEXT NULL",
+        "+ column users.nickname: TEXT NULL",
+        "+ foreign key orders (user_id) -> users(id): FOREIGN KEY (user_id) "
+        "REFERENCES users(id) ON UPDATE NO ACTION ON DELETE NO ACTION",
+        "+ index users_email: CREATE INDEX users_email ON users (email)",
+    ]
     sql = run(repo, "diff", "--sql")
     assert sql.code == 0 and "RENAME TO" in sql.out
     main_db = run(repo, "url", "main").out.strip().removeprefix("file:")
