@@ -264,7 +264,7 @@ class TokenCache:
         if self._rows is None or time.monotonic() - self._read_at > self.ttl:
             self._rows = await run_in_threadpool(lambda: daemon.store().list_tokens())
             self._read_at = time.monotonic()
-        return tokens.by_digest(self._rows, token_id, sha256)
+        return tokens.by_digest(self._rows or [], token_id, sha256)
 
 
 def check_project(token: tokens.Token, project: str) -> None:

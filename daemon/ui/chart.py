@@ -22,7 +22,7 @@ def bars(days: list[tuple[str, int, int]], key: int = 2) -> dict[str, Any]:
     """Bars for *days* (``(day, databases, bytes)``), scaled to the largest value
     of column *key* (1: databases, 2: bytes). A day with nothing collected gets a
     bar of height 0 (its label still shows on hover)."""
-    top = max((d[key] for d in days), default=0) or 1
+    top = max((int(d[key]) for d in days), default=0) or 1
     slot = (WIDTH - 2 * PAD) / max(len(days), 1)
     out = []
     for i, (day, n, size) in enumerate(days):

@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from branchdb.daemon import views
 from branchdb.daemon.api.deps import ProjectRuntime
@@ -97,10 +97,11 @@ def sort_rows(
 
 def secrets_of(rec: BranchRecord) -> list[str]:
     """The secrets a branch's URL or token carries (what the page hides)."""
-    found = []
+    found: list[str] = []
     password = urlsplit(rec.url).password if "://" in rec.url else None
     if password:
-        found.append(password)
+        # As written in the URL and decoded: forms and tools write it either way.
+        found.extend(dict.fromkeys((unquote(password), password)))
     token = rec.info.get("auth_token")
     if token:
         found.append(str(token))

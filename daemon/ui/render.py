@@ -14,7 +14,6 @@ pages with the same status the API would answer (a BranchdbError's
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
@@ -85,8 +84,7 @@ def relative(ts: float | str | None, now: float | None = None) -> str:
         return "just now"
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if secs >= size:
-            n = math.floor(secs / size) if unit == "d" else round(secs / size)
-            text = f"{n} {unit}"
+            text = f"{round(secs / size)} {unit}"
             break
     else:
         text = f"{round(secs)} s"
