@@ -22,8 +22,10 @@ from apisupport import (
     setup_project,
 )
 
+from branchdb.daemon.api import settings as daemon_config
 from branchdb.daemon.api import tokens
 from branchdb.daemon.api.app import create_app
+from branchdb.daemon.core.errors import ConfigError
 from branchdb.daemon.core.models import BranchRecord
 from branchdb.daemon.store.sqlite_store import SqliteStore
 from branchdb.daemon.ui import data
@@ -91,6 +93,16 @@ def test_ui_off_by_setting(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert httpx.get(f"{base}/ui/static/htmx.min.js").status_code == 404
 
 
+def test_ui_setting_in_the_daemon_config(repo: Path, tmp_path: Path) -> None:
+    setup_project(repo)
+    cfg = tmp_path / "daemon.toml"
+    cfg.write_text(f'[server]\nui = false\n[[projects]]\npath = "{repo}"\n')
+    assert daemon_config.load(cfg).ui is False
+    cfg.write_text(f'[server]\nui = "no"\n[[projects]]\npath = "{repo}"\n')
+    with pytest.raises(ConfigError, match=r"server\.ui must be a bool"):
+        daemon_config.load(cfg)
+
+
 def test_ui_routes_are_outside_the_openapi(daemon: Daemon) -> None:
     schema = httpx.get(f"{daemon.base}/openapi.json").json()
     assert schema["paths"] and not [p for p in schema["paths"] if "/ui" in p]
@@ -100,6 +112,9 @@ def test_ui_routes_are_outside_the_openapi(daemon: Daemon) -> None:
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
     js = httpx.get(f"{daemon.base}/ui/static/htmx.min.js")
     assert js.status_code == 200 and "htmx" in js.text[:200]
+    # Other paths under /ui/ answer an HTML 404.
+    r = httpx.get(f"{daemon.base}/ui/no/such/page")
+    assert r.status_code == 404 and "text/html" in r.headers["content-type"]
 
 
 def test_sessions_are_signed_and_end_with_their_token(daemon: Daemon) -> None:

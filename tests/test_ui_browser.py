@@ -312,6 +312,13 @@ def test_phone_width_and_no_inline_script(served: Served, browser: Any) -> None:
         shot(driver, "branches-phone")
     finally:
         driver.set_window_size(1280, 900)
+    # No page visited by this module broke the policy (the console says so).
+    violations = [
+        e["message"]
+        for e in driver.get_log("browser")
+        if "Content Security Policy" in e["message"]
+    ]
+    assert violations == []
     # The policy forbids inline scripts, and the page has none.
     r = served.client.get("/ui/login")
     assert "script-src 'self'" in r.headers["content-security-policy"]

@@ -59,6 +59,9 @@ def chromium(profile: Path, width: int = 1280, height: int = 900) -> Iterator[An
         f"--window-size={width},{height}",
     ):
         options.add_argument(flag)
+    # The browser's console, to check that no Content-Security-Policy violation
+    # happened (htmx must not inject inline styles or evaluate code).
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         yield driver

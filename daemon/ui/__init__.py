@@ -31,6 +31,7 @@ def install(app: FastAPI) -> None:
     """Serve the dashboard from *app* at ``/ui/``."""
     app.state.ui_renderer = Renderer()
     app.state.ui_sessions = Sessions()
-    app.include_router(pages.router)
-    app.include_router(actions.router)
+    # The static files first: the pages' catch-all (an HTML 404) comes last.
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="ui-static")
+    app.include_router(actions.router)
+    app.include_router(pages.router)

@@ -266,3 +266,9 @@ async def job(
 @router.get("")
 async def bare() -> RedirectResponse:
     return RedirectResponse(PREFIX + "/", status_code=308, headers=SECURITY_HEADERS)
+
+
+@router.get("/{rest:path}")
+async def not_found(rest: str) -> None:
+    """Any other path under /ui/: an HTML 404 (not the API's JSON one)."""
+    raise NotFound(f"no dashboard page at /ui/{rest[:200]}")
