@@ -218,3 +218,22 @@ def test_mask_hides_every_form_of_the_secret() -> None:
     assert (
         data.mask("DATABASE_URL=postgresql://u:p@ss@h/d", found).count(data.MASK) == 1
     )
+
+
+def test_a_protected_branch_needs_the_explicit_force_box(daemon: Daemon) -> None:
+    api = {"Authorization": f"Bearer {daemon.tokens['ci']}"}
+    r = httpx.put(f"{daemon.base}/v1/projects/shop/branches/main", headers=api)
+    assert r.status_code == 201, r.text
+    with sign_in(daemon.base, daemon.tokens["ci"]) as ci:
+        page = ci.get("/ui/p/shop/b/main")
+        assert "it is protected: delete anyway" in page.text
+        token = csrf(page.text)
+        r = ci.post("/ui/p/shop/delete", data={"csrf": token, "branch": "main"})
+        assert r.status_code == 409 and "protected" in r.text
+        assert ci.get("/ui/p/shop/b/main").status_code == 200
+        r = ci.post(
+            "/ui/p/shop/delete", data={"csrf": token, "branch": "main", "force": "1"}
+        )
+        assert r.status_code == 303
+        assert r.headers["location"] == "/ui/p/shop?deleted=main"
+        assert ci.get("/ui/p/shop/b/main").status_code == 404

@@ -9,6 +9,7 @@ Long verbs run as jobs, and the browser is sent to the job's page to watch it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -173,10 +174,13 @@ async def gc_run(
     await checked_form(request, viewer)
     allow(viewer, "admin", project.name)
 
-    def work(progress: object) -> tuple[int, dict[str, object]]:
+    def work(progress: Callable[[str], None]) -> tuple[int, dict[str, int]]:
         with acting(f"token:{viewer.token.id}", "dashboard: run GC"):
             report = collect(project.engine(), dry_run=False)
-        return 200, {"deleted": len(report.deleted), "marked": len(report.candidates)}
+        return 200, {
+            "candidates": len(report.candidates),
+            "deleted": len(report.deleted),
+        }
 
     key = f"{project.name}\0gc"
     job = start_job(daemon, "gc", project.name, None, key, work)
