@@ -237,3 +237,17 @@ def test_a_protected_branch_needs_the_explicit_force_box(daemon: Daemon) -> None
         assert r.status_code == 303
         assert r.headers["location"] == "/ui/p/shop?deleted=main"
         assert ci.get("/ui/p/shop/b/main").status_code == 404
+
+
+def test_a_token_limited_to_other_projects_sees_none_of_this_one(
+    daemon: Daemon,
+) -> None:
+    store = SqliteStore(daemon.state)
+    limited = tokens.create(store, "admin", projects=["other"])[0]
+    store.close()
+    with sign_in(daemon.base, limited) as client:
+        home = client.get("/ui/")
+        assert home.status_code == 200 and "reaches no project" in home.text
+        for path in ("/ui/p/shop", "/ui/p/shop/b/feature/pg", "/ui/p/shop/gc"):
+            r = client.get(path)
+            assert r.status_code == 403 and "limited to project" in r.text, path

@@ -108,9 +108,26 @@ def sign_in(driver: Any, served: Served, scope: str) -> None:
 
 
 def wait_for(driver: Any, condition: Any, timeout: float = 20) -> Any:
+    """Poll *condition* until true; an element htmx just swapped out (stale) is
+    only a reason to look again."""
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+    return WebDriverWait(
+        driver,
+        timeout,
+        poll_frequency=0.1,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    ).until(condition)
+
+
+def job_status(driver: Any) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.ID, "job-status").text)
 
 
 def text(driver: Any) -> str:
@@ -189,12 +206,12 @@ def test_reset_a_branch_and_watch_its_job_finish(served: Served, browser: Any) -
         driver.find_element(By.ID, "reset").click()
         driver.switch_to.alert.accept()  # "Reset feature/a?" (ui.js)
         wait_for(driver, lambda d: "/ui/jobs/" in d.current_url)
-        assert driver.find_element(By.ID, "job-status").text == "running"
         wait_for(driver, lambda d: "waiting for another branchdb" in text(d))
+        assert wait_for(driver, job_status) == "running"  # held: it cannot finish
         driver.execute_script("window.stillTheSamePage = true")
         shot(driver, "job-running")
     # Progress arrives in place: the same document, updated by htmx.
-    wait_for(driver, lambda d: d.find_element(By.ID, "job-status").text == "succeeded")
+    wait_for(driver, lambda d: job_status(d) == "succeeded")
     assert driver.execute_script("return window.stillTheSamePage") is True
     assert "applying 002_orders.sql" in text(driver)
     shot(driver, "job")
@@ -312,6 +329,15 @@ def test_phone_width_and_no_inline_script(served: Served, browser: Any) -> None:
         shot(driver, "branches-phone")
     finally:
         driver.set_window_size(1280, 900)
+    # Keyboard: the first Tab lands on "Skip to content", Enter moves focus to main.
+    from selenium.webdriver.common.keys import Keys
+
+    driver.get(f"{served.base}/ui/p/shop")
+    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    focused = driver.switch_to.active_element
+    assert focused.text == "Skip to content"
+    focused.send_keys(Keys.ENTER)
+    assert driver.switch_to.active_element.get_attribute("id") == "main"
     # No page visited by this module broke the policy (the console says so).
     violations = [
         e["message"]
