@@ -20,6 +20,7 @@ from apisupport import (
     serve_in_thread,
     settings_for,
     setup_project,
+    wait_up,
 )
 
 from branchdb.daemon.api import settings as daemon_config
@@ -46,7 +47,8 @@ def daemon(repo: Path) -> Iterator[Daemon]:
     settings = settings_for(repo)
     toks = make_tokens(settings)
     with serve_in_thread(create_app(settings)) as base:
-        # After start: recovery forgets a record whose database is missing.
+        # After start-up recovery, which forgets a record whose database is missing.
+        wait_up(base, path="/v1/ready")
         # A branch whose URL carries a password (as a PostgreSQL branch's does).
         store = SqliteStore(settings.data_dir / "state.db")
         now = time.time()
