@@ -137,10 +137,24 @@ def test_nothing_outside_the_api_imports_it() -> None:
     bad = {
         m: sorted(deps)
         for m, deps in _importers("branchdb.daemon.api").items()
-        # The CLI's `serve` and token commands are the API's own adapters.
-        if deps and not _inside(m, "branchdb.daemon.api", "branchdb.cli.commands")
+        # The CLI's `serve` and token commands are the API's own adapters; the
+        # dashboard is served by the API's app and shares its tokens and work.
+        if deps
+        and not _inside(
+            m, "branchdb.daemon.api", "branchdb.daemon.ui", "branchdb.cli.commands"
+        )
     }
     assert bad == {}
+
+
+def test_only_the_app_imports_the_dashboard() -> None:
+    bad = {
+        m: sorted(deps)
+        for m, deps in _importers("branchdb.daemon.ui").items()
+        if deps and not _inside(m, "branchdb.daemon.ui", "branchdb.daemon.api.app")
+    }
+    assert bad == {}
+    assert "branchdb.daemon.ui" in GRAPH["branchdb.daemon.api.app"]  # lazy, seen
 
 
 def test_the_core_imports_no_service_part() -> None:

@@ -237,5 +237,9 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(audit_log.router)
     app.include_router(metrics.router)
+    if settings.ui:
+        from branchdb.daemon import ui  # Jinja2 and templates: only when served
+
+        ui.install(app)
     openapi.install(app)
     return app
