@@ -22,6 +22,7 @@ from apisupport import (
     setup_project,
     wait_up,
 )
+from hooksupport import commit_on_branch
 
 from branchdb.daemon.api import settings as daemon_config
 from branchdb.daemon.api import tokens
@@ -253,3 +254,33 @@ def test_a_token_limited_to_other_projects_sees_none_of_this_one(
         for path in ("/ui/p/shop", "/ui/p/shop/b/feature/pg", "/ui/p/shop/gc"):
             r = client.get(path)
             assert r.status_code == 403 and "limited to project" in r.text, path
+
+
+def test_the_branch_page_shows_its_schema_diff_against_the_default_branch(
+    daemon: Daemon, repo: Path
+) -> None:
+    api = {"Authorization": f"Bearer {daemon.tokens['ci']}"}
+    r = httpx.put(f"{daemon.base}/v1/projects/shop/branches/main", headers=api)
+    assert r.status_code == 201, r.text
+    commit_on_branch(
+        repo,
+        "feature/col",
+        {"migrations/003_col.sql": "ALTER TABLE users ADD COLUMN nickname TEXT;\n"},
+        new=True,
+    )
+    r = httpx.put(f"{daemon.base}/v1/projects/shop/branches/feature/col", headers=api)
+    assert r.status_code == 201, r.text
+    with sign_in(daemon.base, daemon.tokens["read"]) as read:
+        page = read.get("/ui/p/shop/b/feature/col")
+        assert 'hx-get="/ui/p/shop/diff?branch=feature/col"' in page.text
+        frag = read.get(
+            "/ui/p/shop/diff",
+            params={"branch": "feature/col"},
+            headers={"HX-Request": "true"},
+        )
+        assert frag.status_code == 200
+        assert "1 schema change" in frag.text and "nickname" in frag.text
+        assert "<html" not in frag.text  # the fragment alone, for htmx
+        # The default branch against itself: said in place, not an error page.
+        same = read.get("/ui/p/shop/diff", params={"branch": "main"})
+        assert same.status_code == 200 and "No schema review" in same.text

@@ -25,6 +25,8 @@ from branchdb.daemon.core.urlforms import convert
 from branchdb.daemon.gc.collector import collect, totals
 from branchdb.daemon.gc.policy import effective_ttl
 from branchdb.daemon.gc.ttl import ttl_of
+from branchdb.daemon.review import render as render_review
+from branchdb.daemon.review import review as engine_review
 
 MASK = "••••••"
 #: Sortable columns of the branch table -> the row key they sort by.
@@ -152,6 +154,17 @@ def branch_status(project: ProjectRuntime, branch: str) -> dict[str, Any]:
     files = project.committed_migrations(branch)
     st = engine.status(branch, files=files)
     return dict(views.status_dict(st, protected=False, ttl=ttl_of(engine, branch)))
+
+
+def branch_review(project: ProjectRuntime, branch: str) -> dict[str, Any]:
+    """The schema review of *branch* against the default branch's database, as
+    ``GET …/diff?format=text`` renders it (schema only, never data). Raises
+    NotFound (either has no database), Refused (it is the default branch)."""
+    engine = project.engine()
+    engine.get(branch)
+    files = project.committed_migrations(branch)
+    r = views.review_dict(engine_review.review(engine, branch, files=files))
+    return {"text": render_review.text(r), "changes": len(r["diff"]["changes"])}
 
 
 def snapshot_rows(project: ProjectRuntime) -> list[dict[str, Any]]:

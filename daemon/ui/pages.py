@@ -154,9 +154,6 @@ def branch_context(project: str, detail: dict[str, Any]) -> dict[str, Any]:
         "has_secret": bool(detail["secrets"]),
         "revealed": False,
         "reveal_scope": REVEAL_SCOPE,
-        # The schema-review issue's diff against the default branch plugs in here
-        # (a fragment at …/diff); until it lands the page says so.
-        "schema_diff": None,
     }
 
 
@@ -181,6 +178,31 @@ async def branch_status(
         request,
         template,
         {"st": st, "problem": problem, "project": project.name, "branch": name},
+    )
+
+
+@router.get("/p/{project}/diff")
+async def branch_diff(
+    request: Request,
+    viewer: ViewerDep,
+    project: ProjectDep,
+    branch: str = Query(..., max_length=1024),
+) -> HTMLResponse:
+    """The branch's schema review against the default branch (htmx loads it into
+    the branch page); what stops it (no database on either side) is said in place."""
+    name = branchname.validate(branch)
+    try:
+        review, problem = (
+            await run_in_threadpool(data.branch_review, project, name),
+            None,
+        )
+    except BranchdbError as e:
+        review, problem = None, str(e)
+    template = "_diff.html" if request.headers.get("HX-Request") else "diff.html"
+    return _r(request).page(
+        request,
+        template,
+        {"review": review, "problem": problem, "project": project.name, "branch": name},
     )
 
 
