@@ -1,0 +1,300 @@
+"""Personal data in every column type that can carry text (issue #19), end to end.
+
+A source holds personal data in one column per type (arrays, json/jsonb, bytea or
+BLOB, composite, hstore, xml, citext, domains), with no rule for them: ``snapshot
+create`` refuses, naming each column. The rules ``snapshot check --write-rules``
+suggests, used unchanged, then build the snapshot, and a branch cloned from it holds
+none of the originals (searched with SQL in every column's text form).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from pgcluster import Cluster
+from psycopg import sql
+from support import run
+
+from branchdb.daemon.sanitize import values
+from branchdb.daemon.sanitize.rules import RulesError, parse_rules
+
+EMAILS = [f"alt{i}@corp-mail.example.net" for i in range(1, 7)]
+PHONES = ["+44 20 7946 0311", "+1 415 555 0182", "+33 1 44 55 66 77"]
+# A surname-list name, and one only a column flagged as a name can teach.
+LISTED = ["Siobhan Gallagher", "Thaddeus Okonkwo"]
+UNLISTED = ["Quillon Brackenridge", "Ysolde Farthingale"]
+ORIGINALS = [*EMAILS, *PHONES, *LISTED, *UNLISTED]
+
+PG_SCHEMA = """
+CREATE EXTENSION IF NOT EXISTS hstore;
+CREATE EXTENSION IF NOT EXISTS citext;
+CREATE TYPE entry_t AS (label text, addr text);
+CREATE DOMAIN doc_t AS jsonb;
+CREATE DOMAIN memo_t AS text;
+CREATE DOMAIN tags_t AS varchar(40)[];
+CREATE TABLE people (id int PRIMARY KEY, full_name text NOT NULL);
+CREATE TABLE things (
+    id int PRIMARY KEY,
+    tags text[],
+    aliases tags_t,
+    blobs jsonb[],
+    profile jsonb NOT NULL,
+    settings json,
+    attachment bytea,
+    entry entry_t NOT NULL,
+    extra hstore NOT NULL,
+    page xml,
+    handle citext NOT NULL,
+    memo memo_t,
+    remarks text,
+    meta doc_t,
+    keyed jsonb
+);
+"""
+
+
+def _pg_rows() -> list[tuple[Any, ...]]:
+    rows = []
+    for i in range(6):
+        e, p = EMAILS[i], PHONES[i % 3]
+        profile = {
+            "backup_email": e,
+            "plan": "pro" if i % 2 else "free",
+            "contacts": [{"phone": p, "kind": "home"}, {"phone": p, "kind": "work"}],
+            "visits": i,
+        }
+        rows.append((
+            i, [e, "friends"], [p], [json.dumps({"owner": e, "n": i})],
+            json.dumps(profile), json.dumps({"notify": {"mail": e}}),
+            f"forward to {e}".encode(), f'("home","{e}")',
+            f'"alt"=>"{e}", "lang"=>"en"', f'<c kind="x"><m>{e}</m></c>', e,
+            f"Spoke with {UNLISTED[i % 2]} about the renewal",
+            f"Call from {LISTED[i % 2]} today",
+            json.dumps({"who": {"email": e}}), json.dumps({e: True}),
+        ))  # fmt: skip
+    return rows
+
+
+@pytest.fixture
+def pg_source(pg_cluster: Cluster) -> str:
+    with psycopg.connect(pg_cluster.admin_url, autocommit=True) as c:
+        c.execute("DROP DATABASE IF EXISTS types_prod WITH (FORCE)")
+        c.execute("CREATE DATABASE types_prod")
+    url = pg_cluster.url("types_prod")
+    with psycopg.connect(url) as c:
+        c.execute(PG_SCHEMA)
+        c.cursor().executemany(
+            "INSERT INTO people VALUES (%s, %s)",
+            list(enumerate([*UNLISTED, *UNLISTED])),
+        )
+        marks = sql.SQL(", ").join(sql.Placeholder() * 15)
+        c.cursor().executemany(
+            sql.SQL("INSERT INTO things VALUES ({})").format(marks), _pg_rows()
+        )
+    return url
+
+
+PG_FLAGGED = {
+    "tags", "aliases", "blobs", "profile", "settings", "attachment", "entry",
+    "extra", "page", "handle", "memo", "remarks", "meta", "keyed",
+}  # fmt: skip
+
+
+def _pg_texts(url: str) -> str:
+    """Every value of every column of every table, in its text form (bytea read
+    as text), in one string."""
+    out = []
+    with psycopg.connect(url) as c:
+        cols = c.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'public'"
+        ).fetchall()
+        for table, col, typ in cols:
+            v = sql.Identifier(col)
+            text = (
+                sql.SQL("encode({}, 'escape')").format(v)
+                if typ == "bytea"
+                else sql.SQL("{}::text").format(v)
+            )
+            got = c.execute(
+                sql.SQL("SELECT string_agg({}, E'\\n') FROM {}").format(
+                    text, sql.Identifier(table)
+                )
+            ).fetchone()
+            out.append(str(got[0] if got else ""))
+    return "\n".join(out)
+
+
+def _leaks(text: str) -> list[str]:
+    low = text.lower()
+    return [o for o in ORIGINALS if o.lower() in low]
+
+
+def test_pg_every_type_refused_then_masked_by_the_suggestions(
+    repo: Path, pg_cluster: Cluster, pg_source: str
+) -> None:
+    (repo / "branchdb.toml").write_text(
+        '[project]\nname = "typespg"\n[database]\nbackend = "postgres"\n'
+    )
+    env = {"BRANCHDB_PG_URL": pg_cluster.admin_url, "SALT": "s19"}
+    (repo / "none.toml").write_text('salt = "x"\n')
+    r = run(repo, "snapshot", "create", "prod", "--source", pg_source,
+            "--rules", "none.toml", env=env)  # fmt: skip
+    assert r.code != 0 and "Traceback" not in r.err
+    named = set(re.findall(r"^  things\.(\w+) ", r.err, re.M))
+    assert named == PG_FLAGGED, r.err
+    assert "people.full_name" in r.err
+
+    r = run(repo, "snapshot", "check", "--source", pg_source, "--write-rules",
+            "rules.toml", env=env)  # fmt: skip
+    assert r.code == 0, r.err
+    assert "sampled up to 200 rows per table" in r.err
+    text = (repo / "rules.toml").read_text().replace(
+        'salt_env = "BRANCHDB_SANITIZE_SALT"', 'salt_env = "SALT"'
+    )
+    (repo / "rules.toml").write_text(text)
+    rules = parse_rules(text, env={"SALT": "s"})
+    profile = rules.tables["things"].columns["profile"]
+    assert profile.strategy == "json"
+    assert {p for _s, p, _r in profile.paths} == {
+        "$.backup_email", "$.contacts[*].phone"
+    }  # fmt: skip
+    assert rules.tables["things"].columns["tags"].strategy == "email"
+
+    r = run(repo, "snapshot", "create", "prod", "--source", pg_source,
+            "--rules", "rules.toml", env=env)  # fmt: skip
+    assert r.code == 0, r.err
+    r = run(repo, "up", "preview", "--from", "prod", "--json", env=env)
+    assert r.code == 0, r.err
+    clone = json.loads(r.out)["url"]
+    assert _leaks(_pg_texts(clone)) == []
+    assert _leaks(_pg_texts(pg_source)) != []  # the search finds them where they are
+
+    with psycopg.connect(clone) as c:
+        docs = c.execute("SELECT id, profile FROM things ORDER BY id").fetchall()
+    source = {r[0]: json.loads(r[4]) for r in _pg_rows()}
+    for i, doc in docs:
+        # valid JSON, other keys untouched, masked paths replaced by fakes
+        assert doc["plan"] == source[i]["plan"] and doc["visits"] == i
+        assert [c["kind"] for c in doc["contacts"]] == ["home", "work"]
+        assert re.fullmatch(r"[0-9a-f]{16}@example\.com", doc["backup_email"])
+        assert all(c["phone"].startswith("+1-555-") for c in doc["contacts"])
+
+
+def test_pg_json_paths_and_arrays_keep_everything_else(
+    pg_cluster: Cluster, pg_source: str
+) -> None:
+    """The same text masks alike in a text array, a JSON path and a text column
+    (the fakes are deterministic), and a path that is absent changes nothing."""
+    from branchdb.daemon.sanitize.pg import masking
+    from branchdb.daemon.sanitize.schema import Column
+
+    rules = parse_rules(
+        'salt = "s"\n[tables.t.columns]\n'
+        'd = { strategy = "json", paths = { "$.a[*].e" = "email", "$.gone" = "hash",'
+        ' "$.n" = "null" } }\na = "email"\nt = "email"\n'
+    )
+    cols = rules.tables["t"].columns
+    d = Column("d", "jsonb", "json", None, False, False)
+    a = Column("a", "text[]", "array", None, False, False, "text", "text")
+    t = Column("t", "text", "text", None, False, False)
+    doc = {"a": [{"e": "x@y.org", "k": 1}, 7], "n": "drop", "z": {"e": "x@y.org"}}
+    with psycopg.connect(pg_cluster.admin_url) as c:
+        row = c.execute(
+            sql.SQL("SELECT {}, {}, {} FROM (SELECT %s::jsonb AS d, "
+                    "ARRAY['x@y.org', NULL] AS a, 'x@y.org'::text AS t) AS v").format(
+                masking.column_expr(cols["d"], d, "s"),
+                masking.column_expr(cols["a"], a, "s"),
+                masking.column_expr(cols["t"], t, "s"),
+            ),
+            [json.dumps(doc)],
+        ).fetchone()  # fmt: skip
+    assert row is not None
+    masked, arr, scalar = row
+    assert masked["a"][0]["e"] == scalar == arr[0] and arr[1] is None
+    assert masked["a"][0]["k"] == 1 and masked["a"][1] == 7
+    assert masked["n"] is None and masked["z"] == {"e": "x@y.org"}
+    # the SQLite side (Python) writes the same document
+    from branchdb.daemon.sanitize.sqlite.masking import _json as sqlite_json
+
+    spec = json.dumps([[list(p), r.strategy, r.part, r.value]
+                       for p, _w, r in cols["d"].paths])  # fmt: skip
+    assert json.loads(sqlite_json(spec, "s", json.dumps(doc)) or "") == masked
+
+
+def test_rules_reject_bad_paths_and_types() -> None:
+    with pytest.raises(RulesError, match=r"t.d: cannot read '\$.a\(' at"):
+        parse_rules('salt = "s"\n[tables.t.columns]\nd = { strategy = "json", '
+                    'paths = { "$.a(" = "email" } }\n')  # fmt: skip
+    with pytest.raises(RulesError, match=r"cannot apply inside JSON"):
+        parse_rules('salt = "s"\n[tables.t.columns]\nd = { strategy = "json", '
+                    'paths = { "$.a" = "shuffle" } }\n')  # fmt: skip
+    assert values.parse_path('$.a."b c"[*][2]') == ("a", "b c", "*", 2)
+    assert values.render(("a", "b c", "*", 2)) == '$.a."b c"[*][2]'
+
+
+SQLITE_SCHEMA = """
+CREATE TABLE people (id INTEGER PRIMARY KEY, full_name TEXT NOT NULL);
+CREATE TABLE things (id INTEGER PRIMARY KEY, profile JSON, doc TEXT,
+                     attachment BLOB, mixed TEXT, memo TEXT, remarks TEXT);
+"""
+
+
+def test_sqlite_every_type_refused_then_masked_by_the_suggestions(
+    repo: Path, tmp_path: Path
+) -> None:
+    prod = tmp_path / "prod.db"
+    con = sqlite3.connect(prod)
+    con.executescript(SQLITE_SCHEMA)
+    con.executemany("INSERT INTO people VALUES (?, ?)", enumerate(UNLISTED * 2))
+    for i in range(6):
+        e, p = EMAILS[i], PHONES[i % 3]
+        profile = {"backup_email": e, "plan": "pro", "contacts": [{"phone": p}]}
+        con.execute(
+            "INSERT INTO things VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (i, json.dumps(profile), json.dumps({"notify": {"mail": e}}),
+             f"forward to {e}".encode(), f"reply {e}".encode(),
+             f"Spoke with {UNLISTED[i % 2]} about it",
+             f"Call from {LISTED[i % 2]} today"),
+        )  # fmt: skip
+    con.commit()
+    con.close()
+    (repo / "branchdb.toml").write_text('[project]\nname = "typeslite"\n')
+    (repo / "none.toml").write_text('salt = "x"\n')
+    r = run(repo, "snapshot", "create", "prod", "--source", str(prod),
+            "--rules", "none.toml")  # fmt: skip
+    assert r.code != 0 and "Traceback" not in r.err
+    named = set(re.findall(r"^  things\.(\w+) ", r.err, re.M))
+    assert named == {"profile", "doc", "attachment", "mixed", "memo", "remarks"}
+    r = run(repo, "snapshot", "check", "--source", str(prod), "--write-rules",
+            "rules.toml", env={"BRANCHDB_SANITIZE_SALT": "s"})  # fmt: skip
+    assert r.code == 0, r.err
+    rules = parse_rules((repo / "rules.toml").read_text(), env={"S": "s",
+                        "BRANCHDB_SANITIZE_SALT": "s"})  # fmt: skip
+    assert rules.tables["things"].columns["profile"].strategy == "json"
+    env = {"BRANCHDB_SANITIZE_SALT": "s19"}
+    r = run(repo, "snapshot", "create", "prod", "--source", str(prod),
+            "--rules", "rules.toml", env=env)  # fmt: skip
+    assert r.code == 0, r.err
+    r = run(repo, "up", "preview", "--from", "prod", "--json", env=env)
+    assert r.code == 0, r.err
+    clone = Path(json.loads(r.out)["url"].removeprefix("file:"))
+    con = sqlite3.connect(clone)
+    con.text_factory = bytes
+    texts = []
+    for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+        cols = [r[1] for r in con.execute(f"PRAGMA table_info({table.decode()})")]
+        for col in cols:
+            for (v,) in con.execute(f'SELECT CAST("{col}" AS TEXT) FROM {table.decode()}'):
+                texts.append(v.decode(errors="replace") if v else "")
+    docs = [json.loads(v) for (v,) in con.execute("SELECT profile FROM things")]
+    con.close()
+    assert _leaks("\n".join(texts)) == []
+    assert all(d["plan"] == "pro" and len(d["contacts"]) == 1 for d in docs)
+    assert all(d["backup_email"].endswith("@example.com") for d in docs)
