@@ -155,8 +155,10 @@ def test_pg_every_type_refused_then_masked_by_the_suggestions(
             "rules.toml", env=env)  # fmt: skip
     assert r.code == 0, r.err
     assert "sampled up to 200 rows per table" in r.err
-    text = (repo / "rules.toml").read_text().replace(
-        'salt_env = "BRANCHDB_SANITIZE_SALT"', 'salt_env = "SALT"'
+    text = (
+        (repo / "rules.toml")
+        .read_text()
+        .replace('salt_env = "BRANCHDB_SANITIZE_SALT"', 'salt_env = "SALT"')
     )
     (repo / "rules.toml").write_text(text)
     rules = parse_rules(text, env={"SALT": "s"})
@@ -291,10 +293,128 @@ def test_sqlite_every_type_refused_then_masked_by_the_suggestions(
     for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'"):
         cols = [r[1] for r in con.execute(f"PRAGMA table_info({table.decode()})")]
         for col in cols:
-            for (v,) in con.execute(f'SELECT CAST("{col}" AS TEXT) FROM {table.decode()}'):
+            for (v,) in con.execute(
+                f'SELECT CAST("{col}" AS TEXT) FROM {table.decode()}'
+            ):
                 texts.append(v.decode(errors="replace") if v else "")
     docs = [json.loads(v) for (v,) in con.execute("SELECT profile FROM things")]
     con.close()
     assert _leaks("\n".join(texts)) == []
     assert all(d["plan"] == "pro" and len(d["contacts"]) == 1 for d in docs)
     assert all(d["backup_email"].endswith("@example.com") for d in docs)
+
+
+def test_pg_verifier_finds_originals_inside_structured_values(
+    pg_cluster: Cluster,
+) -> None:
+    """A masked email kept inside an array, a JSON document, bytes or a composite
+    of another column is a leak, found in each of them; the snapshot is not built."""
+    from branchdb.daemon.backends import pg_copy
+    from branchdb.daemon.sanitize.leaks import LeakFound
+    from branchdb.daemon.sanitize.pg import stream
+
+    with psycopg.connect(pg_cluster.admin_url, autocommit=True) as c:
+        for db in ("leaky_src", "leaky_dst"):
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(db)))  # fmt: skip
+            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    with psycopg.connect(pg_cluster.url("leaky_src")) as c:
+        c.execute(
+            "CREATE TYPE pair AS (label text, addr text);"
+            "CREATE TABLE users (id int PRIMARY KEY, email text, tags text[],"
+            " profile jsonb, contact bytea, entry pair, remarks text)"
+        )
+        for i, e in enumerate(EMAILS):
+            c.execute(
+                "INSERT INTO users VALUES (%s, %s, %s, %s, %s, ROW('home', %s), %s)",
+                (i, e, ["x", e.upper()], json.dumps({"backup": {"mail": e}}),
+                 e.encode(), e, "nothing to see"),
+            )  # fmt: skip
+    rules = parse_rules(
+        'salt = "s"\n[tables.users.columns]\nemail = "email"\ntags = "keep"\n'
+        'profile = "keep"\ncontact = "keep"\nentry = "keep"\nremarks = "keep"\n'
+    )
+    with pytest.raises(LeakFound) as e:
+        stream.build(
+            pg_copy.Client(pg_copy.find_bin(15), "postgres"),
+            pg_cluster.url("leaky_src"), pg_cluster.admin_url, "leaky_dst", rules,
+        )  # fmt: skip
+    found = {m for m in re.findall(r"found in users\.(\w+)", str(e.value))}
+    assert found == {"tags", "profile", "contact", "entry"}
+    assert "@" not in str(e.value)
+    # JSON masked by path: the originals at the path are searched elsewhere
+    rules = parse_rules(
+        'salt = "s"\n[tables.users.columns]\nemail = "keep"\ntags = "keep"\n'
+        'profile = { strategy = "json", paths = { "$.backup.mail" = "email" } }\n'
+        'contact = "null"\nentry = "null"\nremarks = "keep"\n'
+    )
+    with psycopg.connect(pg_cluster.admin_url, autocommit=True) as c:
+        c.execute("DROP DATABASE leaky_dst WITH (FORCE)")
+        c.execute("CREATE DATABASE leaky_dst")
+    with pytest.raises(
+        LeakFound, match=r"original users.profile found in users.email \(whole value"
+    ):
+        stream.build(
+            pg_copy.Client(pg_copy.find_bin(15), "postgres"),
+            pg_cluster.url("leaky_src"), pg_cluster.admin_url, "leaky_dst", rules,
+        )  # fmt: skip
+
+
+def test_sqlite_verifier_finds_originals_inside_json_and_blobs(tmp_path: Path) -> None:
+    from branchdb.daemon.sanitize.leaks import LeakFound
+    from branchdb.daemon.sanitize.sqlite.pipeline import sanitize_sqlite
+
+    db = tmp_path / "s.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE users (email TEXT, profile JSON, contact BLOB)")
+    for e in EMAILS:
+        con.execute("INSERT INTO users VALUES (?, ?, ?)",
+                    (e, json.dumps({"backup": {"mail": e}}), e.encode()))  # fmt: skip
+    con.commit()
+    con.close()
+    rules = parse_rules(
+        'salt = "s"\n[tables.users.columns]\nemail = "email"\nprofile = "keep"\n'
+        'contact = "keep"\n'
+    )
+    with pytest.raises(LeakFound) as e:
+        sanitize_sqlite(db, rules)
+    found = set(re.findall(r"found in users\.(\w+)", str(e.value)))
+    assert found == {"profile", "contact"}
+
+
+def test_sampling_is_bounded_in_time_and_a_locked_table_is_flagged(
+    pg_cluster: Cluster, pg_source: str
+) -> None:
+    """A table whose sample waits past the bound (here: a lock held elsewhere) is
+    reported, and its text columns are flagged (fail closed)."""
+    from branchdb.daemon.sanitize import detect
+    from branchdb.daemon.sanitize.pg.introspect import pg_schema, sample_pg
+
+    with psycopg.connect(pg_source) as locker, psycopg.connect(pg_source) as c:
+        locker.execute("LOCK TABLE things IN ACCESS EXCLUSIVE MODE")
+        schema = pg_schema(c)
+        c.execute("BEGIN")
+        samples = sample_pg(c, schema, 50, seconds=0.3)
+        # the caller's transaction is still usable, its own timeout back
+        assert c.execute("SHOW statement_timeout").fetchone() == ("0",)
+        locker.rollback()
+    assert samples.timed_out == ["things"]
+    assert "not sampled (over 0.3 s): things" in samples.limits()
+    assert "sampled up to 50 rows per table" in samples.limits()
+    flagged = {f.where: f for f in detect.detect(schema, samples, "postgres")}
+    assert flagged["things.tags"].category == "unsampled"
+    assert flagged["things.tags"].suggestion == {"strategy": "null"}
+    assert "things.id" not in flagged  # an int carries no text
+
+
+def test_names_in_free_text() -> None:
+    from branchdb.daemon.sanitize import people
+
+    assert people.names_someone("Call from Siobhan Gallagher today")
+    assert people.names_someone("met Oluwaseun Adeyemi")  # a listed surname
+    known = people.known_words(["Quillon Brackenridge"])
+    assert not people.names_someone("spoke with Quillon Brackenridge")
+    assert people.names_someone("spoke with Quillon Brackenridge", known)
+    for text in ("Leave at the door", "May Update", "Central Park tour",
+                 "Blue Widget 42", "Grace Period applies"):  # fmt: skip
+        assert not people.names_someone(text), text
