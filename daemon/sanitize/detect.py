@@ -118,10 +118,10 @@ def detect(
                 if category in _NAMED:
                     names += [v for v in got.get(c.name, []) if isinstance(v, str)]
             elif t.key in samples.timed_out and _carries(c):
-                flag = structured.blank(c)
                 out[t.key, c.name] = Finding(
                     t.key, c.name, "unsampled",
-                    f"values not sampled in {samples.seconds:g} s", flag,
+                    f"values not sampled in {samples.seconds:g} s",
+                    structured.blank(c),
                 )  # fmt: skip
             elif _carries(c):
                 pending.append((t, c))

@@ -143,8 +143,15 @@ _HSTORE = re.compile(r'"((?:[^"\\]|\\.)*)"\s*=>\s*(?:"((?:[^"\\]|\\.)*)"|NULL)')
 
 def hstore(text: str) -> dict[str, str | None]:
     """An hstore's text form (``"k"=>"v", …``) as a dict."""
-    unq = lambda s: re.sub(r"\\(.)", r"\1", s)  # noqa: E731
-    return {unq(k): None if v is None else unq(v) for k, v in _HSTORE.findall(text)}
+
+    def unq(s: str) -> str:
+        return re.sub(r"\\(.)", r"\1", s)
+
+    # (finditer, not findall: an unquoted NULL leaves the second group None)
+    return {
+        unq(m.group(1)): None if m.group(2) is None else unq(m.group(2))
+        for m in _HSTORE.finditer(text)
+    }
 
 
 def xml_texts(text: str) -> list[str]:

@@ -51,7 +51,6 @@ from branchdb.daemon.sanitize.leaks import (
     original_sources,
 )
 from branchdb.daemon.sanitize.pg import stream_sql
-from branchdb.daemon.sanitize.plan import ELEMENT_WISE
 from branchdb.daemon.sanitize.pg.background import pooled
 from branchdb.daemon.sanitize.pg.verify_sql import (
     UTF8_FUNCTION,
@@ -66,6 +65,7 @@ from branchdb.daemon.sanitize.pg.verify_sql import (
     prefilter,
     texts,
 )
+from branchdb.daemon.sanitize.plan import ELEMENT_WISE
 from branchdb.daemon.sanitize.rules import Rules
 from branchdb.daemon.sanitize.schema import Schema
 

@@ -123,9 +123,11 @@ def sample_sqlite(
                 for c in cols
             )
             deadline = time.monotonic() + seconds
-            db.set_progress_handler(
-                lambda end=deadline: int(time.monotonic() > end), 10_000
-            )
+
+            def late(end: float = deadline) -> int:
+                return int(time.monotonic() > end)
+
+            db.set_progress_handler(late, 10_000)
             try:
                 rows = db.execute(
                     f"SELECT {listing} FROM main.{q(t.name)} LIMIT {int(n)}"
