@@ -6,7 +6,8 @@ arrays, JSON, bytes, composites, hstore and XML included), masked set-based by t
 database itself and verified (no original value of a masked column is left
 anywhere, inside structured values too) before the back-end seals it; any exception
 means "publish nothing". PostgreSQL snapshots are streamed from the source so that no
-original is ever written into a published table; SQLite snapshots are masked in place on the back-end's staging copy.
+original is ever written into a published table; SQLite snapshots are masked in place
+on the back-end's staging copy.
 
 Modules (tests/test_sanitize_layout.py keeps this list and the files in step)::
 
