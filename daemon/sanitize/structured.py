@@ -77,7 +77,7 @@ def _split(col: Column, raw: list[Any]) -> tuple[list[str], list[Any]]:
         elif kind == "bytes" and isinstance(v, str) and v.startswith("\\x"):
             with contextlib.suppress(ValueError):  # bytea[] through to_jsonb: hex
                 t = values.decode(bytes.fromhex(v[2:]))
-        elif kind == "json" or col.kind == "composite":
+        elif kind in ("json", "composite") or isinstance(v, dict | list):
             docs.append(v)
         elif kind == "hstore" and isinstance(v, str):
             docs.append(values.hstore(v))

@@ -5,7 +5,11 @@ of the original. Every fake is ``sha256(salt || value::text)`` sliced exactly as
 :mod:`fakes` does, so PostgreSQL and SQLite produce the same fake for the same text. The
 digest stays ``bytea``: the 7-hex-digit slices are read with ``get_byte`` and only the
 hex a fake shows is encoded (parsing hex through ``bit(28)`` costs more than the hash
-itself).
+itself). An array is masked element by element (``unnest … WITH ORDINALITY`` back into
+an ``ARRAY``), a JSON document by path: one pass over each level that a path goes
+through (``jsonb_each`` / ``jsonb_array_elements`` re-aggregated), the value at the
+path replaced by the fake of its text (``#>> '{}'``), exactly as the SQLite side's
+Python (:func:`values.mask_json`) does it.
 """
 
 from __future__ import annotations
