@@ -418,3 +418,25 @@ def test_names_in_free_text() -> None:
     for text in ("Leave at the door", "May Update", "Central Park tour",
                  "Blue Widget 42", "Grace Period applies"):  # fmt: skip
         assert not people.names_someone(text), text
+
+
+def test_suggestions_inside_json_by_path_key_and_value() -> None:
+    """Paths are flagged by their values or their key's name (not when the key
+    holds only booleans); emails as keys cannot be masked by path: whole value."""
+    from branchdb.daemon.sanitize import structured
+    from branchdb.daemon.sanitize.schema import Column
+
+    col = Column("doc", "jsonb", "json", None, False, False)
+    docs = [
+        json.dumps({"phone_verified": True, "contact": {"phone": "x"}, "n": i,
+                    "who": [{"email": f"p{i}@corp.test"}]})
+        for i in range(5)
+    ]  # fmt: skip
+    flag = structured.analyse("events", col, docs, frozenset(), "postgres")
+    assert flag is not None
+    assert flag.suggestion == {"strategy": "json", "paths": {
+        "$.contact.phone": "phone", "$.who[*].email": "email"}}  # fmt: skip
+    keyed = [json.dumps({f"p{i}@corp.test": 1}) for i in range(5)]
+    flag = structured.analyse("events", col, keyed, frozenset(), "postgres")
+    assert flag is not None and flag.suggestion == {"strategy": "null"}
+    assert structured.analyse("events", col, ['{"a": 1}'], frozenset(), "x") is None

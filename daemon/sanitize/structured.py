@@ -128,7 +128,10 @@ def analyse(
                 else:
                     by_path.setdefault(path, []).append(t)
         for path, texts_at in by_path.items():
-            got = (named[path], "key name") if path in named else judge(texts_at, known)
+            # a key named like a category (phone_verified) holding only booleans
+            # is not that category
+            flags = path in named and not set(texts_at) <= {"true", "false"}
+            got = (named[path], "key name") if flags else judge(texts_at, known)
             if got:
                 paths[path] = got[0]
                 reasons.append(f"{path}: {got[1]}")
