@@ -658,15 +658,15 @@ class Engine(ProjectContext):
 
             conn = connect(source, what="snapshot source")
             try:
-                findings, unreviewed = check.check_postgres(conn, rules)
+                findings, unreviewed, limits = check.check_postgres(conn, rules)
             finally:
                 conn.close()
         else:
             path = Path(source.removeprefix("file:")).expanduser()
             if not path.is_file():
                 raise NotFound(f"snapshot source {path} does not exist")
-            findings, unreviewed = check.check_sqlite(path, rules)
-        return SnapshotCheck(tuple(findings), tuple(unreviewed))
+            findings, unreviewed, limits = check.check_sqlite(path, rules)
+        return SnapshotCheck(tuple(findings), tuple(unreviewed), limits)
 
     def snapshot_list(self) -> list[SnapshotRecord]:
         return self.store.list_snapshots(self.project)
