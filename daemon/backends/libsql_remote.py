@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from branchdb.daemon.core.errors import BackendError, Refused
+from branchdb.daemon.core.errors import BackendError, Refused, ServerUnavailable
 
 SCHEMES = ("libsql", "http", "https", "ws", "wss")
 TOKEN_ENV = ("BRANCHDB_SOURCE_AUTH_TOKEN", "LIBSQL_AUTH_TOKEN")
@@ -47,7 +47,7 @@ def fetch_to_file(source: str, dst: Path) -> None:
     try:
         r = httpx.get(f"{base}/dump", headers=headers, timeout=600.0)
     except httpx.HTTPError as e:
-        raise BackendError(
+        raise ServerUnavailable(
             f"libsql server {base} is not reachable ({type(e).__name__})"
         ) from None
     if r.status_code in (401, 403):

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from branchdb.daemon.backends.base import Info, Progress, Recovered
 from branchdb.daemon.backends.libsql_backend import LibsqlBackend, clone_file
-from branchdb.daemon.backends.sqld_auth import Signer
+from branchdb.daemon.backends.sqld_auth import Signer, claims, new_key_id, stale
 from branchdb.daemon.backends.sqld_client import Admin, HranaSession
 from branchdb.daemon.backends.sqld_process import ManagedSqld, find_binary, prebuild_log
 from branchdb.daemon.config.project import Config
@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 4096  # sqld's replication log frames (LIBSQL_PAGE_SIZE)
 LOAD_BATCH = 500  # dump statements per Hrana request
+SESSION_TTL = 6 * 3600  # the daemon's own tokens (a long migration fits)
 
 
 class SqldBackend:
@@ -208,12 +209,20 @@ class SqldBackend:
         # the namespace: a create killed in between leaves a temp, never a branch.
         self._mark(database, branch, "creating")
         folder = self._dir(database)
+        # The namespace's own key: kept across reset (same token), new for a new
+        # branch. A record from before per-namespace keys keeps the server's key.
+        legacy = "auth_token" in info and "key_id" not in info
+        key_id = None if legacy else str(info.get("key_id") or new_key_id())
+        body = {}
+        if key_id is not None:
+            body["jwt_key"] = self._sign().public_pem(database, key_id)
+        keyed: Info = {**info, **({"key_id": key_id} if key_id else {})}
         try:
             if folder is not None and folder.exists():
                 shutil.rmtree(folder)  # leftover of an interrupted create (no ns)
             prepared = _prepared(snapshot)
             if snapshot is None:
-                admin.create(database)
+                admin.create(database, body)
                 strategy = "fresh"
             elif folder is not None and prepared is not None:
                 # data + its replication log, as sqld left them: served at once.
@@ -223,7 +232,7 @@ class SqldBackend:
                     method = clone_file(prepared / part, tmp)
                     os.chmod(tmp, 0o644)
                     os.rename(tmp, folder / part)
-                admin.create(database)
+                admin.create(database, body)
                 strategy = f"{method}+log"
             elif (
                 folder is not None and _page_size(Path(snapshot.location)) == PAGE_SIZE
@@ -233,11 +242,11 @@ class SqldBackend:
                 method = clone_file(Path(snapshot.location), tmp)
                 os.chmod(tmp, 0o644)
                 os.rename(tmp, folder / "data")
-                admin.create(database)  # sqld serves the file already there
+                admin.create(database, body)  # sqld serves the file already there
                 strategy = f"{method}+sqld"
             else:
-                admin.create(database)
-                self._load(database, Path(snapshot.location))
+                admin.create(database, body)
+                self._load(database, keyed, Path(snapshot.location))
                 strategy = "load"
         except BaseException:
             with contextlib.suppress(Exception):
@@ -247,20 +256,65 @@ class SqldBackend:
             self._marker(database).unlink(missing_ok=True)
             raise
         self._mark(database, branch, "ready")
-        token = info.get("auth_token") or self._sign().token(database)
-        return {
+        out: Info = {
             "url": self.public_url(database),
-            "auth_token": token,
             "namespace": database,
             "strategy": strategy,
+            **({"key_id": key_id} if key_id else {}),
         }
+        token = info.get("auth_token")
+        fresh = self._token_ok(database, key_id, token)
+        out["auth_token"] = token if fresh else self._token(database, key_id)
+        return out
 
-    def _load(self, database: str, source: Path) -> None:
+    # ------------------------------------------------------------- credentials
+    def _token(self, database: str, key_id: str | None) -> str:
+        return self._sign().token(
+            database, key_id=key_id, ttl=self.config.libsql.token_ttl
+        )
+
+    def _token_ok(self, database: str, key_id: str | None, token: object) -> bool:
+        """*token* is signed by the namespace's current key, with more than half
+        of its lifetime left, and as long-lived as ``token_ttl`` allows."""
+        if not isinstance(token, str) or stale(token):
+            return False
+        ttl = self.config.libsql.token_ttl
+        if ttl and not isinstance(claims(token).get("exp"), int):
+            return False  # made before token_ttl was set: give it an expiry
+        return self._sign().signed_by(token, database, key_id)
+
+    def credentials_stale(self, database: str, info: Info) -> bool:
+        """True if *info*'s token should be re-signed before it is handed out: less
+        than half its lifetime left, no ``exp`` although ``token_ttl`` asks for
+        one, or signed with a key that is no longer the daemon's. No I/O."""
+        return not self._token_ok(database, _key_id(info), info.get("auth_token"))
+
+    def refresh_credentials(self, database: str, info: Info) -> Info:
+        """*info* with a newly signed token (the engine calls this, under the
+        branch lock, when :meth:`credentials_stale`). A token still fresh but
+        signed with another key means the key file was replaced: the namespace
+        is first given its key derived from the new one, which revokes every
+        older token."""
+        key_id = _key_id(info)
+        token = info.get("auth_token")
+        if (
+            isinstance(token, str)
+            and key_id
+            and not self._sign().signed_by(token, database, key_id)
+            and self._mine(database)
+        ):
+            self._rekey(database, key_id)
+        return {**info, "auth_token": self._token(database, key_id)}
+
+    def _rekey(self, database: str, key_id: str) -> None:
+        self._admin().set_jwt_key(database, self._sign().public_pem(database, key_id))
+
+    def _load(self, database: str, info: Info, source: Path) -> None:
         """Replay *source*'s SQL into the (new, empty) namespace, in one
         transaction."""
         src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
         try:
-            with self.connect(database, {}) as db, db.transaction():
+            with self.connect(database, info) as db, db.transaction():
                 batch: list[str] = []
                 for stmt in src.iterdump():
                     if stmt in ("BEGIN TRANSACTION;", "COMMIT;"):
@@ -301,14 +355,24 @@ class SqldBackend:
         self._marker(database).unlink(missing_ok=True)
 
     def connect(self, database: str, info: Info) -> HranaSession:
+        """A session with a short-lived token of the namespace's own key. A
+        namespace of ours that refuses it was keyed with the daemon's previous
+        key file: it is given the current one (revoking every older token)."""
         self.locks.mkdir(parents=True, exist_ok=True)
-        return HranaSession(
-            self._ends()[0],
-            database,
-            self._sign().token(database),
-            str(info.get("url") or self.public_url(database)),
-            self.locks,
-        )
+        key_id = _key_id(info)
+        url = str(info.get("url") or self.public_url(database))
+
+        def session() -> HranaSession:
+            token = self._sign().token(database, key_id=key_id, ttl=SESSION_TTL)
+            return HranaSession(self._ends()[0], database, token, url, self.locks)
+
+        try:
+            return session()
+        except Refused:
+            if key_id is None or self._state(database) != "ready":
+                raise
+            self._rekey(database, key_id)
+            return session()
 
     def list_owned(self, store: str | None = None) -> list[str]:
         """Namespaces with this project's "ready" marker; with *store*, those that
@@ -447,6 +511,11 @@ class SqldBackend:
         """Stop a managed sqld (``branchdb serve`` calls this on shutdown)."""
         if self.managed is not None:
             self.managed.stop()
+
+
+def _key_id(info: Info) -> str | None:
+    key_id = info.get("key_id")
+    return key_id if isinstance(key_id, str) else None
 
 
 def _prepared(snapshot: SnapshotRecord | None) -> Path | None:

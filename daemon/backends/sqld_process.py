@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 
 from branchdb.daemon.backends.sqld_auth import ensure_keypair
-from branchdb.daemon.core.errors import BackendError, ConfigError
+from branchdb.daemon.core.errors import BackendError, ConfigError, ServerUnavailable
 
 READY_TIMEOUT = 15.0
 
@@ -175,13 +175,13 @@ class ManagedSqld:
                 setsid=True,
             )
         except OSError as e:
-            raise BackendError(f"cannot start sqld ({cmd[0]}): {e}") from None
+            raise ServerUnavailable(f"cannot start sqld ({cmd[0]}): {e}") from None
         http = f"http://{host}:{http_port}"
         admin = f"http://127.0.0.1:{admin_port}"
         if not self._wait_ready(http, pid, child=True):
             self._kill(pid)
             tail = (self.root / "sqld.log").read_text(errors="replace")[-800:]
-            raise BackendError(
+            raise ServerUnavailable(
                 f"sqld did not start (see {self.root}/sqld.log):\n{tail}"
             )
         state = {
