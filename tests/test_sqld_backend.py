@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from apisupport import CONFIG, free_port, setup_project
+from apisupport import CONFIG, setup_project
 from sqldsupport import SQLD_BIN, TeamSqld, node_client, py_client, team_sqld
 from support import run
 
