@@ -147,6 +147,19 @@ class SqldBackend:
     def _mine(self, namespace: str) -> bool:
         return self._state(namespace) is not None
 
+    def key_id(self, namespace: str, info: Info) -> str | None:
+        """The ``key_id`` of *namespace*'s own key: from *info*, else from the
+        marker; None for a namespace made before per-namespace keys (it takes
+        tokens of the daemon's key)."""
+        key_id = info.get("key_id")
+        if isinstance(key_id, str):
+            return key_id
+        try:
+            key_id = json.loads(self._marker(namespace).read_text()).get("key_id")
+        except (OSError, ValueError):
+            return None
+        return key_id if isinstance(key_id, str) else None
+
     def _made_by(self, namespace: str) -> str | None:
         try:
             store = json.loads(self._marker(namespace).read_text()).get("store")
@@ -154,7 +167,9 @@ class SqldBackend:
             return None
         return store if isinstance(store, str) else None
 
-    def _mark(self, namespace: str, branch: str, state: str) -> None:
+    def _mark(
+        self, namespace: str, branch: str, state: str, key_id: str | None
+    ) -> None:
         self.owned.mkdir(parents=True, exist_ok=True)
         body = {
             "project": self.project,
@@ -163,6 +178,9 @@ class SqldBackend:
             "state": state,
             "at": time.time(),
             **({"store": self.store_id} if self.store_id else {}),
+            # Which key the namespace has (not a secret: deriving it needs the
+            # key file); the branch's record holds it too.
+            **({"key_id": key_id} if key_id else {}),
         }
         tmp = self.owned / f".tmp-{namespace}-{os.urandom(4).hex()}"
         tmp.write_text(json.dumps(body))
@@ -207,12 +225,12 @@ class SqldBackend:
             )
         # The marker first (an intent: "creating"), "ready" only once sqld has
         # the namespace: a create killed in between leaves a temp, never a branch.
-        self._mark(database, branch, "creating")
-        folder = self._dir(database)
         # The namespace's own key: kept across reset (same token), new for a new
         # branch. A record from before per-namespace keys keeps the server's key.
         legacy = "auth_token" in info and "key_id" not in info
         key_id = None if legacy else str(info.get("key_id") or new_key_id())
+        self._mark(database, branch, "creating", key_id)
+        folder = self._dir(database)
         body = {}
         if key_id is not None:
             body["jwt_key"] = self._sign().public_pem(database, key_id)
@@ -255,7 +273,7 @@ class SqldBackend:
                 shutil.rmtree(folder, ignore_errors=True)
             self._marker(database).unlink(missing_ok=True)
             raise
-        self._mark(database, branch, "ready")
+        self._mark(database, branch, "ready", key_id)
         out: Info = {
             "url": self.public_url(database),
             "namespace": database,
@@ -287,7 +305,8 @@ class SqldBackend:
         """True if *info*'s token should be re-signed before it is handed out: less
         than half its lifetime left, no ``exp`` although ``token_ttl`` asks for
         one, or signed with a key that is no longer the daemon's. No I/O."""
-        return not self._token_ok(database, _key_id(info), info.get("auth_token"))
+        key_id = self.key_id(database, info)
+        return not self._token_ok(database, key_id, info.get("auth_token"))
 
     def refresh_credentials(self, database: str, info: Info) -> Info:
         """*info* with a newly signed token (the engine calls this, under the
@@ -295,7 +314,7 @@ class SqldBackend:
         signed with another key means the key file was replaced: the namespace
         is first given its key derived from the new one, which revokes every
         older token."""
-        key_id = _key_id(info)
+        key_id = self.key_id(database, info)
         token = info.get("auth_token")
         if (
             isinstance(token, str)
@@ -359,7 +378,7 @@ class SqldBackend:
         namespace of ours that refuses it was keyed with the daemon's previous
         key file: it is given the current one (revoking every older token)."""
         self.locks.mkdir(parents=True, exist_ok=True)
-        key_id = _key_id(info)
+        key_id = self.key_id(database, info)
         url = str(info.get("url") or self.public_url(database))
 
         def session() -> HranaSession:
@@ -511,11 +530,6 @@ class SqldBackend:
         """Stop a managed sqld (``branchdb serve`` calls this on shutdown)."""
         if self.managed is not None:
             self.managed.stop()
-
-
-def _key_id(info: Info) -> str | None:
-    key_id = info.get("key_id")
-    return key_id if isinstance(key_id, str) else None
 
 
 def _prepared(snapshot: SnapshotRecord | None) -> Path | None:
