@@ -304,3 +304,45 @@ def prebuild_log(data_file: Path, work: Path) -> Path:
     if (folder / ".sentinel").exists() or not (folder / "wallog").is_file():
         raise BackendError(f"sqld did not shut down cleanly preparing {data_file}")
     return folder
+
+
+def prepare_snapshot(location: Path, work: Path) -> Path:
+    """``<location minus suffix>.sqld/{data,wallog}``: the snapshot file at
+    *location* as sqld serves it, built once in *work*-<random> (removed after;
+    recovery removes one left by a kill) and sealed last, read-only."""
+    prep = work.with_name(f"{work.name}-{os.urandom(4).hex()}")
+    prep.parent.mkdir(parents=True, exist_ok=True)
+    final = location.with_suffix(".sqld")
+    try:
+        folder = prebuild_log(location, prep)
+        ready = prep / "sealed"
+        ready.mkdir()
+        for part in ("data", "wallog"):
+            os.rename(folder / part, ready / part)
+            with open(ready / part, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(ready / part, 0o444)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(ready, final)
+    finally:
+        shutil.rmtree(prep, ignore_errors=True)
+    return final
+
+
+def prepared_log(info: dict[str, Any] | None) -> Path | None:
+    """The prepared ``.sqld`` folder a snapshot's *info* names, if complete."""
+    where = info.get("sqld") if info is not None else None
+    if not where:
+        return None
+    folder = Path(where)
+    ok = (folder / "data").is_file() and (folder / "wallog").is_file()
+    return folder if ok else None
+
+
+def page_size(path: Path) -> int:
+    """The page size in the header of the SQLite file *path*."""
+    with open(path, "rb") as f:
+        head = f.read(18)
+    size = int.from_bytes(head[16:18], "big")
+    return 65536 if size == 1 else size
