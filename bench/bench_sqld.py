@@ -6,9 +6,10 @@ then times, interleaved, each repeated ``--reps`` times (median shown):
 
 - ``copy``: copying the sealed snapshot file to a new file (``clone_file``: reflink,
   else ``copy_file_range``) — the file backend's clone, the target's yardstick;
-- ``sqld``: ``SqldBackend.create`` from the snapshot (its data file and the
-  replication log prepared once at snapshot time, both copied into sqld's namespace
-  directory, admin create), until the first query through Hrana answers;
+- ``sqld``: ``SqldBackend.create`` from the snapshot (prepared once at snapshot
+  time: the data file, copied into sqld's namespace directory, with its compacted
+  replication log — a 64-byte ``wallog`` copied and one ``snapshots/*.snap`` file
+  hard-linked; admin create), until the first query through Hrana answers;
 - ``fork``: sqld's own admin ``fork`` of a namespace holding the same data, until the
   first query answers (once per size; ``--no-fork`` skips it).
 
@@ -36,6 +37,7 @@ from branchdb.daemon.backends.libsql_backend import clone_file
 from branchdb.daemon.backends.sqld_backend import SqldBackend
 from branchdb.daemon.backends.sqld_client import HranaSession
 from branchdb.daemon.config.project import from_mapping
+from branchdb.daemon.core.errors import Refused
 
 ROW = 4000  # bytes of random blob per row
 
@@ -69,8 +71,15 @@ def fork_seconds(backend: SqldBackend, source: str, target: str) -> float:
     r = httpx.post(f"{admin}/v1/namespaces/{source}/fork/{target}", timeout=3600)
     r.raise_for_status()
     server = backend._ends()[0]
-    token = backend._sign().token(target)
-    with HranaSession(server, target, token, "", backend.locks) as s:
+    # The fork keeps the source's config, its own JWT key included.
+    key_id = backend.key_id(source, {})
+    token = backend._sign().token(target, key_id=key_id)
+    try:
+        session = HranaSession(server, target, token, "", backend.locks)
+    except Refused:
+        token = backend._sign().token(target)
+        session = HranaSession(server, target, token, "", backend.locks)
+    with session as s:
         s.execute("SELECT max(id) FROM t")
     return time.perf_counter() - t0
 

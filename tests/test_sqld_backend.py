@@ -185,18 +185,29 @@ def test_clone_into_sqld_namespace_directory(
     con = sqlite3.connect(src)
     con.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, t TEXT)")
     con.executemany("INSERT INTO items (t) VALUES (?)", [(f"{i}",) for i in range(900)])
+    # Over 1 MB: the prepared log is compacted into one snapshots/*.snap file.
+    con.execute("CREATE TABLE big (b BLOB)")
+    con.executemany("INSERT INTO big VALUES (randomblob(4000))", [()] * 600)
     con.commit()
     con.close()
     env = {"BRANCHDB_SQLD_BIN": str(SQLD_BIN)} if prepared else {}
     made = run(repo, "snapshot", "create", "prod", "--source", str(src), env=env)
     assert made.code == 0, made.err
-    assert (repo / ".branchdb/snapshots/prod/1.sqld").is_dir() == prepared
+    sealed = repo / ".branchdb/snapshots/prod/1.sqld"
+    assert sealed.is_dir() == prepared
     b = up_json(repo, "feature/c", "--from", "prod")
     assert str(b["strategy"]).endswith("+log" if prepared else "+sqld"), b
     url, token = str(b["url"]), str(b["auth_token"])
     got = node_client(url, token, "read", "SELECT count(*) AS n FROM items")
     assert got["rows"] == [{"n": 900}]
+    if prepared:  # the compacted log is shared (a hard link), the wallog tiny
+        (snap,) = (sealed / "snapshots").glob("*.snap")
+        linked = sqld.db_path / "dbs" / str(b["database"]) / "snapshots" / snap.name
+        assert linked.stat().st_ino == snap.stat().st_ino
+        assert (sealed / "wallog").stat().st_size < 4096
     node_client(url, token, "rw", "items2", "written")
+    big = py_client(url, token, "read", "SELECT count(*) AS n FROM big")
+    assert big["rows"] == [{"n": 600}]
     # The prepared snapshot is untouched by the branch's writes.
     if prepared:
         again = up_json(repo, "feature/d", "--from", "prod")
@@ -209,6 +220,8 @@ def test_clone_into_sqld_namespace_directory(
         assert names["rows"] == []
     for branch in ("feature/c", "feature/d") if prepared else ("feature/c",):
         assert run(repo, "down", branch, "--yes").code == 0
+    if prepared:  # the branches' links went with them; the sealed file stays
+        assert snap.stat().st_nlink == 1 and snap.stat().st_mode & 0o222 == 0
     assert run(repo, "snapshot", "rm", "prod").code == 0
     assert not (repo / ".branchdb/snapshots/prod").exists()
 

@@ -60,6 +60,7 @@ from branchdb.daemon.backends.sqld_process import (
     ManagedSqld,
     find_binary,
     page_size,
+    place_prepared,
     prepare_snapshot,
     prepared_log,
 )
@@ -204,11 +205,7 @@ class SqldBackend:
             elif folder is not None and prepared is not None:
                 # data + its replication log, as sqld left them: served at once.
                 folder.mkdir(parents=True)
-                for part in ("data", "wallog"):
-                    tmp = folder / f".tmp-{part}"
-                    method = clone_file(prepared / part, tmp)
-                    os.chmod(tmp, 0o644)
-                    os.rename(tmp, folder / part)
+                method = place_prepared(prepared, folder)
                 admin.create(database, body)
                 strategy = f"{method}+log"
             elif folder is not None and page_size(Path(snapshot.location)) == PAGE_SIZE:
