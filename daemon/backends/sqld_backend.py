@@ -6,7 +6,10 @@ token to one namespace. sqld 0.24 reads the claim ``id`` (``auth/user_auth_strat
 (``Authenticated::is_namespace_authorized``, checked by ``NamespaceStore::
 with_authenticated`` before any statement runs, on HTTP and WebSocket alike). So one
 sqld, one key pair, and a token per branch give the isolation the issue asks for,
-with one process to run instead of one per branch (each ~10 MB and a port).
+with one process to run instead of one per branch (each ~10 MB and a port). Each
+namespace also gets its own JWT key and tokens expire (``sqld_auth``): a deleted
+branch's tokens die with its namespace, and tokens are re-signed when handed out
+(``credentials_stale``/``refresh_credentials``, called by the engine).
 
 Layout on the daemon's side (``<data_dir>/sqld/``)::
 
@@ -24,10 +27,12 @@ Clone from a snapshot, when the daemon shares sqld's file system (managed sqld, 
 ``wallog`` beside it ``ReplicationLogger::open`` first rebuilds its replication log
 from the file (``replication/primary/logger.rs`` ``recover``: ~70 MB/s here, 14x a
 file copy at 100 MiB). So ``snapshot_create`` has a throwaway sqld do that once per
-snapshot (:func:`~.sqld_process.prebuild_log`) and seals the pair it leaves,
-``snapshots/<name>/<version>.sqld/{data,wallog}``; a clone copies both (reflink or
-``copy_file_range``) and creates the namespace, which sqld then opens from its log
-as it would after its own clean restart (strategy ``…+log``). Without the pair
+snapshot (:func:`~.sqld_process.prebuild_log`), compacted into one immutable
+``snapshots/*.snap`` file and a 64-byte ``wallog``, and seals what it leaves in
+``snapshots/<name>/<version>.sqld/``; a clone copies ``data`` (reflink or
+``copy_file_range``) and ``wallog``, hard-links the ``.snap``
+(:func:`~.sqld_process.place_prepared`) and creates the namespace, which sqld then
+opens as it would after its own clean restart (strategy ``…+log``). Without the pair
 (no sqld binary where the snapshot was made, a page size other than sqld's 4096),
 the file alone is placed and sqld rebuilds the log (``…+sqld``). sqld's admin
 ``fork`` is not used: it copies through the log, 13-34x a file copy

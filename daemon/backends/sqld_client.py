@@ -204,8 +204,9 @@ class HranaSession:
         if r.status_code == 401:
             raise Refused(
                 f"sqld {self._server} refused branchdb's token for namespace "
-                f"{self.namespace}: {_error_text(r)} (is sqld's --auth-jwt-key-file "
-                "the public half of libsql.key_file?)"
+                f"{self.namespace}: {_error_text(r)} (the namespace's key, or for "
+                "one made before per-branch keys sqld's --auth-jwt-key-file, does "
+                "not come from libsql.key_file)"
             )
         if r.status_code == 404:
             raise BackendError(
