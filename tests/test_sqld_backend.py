@@ -282,8 +282,15 @@ def test_a_libsql_server_as_snapshot_source(
     port = sqld.server.rsplit(":", 1)[1]
     source = f"http://prod.localhost:{port}"
     node_client(source, token, "rw", "customers", "ada")
+    node_client(source, token, "rw", "notes", "ends;\nnot here;")  # one statement
     # The daemon process resolves prod.localhost through the same stand-in.
     env = {"BRANCHDB_SOURCE_AUTH_TOKEN": token}
+    big = run_with_localhost(
+        repo,
+        {**env, "BRANCHDB_MAX_DUMP_BYTES": "100"},
+        *("snapshot", "create", "prod", "--source", source),
+    )
+    assert big.code != 0 and "BRANCHDB_MAX_DUMP_BYTES" in big.err, big
     r = run_with_localhost(repo, env, "snapshot", "create", "prod", "--source", source)
     assert r.code == 0, r.err
     refused = run_with_localhost(
@@ -291,15 +298,14 @@ def test_a_libsql_server_as_snapshot_source(
     )
     assert refused.code != 0 and "BRANCHDB_SOURCE_AUTH_TOKEN" in refused.err
     b = up_json(repo, "feature/s", "--from", "prod")
+    query = "SELECT v FROM customers UNION ALL SELECT v FROM notes"
     if backend == "sqld":
-        rows = py_client(
-            str(b["url"]), str(b["auth_token"]), "read", "SELECT v FROM customers"
-        )["rows"]
+        rows = py_client(str(b["url"]), str(b["auth_token"]), "read", query)["rows"]
     else:
         con = sqlite3.connect(str(b["url"]).removeprefix("file:"))
-        rows = [{"v": v} for (v,) in con.execute("SELECT v FROM customers")]
+        rows = [{"v": v} for (v,) in con.execute(query)]
         con.close()
-    assert rows == [{"v": "ada"}]
+    assert rows == [{"v": "ada"}, {"v": "ends;\nnot here;"}]
 
 
 def run_with_localhost(repo: Path, env: dict[str, str], *args: str) -> object:
