@@ -133,7 +133,7 @@ class Engine(ProjectContext):
         ):
             self.store.touch_branch(self.project, branch, now)
             rec.last_used_at = max(rec.last_used_at, now)
-            return UpResult(record=rec, up_to_date=True)
+            return UpResult(record=self._hand_out(rec), up_to_date=True)
 
         source = self.migration_source(files)
         evicted: list[str] = []  # by the quota admission of a create
@@ -181,7 +181,7 @@ class Engine(ProjectContext):
                     raise self._snapshot_ahead(rec, again) from None
                 self._audit_applied(branch, applied)
                 return UpResult(
-                    record=rec,
+                    record=self._hand_out(rec, locked=True),
                     created=created,
                     reset=True,
                     applied=tuple(applied),
@@ -190,7 +190,7 @@ class Engine(ProjectContext):
                 )
             self._audit_applied(branch, applied)
             return UpResult(
-                record=rec,
+                record=self._hand_out(rec, locked=True),
                 created=created,
                 applied=tuple(applied),
                 evicted=tuple(evicted),
@@ -396,7 +396,28 @@ class Engine(ProjectContext):
         now = self.clock()
         self.store.touch_branch(self.project, branch, now)
         rec.last_used_at = max(rec.last_used_at, now)
-        return rec
+        return self._hand_out(rec)
+
+    def _hand_out(self, rec: BranchRecord, *, locked: bool = False) -> BranchRecord:
+        """*rec*, with credentials fit to be handed out: a backend whose tokens
+        expire (optional ``credentials_stale``/``refresh_credentials``) re-signs
+        one with less than half its lifetime left, and the record keeps it.
+        Without *locked* the branch lock is tried without waiting; whoever holds
+        it hands out fresh credentials itself, so a busy lock just returns
+        *rec*."""
+        stale = getattr(self.backend, "credentials_stale", None)
+        if stale is None or rec.status != "ready" or not stale(rec.database, rec.info):
+            return rec
+        if locked:
+            refresh = self.backend.refresh_credentials  # type: ignore[attr-defined]
+            rec.info = refresh(rec.database, rec.info)
+            self.store.put_branch(rec)
+            return rec
+        try:
+            with self.lock(rec.branch, timeout=0):
+                return self._hand_out(self.get(rec.branch), locked=True)
+        except Refused:
+            return rec
 
     def pull_request_closed(self, branch: str, *, merged: bool, reference: str) -> None:
         """Record that *branch*'s pull request was closed (a hint for GC).
