@@ -42,16 +42,14 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from branchdb.daemon.backends import pg_copy, pg_layout
+from branchdb.daemon.backends import pg_copy, pg_layout, pg_pool
 from branchdb.daemon.backends.base import Info, Progress, Recovered
 from branchdb.daemon.backends.pg_admin import (
-    TMP,
     Admin,
     content_role,
-    parse_marker,
 )
 from branchdb.daemon.backends.pg_session import PgSession, connect
 from branchdb.daemon.config.project import Config
@@ -198,10 +196,17 @@ class PostgresBackend:
     def _clone(
         self, admin: Admin, database: str, snapshot: SnapshotRecord
     ) -> tuple[str, str]:
-        """Copy *snapshot* to a temp database owned by the admin; (strategy, name)."""
+        """Copy *snapshot* to a temp database owned by the admin; (strategy, name).
+
+        A ready spare of *snapshot* (:mod:`.pg_pool`) is taken first: strategy
+        "spare". Only an empty pool copies the template.
+        """
         from psycopg import sql
 
         src = snapshot.location
+        spare = pg_pool.claim(admin, src, database)
+        if spare is not None:
+            return "spare", spare
         rows = admin.query(
             "SELECT datistemplate, datallowconn, pg_database_size(oid), "
             "shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
@@ -336,52 +341,15 @@ class PostgresBackend:
         return {**info, "role": naming.pg_role(self.project, branch)}
 
     def recover_temps(self, ctx: ProjectContext) -> Recovered:
-        """``bdbt_`` databases marked by this project that no live run owns; temps
-        that still have sessions connected are someone's build: left.
+        """See :func:`.pg_recovery.recover_temps` (spares half made included)."""
+        from branchdb.daemon.backends import pg_recovery
 
-        A temp is marked ``kind: tmp`` (with its final name) while it is built and
-        gets its final marker (branch or snapshot) just before its rename: a
-        build killed in between leaves a temp carrying the final marker.
-        """
-        out = Recovered([], [])
-        with self._admin() as admin:
-            rows = admin.query(
-                "SELECT d.datname, shobj_description(d.oid, 'pg_database'), "
-                "(SELECT count(*) FROM pg_stat_activity a "
-                "WHERE a.datname = d.datname) "
-                "FROM pg_database d WHERE starts_with(d.datname, %s) "
-                "ORDER BY d.datname",
-                TMP,
-            )
-        snapshots = _snapshot_finals(ctx)
-        for tmp, comment, sessions in rows:
-            mark = parse_marker(comment)
-            if not mark or mark.get("project") != self.project:
-                continue  # another project's, or not marked yet: its owner cleans it
-            if sessions:
-                out.busy.append(tmp)  # someone is still building it
-                continue
-            final = str(mark.get("final", ""))
-            key: str | None
-            if mark["kind"] == "branch":  # killed between its marker and rename
-                key = str(mark["branch"])
-            elif mark["kind"] == "snapshot":
-                key = f"snapshot\0{mark['snapshot']}"
-            elif final.startswith(naming.PREFIX + "s_"):
-                key = snapshots.get(final)
-                if key is None:
-                    continue  # no way to tell its lock: the next build drops it
-            else:
-                owner = ctx.store.branch_by_database(self.name, final)
-                key = owner.branch if owner else None
-            try:
-                with ctx.lock(key, timeout=0) if key else nullcontext():
-                    with self._admin() as admin:
-                        admin.drop_database(tmp)
-                    out.dropped.append(tmp)
-            except Refused:
-                out.busy.append(tmp)
-        return out
+        return pg_recovery.recover_temps(self, ctx)
+
+    @property
+    def spare_pool(self) -> pg_pool.PgSparePool:
+        """The warm pool (:mod:`.pg_pool`): spares ``create`` hands out."""
+        return pg_pool.PgSparePool(self._admin, self._strategy)
 
     # -------------------------------------------------------------- snapshots
     def snapshot_create(
@@ -483,8 +451,10 @@ class PostgresBackend:
         )
 
     def snapshot_drop(self, snapshot: SnapshotRecord) -> None:
-        """Drop the snapshot database and its content role, if marked as ours."""
+        """Drop the snapshot database, its spares and its content role, if marked
+        as ours."""
         with self._admin() as admin:
+            pg_pool.drop(admin, pg_pool.of_snapshot(admin, snapshot.location))
             if admin.ours(admin.db_comment(snapshot.location), "snapshot"):
                 admin.drop_database(snapshot.location)
             admin.drop_role(
@@ -492,15 +462,3 @@ class PostgresBackend:
                     snapshot.info.get("content_role") or content_role(snapshot.location)
                 )
             )
-
-
-def _snapshot_finals(ctx: ProjectContext) -> dict[str, str]:
-    """Final database name of each snapshot's *next* version -> its lock key."""
-    names = {s.name for s in ctx.store.list_snapshots(ctx.project)}
-    names |= set(ctx.config.snapshots.definitions)
-    out = {}
-    for name in names:
-        version = ctx.store.next_snapshot_version(ctx.project, name)
-        final = naming.pg_snapshot_database(ctx.project, name, version)
-        out[final] = f"snapshot\0{name}"
-    return out

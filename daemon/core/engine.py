@@ -41,6 +41,7 @@ from branchdb.daemon.migrations.base import MigrationFiles
 
 if TYPE_CHECKING:
     from branchdb.daemon.core.dbsession import DbSession
+    from branchdb.daemon.core.spares import Warmed
     from branchdb.daemon.sanitize.rules import Rules
 
 __all__ = ["Engine", "MigrateResult", "Progress", "SnapshotCheck", "Status", "UpResult"]
@@ -667,6 +668,15 @@ class Engine(ProjectContext):
                 raise NotFound(f"snapshot source {path} does not exist")
             findings, unreviewed = check.check_sqlite(path, rules)
         return SnapshotCheck(tuple(findings), tuple(unreviewed))
+
+    def snapshot_warm(
+        self, ref: str, spares: int, progress: Progress = no_progress
+    ) -> Warmed:
+        """Make spares of snapshot *ref* (``NAME`` or ``NAME@N``) until *spares*
+        are ready: see :func:`.spares.warm`."""
+        from branchdb.daemon.core import spares as pool
+
+        return pool.warm(self, self.resolve_snapshot(ref), spares, progress)
 
     def snapshot_list(self) -> list[SnapshotRecord]:
         return self.store.list_snapshots(self.project)
