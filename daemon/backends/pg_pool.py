@@ -60,7 +60,8 @@ class Spare(NamedTuple):
     snapshot: str | None
     #: Complete, provably this project's and this store's: may be handed out.
     ready: bool
-    #: Carries no comment at all: a build interrupted before its marker.
+    #: Owned by the admin and carries no comment at all: a build interrupted
+    #: before its marker (ours only if its name carries our snapshot's digest).
     unmarked: bool
 
 
@@ -101,7 +102,7 @@ def _classify(
         str(name),
         str(snapshot) if ours else None,
         bool(ours and not allow_conn and not template),
-        comment is None,
+        comment is None and by_admin,
     )
 
 

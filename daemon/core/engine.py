@@ -34,6 +34,7 @@ from branchdb.daemon.core.results import (
     SnapshotCheck,
     Status,
     UpResult,
+    Warmed,
 )
 from branchdb.daemon.migrations import files as migration_files
 from branchdb.daemon.migrations import project as project_migrations
@@ -41,7 +42,6 @@ from branchdb.daemon.migrations.base import MigrationFiles
 
 if TYPE_CHECKING:
     from branchdb.daemon.core.dbsession import DbSession
-    from branchdb.daemon.core.spares import Warmed
     from branchdb.daemon.sanitize.rules import Rules
 
 __all__ = ["Engine", "MigrateResult", "Progress", "SnapshotCheck", "Status", "UpResult"]

@@ -23,7 +23,7 @@ from branchdb.daemon.core.models import BranchRecord
 if TYPE_CHECKING:
     from branchdb.daemon.sanitize.detect import Finding
 
-__all__ = ["MigrateResult", "SnapshotCheck", "Status", "UpResult"]
+__all__ = ["MigrateResult", "SnapshotCheck", "Status", "UpResult", "Warmed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +80,12 @@ class SnapshotCheck:
 
     findings: tuple[Finding, ...]
     unreviewed: tuple[Finding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Warmed:
+    """Spares of one snapshot version after a fill (``snapshot warm``)."""
+
+    snapshot: str  # NAME@VERSION
+    built: int  # made by this call
+    ready: int  # ready to be handed out now

@@ -18,11 +18,12 @@ collection do not count them.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from branchdb.daemon.core import naming
 from branchdb.daemon.core.context import Progress, ProjectContext, no_progress
 from branchdb.daemon.core.errors import NotFound, Refused
+from branchdb.daemon.core.results import Warmed
 
 if TYPE_CHECKING:
     from branchdb.daemon.backends.base import SparePool
@@ -32,14 +33,6 @@ log = logging.getLogger("branchdb.spares")
 
 #: Seconds between two refills by the daemon (a check is one catalog query).
 REFILL_EVERY = 5
-
-
-class Warmed(NamedTuple):
-    """Spares of one snapshot version after a fill."""
-
-    snapshot: str  # NAME@VERSION
-    built: int  # made by this call
-    ready: int  # ready to be handed out now
 
 
 def pool_of(ctx: ProjectContext) -> SparePool | None:
