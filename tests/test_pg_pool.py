@@ -433,3 +433,46 @@ def test_daemon_refills_and_a_killed_daemon_leaves_no_half_spare(
         if spare.startswith(prefix):  # only complete, closed, marked spares left
             assert comment and '"kind": "spare"' in str(comment), spare
             assert owner == "postgres" and allow_conn is False
+
+
+# ------------------------------------------------------------------- retire
+def test_reset_retires_the_old_database_in_the_background(
+    project: tuple[Path, str, str], pg_cluster: Cluster
+) -> None:
+    from branchdb.daemon.backends.pg_retire import trash_name
+
+    repo, name, src = project
+    engine = engine_for(repo)
+    engine.snapshot_create("prod", src)
+    rec = engine.up("feature/t", from_snapshot="prod").record
+    trash = trash_name(rec.database, "")
+    held = psycopg.connect(rec.url, autocommit=True)  # a preview still connected
+    held.execute("DELETE FROM users")
+    engine.snapshot_warm("prod", 1)
+    again = engine.reset("feature/t").record
+    assert again.url == rec.url and count(again.url) == 2000
+    with pytest.raises(psycopg.OperationalError):
+        held.execute("SELECT 1")  # its session was ended, as DROP … FORCE does
+
+    def trashed() -> list[str]:
+        with admin(pg_cluster) as c:
+            rows = c.execute(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
+                [trash],
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    wait_for(lambda: not trashed(), timeout=30)  # the server dropped it
+    # A retired database whose drop never ran (server restarted): recovery drops
+    # it under the branch's lock.
+    left = trash + "0badf00d"
+    with admin(pg_cluster) as c:
+        c.execute(f'CREATE DATABASE "{left}" ALLOW_CONNECTIONS false')
+        c.execute(
+            f'COMMENT ON DATABASE "{left}" IS \''
+            f"{marker(name, 'tmp', final=rec.database, retired=True, store=engine.store.store_id)}'"
+        )
+    with engine.lock("feature/t"):
+        assert left in recovery.recover(engine).busy
+    assert left in recovery.recover(engine).temps
+    assert trashed() == []

@@ -26,7 +26,10 @@ A backend that can keep clones of a snapshot made ahead of time (the postgres
 backend's warm pool) also has a ``spare_pool`` attribute, a :class:`SparePool`; its
 ``create`` then takes a spare when one is ready. The others have none (the engine
 reads it with ``getattr(backend, "spare_pool", None)``), so the protocol every
-backend implements stays as it is.
+backend implements stays as it is. Likewise ``retire(database, info)``, which
+``reset`` calls instead of ``drop`` when a backend has it: the name is free on
+return, the old database may still be going away (the postgres backend lets its
+server drop it, :mod:`.pg_retire`).
 """
 
 from __future__ import annotations

@@ -54,7 +54,13 @@ from branchdb.daemon.backends.pg_admin import (
 from branchdb.daemon.backends.pg_session import PgSession, connect
 from branchdb.daemon.config.project import Config
 from branchdb.daemon.core import naming
-from branchdb.daemon.core.errors import ConfigError, NotFound, Refused, redact
+from branchdb.daemon.core.errors import (
+    BackendError,
+    ConfigError,
+    NotFound,
+    Refused,
+    redact,
+)
 from branchdb.daemon.core.models import SnapshotRecord
 
 if TYPE_CHECKING:
@@ -257,6 +263,32 @@ class PostgresBackend:
             role = info.get("role") or (found.role if found else None)
             if role:
                 admin.drop_role(str(role))
+
+    def retire(self, database: str, info: Info) -> None:
+        """What ``reset`` calls instead of :meth:`drop`: *database*'s name is free
+        when it returns, and the server drops the old database meanwhile (see
+        :mod:`.pg_retire`); its role stays, for the new one. Refuses what
+        :meth:`drop` refuses; a database of the previous layout, or one that
+        cannot be renamed, is dropped as :meth:`drop` does."""
+        from branchdb.daemon.backends import pg_retire
+
+        with self._admin() as admin:
+            found = pg_layout.find(admin, [database]).get(database)
+            if found is None:
+                return
+            refused = pg_layout.refusal(found, admin)
+            if refused is not None:
+                raise refused
+            trash = None
+            if found.layout == "admin":
+                try:
+                    trash = pg_retire.retire(admin, database)
+                except BackendError:
+                    trash = None  # sessions that would not end: drop waits for them
+        if trash is None:
+            self.drop(database, info)
+        else:
+            pg_retire.drop_detached(self.admin_url, trash)
 
     def connect(self, database: str, info: Info) -> PgSession:
         """A session on *database* as its branch role, for migrations.

@@ -517,7 +517,10 @@ class Engine(ProjectContext):
         what = "a fresh database" if snapshot is None else snapshot.ref
         progress(f"recreating {rec.database} from {what}")
         with self.timed("reset"):
-            self.backend.drop(rec.database, rec.info)
+            # A backend that frees the name without waiting for the drop has a
+            # ``retire`` (postgres: backends/pg_retire.py); the others drop.
+            retire = getattr(self.backend, "retire", self.backend.drop)
+            retire(rec.database, rec.info)
             rec.status = "creating"
             rec.applied = {}
             rec.fingerprint = ""
