@@ -40,12 +40,11 @@ exactly the clone's objects to the branch role, which can then migrate them.
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from branchdb.daemon.backends import pg_copy, pg_layout, pg_pool
+from branchdb.daemon.backends import pg_layout, pg_pool
 from branchdb.daemon.backends.base import Info, Progress, Recovered
 from branchdb.daemon.backends.pg_admin import (
     Admin,
@@ -59,7 +58,6 @@ from branchdb.daemon.core.errors import (
     ConfigError,
     NotFound,
     Refused,
-    redact,
 )
 from branchdb.daemon.core.models import SnapshotRecord
 
@@ -394,92 +392,18 @@ class PostgresBackend:
         rules: Rules | None = None,
         allow_unreviewed: bool = False,
     ) -> SnapshotRecord:
-        """Copy the live database at *source* into a sealed template database.
+        """Copy the live database at *source* into a sealed template database
+        (:func:`.pg_snapshots.create`)."""
+        from branchdb.daemon.backends import pg_snapshots
 
-        ``pg_dump`` reads one consistent snapshot and writes nothing to the
-        source. The copy is built under a temp name, vacuumed (frozen, analysed),
-        owned by the admin, closed to PUBLIC, sealed (a template refusing
-        connections) and only then renamed to its final name.
-        """
-        from psycopg import sql
-
-        final = naming.pg_snapshot_database(self.project, name, version)
-        owner = content_role(final)
-        extra: dict[str, Any] = {}
-        with self._admin() as admin:
-            if admin.db_comment(final) is not None:
-                raise Refused(
-                    f"snapshot database {final} already exists on {self.server}"
-                )
-            admin.drop_leftovers(final)
-            admin.ensure_role(owner, None, snapshot=name, version=version)
-            tmp = admin.new_tmp(
-                final,
-                "CREATE DATABASE {tmp} OWNER {} TEMPLATE template0 ENCODING {} "
-                "LC_COLLATE {} LC_CTYPE {}",
-                sql.Identifier(owner),
-                *(sql.Literal(v) for v in pg_copy.source_encoding(source)),
-            )
-            try:
-                bindir = pg_copy.find_bin(admin.conn.info.server_version // 10000)
-                if rules is None:
-                    pg_copy.copy(source, self._db_url(tmp), owner, bindir, progress)
-                else:
-                    # Imported here only: importing sanitize takes ~30 ms, which
-                    # nothing but a sanitized snapshot should pay.
-                    from branchdb.daemon.sanitize.pg import stream
-                    from branchdb.daemon.sanitize.report import line_progress
-
-                    report = stream.build(
-                        pg_copy.Client(bindir, owner), source, self.admin_url, tmp,
-                        rules, allow_unreviewed=allow_unreviewed,
-                        progress=line_progress(progress),
-                        say=progress if callable(progress) else (lambda _m: None),
-                    )  # fmt: skip
-                    extra["sanitize"] = report.info()
-                with self._admin(tmp) as inner:
-                    inner.run(
-                        sql.SQL("SET ROLE {}").format(sql.Identifier(owner)),
-                        f"switch to role {owner}",
-                    )
-                    # Frozen, analysed pages: clones never rewrite hint bits.
-                    inner.run("VACUUM (FREEZE, ANALYZE)", f"vacuum {final}")
-                ident = sql.Identifier(tmp)
-                admin.run(
-                    sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(ident),
-                    f"take ownership of {final}",
-                )
-                admin.run(
-                    sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident),
-                    f"revoke access to {final}",
-                )
-                admin.comment_on(
-                    tmp, admin.mark("snapshot", snapshot=name, version=version)
-                )
-                # Sealed before it gets its final name: a database under that name
-                # is always a complete template refusing connections.
-                admin.run(
-                    sql.SQL(
-                        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false "
-                        "IS_TEMPLATE true"
-                    ).format(ident),
-                    f"seal {final}",
-                )
-                admin.rename(tmp, final)
-            except BaseException:
-                admin.drop_database(tmp)
-                raise
-            size = admin.size(final)
-        return SnapshotRecord(
-            project=self.project,
-            name=name,
-            version=version,
-            backend=self.name,
-            location=final,
-            created_at=time.time(),
-            source=redact(source),
-            size_bytes=size,
-            info={"content_role": owner, **extra},
+        return pg_snapshots.create(
+            self,
+            name,
+            version,
+            source,
+            progress=progress,
+            rules=rules,
+            allow_unreviewed=allow_unreviewed,
         )
 
     def snapshot_drop(self, snapshot: SnapshotRecord) -> None:
