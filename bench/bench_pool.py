@@ -14,7 +14,8 @@ so one run's dirty buffers do not land on the next; spares are made between runs
   and the daemon run: role, database, hand-over, one migration), with an empty pool
   (template clone) and with a spare ready;
 - the real CLI, ``branchdb up --from`` and ``branchdb reset`` with a spare ready
-  (process start and imports included).
+  (process start and imports included), and ``branchdb ls`` as the floor of any CLI
+  command (interpreter, imports, configuration, state store).
 
 Target: up --from and reset with a spare <= 0.5 s.
 
@@ -175,6 +176,11 @@ def run(cluster: Cluster, repo: Path, scale: int, reps: int) -> None:
             engine.down(branch)
 
         if CLI.exists():
+            # The floor of any CLI command: interpreter, imports, config, store.
+            note(
+                "CLI branchdb ls (the CLI's own floor)",
+                timed(cluster, lambda: cli(repo, "ls")),
+            )
             branch = f"cli{i}"
             making.append(warm())
             note(
