@@ -476,3 +476,33 @@ def test_reset_retires_the_old_database_in_the_background(
         assert left in recovery.recover(engine).busy
     assert left in recovery.recover(engine).temps
     assert trashed() == []
+
+
+def test_two_creates_never_get_the_same_spare(
+    project: tuple[Path, str, str], pg_cluster: Cluster
+) -> None:
+    import threading
+
+    repo, _, src = project
+    engine = engine_for(repo)
+    engine.snapshot_create("prod", src)
+    engine.snapshot_warm("prod", 2)
+    got: dict[str, str] = {}
+    errors: list[BaseException] = []
+
+    def up(branch: str) -> None:
+        try:
+            mine = engine_for(repo)  # an engine per thread, as the daemon has
+            got[branch] = mine.up(branch, from_snapshot="prod").record.info["strategy"]
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=up, args=(f"race/{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(got.values()).count("spare") == 2 and len(got) == 3
+    for rec in engine.list_branches():
+        assert count(rec.url) == 2000
