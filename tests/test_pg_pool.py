@@ -231,6 +231,12 @@ def test_warm_and_refill_refuse_on_other_backends(tmp_path: Path, repo: Path) ->
     r = run(repo, "snapshot", "warm", "s")
     assert r.code != 0 and "keeps no spares" in r.err, r.err
     assert "Traceback" not in r.err
+    # Remote mode: the daemon keeps its own pool; nothing is sent anywhere.
+    r = run(
+        repo, "snapshot", "warm", "s", env={"BRANCHDB_SERVER": "http://127.0.0.1:9"}
+    )
+    assert r.code == 1 and "[postgres] spares" in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1
 
 
 def test_cli_snapshot_warm(project: tuple[Path, str, str], pg_cluster: Cluster) -> None:
