@@ -396,7 +396,7 @@ def test_daemon_refills_and_a_killed_daemon_leaves_no_half_spare(
     port = free_port()
     proc = serve(repo, env, port)
     try:
-        wait_up(f"http://127.0.0.1:{port}")
+        wait_up(f"http://127.0.0.1:{port}", path="/v1/ready")  # recovery done
         wait_for(lambda: pool.count(snap) == 2)
         # A hand-out (here by the CLI) is refilled by the daemon.
         r = run(repo, "up", "feature/d", "--from", "prod", env=env)
@@ -430,7 +430,7 @@ def test_daemon_refills_and_a_killed_daemon_leaves_no_half_spare(
     assert half and all(n.startswith(prefix) for n in half)  # what the kill left
     proc = serve(repo, {**env, "BRANCHDB_PG_SPARES": "0"}, port)
     try:
-        wait_up(f"http://127.0.0.1:{port}")
+        wait_up(f"http://127.0.0.1:{port}", path="/v1/ready")  # recovery done
     finally:
         proc.terminate()
         proc.wait(timeout=30)

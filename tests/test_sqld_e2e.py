@@ -65,8 +65,9 @@ def serve(repo: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_up(
+        wait_up(  # ready: start-up recovery is done (health answers before it)
             base,
+            path="/v1/ready",
             timeout=60,
             dead=lambda: None if proc.poll() is None else str(proc.communicate()),
         )
@@ -215,7 +216,7 @@ def test_done_when(repo: Path, tmp_path: Path) -> None:
         (sqld_dir / "db" / "dbs" / leftover / "data").write_bytes(seed.read_bytes())
 
     with serve(repo) as (base, proc):
-        # Recovery ran before serving: sqld is back on the same port, the
+        # Recovery ran before ready: sqld is back on the same port, the
         # leftover is gone, the branch's URL and token work as before.
         assert int(str(_sqld_state(repo)["pid"])) != sqld_pid
         assert not (sqld_dir / "owned" / f"{leftover}.json").exists()
