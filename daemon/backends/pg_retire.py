@@ -40,10 +40,12 @@ def retire(admin: Admin, database: str) -> str:
         sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(ident),
         f"close {database} to new connections",
     )
-    admin.query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE datname = %s AND pid <> pg_backend_pid()",
-        database,
+    admin.run(  # as DROP … WITH (FORCE) does; refused without pg_signal_backend
+        sql.SQL(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = {} AND pid <> pg_backend_pid()"
+        ).format(sql.Literal(database)),
+        f"end the sessions on {database}",
     )
     trash = trash_name(database, secrets.token_hex(4))
     with admin.conn.transaction():
