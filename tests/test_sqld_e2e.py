@@ -159,6 +159,20 @@ def test_done_when(repo: Path, tmp_path: Path) -> None:
         tables = "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"
         names = {r["name"] for r in py_client(s_url, s_tok, "read", tables)["rows"]}
         assert {"customers", "users", "__drizzle_migrations"} <= names
+        # Schema review over the libsql server: the seeded branch has the
+        # snapshot's table (and the notes table was written into fresh).
+        r = httpx.get(
+            f"{base}{API}/branches/feature/seeded/diff",
+            params={"against": "feature/fresh"},
+            headers=h,
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        changes = {
+            (c["kind"], c["change"], c["name"]) for c in r.json()["diff"]["changes"]
+        }
+        assert ("table", "added", "customers") in changes
+        assert r.json()["diff"]["dialect"] == "sqlite"
 
         # The first branch's token opens no other branch; no token opens nothing.
         for client in (node_client, py_client):

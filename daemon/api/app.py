@@ -35,6 +35,7 @@ from branchdb.daemon.api import (
     collection,
     metrics,
     openapi,
+    review,
     schemas,
     snapshots,
 )
@@ -229,10 +230,16 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     _install_error_handlers(app)
     app.include_router(meta)
     app.include_router(collection.router)
+    # Before branches: its GET /branches/{branch:path} would take .../diff.
+    app.include_router(review.router)
     app.include_router(branches.router)
     app.include_router(snapshots.router)
     app.include_router(webhooks.router)
     app.include_router(audit_log.router)
     app.include_router(metrics.router)
+    if settings.ui:
+        from branchdb.daemon import ui  # Jinja2 and templates: only when served
+
+        ui.install(app)
     openapi.install(app)
     return app
