@@ -429,6 +429,8 @@ def cmd_snapshot(ctx: _Ctx) -> int:
     a = ctx.args
     if a.action == "check":
         return _snapshot_check(ctx)
+    if a.action == "warm":
+        return _snapshot_warm(ctx)
     client = ctx.client
     if a.action in ("create", "refresh"):
         if a.action == "refresh":
@@ -479,6 +481,30 @@ def _sanitize_summary(info: dict[str, Any]) -> str:
     if info.get("allowed_unreviewed"):
         line += "; UNREVIEWED (allowed): " + ", ".join(info["allowed_unreviewed"])
     return line
+
+
+def _snapshot_warm(ctx: _Ctx) -> int:
+    """``snapshot warm``: spares made now, by this process (embedded mode only)."""
+    from branchdb.daemon.config.project import MAX_SPARES
+
+    a = ctx.args
+    if a.json:
+        raise UsageError("snapshot warm has no --json output")
+    if ctx.config.server.url:
+        raise Refused(
+            "snapshot warm makes spares on the database server from this machine; "
+            "with a daemon ([server] url) set [postgres] spares in the daemon's "
+            "project and it keeps the pool filled"
+        )
+    count = a.spares if a.spares is not None else ctx.config.postgres.spares or 1
+    if not 0 <= count <= MAX_SPARES:
+        raise UsageError(f"--spares must be from 0 to {MAX_SPARES}")
+    warmed = ctx.engine.snapshot_warm(a.name, count, progress=ctx.progress)
+    _print(
+        f"snapshot {warmed.snapshot}: {warmed.ready} spares ready "
+        f"({warmed.built} made now)"
+    )
+    return 0
 
 
 def _snapshot_check(ctx: _Ctx) -> int:

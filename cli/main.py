@@ -238,14 +238,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp = add(
         "snapshot",
         cmd_snapshot,
-        "create (optionally sanitized), check, list and remove snapshots",
+        "create (optionally sanitized), check, list, warm and remove snapshots",
     )
-    sp.add_argument("action", choices=["create", "ls", "rm", "check", "refresh"])
+    sp.add_argument(
+        "action", choices=["create", "ls", "rm", "check", "refresh", "warm"]
+    )
     sp.add_argument(
         "name",
         nargs="?",
         metavar="NAME",
-        help="snapshot name (rm: NAME[@VERSION]; refresh: a [snapshots.NAME])",
+        help="snapshot name (rm, warm: NAME[@VERSION]; refresh: a [snapshots.NAME])",
     )
     sp.add_argument(
         "--source",
@@ -267,6 +269,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "--write-rules",
         metavar="FILE",
         help="check: write a starter rules file with one suggested rule per column",
+    )
+    sp.add_argument(
+        "--spares",
+        type=int,
+        metavar="N",
+        help="warm (postgres backend): make clones of the snapshot ahead of time "
+        "until N are ready (default: [postgres] spares, else 1)",
     )
     json_arg(sp)
 
@@ -355,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    needs_name = ("create", "rm", "refresh")
+    needs_name = ("create", "rm", "refresh", "warm")
     if args.command == "snapshot" and args.action in needs_name and not args.name:
         parser.error(f"snapshot {args.action} needs a NAME")
     try:

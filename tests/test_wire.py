@@ -25,7 +25,13 @@ from branchdb.daemon.api import schemas
 from branchdb.daemon.api.app import create_app
 from branchdb.daemon.core.engine import Engine
 from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
-from branchdb.daemon.core.results import MigrateResult, SnapshotCheck, Status, UpResult
+from branchdb.daemon.core.results import (
+    MigrateResult,
+    SnapshotCheck,
+    Status,
+    UpResult,
+    Warmed,
+)
 from branchdb.daemon.gc import collector, ttl
 from branchdb.daemon.gc.policy import Candidate
 from branchdb.daemon.gc.results import GcReport, GcTotals, ReasonTotals, Ttl
@@ -204,7 +210,7 @@ def test_every_result_field_reaches_its_wire_shape(
     )
 
 
-ANSWER_TYPES = (UpResult, MigrateResult, Status, SnapshotCheck)
+ANSWER_TYPES = (UpResult, MigrateResult, Status, SnapshotCheck, Warmed)
 GC_ANSWER_TYPES = (GcReport, GcTotals, ReasonTotals, Ttl)
 
 

@@ -3,7 +3,9 @@
 :func:`recover_all` runs crash recovery (:mod:`branchdb.daemon.core.recovery`) for
 every project before the daemon serves; :func:`start_scheduler` starts APScheduler's
 jobs: garbage collection of every project (:func:`branchdb.daemon.gc.collector.collect`,
-the only collector among replicas sharing a store) and scheduled snapshot refreshes.
+the only collector among replicas sharing a store), scheduled snapshot refreshes, and
+the refill of the postgres warm pool (:func:`branchdb.daemon.core.spares.refill`) of
+each project with ``[postgres] spares``.
 Both are called from the application's lifespan (:mod:`.app`).
 """
 
@@ -55,9 +57,11 @@ def recover_all(daemon: Daemon) -> None:
 def start_scheduler(
     daemon: Daemon, interval: int, started: asyncio.Event | None = None
 ) -> Any:
-    """APScheduler jobs: every project's GC each *interval* seconds (0: off), and
-    each ``[snapshots.NAME]`` with a ``schedule`` refreshed that often; a round that
-    comes before *started* is set (start-up recovery still running) is skipped.
+    """APScheduler jobs: every project's GC each *interval* seconds (0: off),
+    each ``[snapshots.NAME]`` with a ``schedule`` refreshed that often, and the
+    warm pools of projects with ``[postgres] spares`` refilled every few seconds;
+    a round that comes before *started* is set (start-up recovery still running)
+    is skipped.
 
     Each job runs one at a time (``max_instances=1``) in the thread pool; errors are
     logged, never fatal to the daemon. None when there is nothing to schedule.
@@ -115,6 +119,36 @@ def start_scheduler(
                 coalesce=True,
                 id=f"refresh:{p.name}:{d.name}",
             )
+    pooled = [p for p in daemon.projects.values() if p.settings.config.postgres.spares]
+    if pooled:
+        from datetime import UTC, datetime
+
+        from branchdb.daemon.core import spares
+
+        def refill_all() -> None:
+            for p in pooled:
+                try:
+                    with acting("scheduler", "warm pool refill"):
+                        for w in spares.refill(p.engine()):
+                            if w.built:
+                                log.info(
+                                    "made %d spares of %s/%s",
+                                    w.built,
+                                    p.name,
+                                    w.snapshot,
+                                )
+                except Exception:
+                    log.exception("refill of the warm pool of %s failed", p.name)
+
+        scheduler.add_job(
+            in_pool(refill_all),
+            "interval",
+            seconds=spares.REFILL_EVERY,
+            next_run_time=datetime.now(UTC),  # fill at start, not in 5 s
+            max_instances=1,
+            coalesce=True,
+            id="spares",
+        )
     if not scheduler.get_jobs():
         return None
     scheduler.start()

@@ -21,6 +21,15 @@ Capabilities are class attributes, never ``isinstance`` checks:
 - ``samples_activity``: ``activity()`` reports real connections (GC counts them as
   use, :mod:`branchdb.daemon.gc.activity`);
 - ``copy_on_write``: clones share unchanged blocks with their snapshot.
+
+A backend that can keep clones of a snapshot made ahead of time (the postgres
+backend's warm pool) also has a ``spare_pool`` attribute, a :class:`SparePool`; its
+``create`` then takes a spare when one is ready. The others have none (the engine
+reads it with ``getattr(backend, "spare_pool", None)``), so the protocol every
+backend implements stays as it is. Likewise ``retire(database, info)``, which
+``reset`` calls instead of ``drop`` when a backend has it: the name is free on
+return, the old database may still be going away (the postgres backend lets its
+server drop it, :mod:`.pg_retire`).
 """
 
 from __future__ import annotations
@@ -145,3 +154,27 @@ class Backend(Protocol):
         ...
 
     def snapshot_drop(self, snapshot: SnapshotRecord) -> None: ...
+
+
+class SparePool(Protocol):
+    """Clones of snapshots made ahead of time (``backend.spare_pool``).
+
+    A spare is invisible and unusable until ``create`` hands it out; it belongs to
+    one snapshot version and goes with it (``snapshot_drop``); an interrupted
+    build is removed by ``recover_temps``.
+    """
+
+    def count(self, snapshot: SnapshotRecord) -> int:
+        """Spares of *snapshot* ready to be handed out now."""
+        ...
+
+    def warm(
+        self, snapshot: SnapshotRecord, count: int, progress: Progress | None = None
+    ) -> int:
+        """Build spares until *count* are ready (never drops); how many were
+        built. The caller holds the ``spares`` lock of the snapshot's name."""
+        ...
+
+    def prune(self, keep: list[SnapshotRecord]) -> list[str]:
+        """Drop this store's spares of snapshot versions not in *keep*."""
+        ...

@@ -40,23 +40,25 @@ exactly the clone's objects to the branch role, which can then migrate them.
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from typing import TYPE_CHECKING, Any, ClassVar
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, ClassVar
 
-from branchdb.daemon.backends import pg_copy, pg_layout
+from branchdb.daemon.backends import pg_layout, pg_pool
 from branchdb.daemon.backends.base import Info, Progress, Recovered
 from branchdb.daemon.backends.pg_admin import (
-    TMP,
     Admin,
     content_role,
-    parse_marker,
 )
 from branchdb.daemon.backends.pg_session import PgSession, connect
 from branchdb.daemon.config.project import Config
 from branchdb.daemon.core import naming
-from branchdb.daemon.core.errors import ConfigError, NotFound, Refused, redact
+from branchdb.daemon.core.errors import (
+    BackendError,
+    ConfigError,
+    NotFound,
+    Refused,
+)
 from branchdb.daemon.core.models import SnapshotRecord
 
 if TYPE_CHECKING:
@@ -198,10 +200,17 @@ class PostgresBackend:
     def _clone(
         self, admin: Admin, database: str, snapshot: SnapshotRecord
     ) -> tuple[str, str]:
-        """Copy *snapshot* to a temp database owned by the admin; (strategy, name)."""
+        """Copy *snapshot* to a temp database owned by the admin; (strategy, name).
+
+        A ready spare of *snapshot* (:mod:`.pg_pool`) is taken first: strategy
+        "spare". Only an empty pool copies the template.
+        """
         from psycopg import sql
 
         src = snapshot.location
+        spare = pg_pool.claim(admin, src, database)
+        if spare is not None:
+            return "spare", spare
         rows = admin.query(
             "SELECT datistemplate, datallowconn, pg_database_size(oid), "
             "shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
@@ -252,6 +261,32 @@ class PostgresBackend:
             role = info.get("role") or (found.role if found else None)
             if role:
                 admin.drop_role(str(role))
+
+    def retire(self, database: str, info: Info) -> None:
+        """What ``reset`` calls instead of :meth:`drop`: *database*'s name is free
+        when it returns, and the server drops the old database meanwhile (see
+        :mod:`.pg_retire`); its role stays, for the new one. Refuses what
+        :meth:`drop` refuses; a database of the previous layout, or one that
+        cannot be renamed, is dropped as :meth:`drop` does."""
+        from branchdb.daemon.backends import pg_retire
+
+        with self._admin() as admin:
+            found = pg_layout.find(admin, [database]).get(database)
+            if found is None:
+                return
+            refused = pg_layout.refusal(found, admin)
+            if refused is not None:
+                raise refused
+            trash = None
+            if found.layout == "admin":
+                try:
+                    trash = pg_retire.retire(admin, database)
+                except BackendError:
+                    trash = None  # sessions that would not end: drop waits for them
+        if trash is None:
+            self.drop(database, info)
+        else:
+            pg_retire.drop_detached(self.admin_url, trash)
 
     def connect(self, database: str, info: Info) -> PgSession:
         """A session on *database* as its branch role, for migrations.
@@ -336,52 +371,15 @@ class PostgresBackend:
         return {**info, "role": naming.pg_role(self.project, branch)}
 
     def recover_temps(self, ctx: ProjectContext) -> Recovered:
-        """``bdbt_`` databases marked by this project that no live run owns; temps
-        that still have sessions connected are someone's build: left.
+        """See :func:`.pg_recovery.recover_temps` (spares half made included)."""
+        from branchdb.daemon.backends import pg_recovery
 
-        A temp is marked ``kind: tmp`` (with its final name) while it is built and
-        gets its final marker (branch or snapshot) just before its rename: a
-        build killed in between leaves a temp carrying the final marker.
-        """
-        out = Recovered([], [])
-        with self._admin() as admin:
-            rows = admin.query(
-                "SELECT d.datname, shobj_description(d.oid, 'pg_database'), "
-                "(SELECT count(*) FROM pg_stat_activity a "
-                "WHERE a.datname = d.datname) "
-                "FROM pg_database d WHERE starts_with(d.datname, %s) "
-                "ORDER BY d.datname",
-                TMP,
-            )
-        snapshots = _snapshot_finals(ctx)
-        for tmp, comment, sessions in rows:
-            mark = parse_marker(comment)
-            if not mark or mark.get("project") != self.project:
-                continue  # another project's, or not marked yet: its owner cleans it
-            if sessions:
-                out.busy.append(tmp)  # someone is still building it
-                continue
-            final = str(mark.get("final", ""))
-            key: str | None
-            if mark["kind"] == "branch":  # killed between its marker and rename
-                key = str(mark["branch"])
-            elif mark["kind"] == "snapshot":
-                key = f"snapshot\0{mark['snapshot']}"
-            elif final.startswith(naming.PREFIX + "s_"):
-                key = snapshots.get(final)
-                if key is None:
-                    continue  # no way to tell its lock: the next build drops it
-            else:
-                owner = ctx.store.branch_by_database(self.name, final)
-                key = owner.branch if owner else None
-            try:
-                with ctx.lock(key, timeout=0) if key else nullcontext():
-                    with self._admin() as admin:
-                        admin.drop_database(tmp)
-                    out.dropped.append(tmp)
-            except Refused:
-                out.busy.append(tmp)
-        return out
+        return pg_recovery.recover_temps(self, ctx)
+
+    @property
+    def spare_pool(self) -> pg_pool.PgSparePool:
+        """The warm pool (:mod:`.pg_pool`): spares ``create`` hands out."""
+        return pg_pool.PgSparePool(self._admin, self._strategy)
 
     # -------------------------------------------------------------- snapshots
     def snapshot_create(
@@ -394,97 +392,25 @@ class PostgresBackend:
         rules: Rules | None = None,
         allow_unreviewed: bool = False,
     ) -> SnapshotRecord:
-        """Copy the live database at *source* into a sealed template database.
+        """Copy the live database at *source* into a sealed template database
+        (:func:`.pg_snapshots.create`)."""
+        from branchdb.daemon.backends import pg_snapshots
 
-        ``pg_dump`` reads one consistent snapshot and writes nothing to the
-        source. The copy is built under a temp name, vacuumed (frozen, analysed),
-        owned by the admin, closed to PUBLIC, sealed (a template refusing
-        connections) and only then renamed to its final name.
-        """
-        from psycopg import sql
-
-        final = naming.pg_snapshot_database(self.project, name, version)
-        owner = content_role(final)
-        extra: dict[str, Any] = {}
-        with self._admin() as admin:
-            if admin.db_comment(final) is not None:
-                raise Refused(
-                    f"snapshot database {final} already exists on {self.server}"
-                )
-            admin.drop_leftovers(final)
-            admin.ensure_role(owner, None, snapshot=name, version=version)
-            tmp = admin.new_tmp(
-                final,
-                "CREATE DATABASE {tmp} OWNER {} TEMPLATE template0 ENCODING {} "
-                "LC_COLLATE {} LC_CTYPE {}",
-                sql.Identifier(owner),
-                *(sql.Literal(v) for v in pg_copy.source_encoding(source)),
-            )
-            try:
-                bindir = pg_copy.find_bin(admin.conn.info.server_version // 10000)
-                if rules is None:
-                    pg_copy.copy(source, self._db_url(tmp), owner, bindir, progress)
-                else:
-                    # Imported here only: importing sanitize takes ~30 ms, which
-                    # nothing but a sanitized snapshot should pay.
-                    from branchdb.daemon.sanitize.pg import stream
-                    from branchdb.daemon.sanitize.report import line_progress
-
-                    report = stream.build(
-                        pg_copy.Client(bindir, owner), source, self.admin_url, tmp,
-                        rules, allow_unreviewed=allow_unreviewed,
-                        progress=line_progress(progress),
-                        say=progress if callable(progress) else (lambda _m: None),
-                    )  # fmt: skip
-                    extra["sanitize"] = report.info()
-                with self._admin(tmp) as inner:
-                    inner.run(
-                        sql.SQL("SET ROLE {}").format(sql.Identifier(owner)),
-                        f"switch to role {owner}",
-                    )
-                    # Frozen, analysed pages: clones never rewrite hint bits.
-                    inner.run("VACUUM (FREEZE, ANALYZE)", f"vacuum {final}")
-                ident = sql.Identifier(tmp)
-                admin.run(
-                    sql.SQL("ALTER DATABASE {} OWNER TO CURRENT_USER").format(ident),
-                    f"take ownership of {final}",
-                )
-                admin.run(
-                    sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident),
-                    f"revoke access to {final}",
-                )
-                admin.comment_on(
-                    tmp, admin.mark("snapshot", snapshot=name, version=version)
-                )
-                # Sealed before it gets its final name: a database under that name
-                # is always a complete template refusing connections.
-                admin.run(
-                    sql.SQL(
-                        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false "
-                        "IS_TEMPLATE true"
-                    ).format(ident),
-                    f"seal {final}",
-                )
-                admin.rename(tmp, final)
-            except BaseException:
-                admin.drop_database(tmp)
-                raise
-            size = admin.size(final)
-        return SnapshotRecord(
-            project=self.project,
-            name=name,
-            version=version,
-            backend=self.name,
-            location=final,
-            created_at=time.time(),
-            source=redact(source),
-            size_bytes=size,
-            info={"content_role": owner, **extra},
+        return pg_snapshots.create(
+            self,
+            name,
+            version,
+            source,
+            progress=progress,
+            rules=rules,
+            allow_unreviewed=allow_unreviewed,
         )
 
     def snapshot_drop(self, snapshot: SnapshotRecord) -> None:
-        """Drop the snapshot database and its content role, if marked as ours."""
+        """Drop the snapshot database, its spares and its content role, if marked
+        as ours."""
         with self._admin() as admin:
+            pg_pool.drop(admin, pg_pool.of_snapshot(admin, snapshot.location))
             if admin.ours(admin.db_comment(snapshot.location), "snapshot"):
                 admin.drop_database(snapshot.location)
             admin.drop_role(
@@ -492,15 +418,3 @@ class PostgresBackend:
                     snapshot.info.get("content_role") or content_role(snapshot.location)
                 )
             )
-
-
-def _snapshot_finals(ctx: ProjectContext) -> dict[str, str]:
-    """Final database name of each snapshot's *next* version -> its lock key."""
-    names = {s.name for s in ctx.store.list_snapshots(ctx.project)}
-    names |= set(ctx.config.snapshots.definitions)
-    out = {}
-    for name in names:
-        version = ctx.store.next_snapshot_version(ctx.project, name)
-        final = naming.pg_snapshot_database(ctx.project, name, version)
-        out[final] = f"snapshot\0{name}"
-    return out

@@ -127,6 +127,17 @@ class LibsqlSection(NamedTuple):
         return self.managed or self.server is not None
 
 
+class PostgresSection(NamedTuple):
+    """``[postgres]``: the postgres backend's warm pool (``daemon/backends/pg_pool``).
+
+    ``spares``: clones of each snapshot's newest version the daemon keeps ready,
+    so that ``up --from`` and ``reset`` take one instead of copying the template
+    (0: no pool). ``$BRANCHDB_PG_SPARES`` wins.
+    """
+
+    spares: int = 0
+
+
 class ServerSection(NamedTuple):
     url: str | None = None
 
@@ -152,6 +163,7 @@ class Config(NamedTuple):
     gc: GcSection = GcSection()
     state: StateSection = StateSection()
     libsql: LibsqlSection = LibsqlSection()
+    postgres: PostgresSection = PostgresSection()
 
     @property
     def data_dir(self) -> Path:
@@ -204,6 +216,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "token_ttl": (str, int),
     },
     "server": {"url": str},
+    "postgres": {"spares": int},
     "state": {"url": str, "schema": str},
     "snapshots": {"keep": int},  # plus [snapshots.NAME] tables, see _snapshots
 }
@@ -403,7 +416,25 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
         snapshots=_snapshots(raw.get("snapshots", {}), where),
         state=state,
         libsql=libsql,
+        postgres=_postgres(raw.get("postgres", {}), where),
     )
+
+
+#: Spares are whole copies of a snapshot: more than this is a typo, not a pool.
+MAX_SPARES = 100
+
+
+def _postgres(raw: Mapping[str, Any], where: str) -> PostgresSection:
+    value: Any = raw.get("spares", 0)
+    text = env.get("BRANCHDB_PG_SPARES")
+    if text is not None:
+        where, value = "$BRANCHDB_PG_SPARES", text.strip()
+        value = int(value) if value.isdigit() and len(value) < 4 else -1
+    if isinstance(value, bool) or not 0 <= value <= MAX_SPARES:
+        raise ConfigError(
+            f"{where}: postgres.spares must be a whole number from 0 to {MAX_SPARES}"
+        )
+    return PostgresSection(spares=value)
 
 
 def _libsql(raw: Mapping[str, Any], root: Path, where: str) -> LibsqlSection:

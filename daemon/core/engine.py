@@ -34,6 +34,7 @@ from branchdb.daemon.core.results import (
     SnapshotCheck,
     Status,
     UpResult,
+    Warmed,
 )
 from branchdb.daemon.migrations import files as migration_files
 from branchdb.daemon.migrations import project as project_migrations
@@ -537,7 +538,10 @@ class Engine(ProjectContext):
         what = "a fresh database" if snapshot is None else snapshot.ref
         progress(f"recreating {rec.database} from {what}")
         with self.timed("reset"):
-            self.backend.drop(rec.database, rec.info)
+            # A backend that frees the name without waiting for the drop has a
+            # ``retire`` (postgres: backends/pg_retire.py); the others drop.
+            retire = getattr(self.backend, "retire", self.backend.drop)
+            retire(rec.database, rec.info)
             rec.status = "creating"
             rec.applied = {}
             rec.fingerprint = ""
@@ -688,6 +692,15 @@ class Engine(ProjectContext):
                 raise NotFound(f"snapshot source {path} does not exist")
             findings, unreviewed, limits = check.check_sqlite(path, rules)
         return SnapshotCheck(tuple(findings), tuple(unreviewed), limits)
+
+    def snapshot_warm(
+        self, ref: str, spares: int, progress: Progress = no_progress
+    ) -> Warmed:
+        """Make spares of snapshot *ref* (``NAME`` or ``NAME@N``) until *spares*
+        are ready: see :func:`.spares.warm`."""
+        from branchdb.daemon.core import spares as pool
+
+        return pool.warm(self, self.resolve_snapshot(ref), spares, progress)
 
     def snapshot_list(self) -> list[SnapshotRecord]:
         return self.store.list_snapshots(self.project)

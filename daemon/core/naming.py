@@ -79,3 +79,10 @@ def sqld_namespace(project: str, branch: str) -> str:
     return (
         f"{PREFIX}-{_slug(project, 12)}-{_slug(branch, 24)}-{_digest(project, branch)}"
     )
+
+
+def spares_lock(snapshot: str) -> str:
+    """The lock key (``ProjectContext.lock``) a builder of spares of snapshot
+    *snapshot* holds: one builder per snapshot name, and crash recovery leaves a
+    spare half made by a live builder alone."""
+    return f"spares\0{snapshot}"

@@ -23,7 +23,7 @@ from branchdb.daemon.core.models import BranchRecord
 if TYPE_CHECKING:
     from branchdb.daemon.sanitize.detect import Finding
 
-__all__ = ["MigrateResult", "SnapshotCheck", "Status", "UpResult"]
+__all__ = ["MigrateResult", "SnapshotCheck", "Status", "UpResult", "Warmed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +82,12 @@ class SnapshotCheck:
     unreviewed: tuple[Finding, ...]
     #: the bounds of the sample judged (rows, value size, time; tables given up)
     limits: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Warmed:
+    """Spares of one snapshot version after a fill (``snapshot warm``)."""
+
+    snapshot: str  # NAME@VERSION
+    built: int  # made by this call
+    ready: int  # ready to be handed out now
