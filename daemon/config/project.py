@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from branchdb.daemon.config import env, locate
+from branchdb.daemon.config.docker_section import SCHEMA as DOCKER_SCHEMA
+from branchdb.daemon.config.docker_section import DockerSection
+from branchdb.daemon.config.docker_section import parse as parse_docker
 from branchdb.daemon.core.errors import ConfigError
 
 CONFIG_NAME = locate.CONFIG_NAME
 DEFAULT_DATA_DIR = locate.DEFAULT_DATA_DIR
-BACKENDS = ("libsql", "postgres")
+BACKENDS = ("libsql", "postgres", "docker")
 #: The libsql backend served through a libsql server (sqld): ``[database] backend =
 #: "libsql"`` with ``[libsql] server = ...`` or ``[libsql] managed = true``.
 SQLD = "sqld"
@@ -148,6 +151,7 @@ class Config(NamedTuple):
     gc: GcSection = GcSection()
     state: StateSection = StateSection()
     libsql: LibsqlSection = LibsqlSection()
+    docker: DockerSection = DockerSection()
 
     @property
     def data_dir(self) -> Path:
@@ -198,6 +202,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "listen": str,
         "token_env": list,
     },
+    "docker": dict(DOCKER_SCHEMA),
     "server": {"url": str},
     "state": {"url": str, "schema": str},
     "snapshots": {"keep": int},  # plus [snapshots.NAME] tables, see _snapshots
@@ -354,6 +359,8 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
         backend = locate.effective_backend(dict(raw))  # SQLD with a server
     elif raw.get("libsql"):
         raise ConfigError(f'{where}: [libsql] needs database.backend = "libsql"')
+    if raw.get("docker") and backend != "docker":
+        raise ConfigError(f'{where}: [docker] needs database.backend = "docker"')
     return Config(
         root=root,
         path=path,
@@ -395,6 +402,7 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
         snapshots=_snapshots(raw.get("snapshots", {}), where),
         state=state,
         libsql=libsql,
+        docker=parse_docker(raw.get("docker", {}), root, where),
     )
 
 
