@@ -44,7 +44,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from branchdb.daemon.backends import cow, docker_cluster, docker_runtime as rt
+from branchdb.daemon.backends import cow, docker_cluster
+from branchdb.daemon.backends import docker_runtime as rt
 from branchdb.daemon.backends.base import Info, Progress, Recovered
 from branchdb.daemon.config.project import Config
 from branchdb.daemon.core import naming
@@ -434,9 +435,7 @@ class DockerBackend:
             )  # fmt: skip
             extra["sanitize"] = report.info()
 
-        marks = rt.labels(
-            self.project, "snapshot", str(final), snapshot=name, dir=tmp
-        )
+        marks = rt.labels(self.project, "snapshot", str(final), snapshot=name, dir=tmp)
         try:
             data = docker_cluster.build_snapshot(
                 self.settings.image, self.root, tmp, marks, fill

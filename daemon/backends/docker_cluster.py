@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from branchdb.daemon.backends import cow, docker_runtime as rt
+from branchdb.daemon.backends import cow
+from branchdb.daemon.backends import docker_runtime as rt
 from branchdb.daemon.core.errors import BackendError
 
 OWNER = "app"
@@ -97,7 +98,7 @@ def serving(
 def ensure_base(image: str, root: Path) -> Path:
     """The sealed empty cluster for *image* under *root*/base (built once)."""
     img = rt.ensure_image(image)
-    final = root / "base" / img.id.split(":")[-1][:16]
+    final: Path = root / "base" / str(img.id).split(":")[-1][:16]
     if (final / "PG_VERSION").is_file():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -131,9 +132,16 @@ def _build_base(image: str, image_id: str, tmp: Path, root: Path) -> None:
         image_id,
         entrypoint=["initdb"],
         command=[
-            "-D", rt.PGDATA, "-U", rt.SUPERUSER, "-E", "UTF8",
-            "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=scram-sha-256",
-        ],  # fmt: skip
+            "-D",
+            rt.PGDATA,
+            "-U",
+            rt.SUPERUSER,
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+        ],
         user=user,
         network_mode="none",
         mounts=[_bind(data, rt.PGDATA)],

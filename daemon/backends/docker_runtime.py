@@ -241,10 +241,8 @@ def remove(container: Container | None) -> None:
 def remove_volume(name: str) -> None:
     import docker
 
-    try:
+    with contextlib.suppress(docker.errors.NotFound):
         client().volumes.get(name).remove(force=True)
-    except docker.errors.NotFound:
-        pass
 
 
 def create_volume(name: str, device: Path, marks: dict[str, str]) -> None:

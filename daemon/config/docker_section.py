@@ -5,7 +5,7 @@ directory is on btrfs or XFS::
 
     [docker]
     image = "postgres:15"          # $BRANCHDB_DOCKER_IMAGE wins
-    dir = ".branchdb/docker"       # snapshots and branch data: btrfs/XFS ($BRANCHDB_DOCKER_DIR)
+    dir = ".branchdb/docker"       # on btrfs/XFS ($BRANCHDB_DOCKER_DIR wins)
     listen = "127.0.0.1"           # the address every branch's PostgreSQL binds
     host = "127.0.0.1"             # the host name put in URLs (default: listen)
     ports = "55000-55999"          # host ports handed to branches (one each)
@@ -63,8 +63,7 @@ def parse(raw: Mapping[str, Any], root: Path, where: str) -> DockerSection:
         ipaddress.ip_address(listen)
     except ValueError:
         raise ConfigError(
-            f"{where}: docker.listen {listen!r} must be an IP address "
-            "(e.g. 127.0.0.1)"
+            f"{where}: docker.listen {listen!r} must be an IP address (e.g. 127.0.0.1)"
         ) from None
     host = raw.get("host")
     if host is not None and not _HOST.fullmatch(host):
@@ -74,7 +73,7 @@ def parse(raw: Mapping[str, Any], root: Path, where: str) -> DockerSection:
     if not m or not (1024 <= int(m[1]) <= int(m[2]) <= 65535):
         raise ConfigError(
             f"{where}: docker.ports {text!r} must be a range LOW-HIGH within "
-            "1024-65535, e.g. \"55000-55999\""
+            '1024-65535, e.g. "55000-55999"'
         )
     folder = env.get("BRANCHDB_DOCKER_DIR") or raw.get("dir")
     stop = raw.get("stop_after")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from branchdb.daemon.backends import STAT_EXISTS
 from branchdb.daemon.core import branchname, naming, quota
@@ -40,6 +40,7 @@ from branchdb.daemon.migrations import project as project_migrations
 from branchdb.daemon.migrations.base import MigrationFiles
 
 if TYPE_CHECKING:
+    from branchdb.daemon.backends.base import Sleeper
     from branchdb.daemon.core.dbsession import DbSession
     from branchdb.daemon.sanitize.rules import Rules
 
@@ -133,6 +134,7 @@ class Engine(ProjectContext):
         ):
             self.store.touch_branch(self.project, branch, now)
             rec.last_used_at = max(rec.last_used_at, now)
+            self.wake(rec)
             return UpResult(record=rec, up_to_date=True)
 
         source = self.migration_source(files)
@@ -189,6 +191,7 @@ class Engine(ProjectContext):
                     command=ran or None,
                 )
             self._audit_applied(branch, applied)
+            self.wake(rec)
             return UpResult(
                 record=rec,
                 created=created,
@@ -396,7 +399,21 @@ class Engine(ProjectContext):
         now = self.clock()
         self.store.touch_branch(self.project, branch, now)
         rec.last_used_at = max(rec.last_used_at, now)
+        self.wake(rec)
         return rec
+
+    def wake(self, rec: BranchRecord) -> None:
+        """Start *rec*'s database if its backend stopped it for being idle
+        (``scales_to_zero``); returns once it takes connections."""
+        if self.backend.scales_to_zero and rec.status == "ready":
+            cast("Sleeper", self.backend).wake(rec.database, rec.info)
+
+    def running(self, rec: BranchRecord) -> bool | None:
+        """Whether *rec*'s database is running now; None if its backend never
+        stops one (read-only)."""
+        if not self.backend.scales_to_zero:
+            return None
+        return cast("Sleeper", self.backend).state(rec.database) == "running"
 
     def pull_request_closed(self, branch: str, *, merged: bool, reference: str) -> None:
         """Record that *branch*'s pull request was closed (a hint for GC).
@@ -457,6 +474,17 @@ class Engine(ProjectContext):
         if not self.backend.exists(rec.database):
             return Status(record=rec, exists=False, command=command)
         size = self.backend.size_bytes(rec.database)
+        running = self.running(rec)
+        if running is False:  # read-only: status never starts a stopped branch
+            return Status(
+                rec,
+                exists=True,
+                size_bytes=size,
+                running=False,
+                problem="stopped while idle ([docker] stop_after); `branchdb up` "
+                "or `branchdb url` starts it",
+                command=command,
+            )
         try:
             session = self.backend.connect(rec.database, rec.info)
             try:
@@ -467,7 +495,12 @@ class Engine(ProjectContext):
                 session.close()
         except Exception as e:  # reported, not raised: status must always answer
             return Status(
-                rec, exists=True, size_bytes=size, problem=str(e), command=command
+                rec,
+                exists=True,
+                size_bytes=size,
+                problem=str(e),
+                command=command,
+                running=running,
             )
         # The tool's ledger is the truth: its team may have run the tool.
         return Status(
@@ -478,6 +511,7 @@ class Engine(ProjectContext):
             applied=None if applied is None else tuple(applied),
             ledger=ledger,
             command=command,
+            running=running,
         )
 
     def reset(
