@@ -3,7 +3,8 @@
 :func:`recover_all` runs crash recovery (:mod:`branchdb.daemon.core.recovery`) for
 every project before the daemon serves; :func:`start_scheduler` starts APScheduler's
 jobs: garbage collection of every project (:func:`branchdb.daemon.gc.collector.collect`,
-the only collector among replicas sharing a store) and scheduled snapshot refreshes.
+the only collector among replicas sharing a store), scheduled snapshot refreshes, and
+stopping idle docker branches (``[docker] stop_after``).
 Both are called from the application's lifespan (:mod:`.app`).
 """
 
@@ -109,6 +110,29 @@ def start_scheduler(daemon: Daemon, interval: int) -> Any:
                 coalesce=True,
                 id=f"refresh:{p.name}:{d.name}",
             )
+    for p in daemon.projects.values():
+        after = p.settings.config.docker.stop_after
+        if p.settings.config.database.backend != "docker" or after is None:
+            continue
+
+        def stop_idle(p: Any = p) -> None:
+            try:
+                with acting("scheduler", "scale to zero"):
+                    stopped = p.engine().stop_idle()
+                if stopped:
+                    log.info("stopped idle branches of %s: %s", p.name, stopped)
+            except Exception:
+                log.exception("stopping idle branches of %s failed", p.name)
+
+        # The idle clock starts at the first sample that sees a branch idle.
+        scheduler.add_job(
+            in_pool(stop_idle),
+            "interval",
+            seconds=max(5, min(60, after // 10)),
+            max_instances=1,
+            coalesce=True,
+            id=f"stop-idle:{p.name}",
+        )
     if not scheduler.get_jobs():
         return None
     scheduler.start()

@@ -127,7 +127,10 @@ class DockerBackend:
         return used
 
     def _free(self, port: int) -> bool:
-        with socket.socket() as s:
+        family = socket.AF_INET6 if ":" in self.settings.listen else socket.AF_INET
+        with socket.socket(family) as s:
+            # As PostgreSQL binds: connections it closed may linger in TIME_WAIT.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((self.settings.listen, port))
             except OSError:

@@ -408,6 +408,21 @@ class Engine(ProjectContext):
         if self.backend.scales_to_zero and rec.status == "ready":
             cast("Sleeper", self.backend).wake(rec.database, rec.info)
 
+    def stop_idle(self) -> list[str]:
+        """Stop the branches idle for ``[docker] stop_after`` (the scheduler runs
+        this); the branches stopped. Nothing on backends that never stop one."""
+        after = self.config.docker.stop_after
+        if not self.backend.scales_to_zero or after is None:
+            return []
+        stopped = cast("Sleeper", self.backend).stop_idle(after, self.clock())
+        out = []
+        for database in stopped:
+            rec = self.store.branch_by_database(self.backend.name, database)
+            branch = rec.branch if rec else database
+            self.audit("stop", branch, f"{database} idle for {after}s: stopped")
+            out.append(branch)
+        return out
+
     def running(self, rec: BranchRecord) -> bool | None:
         """Whether *rec*'s database is running now; None if its backend never
         stops one (read-only)."""
