@@ -59,8 +59,7 @@ if TYPE_CHECKING:
     from branchdb.daemon.core.context import ProjectContext
     from branchdb.daemon.sanitize.rules import Rules
 
-TMP = "bdbt_"
-VOLUME = "bdbv_"
+TMP, VOLUME = rt.TMP, rt.VOLUME
 
 
 def _seal(container: Container, final: str) -> None:

@@ -69,7 +69,7 @@ def serving(
     """Serve *data* on the socket in *run_dir* while the block runs (a superuser
     connection is yielded), then shut it down cleanly and remove the container.
     Raises BackendError if the shutdown was not clean."""
-    name = "bdbt_" + secrets.token_hex(6)
+    name = rt.TMP + secrets.token_hex(6)
     container = rt.run_postgres(
         image,
         name,

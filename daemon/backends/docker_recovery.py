@@ -42,8 +42,7 @@ def _key(obj: Any) -> str | None:
 
 
 def recover(backend: DockerBackend, ctx: ProjectContext) -> Recovered:
-    from branchdb.daemon.backends.docker_backend import TMP, VOLUME
-
+    TMP, VOLUME = rt.TMP, rt.VOLUME
     out = Recovered([], [])
     every = rt.containers(backend.project)
     used = {rt.label(c, "volume") for c in every}

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
 LABEL = "branchdb."
+TMP = "bdbt_"  # a container being built
+VOLUME = "bdbv_"  # a branch's data volume
 PGDATA = "/var/lib/postgresql/data"
 SOCKET_DIR = "/var/run/postgresql"
 SUPERUSER = "postgres"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -51,10 +51,14 @@ class DockerSection(NamedTuple):
         return "127.0.0.1" if self.listen in ("0.0.0.0", "*") else self.listen
 
 
-def parse(raw: Mapping[str, Any], root: Path, where: str) -> DockerSection:
-    """Validate ``[docker]`` (keys already type-checked against :data:`SCHEMA`)."""
-    from branchdb.daemon.config.project import parse_duration
-
+def parse(
+    raw: Mapping[str, Any],
+    root: Path,
+    where: str,
+    duration: Callable[[str, str, str], int],
+) -> DockerSection:
+    """Validate ``[docker]`` (keys already type-checked against :data:`SCHEMA`);
+    *duration* parses ``"30m"`` (:func:`.project.parse_duration`)."""
     image = env.get("BRANCHDB_DOCKER_IMAGE") or raw.get("image", DEFAULT_IMAGE)
     if not _IMAGE.fullmatch(image):
         raise ConfigError(f"{where}: docker.image {image!r} is not an image reference")
@@ -83,5 +87,5 @@ def parse(raw: Mapping[str, Any], root: Path, where: str) -> DockerSection:
         listen=listen,
         host=host,
         ports=(int(m[1]), int(m[2])),
-        stop_after=parse_duration(stop, "docker.stop_after", where) if stop else None,
+        stop_after=duration(stop, "docker.stop_after", where) if stop else None,
     )

@@ -402,7 +402,7 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
         snapshots=_snapshots(raw.get("snapshots", {}), where),
         state=state,
         libsql=libsql,
-        docker=parse_docker(raw.get("docker", {}), root, where),
+        docker=parse_docker(raw.get("docker", {}), root, where, parse_duration),
     )
 
 
