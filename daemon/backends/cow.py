@@ -53,15 +53,34 @@ def clone_tree(src: Path, dst: Path) -> None:
 
     Raises BackendError (removing what it made) if any file cannot be shared.
     """
-    proc = subprocess.run(
-        ["cp", "-a", "--reflink=always", "--", str(src), str(dst)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        shutil.rmtree(dst, ignore_errors=True)
-        raise BackendError(f"reflink clone of {src} failed: {proc.stderr.strip()}")
+    Clone(src, dst).wait()
+
+
+class Clone:
+    """:func:`clone_tree` running in the background (``cp`` is its own process:
+    the caller does other work meanwhile, then :meth:`wait`)."""
+
+    def __init__(self, src: Path, dst: Path) -> None:
+        self.src, self.dst = src, dst
+        self.proc = subprocess.Popen(
+            ["cp", "-a", "--reflink=always", "--", str(src), str(dst)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def wait(self) -> None:
+        """Raises BackendError (removing what it made) if the clone failed."""
+        _, err = self.proc.communicate()
+        if self.proc.returncode != 0:
+            shutil.rmtree(self.dst, ignore_errors=True)
+            raise BackendError(f"reflink clone of {self.src} failed: {err.strip()}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
 
 
 def tree_bytes(folder: Path) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,10 +154,33 @@ def run_postgres(
     user: str,
     port: int,
     listen: str,
+    lap: Callable[[str], None] = lambda _step: None,
 ) -> Container:
-    """Create and start a PostgreSQL container on host networking; *data* is the
-    mount for its data directory (a labelled volume, or a bind of a build dir).
-    ``listen=""`` listens on the socket only."""
+    """:func:`create_postgres` and start it."""
+    container = create_postgres(
+        image, name, marks, data=data, run_dir=run_dir, user=user, port=port,
+        listen=listen,
+    )  # fmt: skip
+    lap("create")
+    container.start()
+    lap("start")
+    return container
+
+
+def create_postgres(
+    image: str,
+    name: str,
+    marks: dict[str, str],
+    *,
+    data: dict[str, Any],
+    run_dir: Path,
+    user: str,
+    port: int,
+    listen: str,
+) -> Container:
+    """Create (not start) a PostgreSQL container on host networking; *data* is
+    the mount for its data directory (a labelled volume, or a bind of a build
+    dir), which need not exist before the start. ``listen=""``: socket only."""
     from docker.types import Mount
 
     mounts = [
@@ -175,7 +199,6 @@ def run_postgres(
         stop_signal="SIGINT",  # PostgreSQL's fast shutdown: clean, and quick
         detach=True,
     )
-    container.start()
     return container
 
 
