@@ -217,3 +217,25 @@ def test_a_directory_without_reflinks_is_refused(tmp_path: Path) -> None:
     b = DockerBackend(from_mapping(raw, tmp_path, None))
     with pytest.raises(ConfigError, match="copy-on-write"):
         b.create(b.database_name("x"), branch="x", snapshot=None, info={})
+
+
+def test_quota_evicts_a_container(tmp_path: Path) -> None:
+    image, cow = require_docker()
+    project = f"q{uuid.uuid4().hex[:10]}"
+    raw = {
+        "project": {"name": project},
+        "database": {"backend": "docker"},
+        "branches": {"max_branches": 1, "on_limit": "evict", "protected": []},
+        "docker": {"image": image, "dir": str(cow / "contract")},
+    }
+    eng = Engine(from_mapping(raw, tmp_path, None))
+    try:
+        first = eng.up("feature/old").record
+        second = eng.up("feature/new")
+        assert second.evicted == ("feature/old",)
+        assert backend(eng).list_owned() == [second.record.database]
+        assert not backend(eng).exists(first.database)
+    finally:
+        eng.store.close()
+        remove_project(project)
+        shutil.rmtree(cow / "contract" / project, ignore_errors=True)

@@ -502,9 +502,13 @@ def _set_passwords(conn: Any, superuser: str, password: str) -> None:
     from psycopg import sql
 
     for role, secret in ((rt.SUPERUSER, superuser), (docker_cluster.OWNER, password)):
+        # Only a SCRAM verifier is sent: the password never reaches server logs.
+        verifier = conn.pgconn.encrypt_password(
+            secret.encode(), role.encode(), b"scram-sha-256"
+        )
         conn.execute(
             sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                sql.Identifier(role), sql.Literal(secret)
+                sql.Identifier(role), sql.Literal(verifier.decode())
             )
         )
 
