@@ -239,3 +239,30 @@ def test_quota_evicts_a_container(tmp_path: Path) -> None:
         eng.store.close()
         remove_project(project)
         shutil.rmtree(cow / "contract" / project, ignore_errors=True)
+
+
+def test_the_daemon_schedules_stopping_idle_branches(repo: Path) -> None:
+    import asyncio
+
+    from branchdb.daemon.api import settings as daemon_config
+    from branchdb.daemon.api.deps import Daemon
+    from branchdb.daemon.api.scheduler import start_scheduler
+
+    (repo / "branchdb.toml").write_text(
+        '[project]\nname = "shop"\n[database]\nbackend = "docker"\n'
+        '[docker]\nstop_after = "30m"\n'
+    )
+    settings = daemon_config.load(cwd=repo)
+
+    async def jobs() -> list[tuple[str, float]]:
+        scheduler = start_scheduler(Daemon(settings), 0)
+        try:
+            return sorted(
+                (j.id, j.trigger.interval.total_seconds()) for j in scheduler.get_jobs()
+            )
+        finally:
+            scheduler.shutdown(wait=False)
+
+    # Sampled every stop_after / 10 (at most a minute): the clock starts at the
+    # first sample that sees a branch idle.
+    assert asyncio.run(jobs()) == [("stop-idle:shop", 60.0)]
