@@ -32,24 +32,19 @@ stopped one and returns once it takes connections.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import os
-import random
 import secrets
 import shutil
-import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from branchdb.daemon.backends import cow, docker_cluster
+from branchdb.daemon.backends import cow, docker_cluster, docker_idle, docker_ports
 from branchdb.daemon.backends import docker_runtime as rt
 from branchdb.daemon.backends.base import Info, Progress, Recovered
 from branchdb.daemon.config.project import Config
 from branchdb.daemon.core import naming
-from branchdb.daemon.core.errors import BackendError, NotFound, Refused, redact
+from branchdb.daemon.core.errors import NotFound, Refused, redact
 from branchdb.daemon.core.models import SnapshotRecord
 
 if TYPE_CHECKING:
@@ -89,6 +84,9 @@ class DockerBackend:
         self.area = self.root / self.project
         self.branches = self.area / "branches"
         self.snapshots = self.area / "snapshots"
+        self.ports = docker_ports.Ports(
+            self.settings.ports, self.settings.listen, self.root
+        )
         #: Seconds each step of the last create took (prepare, container create
         #: with the clone running beside it, the rest of the clone, start, ready,
         #: seal): bench/bench_docker.py prints them.
@@ -121,51 +119,6 @@ class DockerBackend:
             f"postgresql://{docker_cluster.OWNER}:{quote(password, safe='')}"
             f"@{host}:{port}/{docker_cluster.DATABASE}"
         )
-
-    def _ports_in_use(self) -> set[int]:
-        used = set()
-        for c in rt.containers():
-            with contextlib.suppress(TypeError, ValueError):
-                used.add(int(rt.label(c, "port") or ""))
-        return used
-
-    def _free(self, port: int) -> bool:
-        family = socket.AF_INET6 if ":" in self.settings.listen else socket.AF_INET
-        with socket.socket(family) as s:
-            # As PostgreSQL binds: connections it closed may linger in TIME_WAIT.
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind((self.settings.listen, port))
-            except OSError:
-                return False
-        return True
-
-    def _allocate(self, wanted: int | None) -> int:
-        """A host port of ``[docker] ports`` no branchdb container holds and
-        nothing listens on; *wanted* (a reset's old port) when it is free."""
-        used = self._ports_in_use()
-        if wanted and wanted not in used and self._free(wanted):
-            return wanted
-        low, high = self.settings.ports
-        candidates = list(range(low, high + 1))
-        random.shuffle(candidates)  # two daemons rarely race for the same one
-        for port in candidates:
-            if port not in used and self._free(port):
-                return port
-        raise Refused(
-            f"no free port left in [docker] ports {low}-{high}: widen the range or "
-            "delete branches"
-        )
-
-    @contextlib.contextmanager
-    def _port_lock(self) -> Any:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / ".ports.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
 
     # -------------------------------------------------------------- databases
     def database_name(self, branch: str) -> str:
@@ -209,10 +162,10 @@ class DockerBackend:
         folder = self.branches / key
         tmp, volume = TMP + key, VOLUME + key
         container: Container | None = None
-        lap = _Lap(self.timings)
+        lap = rt.Lap(self.timings)
         try:
-            with self._port_lock():
-                port = self._allocate(info.get("port"))
+            with self.ports.lock():
+                port = self.ports.allocate(info.get("port"))
                 marks = rt.labels(
                     self.project, "branch", database, branch=branch,
                     store=self.store_id, port=port, dir=folder, volume=volume,
@@ -242,7 +195,7 @@ class DockerBackend:
                 lap("start")
             with rt.wait_ready(folder / "run", port, container) as conn:
                 lap("ready")
-                _set_passwords(conn, superuser, password)
+                docker_cluster.set_passwords(conn, superuser, password)
             _seal(container, database)
             lap("seal")
         except BaseException:
@@ -316,72 +269,26 @@ class DockerBackend:
         self, databases: list[str] | None = None
     ) -> dict[str, tuple[int, int]]:
         """Each branch (or of *databases*) -> (client sessions begun on database
-        ``app``, open now): ``pg_stat_database.sessions`` through the admin socket
-        (never a session on ``app`` itself). A stopped branch reports what it had
-        when it was stopped, and no session."""
-        out = {}
-        for c in rt.containers(self.project):
-            name = rt.name_of(c)
-            if not self._mine(c) or (databases is not None and name not in databases):
-                continue
-            folder = self._folder(c)
-            if folder is None:
-                continue
-            if c.status == "running":
-                with contextlib.suppress(Exception):
-                    out[name] = _sample(folder, int(rt.label(c, "port") or 0))
-                    continue
-            out[name] = (_saved(folder), 0)
-        return out
+        ``app``, open now); see :func:`.docker_idle.activity`."""
+        return docker_idle.activity(self, databases)
 
     # ------------------------------------------------------------ scale to zero
     def state(self, database: str) -> str | None:
         """``running`` or ``stopped`` (None: no such branch container)."""
         c = rt.find(database)
-        if not self._mine(c):
+        if c is None or not self._mine(c):
             return None
-        assert c is not None
         return "running" if c.status == "running" else "stopped"
 
     def wake(self, database: str, info: Info) -> bool:
         """Start *database*'s container if it is stopped; return once it takes
         connections. True if it had to be started."""
-        c = rt.find(database)
-        if not self._mine(c):
-            return False
-        assert c is not None
-        folder = self._folder(c)
-        if c.status == "running" or folder is None:
-            return False
-        c.start()
-        port = int(rt.label(c, "port") or 0)
-        rt.wait_ready(folder / "run", port, c).close()
-        _write(folder / "idle.json", {"counter": _saved(folder), "since": time.time()})
-        return True
+        return docker_idle.wake(self, database)
 
     def stop_idle(self, idle_for: float, now: float | None = None) -> list[str]:
-        """Stop every running branch with no client session open and none begun
-        for *idle_for* seconds (measured from the first sample that saw it idle).
-        Returns the names stopped."""
-        now = time.time() if now is None else now
-        stopped = []
-        for c in rt.containers(self.project):
-            folder = self._folder(c)
-            if not self._mine(c) or c.status != "running" or folder is None:
-                continue
-            try:
-                counter, open_now = _sample(folder, int(rt.label(c, "port") or 0))
-            except Exception:
-                continue  # starting or stopping: look again next time
-            seen = _read(folder / "idle.json")
-            if open_now or seen.get("counter") != counter:
-                _write(folder / "idle.json", {"counter": counter, "since": now})
-                continue
-            if now - float(seen.get("since", now)) >= idle_for:
-                _write(folder / "activity.json", {"counter": counter})
-                rt.stop(c)
-                stopped.append(rt.name_of(c))
-        return stopped
+        """Stop every running branch idle for *idle_for* seconds
+        (:func:`.docker_idle.stop_idle`); the names stopped."""
+        return docker_idle.stop_idle(self, idle_for, now)
 
     # --------------------------------------------------------------- recovery
     def drop_leftovers(self, database: str, branch: str, info: Info) -> Info:
@@ -482,67 +389,3 @@ class DockerBackend:
         where = Path(snapshot.location)
         if where.parent.parent == self.snapshots and where.is_dir():
             shutil.rmtree(where)
-
-
-class _Lap:
-    """Records the seconds since the previous lap under each name."""
-
-    def __init__(self, into: dict[str, float]) -> None:
-        into.clear()
-        self.into = into
-        self.mark = time.perf_counter()
-
-    def __call__(self, name: str) -> None:
-        now = time.perf_counter()
-        self.into[name] = now - self.mark
-        self.mark = now
-
-
-def _set_passwords(conn: Any, superuser: str, password: str) -> None:
-    from psycopg import sql
-
-    for role, secret in ((rt.SUPERUSER, superuser), (docker_cluster.OWNER, password)):
-        # Only a SCRAM verifier is sent: the password never reaches server logs.
-        verifier = conn.pgconn.encrypt_password(
-            secret.encode(), role.encode(), b"scram-sha-256"
-        )
-        conn.execute(
-            sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                sql.Identifier(role), sql.Literal(verifier.decode())
-            )
-        )
-
-
-def _sample(folder: Path, port: int) -> tuple[int, int]:
-    import psycopg
-
-    with psycopg.connect(
-        rt.admin_conninfo(folder / "run", port), autocommit=True, connect_timeout=5
-    ) as conn:
-        row = conn.execute(
-            "SELECT coalesce(s.sessions, 0), (SELECT count(*) FROM pg_stat_activity "
-            "a WHERE a.datid = s.datid AND a.backend_type = 'client backend') "
-            "FROM pg_stat_database s WHERE s.datname = %s",
-            (docker_cluster.DATABASE,),
-        ).fetchone()
-    if row is None:
-        raise BackendError(f"no database {docker_cluster.DATABASE} in {folder}")
-    return int(row[0]), int(row[1])
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write(path: Path, body: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body))
-    os.replace(tmp, path)
-
-
-def _saved(folder: Path) -> int:
-    return int(_read(folder / "activity.json").get("counter", 0))

@@ -203,3 +203,19 @@ def build_snapshot(
     shutil.rmtree(tmp / "run", ignore_errors=True)
     os.sync()  # sealed means on disk
     return data
+
+
+def set_passwords(conn: Any, superuser: str, password: str) -> None:
+    """Give the superuser and the owner role their (per-branch) passwords."""
+    from psycopg import sql
+
+    for role, secret in ((rt.SUPERUSER, superuser), (OWNER, password)):
+        # Only a SCRAM verifier is sent: the password never reaches server logs.
+        verifier = conn.pgconn.encrypt_password(
+            secret.encode(), role.encode(), b"scram-sha-256"
+        )
+        conn.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(verifier.decode())
+            )
+        )

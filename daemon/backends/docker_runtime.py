@@ -279,3 +279,17 @@ def create_volume(name: str, device: Path, marks: dict[str, str]) -> None:
         driver_opts={"type": "none", "o": "bind", "device": str(device)},
         labels=marks,
     )
+
+
+class Lap:
+    """Records the seconds since the previous lap under each name."""
+
+    def __init__(self, into: dict[str, float]) -> None:
+        into.clear()
+        self.into = into
+        self.mark = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.into[name] = now - self.mark
+        self.mark = now
