@@ -80,7 +80,7 @@ class Clone:
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-        self.proc.wait()
+        self.proc.communicate()  # reaped, its pipe closed
 
 
 def tree_bytes(folder: Path) -> int:

@@ -79,6 +79,10 @@ def serving(
         user=user,
         port=BUILD_PORT,
         listen="",
+        # Old WAL is deleted at checkpoints, not kept for reuse: a snapshot then
+        # holds a segment or two, not max_wal_size of them (thousands of extents
+        # every clone would have to share one by one).
+        settings=("wal_recycle=off", "min_wal_size=32MB", "max_wal_size=2GB"),
     )
     try:
         conn = rt.wait_ready(run_dir, BUILD_PORT, container)
@@ -200,6 +204,8 @@ def build_snapshot(
             # such write would unshare a block of the clone).
             inner.execute("VACUUM (FREEZE, ANALYZE)")
         conn.execute("CHECKPOINT")
+        conn.execute("SELECT pg_switch_wal()")
+        conn.execute("CHECKPOINT")  # the segments before it go
     shutil.rmtree(tmp / "run", ignore_errors=True)
     os.sync()  # sealed means on disk
     return data

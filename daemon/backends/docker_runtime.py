@@ -154,12 +154,13 @@ def run_postgres(
     user: str,
     port: int,
     listen: str,
+    settings: tuple[str, ...] = (),
     lap: Callable[[str], None] = lambda _step: None,
 ) -> Container:
     """:func:`create_postgres` and start it."""
     container = create_postgres(
         image, name, marks, data=data, run_dir=run_dir, user=user, port=port,
-        listen=listen,
+        listen=listen, settings=settings,
     )  # fmt: skip
     lap("create")
     container.start()
@@ -177,27 +178,36 @@ def create_postgres(
     user: str,
     port: int,
     listen: str,
+    settings: tuple[str, ...] = (),
 ) -> Container:
     """Create (not start) a PostgreSQL container on host networking; *data* is
     the mount for its data directory (a labelled volume, or a bind of a build
-    dir), which need not exist before the start. ``listen=""``: socket only."""
+    dir), which need not exist before the start. ``listen=""``: socket only;
+    *settings*: more ``name=value`` for this run of the server only."""
     from docker.types import Mount
 
+    api = client().api
     mounts = [
         Mount(PGDATA, **data),
         Mount(SOCKET_DIR, str(run_dir), type="bind"),
     ]
-    container = client().containers.create(
+    command = ["postgres", "-p", str(port), "-c", f"listen_addresses={listen}"]
+    for setting in settings:
+        command += ["-c", setting]
+    # The low-level call: the high-level one inspects the new container once more,
+    # a round trip on the path every new branch waits for.
+    made = api.create_container(
         image,
-        command=["postgres", "-p", str(port), "-c", f"listen_addresses={listen}"],
+        command=command,
         name=name,
         labels=marks,
-        network_mode="host",
         user=user,
-        mounts=mounts,
         environment={"PGDATA": PGDATA},
         stop_signal="SIGINT",  # PostgreSQL's fast shutdown: clean, and quick
-        detach=True,
+        host_config=api.create_host_config(network_mode="host", mounts=mounts),
+    )
+    container: Container = client().containers.prepare_model(
+        {"Id": made["Id"], "Name": "/" + name}
     )
     return container
 
