@@ -72,15 +72,18 @@ class Clone:
 
     def wait(self) -> None:
         """Raises BackendError (removing what it made) if the clone failed."""
-        _, err = self.proc.communicate()
+        err = ""
+        if self.proc.returncode is None:  # not waited for yet
+            _, err = self.proc.communicate()
         if self.proc.returncode != 0:
             shutil.rmtree(self.dst, ignore_errors=True)
             raise BackendError(f"reflink clone of {self.src} failed: {err.strip()}")
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
+        """Stop it if it still runs (the caller removes what it made)."""
+        if self.proc.returncode is None:
             self.proc.kill()
-        self.proc.communicate()  # reaped, its pipe closed
+            self.proc.communicate()  # reaped, its pipe closed
 
 
 def tree_bytes(folder: Path) -> int:

@@ -162,8 +162,10 @@ class DockerBackend:
         folder = self.branches / key
         tmp, volume = TMP + key, VOLUME + key
         container: Container | None = None
+        clone: cow.Clone | None = None
         lap = rt.Lap(self.timings)
         try:
+            # Held until a container carries the port in its labels.
             with self.ports.lock():
                 port = self.ports.allocate(info.get("port"))
                 marks = rt.labels(
@@ -177,28 +179,25 @@ class DockerBackend:
                 lap("prepare")
                 # The clone runs while dockerd creates the container.
                 clone = cow.Clone(source, folder / "data")
-                try:
-                    container = rt.create_postgres(
-                        self.settings.image, tmp, marks,
-                        data={"source": volume, "type": "volume"},
-                        run_dir=folder / "run", user=f"{st.st_uid}:{st.st_gid}",
-                        port=port, listen=self.settings.listen,
-                    )  # fmt: skip
-                    lap("container create (clone running)")
-                finally:
-                    if container is None:
-                        clone.kill()
-                    else:
-                        clone.wait()
-                lap("clone (rest of it)")
-                container.start()
-                lap("start")
+                container = rt.create_postgres(
+                    self.settings.image, tmp, marks,
+                    data={"source": volume, "type": "volume"},
+                    run_dir=folder / "run", user=f"{st.st_uid}:{st.st_gid}",
+                    port=port, listen=self.settings.listen,
+                )  # fmt: skip
+                lap("container create (clone running)")
+            clone.wait()
+            lap("clone (rest of it)")
+            container.start()
+            lap("start")
             with rt.wait_ready(folder / "run", port, container) as conn:
                 lap("ready")
                 docker_cluster.set_passwords(conn, superuser, password)
             _seal(container, database)
             lap("seal")
         except BaseException:
+            if clone is not None:
+                clone.kill()
             rt.remove(container)
             rt.remove_volume(volume)
             shutil.rmtree(folder, ignore_errors=True)
