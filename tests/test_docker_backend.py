@@ -5,6 +5,7 @@ loop mount (.ci/cowfs)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import uuid
@@ -14,7 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from backendsupport import _die_at_docker_seal, killed
+from backendsupport import KILLED, _die_at_docker_seal, killed
 from dockersupport import remove_project, require_docker
 
 from branchdb.daemon.backends import docker_runtime
@@ -144,6 +145,21 @@ def test_a_killed_daemon_leaves_nothing_unfound(engine: Engine) -> None:
     report = recovery.recover(engine)
     assert report.cleaned == ["feature/killed"]
     assert docker_runtime.containers(engine.project) == []
+    assert docker_runtime.volumes(engine.project) == []
+    assert list(b.branches.iterdir()) == []
+
+    # Killed earlier: its labelled volume and folder exist, no container yet.
+    def die_at_container() -> None:
+        def create(*a: Any, **kw: Any) -> None:
+            os._exit(KILLED)
+
+        docker_runtime.create_postgres = create  # type: ignore[assignment]
+
+    killed(die_at_container, lambda: Engine(config).up("feature/early"))
+    assert docker_runtime.containers(engine.project) == []
+    assert [v.name[:5] for v in docker_runtime.volumes(engine.project)] == ["bdbv_"]
+    assert len(list(b.branches.iterdir())) == 1
+    assert recovery.recover(engine).cleaned == ["feature/early"]
     assert docker_runtime.volumes(engine.project) == []
     assert list(b.branches.iterdir()) == []
 

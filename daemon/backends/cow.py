@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -84,6 +85,18 @@ class Clone:
         if self.proc.returncode is None:
             self.proc.kill()
             self.proc.communicate()  # reaped, its pipe closed
+
+
+def remove_tree(folder: Path, patience: float = 10.0) -> None:
+    """Remove *folder*, again while something still writes into it: the ``cp`` of
+    a daemon killed mid-clone outlives it for a moment (a clone takes well under a
+    second), and would leave files behind one ``rmtree`` pass."""
+    deadline = time.monotonic() + patience
+    while True:
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists() or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 def tree_bytes(folder: Path) -> int:

@@ -200,7 +200,7 @@ class DockerBackend:
                 clone.kill()
             rt.remove(container)
             rt.remove_volume(volume)
-            shutil.rmtree(folder, ignore_errors=True)
+            cow.remove_tree(folder)
             raise
         return {
             "url": self._url(password, port),
@@ -240,7 +240,7 @@ class DockerBackend:
         if volume and volume.startswith(VOLUME):
             rt.remove_volume(volume)
         if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
+            cow.remove_tree(folder)
 
     def connect(self, database: str, info: Info) -> PgSession:
         """A session as the branch's owner role; a stopped branch is started."""
@@ -307,7 +307,7 @@ class DockerBackend:
         folder = self._folder(v)
         rt.remove_volume(v.name)
         if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
+            cow.remove_tree(folder)
 
     def recover_temps(self, ctx: ProjectContext) -> Recovered:
         """Temp containers, volumes no container uses, and snapshot build folders

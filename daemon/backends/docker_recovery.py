@@ -18,10 +18,10 @@ collection finds it through ``list_owned`` and drops it as an orphan.
 
 from __future__ import annotations
 
-import shutil
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
+from branchdb.daemon.backends import cow
 from branchdb.daemon.backends import docker_runtime as rt
 from branchdb.daemon.backends.base import Recovered
 from branchdb.daemon.core.errors import Refused
@@ -71,7 +71,7 @@ def recover(backend: DockerBackend, ctx: ProjectContext) -> Recovered:
         for folder in sorted(backend.snapshots.glob("*/.tmp-*")):
             try:
                 with _locked(ctx, f"snapshot\0{folder.parent.name}"):
-                    shutil.rmtree(folder, ignore_errors=True)
+                    cow.remove_tree(folder)
                     out.dropped.append(folder.name)
             except Refused:
                 out.busy.append(folder.name)
