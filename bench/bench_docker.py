@@ -138,12 +138,72 @@ def backends(
     return docker, PostgresBackend(from_mapping(raw, Path("/tmp"), None))
 
 
+def measure(
+    docker: DockerBackend,
+    pg: PostgresBackend,
+    cluster: Cluster,
+    dsnap: Any,
+    psnap: Any,
+    scale: int,
+    i: int,
+    results: dict[str, list[float]],
+) -> None:
+    """One repetition on one size: docker branch, cold start, clone alone, and the
+    postgres backend's clone of the same data."""
+    aid = scale * 100_000 // 2
+    branch = f"s{scale}/b{i}"
+    db = docker.database_name(branch)
+    t = time.perf_counter()
+    info = docker.create(db, branch=branch, snapshot=dsnap, info={})
+    answer(info["url"])
+    results.setdefault("docker: branch until its URL answers", []).append(
+        time.perf_counter() - t
+    )
+    for step, secs in docker.timings.items():
+        results.setdefault(f"  {step}", []).append(secs)
+    results.setdefault("docker: first write to pgbench_accounts", []).append(
+        first_write(info["url"], aid)
+    )
+    c = docker_runtime.find(db)
+    assert c is not None
+    docker_runtime.stop(c)
+    t = time.perf_counter()
+    docker.wake(db, info)
+    answer(info["url"])
+    results.setdefault("docker: cold start until its URL answers", []).append(
+        time.perf_counter() - t
+    )
+    docker.drop(db, info)
+    spare = docker.area / f"clone-{i}"
+    t = time.perf_counter()
+    cow.clone_tree(Path(dsnap.location), spare)
+    results.setdefault("  (the reflink clone alone)", []).append(
+        time.perf_counter() - t
+    )
+    shutil.rmtree(spare)
+
+    pdb = pg.database_name(branch)
+    sql(cluster, "CHECKPOINT")
+    t = time.perf_counter()
+    pinfo = pg.create(pdb, branch=branch, snapshot=psnap, info={})
+    answer(pinfo["url"])
+    results.setdefault("postgres: template clone until URL answers", []).append(
+        time.perf_counter() - t
+    )
+    results.setdefault("postgres: first write to pgbench_accounts", []).append(
+        first_write(pinfo["url"], aid)
+    )
+    pg.drop(pdb, pinfo)
+
+
 def run(cluster: Cluster, args: argparse.Namespace, project: str, folder: Path) -> None:
     docker, pg = backends(cluster, args, project, folder)
     scales = [int(s) for s in args.scales.split(",")]
     medians: dict[int, dict[str, float]] = {}
     snaps: dict[int, Any] = {}
-    for scale in scales:
+    sizes: dict[int, float] = {}
+    psnaps: dict[int, Any] = {}
+    for scale in scales:  # every snapshot first: the timed runs then interleave
         source = f"prod{scale}"
         sql(cluster, f"CREATE DATABASE {source}")
         t = time.perf_counter()
@@ -156,83 +216,47 @@ def run(cluster: Cluster, args: argparse.Namespace, project: str, folder: Path) 
             capture_output=True,
         )
         size = int(sql(cluster, f"SELECT pg_database_size('{source}')")[0][0])
+        sizes[scale] = size / 2**30
         print(
             f"source {source}: pgbench -s {scale}, {size / 2**30:.2f} GiB "
             f"({time.perf_counter() - t:.0f} s)",
             flush=True,
         )
         t = time.perf_counter()
-        dsnap = docker.snapshot_create(source, 1, cluster.url(source))
+        snaps[scale] = docker.snapshot_create(source, 1, cluster.url(source))
         print(
             f"  docker snapshot create: {time.perf_counter() - t:.0f} s, "
-            f"{dsnap.size_bytes / 2**30:.2f} GiB sealed data directory",
+            f"{snaps[scale].size_bytes / 2**30:.2f} GiB sealed data directory",
             flush=True,
         )
         t = time.perf_counter()
-        psnap = pg.snapshot_create(source, 1, cluster.url(source))
+        psnaps[scale] = pg.snapshot_create(source, 1, cluster.url(source))
         print(
             f"  postgres snapshot create: {time.perf_counter() - t:.0f} s", flush=True
         )
         sql(cluster, f"DROP DATABASE {source}")  # the template is the baseline's copy
-        snaps[scale] = dsnap
-        aid = scale * 100_000 // 2
-        results: dict[str, list[float]] = {}
-        for i in range(args.reps):
-            branch = f"s{scale}/b{i}"
-            db = docker.database_name(branch)
-            t = time.perf_counter()
-            info = docker.create(db, branch=branch, snapshot=dsnap, info={})
-            answer(info["url"])
-            results.setdefault("docker: branch until its URL answers", []).append(
-                time.perf_counter() - t
-            )
-            for step, secs in docker.timings.items():
-                results.setdefault(f"  {step}", []).append(secs)
-            results.setdefault("docker: first write to pgbench_accounts", []).append(
-                first_write(info["url"], aid)
-            )
-            c = docker_runtime.find(db)
-            assert c is not None
-            docker_runtime.stop(c)
-            t = time.perf_counter()
-            docker.wake(db, info)
-            answer(info["url"])
-            results.setdefault("docker: cold start until its URL answers", []).append(
-                time.perf_counter() - t
-            )
-            docker.drop(db, info)
-            spare = docker.area / f"clone-{i}"
-            t = time.perf_counter()
-            cow.clone_tree(Path(dsnap.location), spare)
-            results.setdefault("  (the reflink clone alone)", []).append(
-                time.perf_counter() - t
-            )
-            shutil.rmtree(spare)
 
-            pdb = pg.database_name(branch)
-            sql(cluster, "CHECKPOINT")
-            t = time.perf_counter()
-            pinfo = pg.create(pdb, branch=branch, snapshot=psnap, info={})
-            answer(pinfo["url"])
-            results.setdefault("postgres: template clone until URL answers", []).append(
-                time.perf_counter() - t
-            )
-            results.setdefault("postgres: first write to pgbench_accounts", []).append(
-                first_write(pinfo["url"], aid)
-            )
-            pg.drop(pdb, pinfo)
-        med = {k: statistics.median(v) for k, v in results.items()}
+    results: dict[int, dict[str, list[float]]] = {s: {} for s in scales}
+    # Sizes alternate within each repetition, so that the machine's drift (other
+    # jobs on its two cores) lands on both alike.
+    for i in range(args.reps):
+        for scale in scales:
+            measure(docker, pg, cluster, snaps[scale], psnaps[scale], scale, i,
+                    results[scale])  # fmt: skip
+    for scale in scales:
+        med = {k: statistics.median(v) for k, v in results[scale].items()}
         medians[scale] = med
-        print(f"\n{size / 2**30:.2f} GiB, median of {args.reps} (runs in s):")
+        print(f"\n{sizes[scale]:.2f} GiB, median of {args.reps} (runs in s):")
         for k, v in med.items():
-            runs = ", ".join(f"{x:.3f}" for x in results[k])
+            runs = ", ".join(f"{x:.3f}" for x in results[scale][k])
             print(f"  {k:46s} {v:7.3f} s   [{runs}]")
         ratio = (
             med["postgres: template clone until URL answers"]
             / med["docker: branch until its URL answers"]
         )
-        print(f"  postgres backend clone / docker branch: {ratio:.1f}x\n")
-        pg.snapshot_drop(psnap)
+        print(f"  postgres backend clone / docker branch: {ratio:.1f}x")
+        pg.snapshot_drop(psnaps[scale])
+    print()
 
     if len(scales) > 1:
         small, big = (medians[s]["docker: branch until its URL answers"] for s in

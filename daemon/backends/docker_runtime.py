@@ -187,6 +187,10 @@ def create_postgres(
     from docker.types import Mount
 
     api = client().api
+    if data.get("type") == "volume":
+        # Never copy the image's folder into the volume (Docker does, into an
+        # empty one): the clone is still being made while dockerd creates this.
+        data = {**data, "no_copy": True}
     mounts = [
         Mount(PGDATA, **data),
         Mount(SOCKET_DIR, str(run_dir), type="bind"),
