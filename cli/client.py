@@ -104,6 +104,14 @@ class Client(Protocol):
         """*ttl* is a duration, "never" or "default"."""
         ...
 
+    def review(
+        self, branch: str, *, against: str | None = None, drift: bool = False
+    ) -> wire.SchemaReview:
+        """The schema diff of *branch* against *against* (default: the default
+        branch) and the lint of its migrations; with *drift*, its database against
+        what its migrations produce (no lint)."""
+        ...
+
 
 def protected(config: Config, branch: str) -> bool:
     return is_protected(branch, config.branches.protected)
@@ -220,3 +228,25 @@ class LocalClient:
         from branchdb.daemon.gc.ttl import set_ttl
 
         return views.ttl_dict(set_ttl(self.engine, branch, ttl))
+
+    def review(
+        self, branch: str, *, against: str | None = None, drift: bool = False
+    ) -> wire.SchemaReview:
+        from branchdb.daemon.core.errors import GitError
+        from branchdb.daemon.review import review
+        from branchdb.daemon.vcs import repo, tree
+
+        # The checked-out branch's migrations are on disk (committed or not); any
+        # other branch's are read from its commit.
+        files = None
+        try:
+            if branch != repo.current_branch(self.config.root):
+                files = tree.checkout_migrations(self.config, branch)
+        except GitError:
+            pass  # detached or no repository: the directory on disk
+        if drift:
+            d = review.drift(self.engine, branch, files=files)
+            return views.review_dict(review.Review(d, None))
+        return views.review_dict(
+            review.review(self.engine, branch, against, files=files)
+        )

@@ -16,7 +16,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon.core.errors import BranchdbError, ConfigError, Refused, redact
+from branchdb.daemon.core.errors import (
+    BranchdbError,
+    ConfigError,
+    MigrationDrift,
+    Refused,
+    redact,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -106,13 +112,18 @@ def cmd_up(ctx: _Ctx) -> int:
     if a.hook:
         return _up_hook(ctx)
     branch = ctx.branch()
-    res = ctx.client.up(
-        branch,
-        fresh=a.fresh,
-        from_snapshot=a.from_snapshot,
-        reset_on_drift=True if a.reset_on_drift else None,
-        progress=ctx.progress,
-    )
+    try:
+        res = ctx.client.up(
+            branch,
+            fresh=a.fresh,
+            from_snapshot=a.from_snapshot,
+            reset_on_drift=True if a.reset_on_drift else None,
+            progress=ctx.progress,
+        )
+    except MigrationDrift:
+        if not (a.json or a.quiet or ctx.config.server.url):
+            _explain_drift(ctx, branch)
+        raise
     if a.json:
         from branchdb.cli.output import emit_json
 
@@ -124,6 +135,24 @@ def cmd_up(ctx: _Ctx) -> int:
             _print(ran["output"].rstrip())
         _print(res["url"])
     return 0
+
+
+def _explain_drift(ctx: _Ctx, branch: str) -> None:
+    """On stderr: the database against what the branch's migrations make (on a
+    scratch database) — what ``--reset-on-drift`` would throw away. Best effort:
+    the drift error that follows is the answer."""
+    try:
+        data = ctx.client.review(branch, drift=True)
+    except BranchdbError as e:
+        sys.stderr.write(f"(could not compare the schemas: {redact(str(e))})\n")
+        return
+    from branchdb.daemon.review.render import diff_text
+
+    sys.stderr.write(
+        "What --reset-on-drift would change (+: only in the database, thrown away; "
+        "-: what the migrations make and the database lacks):\n"
+        + diff_text(data["diff"])
+    )
 
 
 def _up_summary(res: wire.UpBranch) -> str:
@@ -286,6 +315,27 @@ def cmd_status(ctx: _Ctx) -> int:
     if data["problem"]:
         lines.append(f"problem:     {data['problem']}")
     _print("\n".join(lines))
+    return 0
+
+
+def cmd_diff(ctx: _Ctx) -> int:
+    a = ctx.args
+    if a.drift and a.against:
+        raise UsageError("choose one of --against and --drift")
+    data = ctx.client.review(ctx.branch(), against=a.against, drift=a.drift)
+    if a.json:
+        from branchdb.cli.output import emit_json
+
+        emit_json(data)
+    elif a.sql:
+        sql = data["diff"]["sql"]
+        if sql is None:
+            raise Refused("no SQL for this diff")
+        sys.stdout.write(sql)
+    else:
+        from branchdb.daemon.review.render import text
+
+        sys.stdout.write(text(data))
     return 0
 
 

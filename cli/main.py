@@ -15,6 +15,7 @@ from typing import Any
 
 from branchdb.cli.commands import (
     _Ctx,
+    cmd_diff,
     cmd_down,
     cmd_env,
     cmd_gc,
@@ -148,6 +149,33 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sp = add("status", cmd_status, "show a branch database: source, size, migrations")
     branch_arg(sp)
     json_arg(sp)
+
+    sp = add(
+        "diff",
+        cmd_diff,
+        "the branch's schema against the default branch's database, and the lint "
+        "of its migrations",
+    )
+    branch_arg(sp)
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument(
+        "--against",
+        metavar="REF",
+        help="compare with this branch's database, or snapshot NAME@N "
+        "(default: the default branch)",
+    )
+    g.add_argument(
+        "--drift",
+        action="store_true",
+        help="compare the database with what the branch's migrations produce",
+    )
+    out = sp.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="machine-readable output")
+    out.add_argument(
+        "--sql",
+        action="store_true",
+        help="print the statements that turn the base's schema into the branch's",
+    )
 
     sp = add("migrate", cmd_migrate, "apply the branch's pending migrations")
     branch_arg(sp)
@@ -287,6 +315,7 @@ COMMANDS = frozenset(
         "ls",
         "status",
         "migrate",
+        "diff",
         "reset",
         "down",
         "init",

@@ -257,6 +257,18 @@ class RemoteClient:
         )
         return result
 
+    def review(
+        self, branch: str, *, against: str | None = None, drift: bool = False
+    ) -> wire.SchemaReview:
+        params: dict[str, Any] = {"format": "json"}
+        if against:
+            params["against"] = against
+        if drift:
+            params["drift"] = "true"
+        path = self._path("branches", branch, "diff")
+        result: wire.SchemaReview = self._call("GET", path, params=params)
+        return result
+
     def use(self, branch: str) -> wire.Branch:
         result: wire.Branch = self._call("GET", self._path("branches", branch))
         return result

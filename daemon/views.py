@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from branchdb.daemon.core.models import BranchRecord, SnapshotRecord
     from branchdb.daemon.core.results import MigrateResult, Status, UpResult
     from branchdb.daemon.gc.results import GcReport, GcTotals, Ttl
+    from branchdb.daemon.review.model import SchemaDiff
+    from branchdb.daemon.review.review import LintResult, Review
     from branchdb.daemon.sanitize.detect import Finding
     from branchdb.daemon.store.base import AuditEntry
 
@@ -201,4 +203,54 @@ def audit_dict(e: AuditEntry) -> wire.AuditEntry:
         "actor": e.actor,
         "reason": e.reason,
         "detail": e.detail,
+    }
+
+
+def schema_diff_dict(d: SchemaDiff) -> wire.SchemaDiff:
+    return {
+        "dialect": d.dialect,
+        "base": d.base,
+        "head": d.head,
+        "changes": [
+            {
+                "kind": c.kind,
+                "change": c.change,
+                "name": c.name,
+                "before": c.before,
+                "after": c.after,
+            }
+            for c in d.changes
+        ],
+        "sql": d.sql,
+        "ignored": list(d.ignored),
+    }
+
+
+def lint_dict(r: LintResult) -> wire.SchemaLint:
+    return {
+        "base": r.base,
+        "head": r.head,
+        "linter": r.linter,
+        "linted": list(r.linted),
+        "findings": [
+            {
+                "path": f.path,
+                "migration": f.migration,
+                "line": f.line,
+                "end_line": f.end_line,
+                "rule": f.rule,
+                "level": f.level,
+                "message": f.message,
+                "help": f.help,
+            }
+            for f in r.findings
+        ],
+        "skipped": r.skipped,
+    }
+
+
+def review_dict(r: Review) -> wire.SchemaReview:
+    return {
+        "diff": schema_diff_dict(r.diff),
+        "lint": None if r.lint is None else lint_dict(r.lint),
     }

@@ -181,3 +181,56 @@ class Finding(TypedDict):
     reason: str
     suggestion: str  # a rule for the rules file's [tables.TABLE] section
     has_rule: bool | None  # None when no rules file was given
+
+
+class SchemaChange(TypedDict):
+    """One schema object added, removed or changed from the base to the branch."""
+
+    kind: str  # table, column, index, foreign key, primary key, unique, view, …
+    change: str  # "added" | "removed" | "changed"
+    name: str  # qualified: public.users.email
+    before: str | None  # its definition in the base (None when added)
+    after: str | None  # its definition in the branch (None when removed)
+
+
+class SchemaDiff(TypedDict):
+    """The schema difference between two databases (never their data)."""
+
+    dialect: str  # "postgres" | "sqlite"
+    base: str  # "branch main", "snapshot prod@3", "the migrations of X"
+    head: str
+    changes: list[SchemaChange]
+    #: statements turning the base's schema into the branch's ("" when equal)
+    sql: str | None
+    ignored: list[str]  # what is not compared, and why
+
+
+class LintFinding(TypedDict):
+    """One problem a linter found in one migration file."""
+
+    path: str  # the file, relative to the repository (or project) root
+    migration: str
+    line: int  # 1-based
+    end_line: int
+    rule: str  # squawk's rule name, or sqlite-*
+    level: str  # "warning" | "error"
+    message: str
+    help: str | None
+
+
+class SchemaLint(TypedDict):
+    """The lint of the branch's migrations that the base has not applied."""
+
+    base: str
+    head: str
+    linter: str  # "squawk" | "branchdb-sqlite" | "none"
+    linted: list[str]  # the migrations linted
+    findings: list[LintFinding]
+    skipped: str | None  # why nothing was linted, else None
+
+
+class SchemaReview(TypedDict):
+    """``branchdb diff --json``, ``GET .../branches/{branch}/diff``."""
+
+    diff: SchemaDiff
+    lint: SchemaLint | None

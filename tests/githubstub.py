@@ -1,7 +1,13 @@
 """A local stand-in for the parts of the GitHub REST API that branchdb publishes to.
 
 Built to GitHub's documented contract (REST API version 2022-11-28): deployments and
-deployment statuses, commit statuses, issue comments (create, list, update). Like
+deployment statuses, commit statuses, issue comments (create, list, update), and the
+Checks API's check runs (create, update, list for a ref, list annotations) with its
+validation: ``name``/``head_sha`` required, ``status`` and ``conclusion`` from their
+lists, a ``conclusion`` required once ``completed``, an ``output`` needs ``title`` and
+``summary`` (at most 65,535 characters), at most 50 annotations per request, each
+with ``path``, ``start_line``, ``end_line``, ``annotation_level`` (notice, warning,
+failure) and ``message``, and columns only on a single line. Like
 GitHub it answers 401 ``Bad credentials`` without a valid ``Authorization: Bearer`` /
 ``token`` header, 400 for an unsupported ``X-GitHub-Api-Version``, 415 for an
 ``Accept`` it cannot serve, 422 for invalid bodies and 404 for unknown routes or ids.
@@ -39,6 +45,25 @@ DEPLOYMENT_STATES = {
     "success",
 }
 STATUS_STATES = {"error", "failure", "pending", "success"}
+CHECK_STATUSES = {
+    "queued",
+    "in_progress",
+    "completed",
+    "waiting",
+    "requested",
+    "pending",
+}
+CHECK_CONCLUSIONS = {
+    "action_required",
+    "cancelled",
+    "failure",
+    "neutral",
+    "success",
+    "skipped",
+    "stale",
+    "timed_out",
+}
+ANNOTATION_LEVELS = {"notice", "warning", "failure"}
 DOCS = "https://docs.github.com/rest"
 
 
@@ -64,6 +89,8 @@ class GitHubStub:
         self.deployment_statuses: dict[int, list[dict[str, Any]]] = {}
         self.statuses: list[dict[str, Any]] = []
         self.comments: dict[int, dict[str, Any]] = {}
+        self.check_runs: dict[int, dict[str, Any]] = {}
+        self.annotations: dict[int, list[dict[str, Any]]] = {}
         self.fail_next: list[int] = []  # answer these statuses first (outages)
         self._ids = itertools.count(1001)
         prefix = "/repos/{owner}/{repo}"
@@ -91,6 +118,22 @@ class GitHubStub:
                     prefix + "/issues/comments/{id:int}",
                     self.update_comment,
                     methods=["PATCH"],
+                ),
+                Route(prefix + "/check-runs", self.create_check_run, methods=["POST"]),
+                Route(
+                    prefix + "/check-runs/{id:int}",
+                    self.update_check_run,
+                    methods=["PATCH", "GET"],
+                ),
+                Route(
+                    prefix + "/check-runs/{id:int}/annotations",
+                    self.list_annotations,
+                    methods=["GET"],
+                ),
+                Route(
+                    prefix + "/commits/{ref}/check-runs",
+                    self.list_check_runs,
+                    methods=["GET"],
                 ),
             ],
         )
@@ -270,6 +313,139 @@ class GitHubStub:
             return _error(422, 'Invalid request.\n\n"body" wasn\'t supplied.')
         c["body"], c["updated_at"] = body["body"], _now()
         return JSONResponse(c)
+
+    # ------------------------------------------------------------ check runs
+    def _check_problem(self, body: dict[str, Any], create: bool) -> str | None:
+        """What GitHub's validation would answer 422 for, or None."""
+        if create:
+            for key in ("name", "head_sha"):
+                if not isinstance(body.get(key), str) or not body[key]:
+                    return f'"{key}" wasn\'t supplied.'
+        elif "head_sha" in body:
+            return '"head_sha" is not a permitted key.'
+        status = body.get("status")
+        if status is not None and status not in CHECK_STATUSES:
+            return "status is not included in the list"
+        conclusion = body.get("conclusion")
+        if conclusion is not None and conclusion not in CHECK_CONCLUSIONS:
+            return "conclusion is not included in the list"
+        if (status == "completed" or body.get("completed_at")) and not conclusion:
+            return "conclusion is required when status is completed"
+        out = body.get("output")
+        if out is not None:
+            if not isinstance(out, dict):
+                return "output is not an object"
+            for key in ("title", "summary"):
+                if not isinstance(out.get(key), str):
+                    return f'"{key}" wasn\'t supplied.'
+            if len(out["summary"]) > 65535 or len(out.get("text") or "") > 65535:
+                return "Only 65535 characters are allowed"
+            notes = out.get("annotations", [])
+            if not isinstance(notes, list) or len(notes) > 50:
+                return "annotations: at most 50 per request"
+            for a in notes:
+                for key in ("path", "annotation_level", "message"):
+                    if not isinstance(a.get(key), str):
+                        return f'annotation "{key}" wasn\'t supplied.'
+                for key in ("start_line", "end_line"):
+                    if not isinstance(a.get(key), int) or a[key] < 1:
+                        return f'annotation "{key}" wasn\'t supplied.'
+                if a["annotation_level"] not in ANNOTATION_LEVELS:
+                    return "annotation_level is not included in the list"
+                if ("start_column" in a or "end_column" in a) and a["start_line"] != a[
+                    "end_line"
+                ]:
+                    return "start_column and end_column need a single line"
+        return None
+
+    def _apply_check(self, run: dict[str, Any], body: dict[str, Any]) -> None:
+        for key in ("name", "status", "conclusion", "details_url", "external_id"):
+            if key in body:
+                run[key] = body[key]
+        if body.get("conclusion") and "status" not in body:
+            run["status"] = "completed"  # GitHub: a conclusion completes the run
+        if run["status"] == "completed":
+            run["completed_at"] = body.get("completed_at") or _now()
+        out = body.get("output")
+        if out is not None:
+            notes = self.annotations.setdefault(run["id"], [])
+            # GitHub appends annotations on every update of the same run.
+            notes += [
+                {"start_column": None, "end_column": None, "blob_href": "", **a}
+                for a in out.get("annotations", [])
+            ]
+            run["output"] = {
+                "title": out["title"],
+                "summary": out["summary"],
+                "text": out.get("text"),
+                "annotations_count": len(notes),
+                "annotations_url": f"{run['url']}/annotations",
+            }
+
+    async def create_check_run(self, request: Request) -> Response:
+        body = await request.json()
+        problem = self._check_problem(body, create=True)
+        if problem:
+            return _error(422, f"Invalid request.\n\n{problem}")
+        run_id = next(self._ids)
+        url = f"{self._repo_url(request)}/check-runs/{run_id}"
+        run: dict[str, Any] = {
+            "id": run_id,
+            "node_id": f"CR_{run_id}",
+            "head_sha": body["head_sha"],
+            "external_id": "",
+            "url": url,
+            "html_url": f"https://github.com/x/y/runs/{run_id}",
+            "details_url": None,
+            "status": "queued",
+            "conclusion": None,
+            "started_at": body.get("started_at") or _now(),
+            "completed_at": None,
+            "output": {
+                "title": None,
+                "summary": None,
+                "text": None,
+                "annotations_count": 0,
+                "annotations_url": f"{url}/annotations",
+            },
+            "name": body["name"],
+            "check_suite": {"id": 1},
+            "app": {"slug": "branchdb"},
+            "pull_requests": [],
+        }
+        self._apply_check(run, body)
+        self.check_runs[run_id] = run
+        return JSONResponse(run, status_code=201)
+
+    async def update_check_run(self, request: Request) -> Response:
+        run = self.check_runs.get(request.path_params["id"])
+        if run is None:
+            return _error(404, "Not Found")
+        if request.method == "GET":
+            return JSONResponse(run)
+        body = await request.json()
+        problem = self._check_problem(body, create=False)
+        if problem:
+            return _error(422, f"Invalid request.\n\n{problem}")
+        self._apply_check(run, body)
+        return JSONResponse(run)
+
+    async def list_annotations(self, request: Request) -> Response:
+        run_id = request.path_params["id"]
+        if run_id not in self.check_runs:
+            return _error(404, "Not Found")
+        return JSONResponse(self.annotations.get(run_id, []))
+
+    async def list_check_runs(self, request: Request) -> Response:
+        q = request.query_params
+        runs = [
+            r
+            for r in reversed(self.check_runs.values())  # newest first
+            if r["head_sha"] == request.path_params["ref"]
+            and ("check_name" not in q or r["name"] == q["check_name"])
+            and ("status" not in q or r["status"] == q["status"])
+        ]
+        return JSONResponse({"total_count": len(runs), "check_runs": runs})
 
 
 class CallbackReceiver:

@@ -69,6 +69,35 @@ class Cluster:
         auth = f"{user}:{password}" if password else user
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{dbname}"
 
+    def pause(self) -> None:
+        """Stop the server, keeping its data (an outage); :meth:`resume` ends it."""
+        _run(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "stop",
+                "-w",
+                "-D",
+                str(self.datadir),
+                "-m",
+                "fast",
+            ]
+        )
+
+    def resume(self) -> None:
+        _run(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.root / "server.log"),
+            ]
+        )
+
     def stop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
             _run(

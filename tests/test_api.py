@@ -17,6 +17,7 @@ from apisupport import (
     settings_for,
     setup_project,
     wait_job,
+    wait_up,
 )
 from support import git, tables
 
@@ -60,6 +61,7 @@ def db_file(url: str) -> Path:
 
 def test_health_and_ready_need_no_token(api: Api) -> None:
     assert api.client.get("/v1/health").json() == {"status": "ok"}
+    wait_up(str(api.client.base_url), path="/v1/ready")  # after start-up recovery
     r = api.client.get("/v1/ready")
     assert r.status_code == 200 and r.json() == {
         "status": "ready",

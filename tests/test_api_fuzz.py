@@ -31,7 +31,7 @@ SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 #   4.32 labels some schema-invalid path parameters as positive (a false ST202);
 # - "/branches/{branch}/reset" is *also* the path of branch "<x>/reset" (branch names
 #   contain slashes), so PUT/GET/DELETE there are served, not 405 (same for /migrate,
-#   /status);
+#   /status, /diff);
 # - POST /snapshots refuses rules/allow_unreviewed without a source (400): a rule
 #   across two fields that the OpenAPI schema cannot state (null counts as present).
 CONFIG = """\
@@ -46,7 +46,7 @@ with-security-parameters = false
 mode = "positive"
 
 [[operations]]
-include-path-regex = "/(reset|migrate|status)$"
+include-path-regex = "/(reset|migrate|status|diff)$"
 checks.unsupported_method.enabled = false
 checks.allow_header_conformance.enabled = false
 

@@ -202,12 +202,18 @@ def test_drift_after_rebase(repo: Path) -> None:
     (mig / "003_feature.sql").write_text("CREATE TABLE feature (id INTEGER);\n")
     assert run(repo, "up").code == 0
     feature_url = run(repo, "url").out.strip()
+    with sqlite3.connect(db_path(feature_url)) as c:  # by hand: no migration has it
+        c.execute("CREATE TABLE notes (body TEXT)")
     # Main took number 003 meanwhile; after the rebase the branch renumbers to 004.
     (mig / "003_feature.sql").rename(mig / "004_feature.sql")
     (mig / "003_main.sql").write_text("CREATE TABLE from_main (id INTEGER);\n")
     r = run(repo, "up")
     assert r.code != 0
     assert "003_feature.sql" in r.err and "--reset-on-drift" in r.err
+    # Drift explained: the database against what the branch's migrations make.
+    assert "What --reset-on-drift would change" in r.err
+    assert "- table from_main: (id INTEGER NULL)" in r.err
+    assert "+ table notes: (body TEXT NULL)" in r.err
     assert "from_main" not in tables(db_path(feature_url))  # nothing was changed
     r = run(repo, "up", "--reset-on-drift")
     assert r.code == 0, r.err

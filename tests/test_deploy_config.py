@@ -105,3 +105,32 @@ def test_a_bad_bootstrap_token_is_a_clear_error(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
         daemon_settings.load(cwd=repo)
+
+
+def test_a_libsql_server_from_the_environment_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What Compose does: a project whose branchdb.toml says postgres (or nothing),
+    served with BRANCHDB_BACKEND=libsql and the sqld service's settings."""
+    from branchdb.daemon.config.project import load
+
+    (tmp_path / "branchdb.toml").write_text(
+        '[project]\nname = "shop"\n[database]\nbackend = "postgres"\n'
+    )
+    key = tmp_path / "sqld_key.pem"
+    for name, value in {
+        "BRANCHDB_BACKEND": "libsql",
+        "BRANCHDB_SQLD_URL": "http://127.0.0.1:8080",
+        "BRANCHDB_SQLD_ADMIN_URL": "http://127.0.0.1:9090",
+        "BRANCHDB_SQLD_KEY_FILE": str(key),
+        "BRANCHDB_SQLD_PUBLIC_URL": "libsql://{namespace}.db.example.com",
+    }.items():
+        monkeypatch.setenv(name, value)
+    config = load(cwd=tmp_path)
+    assert config.database.backend == "sqld"
+    assert config.libsql.server == "http://127.0.0.1:8080"
+    assert config.libsql.key_file == key
+    assert config.libsql.public_url == "libsql://{namespace}.db.example.com"
+    monkeypatch.setenv("BRANCHDB_SQLD_PUBLIC_URL", "libsql://db.example.com")
+    with pytest.raises(ConfigError, match="must contain"):
+        load(cwd=tmp_path)

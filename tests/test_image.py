@@ -114,6 +114,10 @@ def test_the_container_serves_a_project_and_stops_cleanly(
             time.sleep(0.2)
         auth = {"Authorization": f"Bearer {TOKEN}"}
         assert httpx.get(f"{base}/v1/projects/shop/branches").status_code == 401
+        # The dashboard's templates and static files are in the image.
+        page = httpx.get(f"{base}/ui/login")
+        assert page.status_code == 200 and 'name="token"' in page.text
+        assert httpx.get(f"{base}/ui/static/htmx.min.js").status_code == 200
         r = httpx.put(f"{base}/v1/projects/shop/branches/feature/x", headers=auth)
         assert r.status_code == 201, r.text
         url = r.json()["url"]

@@ -137,16 +137,31 @@ def test_nothing_outside_the_api_imports_it() -> None:
     bad = {
         m: sorted(deps)
         for m, deps in _importers("branchdb.daemon.api").items()
-        # The CLI's `serve` and token commands are the API's own adapters.
-        if deps and not _inside(m, "branchdb.daemon.api", "branchdb.cli.commands")
+        # The CLI's `serve` and token commands are the API's own adapters; the
+        # dashboard is served by the API's app and shares its tokens and work.
+        if deps
+        and not _inside(
+            m, "branchdb.daemon.api", "branchdb.daemon.ui", "branchdb.cli.commands"
+        )
     }
     assert bad == {}
+
+
+def test_only_the_app_imports_the_dashboard() -> None:
+    bad = {
+        m: sorted(deps)
+        for m, deps in _importers("branchdb.daemon.ui").items()
+        if deps and not _inside(m, "branchdb.daemon.ui", "branchdb.daemon.api.app")
+    }
+    assert bad == {}
+    assert "branchdb.daemon.ui" in GRAPH["branchdb.daemon.api.app"]  # lazy, seen
 
 
 def test_the_core_imports_no_service_part() -> None:
     service = (
         "branchdb.daemon.api",
         "branchdb.daemon.gc",
+        "branchdb.daemon.review",
         "branchdb.daemon.vcs",
         "branchdb.daemon.views",
         "branchdb.cli",
@@ -181,5 +196,37 @@ def test_lower_layers_import_no_engine() -> None:
         m: sorted(d for d in deps if _inside(d, *upper))
         for m, deps in GRAPH.items()
         if _inside(m, *lower)
+    }
+    assert {m: d for m, d in bad.items() if d} == {}
+
+
+def test_review_sits_above_the_engine() -> None:
+    # Schema review takes a context like gc does: nothing below it imports it, and
+    # it imports no service part (the API, gc, the CLI, git).
+    below = (
+        "branchdb.daemon.core",
+        "branchdb.daemon.backends",
+        "branchdb.daemon.migrations",
+        "branchdb.daemon.sanitize",
+        "branchdb.daemon.store",
+        "branchdb.daemon.gc",
+        "branchdb.daemon.vcs",
+    )
+    bad = {
+        m: sorted(d for d in deps if _inside(d, "branchdb.daemon.review"))
+        for m, deps in GRAPH.items()
+        if _inside(m, *below)
+    }
+    assert {m: d for m, d in bad.items() if d} == {}
+    up = (
+        "branchdb.daemon.api",
+        "branchdb.daemon.gc",
+        "branchdb.cli",
+        "branchdb.daemon.vcs",
+    )
+    bad = {
+        m: sorted(d for d in deps if _inside(d, *up))
+        for m, deps in GRAPH.items()
+        if _inside(m, "branchdb.daemon.review")
     }
     assert {m: d for m, d in bad.items() if d} == {}

@@ -64,7 +64,8 @@ class Daemon:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{self.base}/v1/health").status_code == 200:
+                # Ready: start-up recovery is done (health answers before it).
+                if httpx.get(f"{self.base}/v1/ready").status_code == 200:
                     return
             except httpx.TransportError:
                 pass

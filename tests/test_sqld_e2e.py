@@ -65,8 +65,9 @@ def serve(repo: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_up(
+        wait_up(  # ready: start-up recovery is done (health answers before it)
             base,
+            path="/v1/ready",
             timeout=60,
             dead=lambda: None if proc.poll() is None else str(proc.communicate()),
         )
@@ -158,6 +159,20 @@ def test_done_when(repo: Path, tmp_path: Path) -> None:
         tables = "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"
         names = {r["name"] for r in py_client(s_url, s_tok, "read", tables)["rows"]}
         assert {"customers", "users", "__drizzle_migrations"} <= names
+        # Schema review over the libsql server: the seeded branch has the
+        # snapshot's table (and the notes table was written into fresh).
+        r = httpx.get(
+            f"{base}{API}/branches/feature/seeded/diff",
+            params={"against": "feature/fresh"},
+            headers=h,
+            timeout=60,
+        )
+        assert r.status_code == 200, r.text
+        changes = {
+            (c["kind"], c["change"], c["name"]) for c in r.json()["diff"]["changes"]
+        }
+        assert ("table", "added", "customers") in changes
+        assert r.json()["diff"]["dialect"] == "sqlite"
 
         # The first branch's token opens no other branch; no token opens nothing.
         for client in (node_client, py_client):
@@ -215,7 +230,7 @@ def test_done_when(repo: Path, tmp_path: Path) -> None:
         (sqld_dir / "db" / "dbs" / leftover / "data").write_bytes(seed.read_bytes())
 
     with serve(repo) as (base, proc):
-        # Recovery ran before serving: sqld is back on the same port, the
+        # Recovery ran before ready: sqld is back on the same port, the
         # leftover is gone, the branch's URL and token work as before.
         assert int(str(_sqld_state(repo)["pid"])) != sqld_pid
         assert not (sqld_dir / "owned" / f"{leftover}.json").exists()

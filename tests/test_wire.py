@@ -29,6 +29,9 @@ from branchdb.daemon.core.results import MigrateResult, SnapshotCheck, Status, U
 from branchdb.daemon.gc import collector, ttl
 from branchdb.daemon.gc.policy import Candidate
 from branchdb.daemon.gc.results import GcReport, GcTotals, ReasonTotals, Ttl
+from branchdb.daemon.review.lint import Finding as LintFinding
+from branchdb.daemon.review.model import Change, SchemaDiff
+from branchdb.daemon.review.review import LintResult, Review
 from branchdb.daemon.sanitize.detect import Finding
 from branchdb.daemon.store.base import AuditEntry
 
@@ -76,6 +79,32 @@ TOTALS = GcTotals(1, 8192, {"idle": ReasonTotals(1, 8192)}, 3, T)
 FINDING = Finding("people", "email", "email", "name", {"strategy": "email"})
 
 #: (view's answer, its shape) for every view, with results that fill every field.
+REVIEW = Review(
+    SchemaDiff(
+        "postgres",
+        "branch main",
+        "branch x",
+        (
+            Change("column", "added", "public.users.age", None, "integer NOT NULL"),
+            Change("column", "changed", "public.users.email", "text NULL", "text"),
+        ),
+        "alter table ...",
+        ("privileges",),
+    ),
+    LintResult(
+        "branch main",
+        "branch x",
+        "squawk",
+        ("0002.sql",),
+        (
+            LintFinding(
+                "db/0002.sql", "0002.sql", 3, 3, "ban-drop-column", "warning", "m", None
+            ),
+            LintFinding("db/0002.sql", "0002.sql", 4, 5, "x", "error", "m", "help"),
+        ),
+    ),
+)
+
 ANSWERS: list[tuple[Any, type]] = [
     (views.branch_dict(record()), wire.Branch),
     (views.branch_dict(record(info={})), wire.Branch),
@@ -132,6 +161,8 @@ ANSWERS: list[tuple[Any, type]] = [
         views.audit_dict(AuditEntry(T, "shop", "x", "create", "cli:dev", "", "d", 7)),
         wire.AuditEntry,
     ),
+    (views.review_dict(REVIEW), wire.SchemaReview),
+    (views.review_dict(Review(REVIEW.diff, None)), wire.SchemaReview),
 ]
 
 #: engine result -> its wire shape, and the result fields carried another way.
@@ -246,7 +277,9 @@ def test_views_answer_exactly_their_shape(answer: Any, shape: type) -> None:
 
 def test_views_cover_every_shape() -> None:
     answered = {shape for _, shape in ANSWERS}
-    nested = {wire.GcCandidate, wire.GcReasonTotals}  # checked inside wire.Gc
+    # checked inside wire.Gc and wire.SchemaReview
+    nested = {wire.GcCandidate, wire.GcReasonTotals, wire.SchemaChange}
+    nested |= {wire.SchemaDiff, wire.LintFinding, wire.SchemaLint}
     assert set(SHAPES) - nested == answered
 
 
@@ -293,7 +326,16 @@ def test_every_project_route_answers_a_documented_wire_shape(repo: Path) -> None
                 seen.add(name)
     # The project routes answer every shape but the CLI's own (snapshot check),
     # and the parts of the GC answer.
-    assert seen == names - {"Finding", "GcCandidate", "GcReasonTotals", "GcTotals"}
+    assert seen == names - {
+        "Finding",
+        "GcCandidate",
+        "GcReasonTotals",
+        "GcTotals",
+        "SchemaChange",
+        "SchemaDiff",
+        "LintFinding",
+        "SchemaLint",
+    }
     # The components are the generated models, whatever FastAPI adds around them.
     for name in seen:
         model = schemas.model_of(getattr(wire, name))

@@ -9,8 +9,10 @@ JSON 400, validation errors 422, unknown routes 404, request bodies over
 ``server.max_body`` 413 (:mod:`.bodylimit`) — all JSON, all documented in the OpenAPI
 (:mod:`.openapi`).
 
-Before serving, the lifespan runs crash recovery (:mod:`branchdb.daemon.core.recovery`)
-for every project: provisioning a killed daemon left half done is cleaned up.
+At start, crash recovery (:mod:`branchdb.daemon.core.recovery`) cleans up what a
+killed daemon left half done, while the probes already answer and every other request
+waits (:mod:`.startup`); ``/v1/ready`` is 503 until then, and whenever a state store
+does not open.
 """
 
 from __future__ import annotations
@@ -33,16 +35,17 @@ from branchdb.daemon.api import (
     collection,
     metrics,
     openapi,
+    review,
     schemas,
     snapshots,
-    tokens,
 )
 from branchdb.daemon.api.bodylimit import BodyLimit
 from branchdb.daemon.api.deps import Daemon, DaemonDep, ReadToken, check_project
 from branchdb.daemon.api.logs import RequestId
-from branchdb.daemon.api.scheduler import recover_all, start_scheduler
+from branchdb.daemon.api.scheduler import start_scheduler
 from branchdb.daemon.api.schemas import errors
 from branchdb.daemon.api.settings import DaemonSettings
+from branchdb.daemon.api.startup import Startup, StartupGate
 from branchdb.daemon.api.telemetry import Timing
 from branchdb.daemon.api.webhooks import github as webhooks
 from branchdb.daemon.core.errors import BranchdbError, NotFound, redact
@@ -127,12 +130,19 @@ async def health() -> dict[str, str]:
 @meta.get(
     "/ready",
     tags=["health"],
-    summary="Every project's state store opens (no token needed)",
+    summary="Start-up recovery is done and every state store opens (no token needed)",
     responses={503: {"model": schemas.ErrorBody, "description": "Not ready"}},
 )
-async def ready(daemon: DaemonDep) -> JSONResponse:
+async def ready(request: Request, daemon: DaemonDep) -> JSONResponse:
+    startup: Startup = request.app.state.startup
+    if not startup.done.is_set():  # answered at once: no store is touched
+        return _error(503, "NotReady", "crash recovery is running")
+
     def check() -> list[str]:
         problems = []
+        why = startup.problem()  # retries a bootstrap that failed
+        if why is not None:
+            problems.append(why)
         try:
             daemon.store()
         except Exception as e:  # reported, not raised: readiness must answer
@@ -195,15 +205,14 @@ def create_app(settings: DaemonSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(recover_all, daemon)  # before the first request
-        if settings.admin_token_sha256:
-            sha256 = settings.admin_token_sha256
-            # In the pool: the store's connection belongs to the thread that uses it.
-            await run_in_threadpool(lambda: tokens.bootstrap(daemon.store(), sha256))
-        scheduler = start_scheduler(daemon, settings.gc_interval)
+        # Made here: its event belongs to the loop that serves.
+        startup = app.state.startup = Startup(daemon)
+        startup.start()  # recovery, then the bootstrap token; requests wait for it
+        scheduler = start_scheduler(daemon, settings.gc_interval, startup.done)
         yield
         if scheduler is not None:
             scheduler.shutdown(wait=False)
+        await startup.stop(timeout=30)
         await daemon.jobs.drain(timeout=30)  # let background work finish cleanly
         daemon.close()
 
@@ -215,15 +224,22 @@ def create_app(settings: DaemonSettings) -> FastAPI:
     )
     app.state.daemon = daemon
     app.add_middleware(BodyLimit, max_body=settings.max_body)
+    app.add_middleware(StartupGate)
     app.add_middleware(Timing, metrics=daemon.metrics)
     app.add_middleware(RequestId)  # outermost: every log line of the request has it
     _install_error_handlers(app)
     app.include_router(meta)
     app.include_router(collection.router)
+    # Before branches: its GET /branches/{branch:path} would take .../diff.
+    app.include_router(review.router)
     app.include_router(branches.router)
     app.include_router(snapshots.router)
     app.include_router(webhooks.router)
     app.include_router(audit_log.router)
     app.include_router(metrics.router)
+    if settings.ui:
+        from branchdb.daemon import ui  # Jinja2 and templates: only when served
+
+        ui.install(app)
     openapi.install(app)
     return app

@@ -86,17 +86,31 @@ async def run_long(
     if wait:
         status, body = await run_in_threadpool(work, _ignore)
         return JSONResponse(body, status_code=status)
-    holder: list[Job] = []
-    job = daemon.jobs.start(
-        kind, project, branch, lambda: work(holder[0].note), key=key
-    )
-    holder.append(job)  # before the job's task first runs: that needs the loop
+    job = start_job(daemon, kind, project, branch, key, work)
     return JSONResponse(
         job.json(), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"}
     )
 
 
-async def _long(
+def start_job(
+    daemon: Daemon,
+    kind: str,
+    project: str,
+    branch: str | None,
+    key: str,
+    work: ProgressWork,
+) -> Job:
+    """Start *work* as a background job whose progress lines are the job's (call
+    in the event loop); jobs sharing *key* run one after the other."""
+    holder: list[Job] = []
+    job = daemon.jobs.start(
+        kind, project, branch, lambda: work(holder[0].note), key=key
+    )
+    holder.append(job)  # before the job's task first runs: that needs the loop
+    return job
+
+
+async def branch_job(
     daemon: Daemon,
     wait: bool,
     kind: str,
@@ -193,7 +207,7 @@ async def put_branch(
             )
         return (201 if res.created else 200), views.up_dict(res)
 
-    return await _long(daemon, wait, "up", project.name, branch, work)
+    return await branch_job(daemon, wait, "up", project.name, branch, work)
 
 
 @router.get(
@@ -292,6 +306,32 @@ async def reset_branch(
 ) -> JSONResponse:
     upload = await read_upload(request)
     _no_sha_with(upload, sha)
+    work = reset_work(
+        project,
+        branch,
+        f"token:{token.id}",
+        fresh=fresh,
+        from_snapshot=from_snapshot,
+        force=force,
+        upload=upload,
+        sha=sha,
+    )
+    return await branch_job(daemon, wait, "reset", project.name, branch, work)
+
+
+def reset_work(
+    project: ProjectRuntime,
+    branch: str,
+    actor: str,
+    *,
+    fresh: bool = False,
+    from_snapshot: str | None = None,
+    force: bool = False,
+    upload: MigrationFiles | None = None,
+    sha: str | None = None,
+) -> ProgressWork:
+    """The work of a reset by *actor* (``POST …/reset`` and the dashboard's button):
+    Refused for a protected branch without *force*, NotFound before any fetch."""
 
     def work(progress: Callable[[str], None]) -> tuple[int, wire.ResetBranch]:
         engine = project.engine()
@@ -301,7 +341,7 @@ async def reset_branch(
             )
         engine.get(branch)  # no database: 404 before any fetch
         files = _migrations(project, branch, upload, sha)
-        with acting(f"token:{token.id}"):
+        with acting(actor):
             res = engine.reset(
                 branch,
                 fresh=fresh,
@@ -311,7 +351,7 @@ async def reset_branch(
             )
         return 200, views.reset_dict(res)
 
-    return await _long(daemon, wait, "reset", project.name, branch, work)
+    return work
 
 
 @router.post(
@@ -333,14 +373,30 @@ async def migrate_branch(
 ) -> JSONResponse:
     upload = await read_upload(request)
     _no_sha_with(upload, sha)
+    work = migrate_work(
+        project, branch, f"token:{token.id}", dry_run=dry_run, upload=upload, sha=sha
+    )
+    return await branch_job(daemon, wait, "migrate", project.name, branch, work)
+
+
+def migrate_work(
+    project: ProjectRuntime,
+    branch: str,
+    actor: str,
+    *,
+    dry_run: bool = False,
+    upload: MigrationFiles | None = None,
+    sha: str | None = None,
+) -> ProgressWork:
+    """The work of a migrate by *actor* (``POST …/migrate``, the dashboard)."""
 
     def work(progress: Callable[[str], None]) -> tuple[int, wire.Migrate]:
         project.engine().get(branch)  # no database: 404 before any fetch
         files = _migrations(project, branch, upload, sha)
-        with acting(f"token:{token.id}"):
+        with acting(actor):
             res = project.engine().migrate(
                 branch, dry_run=dry_run, progress=progress, files=files
             )
         return 200, views.migrate_dict(res)
 
-    return await _long(daemon, wait, "migrate", project.name, branch, work)
+    return work

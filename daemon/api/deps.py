@@ -255,6 +255,17 @@ class TokenCache:
             self._read_at = time.monotonic()
         return tokens.match(self._rows or [], presented)
 
+    async def by_digest(
+        self, daemon: Daemon, token_id: str, sha256: str
+    ) -> tokens.Token | None:
+        """The token *token_id* if it still exists with digest *sha256* (a
+        dashboard session's check: a revoked token ends its sessions within
+        *ttl*); None otherwise."""
+        if self._rows is None or time.monotonic() - self._read_at > self.ttl:
+            self._rows = await run_in_threadpool(lambda: daemon.store().list_tokens())
+            self._read_at = time.monotonic()
+        return tokens.by_digest(self._rows or [], token_id, sha256)
+
 
 def check_project(token: tokens.Token, project: str) -> None:
     """Forbidden unless *token* may act on *project* (see :mod:`.tokens`)."""

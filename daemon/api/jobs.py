@@ -108,6 +108,11 @@ class JobTable:
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
+    def recent(self, limit: int = 200) -> list[Job]:
+        """The jobs the table holds, newest first (at most *limit*)."""
+        jobs = sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)
+        return jobs[:limit]
+
     def start(
         self,
         kind: str,

@@ -19,6 +19,9 @@ in the daemon config, read by :func:`parse`):
   ``X-Branchdb-Timestamp`` (also inside the signed body, so a receiver can refuse
   replays). Transport errors, 429 and 5xx are retried with exponential backoff, at most
   ``callback_attempts`` times.
+- **Schema review** (``review = "comment"`` or ``"check"``): the pull request's schema
+  diff and migration lint, as one comment edited in place or a check run with
+  annotations (:mod:`.publish_review`).
 
 :func:`publish` never raises: each target's outcome is returned and failures are
 logged with secrets redacted. It blocks (HTTP with timeouts); callers run it in the
@@ -37,11 +40,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
+from branchdb.daemon.api import publish_review
 from branchdb.daemon.config import env
 from branchdb.daemon.core.errors import ConfigError, redact
 
 if TYPE_CHECKING:
     import httpx
+
+    from branchdb.daemon import wire
 
 log = logging.getLogger("branchdb.publish")
 
@@ -60,6 +66,9 @@ _KEYS: dict[str, type | tuple[type, ...]] = {
     "callback_attempts": int,
     "callback_backoff": (int, float),
     "timeout": (int, float),
+    "review": str,
+    "gitlab_api_url": str,
+    "gitlab_token_env": str,
 }
 
 
@@ -78,6 +87,9 @@ class PublishSettings:
     callback_attempts: int = 5
     callback_backoff: float = 0.5  # seconds before the 2nd attempt; doubles after
     timeout: float = 10.0
+    review: str | None = None  # "comment" | "check": publish the schema review
+    gitlab_api_url: str | None = None  # e.g. https://gitlab.example.com/api/v4
+    gitlab_token: str | None = field(default=None, repr=False)
 
 
 class Publication(NamedTuple):
@@ -93,10 +105,12 @@ class Publication(NamedTuple):
     detail: str = ""  # why it failed (already redacted)
     #: a libsql server branch's token: only in the signed callback, never on GitHub
     auth_token: str | None = None
+    #: the schema review of a pull request (schema and lint only, never data)
+    review: wire.SchemaReview | None = None
+    gitlab_project: int | None = None  # GitLab: the merge request's target project
 
 
-def _env_name(project: str, what: str) -> str:
-    return f"BRANCHDB_{what}_" + re.sub(r"[^A-Za-z0-9]", "_", project).upper()
+_env_name = publish_review.env_name
 
 
 def parse(raw: dict[str, Any], project: str, where: str) -> PublishSettings:
@@ -124,7 +138,7 @@ def parse(raw: dict[str, Any], project: str, where: str) -> PublishSettings:
         raise ConfigError(f"{where}: projects.publish.link must be redacted or api")
     if link == "api" and not raw.get("daemon_url"):
         raise ConfigError(f'{where}: projects.publish.link = "api" needs daemon_url')
-    for key in ("api_url", "daemon_url", "callback_url"):
+    for key in ("api_url", "daemon_url", "callback_url", "gitlab_api_url"):
         if key in raw and not re.match(r"https?://", raw[key]):
             raise ConfigError(f"{where}: projects.publish.{key} must be an http(s) URL")
     try:
@@ -142,6 +156,7 @@ def parse(raw: dict[str, Any], project: str, where: str) -> PublishSettings:
         raise ConfigError(
             f"{where}: projects.publish.github needs a token in ${token_env}"
         )
+    review, gl_token = publish_review.parse(raw, where, token_env, token, project)
     secret = raw.get("callback_secret") or env.get(
         _env_name(project, "CALLBACK_SECRET")
     )
@@ -165,6 +180,9 @@ def parse(raw: dict[str, Any], project: str, where: str) -> PublishSettings:
         callback_attempts=attempts,
         callback_backoff=float(raw.get("callback_backoff", 0.5)),
         timeout=float(raw.get("timeout", 10.0)),
+        review=review,
+        gitlab_api_url=(raw.get("gitlab_api_url") or "").rstrip("/") or None,
+        gitlab_token=gl_token,
     )
 
 
@@ -211,6 +229,12 @@ def publish(settings: PublishSettings, pub: Publication) -> dict[str, Any]:
                         msg,
                     )
                     out[mode] = {"ok": False, "error": msg}
+        if settings.review and pub.review is not None:
+            if pub.repo:
+                gh = _GitHub(client, settings)
+                out["review"] = publish_review.publish(gh, settings.review, pub)
+            elif pub.gitlab_project is not None and settings.gitlab_api_url:
+                out["review"] = publish_review.gitlab_note(client, settings, pub)
         if settings.callback_url:
             out["callback"] = _callback(client, settings, pub)
     return out

@@ -10,6 +10,7 @@ Both are called from the application's lifespan (:mod:`.app`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -52,9 +53,12 @@ def recover_all(daemon: Daemon) -> None:
                 engine.store.close()
 
 
-def start_scheduler(daemon: Daemon, interval: int) -> Any:
+def start_scheduler(
+    daemon: Daemon, interval: int, started: asyncio.Event | None = None
+) -> Any:
     """APScheduler jobs: every project's GC each *interval* seconds (0: off), and
-    each ``[snapshots.NAME]`` with a ``schedule`` refreshed that often.
+    each ``[snapshots.NAME]`` with a ``schedule`` refreshed that often; a round that
+    comes before *started* is set (start-up recovery still running) is skipped.
 
     Each job runs one at a time (``max_instances=1``) in the thread pool; errors are
     logged, never fatal to the daemon. None when there is nothing to schedule.
@@ -76,6 +80,8 @@ def start_scheduler(daemon: Daemon, interval: int) -> Any:
 
     def in_pool(fn: Any) -> Any:
         async def job() -> None:
+            if started is not None and not started.is_set():
+                return  # never beside crash recovery: the next round runs
             await run_in_threadpool(fn)
 
         return job

@@ -55,6 +55,7 @@ Ttl = model_of(wire.Ttl)
 BranchStatus = model_of(wire.BranchStatus)
 Gc = model_of(wire.Gc)
 AuditEntry = model_of(wire.AuditEntry)
+SchemaReview = model_of(wire.SchemaReview)
 # A list of a generated model, spelled so that mypy does not take it for a type.
 Branches: Any = types.GenericAlias(list, (Branch,))
 Snapshots: Any = types.GenericAlias(list, (Snapshot,))

@@ -6,6 +6,7 @@ A TOML file (``branchdb serve --config daemon.toml`` or ``$BRANCHDB_DAEMON_CONFI
     host = "127.0.0.1"
     port = 8765
     data_dir = ".branchdb-daemon"   # tokens, webhook deliveries, repository mirrors
+    ui = true                       # the web dashboard at /ui/ (BRANCHDB_UI=off)
 
     [[projects]]
     path = "/srv/shop"              # a directory holding branchdb.toml (or the file)
@@ -26,7 +27,7 @@ A TOML file (``branchdb serve --config daemon.toml`` or ``$BRANCHDB_DAEMON_CONFI
 
 Without a file, the project whose ``branchdb.toml`` is found from the working directory
 is served alone, with its data directory as the daemon's. Environment variables
-(``BRANCHDB_HOST``, ``BRANCHDB_PORT``, ``BRANCHDB_DAEMON_DATA_DIR``,
+(``BRANCHDB_HOST``, ``BRANCHDB_PORT``, ``BRANCHDB_UI``, ``BRANCHDB_DAEMON_DATA_DIR``,
 ``BRANCHDB_WEBHOOK_SECRET[_<PROJECT>]``, ``BRANCHDB_GITLAB_SECRET_<PROJECT>``; for
 publishing ``BRANCHDB_GITHUB_TOKEN[_<PROJECT>]``,
 ``BRANCHDB_CALLBACK_SECRET_<PROJECT>``; ``BRANCHDB_STATE_URL``) override the file;
@@ -64,6 +65,7 @@ _SERVER_KEYS = {
     "data_dir": str,
     "gc_interval": str,
     "max_body": int,
+    "ui": bool,
 }
 _STATE_KEYS = {"url": str, "schema": str}
 _PROJECT_KEYS = {
@@ -106,6 +108,8 @@ class DaemonSettings(NamedTuple):
     #: sha256 of the admin token from $BRANCHDB_ADMIN_TOKEN[_FILE|_SHA256], made
     #: known at start (:func:`branchdb.daemon.api.tokens.bootstrap`)
     admin_token_sha256: str | None = None
+    #: serve the web dashboard at /ui/ (``server.ui``, ``BRANCHDB_UI``)
+    ui: bool = True
 
 
 def _secret_env(name: str, what: str = "WEBHOOK_SECRET") -> str | None:
@@ -254,6 +258,19 @@ def _env_port(default: int) -> int:
     return int(value)
 
 
+def _ui(value: bool) -> bool:
+    """``server.ui``, overridden by ``BRANCHDB_UI`` (on/off, true/false, 1/0)."""
+    raw = env.get("BRANCHDB_UI")
+    if not raw:
+        return value
+    word = raw.strip().lower()
+    if word in ("1", "true", "on", "yes"):
+        return True
+    if word in ("0", "false", "off", "no"):
+        return False
+    raise ConfigError(f"BRANCHDB_UI must be on or off, got {raw[:40]!r}")
+
+
 def _admin_token() -> str | None:
     from branchdb.daemon.api.tokens import bootstrap_digest
 
@@ -300,6 +317,7 @@ def load(
             state_url=state_url,
             state_schema=state_schema,
             admin_token_sha256=_admin_token(),
+            ui=_ui(True),
         )
     import tomllib
 
@@ -318,7 +336,9 @@ def load(
         want = _SERVER_KEYS.get(key)
         if want is None:
             raise ConfigError(f"{where}: unknown key 'server.{key}'")
-        if not isinstance(value, want) or isinstance(value, bool):
+        if not isinstance(value, want) or (
+            isinstance(value, bool) and want is not bool
+        ):
             raise ConfigError(f"{where}: server.{key} must be a {want.__name__}")
     state_url, state_schema = _state(raw.get("state", {}), where)
     base = path.resolve().parent
@@ -348,4 +368,5 @@ def load(
         state_schema=state_schema,
         max_body=_max_body(server.get("max_body", DEFAULT_MAX_BODY), where),
         admin_token_sha256=_admin_token(),
+        ui=_ui(server.get("ui", True)),
     )

@@ -93,6 +93,19 @@ def match(rows: list[dict[str, Any]], presented: str) -> Token | None:
     return Token(found["id"], found["name"], found["scope"], projects)
 
 
+def by_digest(rows: list[dict[str, Any]], token_id: str, sha256: str) -> Token | None:
+    """The token *token_id* among *rows* if its digest is *sha256* (compared in
+    constant time), else None: how a dashboard session, which keeps the digest and
+    never the token, checks that its token still stands."""
+    for row in rows:
+        if row["id"] == token_id and row["scope"] in _RANK:
+            if not hmac.compare_digest(row["sha256"], sha256):
+                return None
+            projects = tuple(row.get("projects") or ())
+            return Token(row["id"], row["name"], row["scope"], projects)
+    return None
+
+
 def revoke(store: Store, token_id: str) -> bool:
     return store.delete_token(token_id)
 

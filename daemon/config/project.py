@@ -356,7 +356,10 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
                 "admin and key_file), or set [libsql] managed = true"
             )
         server_url = None
-        backend = locate.effective_backend(dict(raw))  # SQLD with a server
+        # SQLD with a server; "libsql" may come from $BRANCHDB_BACKEND, not the file.
+        backend = locate.effective_backend(
+            {**raw, "database": {**d, "backend": backend}}
+        )
     elif raw.get("libsql"):
         raise ConfigError(f'{where}: [libsql] needs database.backend = "libsql"')
     if raw.get("docker") and backend != "docker":
@@ -427,7 +430,7 @@ def _libsql(raw: Mapping[str, Any], root: Path, where: str) -> LibsqlSection:
             "libsql.key_file (the Ed25519 private key sqld's --auth-jwt-key-file "
             "holds the public half of)"
         )
-    public = raw.get("public_url")
+    public = env.get("BRANCHDB_SQLD_PUBLIC_URL") or raw.get("public_url")
     if public is not None and "{namespace}" not in public:
         raise ConfigError(
             f"{where}: libsql.public_url must contain {{namespace}} (sqld chooses "

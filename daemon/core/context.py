@@ -283,7 +283,8 @@ class ProjectContext:
                 f"of {rec.branch!r} is kept"
             )
         self.store.delete_branch(self.project, rec.branch)
-        self.audit("delete", rec.branch, detail)
+        # A collection's row says what it freed: the dashboard's GC history reads it.
+        self.audit("delete", rec.branch, _freed(detail, size, count_as))
         if count_as is not None:
             self.count_deletion(count_as, size)
         log.debug(
@@ -309,7 +310,7 @@ class ProjectContext:
             return None
         size = backend.size_bytes(database)
         backend.drop(database, {})
-        self.audit("delete", "", detail)
+        self.audit("delete", "", _freed(detail, size, count_as))
         self.count_deletion(count_as, size)
         log.info(
             "deleted orphan database %s (%s), freed %d bytes", database, detail, size
@@ -321,3 +322,9 @@ class ProjectContext:
         self.store.bump_gc_counters(
             self.project, {f"databases:{reason}": 1, f"bytes:{reason}": size}, {}
         )
+
+
+def _freed(detail: str, size: int, count_as: str | None) -> str:
+    """*detail* of a deletion's audit row; a counted (GC) one ends with
+    ``; freed N bytes``."""
+    return detail if count_as is None else f"{detail}; freed {size} bytes"

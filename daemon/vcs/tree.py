@@ -346,3 +346,30 @@ def migrations_at(
         if files.exists():
             return files
     return mirror.tree(sha, join(project_subdir, migration_files.MIGRATION_DIRS[0]))
+
+
+def checkout_migrations(config: Config, branch: str) -> GitTreeFiles | None:
+    """*branch*'s migrations as committed in the local checkout's repository (the
+    CLI reviewing a branch that is not checked out), or None when the project has
+    no migrations directory or *branch* is not a local branch. Raises GitError."""
+    folder = migration_files.migrations_dir(
+        str(config.root),
+        str(config.migrations.dir) if config.migrations.dir else None,
+        config.migrations.format,
+    )
+    if folder is None:
+        return None
+    top = Path(
+        _git(config.root, "rev-parse", "--show-toplevel").stdout.decode().strip()
+    )
+    try:
+        sub = Path(folder).relative_to(top.resolve()).as_posix()
+    except ValueError:
+        return None  # outside the repository
+    ref = _git(
+        top, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}",
+        check=False,
+    )  # fmt: skip
+    if ref.returncode != 0:
+        return None
+    return GitTreeFiles(top, ref.stdout.decode().strip(), "" if sub == "." else sub)

@@ -15,14 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from branchdb.daemon import views
-from branchdb.daemon.api import publish, uploads
+from branchdb.daemon.api import publish, publish_review, uploads
 from branchdb.daemon.api.deps import (
     BadRequest,
     Daemon,
@@ -32,6 +33,10 @@ from branchdb.daemon.core import branchname
 from branchdb.daemon.core.audit import acting
 from branchdb.daemon.core.errors import BranchdbError, ConfigError, redact
 from branchdb.daemon.vcs import tree as git_tree
+
+if TYPE_CHECKING:
+    from branchdb.daemon import wire
+    from branchdb.daemon.migrations.base import MigrationFiles
 
 log = logging.getLogger("branchdb.api")
 
@@ -55,6 +60,7 @@ class Action(NamedTuple):
     reference: str = ""  # e.g. "acme/shop#12", shown by gc
     repo: str | None = None  # GitHub "owner/name" to publish to; None: no GitHub
     number: int | None = None  # pull request number (for a PR comment)
+    gitlab_project: int | None = None  # GitLab target project id (for an MR note)
 
 
 async def read_body(request: Request) -> bytes:
@@ -135,14 +141,29 @@ def _start_publish(
     proj: ProjectRuntime,
     pub: publish.Publication,
     loop: asyncio.AbstractEventLoop,
+    review: Callable[[], wire.SchemaReview] | None = None,
 ) -> str | None:
-    """From a job's thread: start the publishing job; its id, or None if not set up."""
+    """From a job's thread: start the publishing job; its id, or None if not set up.
+
+    *review* computes the pull request's schema review in that job (slow: it may
+    make or migrate the default branch's database first), when ``review`` is set.
+    """
     settings = proj.settings.publish
-    if settings is None or not (settings.github or settings.callback_url):
+    if settings is None or not (
+        settings.github or settings.callback_url or settings.review
+    ):
         return None
 
     def work() -> tuple[int, dict[str, Any]]:
-        return 200, publish.publish(settings, pub)
+        p = pub
+        if review is not None and settings.review:
+            try:
+                p = pub._replace(review=review())
+            except Exception as e:  # published as such: the reviewer sees why
+                detail = redact(str(e)) if isinstance(e, BranchdbError) else repr(e)
+                log.warning("schema review of %s failed: %s", pub.branch, detail)
+                p = pub._replace(review=publish_review.failed_review(detail[:300]))
+        return 200, publish.publish(settings, p)
 
     async def start() -> str:
         # Same key as the provisioning job: it runs after that job, in order. It
@@ -157,6 +178,29 @@ def _start_publish(
     except Exception as e:  # the loop is shutting down: provisioning still counts
         log.warning("could not start publishing for %s: %s", pub.branch, redact(str(e)))
         return None
+
+
+def _reviewer(
+    proj: ProjectRuntime, act: Action, files: MigrationFiles, actor: str
+) -> Callable[[], wire.SchemaReview]:
+    """The schema review of *act*'s branch against the default branch's database,
+    which is made or migrated to the default branch's committed tip first (audited
+    as *actor*'s)."""
+
+    def review() -> wire.SchemaReview:
+        from branchdb.daemon.review import review as engine_review
+
+        engine = proj.engine()
+        default = engine.config.project.default_branch
+        if act.branch != default:
+            base = proj.committed_migrations(default)
+            why = f"schema review base for {act.reference or act.branch}"
+            with acting(actor, why):
+                engine.up(default, files=base, lock_timeout=300, confirm_exists=True)
+        found = engine_review.review(engine, act.branch, files=files)
+        return views.review_dict(found)
+
+    return review
 
 
 def _work(
@@ -180,6 +224,7 @@ def _work(
             act.number,
             detail,
             token,
+            gitlab_project=act.gitlab_project,
         )
 
     def provision() -> tuple[int, dict[str, Any]]:
@@ -228,6 +273,9 @@ def _work(
                 proj,
                 pub("ready", res.record.url, token=res.record.info.get("auth_token")),
                 loop,
+                _reviewer(proj, act, files, f"{provider}:{delivery}")
+                if act.number is not None
+                else None,
             )
         return (201 if res.created else 200), body
 

@@ -68,7 +68,8 @@ def plan(payload: dict[str, Any], allow_forks: bool) -> Action | str:
         branch = f"mr/{iid}"  # fetched through refs/merge-requests/<iid>/head
     action = attrs.get("action")
     if action in ("open", "reopen", "update"):
-        return Action("up", branch, sha, False, reference, None, iid)
+        target_id = target if isinstance(target, int) else None
+        return Action("up", branch, sha, False, reference, None, iid, target_id)
     if action in ("close", "merge"):
         return Action("closed", branch, sha, action == "merge", reference, None, iid)
     return f"merge request action {action!r} is not acted on"
