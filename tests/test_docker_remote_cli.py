@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def clones(repo: Path, tmp_path: Path) -> Iterator[tuple[Path, Path, dict[str, s
     (repo / "branchdb.toml").write_text(
         f'[project]\nname = "{project}"\n\n[database]\nbackend = "docker"\n\n'
         '[migrations]\ndir = "migrations"\nformat = "sql"\n\n'
-        f'[docker]\nimage = "{image}"\ndir = "{cow / "remote"}"\n'
+        f'[docker]\nimage = "{image}"\ndir = "{cow / "contract"}"\n'
     )
     git(repo, "commit", "-qam", "docker")
     git(repo, "branch", "feature/x")
@@ -54,6 +55,7 @@ def clones(repo: Path, tmp_path: Path) -> Iterator[tuple[Path, Path, dict[str, s
             yield out[1], out[2], env
     finally:
         remove_project(project)
+        shutil.rmtree(cow / "contract" / project, ignore_errors=True)
 
 
 def _norm(text: str, root: Path) -> str:

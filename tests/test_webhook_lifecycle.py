@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 import logging
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,13 +140,14 @@ def docker_world(
         '[project]\nname = "shop"\n\n[database]\nbackend = "docker"\n\n'
         '[migrations]\ndir = "migrations"\nformat = "sql"\n\n'
         '[branches]\ngrace = "0s"\n\n'
-        f'[docker]\nimage = "{image}"\ndir = "{cow / "webhook"}"\n'
+        f'[docker]\nimage = "{image}"\ndir = "{cow / "contract"}"\n'
     )
     git(repo, "commit", "-qam", "docker")
     try:
         yield from world(repo, tmp_path, stubs, monkeypatch)
     finally:
         remove_project("shop")
+        shutil.rmtree(cow / "contract" / "shop", ignore_errors=True)
 
 
 def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
