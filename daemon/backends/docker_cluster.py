@@ -111,7 +111,15 @@ def ensure_base(image: str, root: Path) -> Path:
         fcntl.flock(fd, fcntl.LOCK_EX)  # one build per image, other callers wait
         if (final / "PG_VERSION").is_file():
             return final
-        for old in final.parent.glob(".tmp-*"):  # a build killed earlier
+        # A build killed earlier: its containers (labelled with their folder)
+        # and folders. Only this lock's holder builds here.
+        every = rt.client().containers.list(
+            all=True, filters={"label": f"{rt.LABEL}kind=base"}
+        )
+        for c in every:
+            if Path(rt.label(c, "dir") or "/").parent == final.parent:
+                rt.remove(c)
+        for old in final.parent.glob(".tmp-*"):
             shutil.rmtree(old, ignore_errors=True)
         tmp = final.parent / f".tmp-{secrets.token_hex(6)}"
         try:
@@ -132,7 +140,7 @@ def _build_base(image: str, image_id: str, tmp: Path, root: Path) -> None:
     data.mkdir(mode=0o700)
     os.chown(data, uid, gid)
     marks = rt.labels("-", "base", image_id, dir=str(tmp))
-    out = rt.client().containers.run(
+    rt.client().containers.run(
         image_id,
         entrypoint=["initdb"],
         command=[
@@ -153,7 +161,6 @@ def _build_base(image: str, image_id: str, tmp: Path, root: Path) -> None:
         remove=True,
         stderr=True,
     )
-    del out
     with open(data / "pg_hba.conf", "a") as f:  # any address [docker] listen allows
         f.write("host all all all scram-sha-256\n")
     rt.make_run_dir(tmp / "run", uid, gid)
