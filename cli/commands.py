@@ -520,6 +520,8 @@ def _snapshot_check(ctx: _Ctx) -> int:
         _print(table(rows, head + (["RULE"] if a.rules else [])))
     else:
         _print("no column looks personal or secret")
+    if check.limits:
+        sys.stderr.write(check.limits + "\n")
     return 1 if missing else 0
 
 

@@ -128,6 +128,8 @@ def _up_to_date(branch: str | None) -> SimpleNamespace | None:
             fp = migration_files.with_ledger(fp, pg)
         if row[7] != fp:
             return None
+        if backend == "sqld" and _token_stale(row[9]):
+            return None  # the full path signs a new one before handing it out
         now = time.time()
         con.execute("PRAGMA synchronous=NORMAL")
         con.execute(
@@ -151,6 +153,15 @@ def _up_to_date(branch: str | None) -> SimpleNamespace | None:
         applied=json.loads(row[8]),
         info=json.loads(row[9]),
     )
+
+
+def _token_stale(info: str) -> bool:
+    import json
+
+    from branchdb.daemon.backends.sqld_auth import stale
+
+    token = json.loads(info).get("auth_token")
+    return not isinstance(token, str) or stale(token)
 
 
 def _print(rec: SimpleNamespace, flags: set[str]) -> None:

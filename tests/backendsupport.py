@@ -514,7 +514,9 @@ class SqldHarness(Harness):
     def _rows(self, database: str, sql: str) -> list[tuple[Any, ...]]:
         from branchdb.daemon.backends.sqld_client import HranaSession
 
-        token = self.sqld._sign().token(database)
+        # An outsider holding the daemon's key file: the namespace's own key.
+        key_id = self.sqld.key_id(database, {})
+        token = self.sqld._sign().token(database, key_id=key_id)
         with HranaSession(self.sqld._ends()[0], database, token, "", self.tmp) as s:
             return s.execute(sql)
 

@@ -85,7 +85,8 @@ def sanitize_postgres(
     conn = connect(make_conninfo(admin_url, dbname=staging_db), what="staging database")
     try:
         schema = pg_schema(conn)
-        findings = detect.detect(schema, sample_pg(conn, schema, sample), "postgres")
+        samples = sample_pg(conn, schema, sample)
+        findings = detect.detect(schema, samples, "postgres")
         missing = refuse_unreviewed(findings, rules, allow_unreviewed)
         lap("detect")
         originals = capture_pg(conn, schema, rules)

@@ -152,7 +152,7 @@ def test_check_reports_and_starter_rules_parse(source: Any) -> None:
     from branchdb.daemon.sanitize.detect import starter_rules
 
     src, _ = source
-    findings, _ = check_sqlite(src)
+    findings, _, _ = check_sqlite(src)
     flagged = {f.where for f in findings}
     assert {"users.email", "users.full_name", "users.phone", "users.city", "users.zip",
             "users.last_ip", "users.birth_date", "users.password_hash",

@@ -175,7 +175,15 @@ CARRIED: list[tuple[type, type, dict[str, str]]] = [
     (ReasonTotals, wire.GcReasonTotals, {}),
     (GcReport, wire.Gc, {"deleted": "candidates[].deleted, freed_bytes"}),
     (Candidate, wire.GcCandidate, {"reason": "policy", "size_bytes": "freed_bytes"}),
-    (SnapshotCheck, wire.Finding, {"findings": "a list", "unreviewed": "has_rule"}),
+    (
+        SnapshotCheck,
+        wire.Finding,
+        {
+            "findings": "a list",
+            "unreviewed": "has_rule",
+            "limits": "stderr (the JSON is a list)",
+        },
+    ),
     (AuditEntry, wire.AuditEntry, {}),
 ]
 

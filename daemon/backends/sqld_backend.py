@@ -6,7 +6,10 @@ token to one namespace. sqld 0.24 reads the claim ``id`` (``auth/user_auth_strat
 (``Authenticated::is_namespace_authorized``, checked by ``NamespaceStore::
 with_authenticated`` before any statement runs, on HTTP and WebSocket alike). So one
 sqld, one key pair, and a token per branch give the isolation the issue asks for,
-with one process to run instead of one per branch (each ~10 MB and a port).
+with one process to run instead of one per branch (each ~10 MB and a port). Each
+namespace also gets its own JWT key and tokens expire (``sqld_auth``): a deleted
+branch's tokens die with its namespace, and tokens are re-signed when handed out
+(``credentials_stale``/``refresh_credentials``, called by the engine).
 
 Layout on the daemon's side (``<data_dir>/sqld/``)::
 
@@ -24,10 +27,12 @@ Clone from a snapshot, when the daemon shares sqld's file system (managed sqld, 
 ``wallog`` beside it ``ReplicationLogger::open`` first rebuilds its replication log
 from the file (``replication/primary/logger.rs`` ``recover``: ~70 MB/s here, 14x a
 file copy at 100 MiB). So ``snapshot_create`` has a throwaway sqld do that once per
-snapshot (:func:`~.sqld_process.prebuild_log`) and seals the pair it leaves,
-``snapshots/<name>/<version>.sqld/{data,wallog}``; a clone copies both (reflink or
-``copy_file_range``) and creates the namespace, which sqld then opens from its log
-as it would after its own clean restart (strategy ``…+log``). Without the pair
+snapshot (:func:`~.sqld_process.prebuild_log`), compacted into one immutable
+``snapshots/*.snap`` file and a 64-byte ``wallog``, and seals what it leaves in
+``snapshots/<name>/<version>.sqld/``; a clone copies ``data`` (reflink or
+``copy_file_range``) and ``wallog``, hard-links the ``.snap``
+(:func:`~.sqld_process.place_prepared`) and creates the namespace, which sqld then
+opens as it would after its own clean restart (strategy ``…+log``). Without the pair
 (no sqld binary where the snapshot was made, a page size other than sqld's 4096),
 the file alone is placed and sqld rebuilds the log (``…+sqld``). sqld's admin
 ``fork`` is not used: it copies through the log, 13-34x a file copy
@@ -45,19 +50,25 @@ the first query on such a namespace answered "no such table" (sqld 0.24).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import sqlite3
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from branchdb.daemon.backends.base import Info, Progress, Recovered
 from branchdb.daemon.backends.libsql_backend import LibsqlBackend, clone_file
-from branchdb.daemon.backends.sqld_auth import Signer
+from branchdb.daemon.backends.sqld_auth import Signer, claims, new_key_id, stale
 from branchdb.daemon.backends.sqld_client import Admin, HranaSession
-from branchdb.daemon.backends.sqld_process import ManagedSqld, find_binary, prebuild_log
+from branchdb.daemon.backends.sqld_markers import Markers
+from branchdb.daemon.backends.sqld_process import (
+    ManagedSqld,
+    find_binary,
+    page_size,
+    place_prepared,
+    prepare_snapshot,
+    prepared_log,
+)
 from branchdb.daemon.config.project import Config
 from branchdb.daemon.core import naming
 from branchdb.daemon.core.errors import ConfigError, NotFound, Refused
@@ -69,6 +80,7 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 4096  # sqld's replication log frames (LIBSQL_PAGE_SIZE)
 LOAD_BATCH = 500  # dump statements per Hrana request
+SESSION_TTL = 6 * 3600  # the daemon's own tokens (a long migration fits)
 
 
 class SqldBackend:
@@ -86,6 +98,7 @@ class SqldBackend:
         s = config.libsql
         self.root = config.data_dir / "sqld"
         self.owned = self.root / "owned"
+        self.marks = Markers(self.owned, self.project)
         self.locks = self.root / "locks"
         # snapshots: the same sealed files
         self.files = LibsqlBackend(config, store_id=store_id)
@@ -130,43 +143,12 @@ class SqldBackend:
             host = "localhost"  # *.localhost is loopback (RFC 6761)
         return f"{scheme}://{namespace}.{host}" + (f":{port}" if port else "")
 
-    def _marker(self, namespace: str) -> Path:
-        return self.owned / f"{namespace}.json"
-
-    def _state(self, namespace: str) -> str | None:
-        """``"creating"`` or ``"ready"`` if *namespace* carries this project's
-        marker, else None."""
-        try:
-            data = json.loads(self._marker(namespace).read_text())
-        except (OSError, ValueError):
-            return None
-        if data.get("project") != self.project:
-            return None
-        return str(data.get("state", "ready"))
-
-    def _mine(self, namespace: str) -> bool:
-        return self._state(namespace) is not None
-
-    def _made_by(self, namespace: str) -> str | None:
-        try:
-            store = json.loads(self._marker(namespace).read_text()).get("store")
-        except (OSError, ValueError):
-            return None
-        return store if isinstance(store, str) else None
-
-    def _mark(self, namespace: str, branch: str, state: str) -> None:
-        self.owned.mkdir(parents=True, exist_ok=True)
-        body = {
-            "project": self.project,
-            "kind": "branch",
-            "branch": branch,
-            "state": state,
-            "at": time.time(),
-            **({"store": self.store_id} if self.store_id else {}),
-        }
-        tmp = self.owned / f".tmp-{namespace}-{os.urandom(4).hex()}"
-        tmp.write_text(json.dumps(body))
-        os.replace(tmp, self._marker(namespace))  # never half a marker
+    def key_id(self, namespace: str, info: Info) -> str | None:
+        """The ``key_id`` of *namespace*'s own key: from *info*, else from the
+        marker; None for a namespace made before per-namespace keys (it takes
+        tokens of the daemon's key)."""
+        key_id = info.get("key_id")
+        return key_id if isinstance(key_id, str) else self.marks.key_id(namespace)
 
     def _dir(self, namespace: str) -> Path | None:
         return None if self.db_path is None else self.db_path / "dbs" / namespace
@@ -176,7 +158,7 @@ class SqldBackend:
         return naming.sqld_namespace(self.project, branch)
 
     def exists(self, database: str) -> bool:
-        return self._state(database) == "ready" and self._admin().exists(database)
+        return self.marks.state(database) == "ready" and self._admin().exists(database)
 
     def create(
         self,
@@ -187,13 +169,13 @@ class SqldBackend:
         info: Info,
     ) -> Info:
         admin = self._admin()
-        if self._state(database) == "creating":
+        if self.marks.state(database) == "creating":
             # An earlier create of ours was killed half way (the caller holds the
             # branch lock): whatever it left is ours to remove.
             admin.delete(database)
             self.drop_leftovers(database, branch, info)
         if admin.exists(database):
-            if self._mine(database):
+            if self.marks.mine(database):
                 raise Refused(f"sqld namespace {database} already exists")
             raise Refused(
                 f"sqld namespace {database} exists on {admin.url} but was not made "
@@ -207,61 +189,111 @@ class SqldBackend:
             )
         # The marker first (an intent: "creating"), "ready" only once sqld has
         # the namespace: a create killed in between leaves a temp, never a branch.
-        self._mark(database, branch, "creating")
+        # The namespace's own key: kept across reset (same token), new for a new
+        # branch. A record from before per-namespace keys keeps the server's key.
+        legacy = "auth_token" in info and "key_id" not in info
+        key_id = None if legacy else str(info.get("key_id") or new_key_id())
+        self.marks.mark(
+            database, branch, "creating", key_id=key_id, store=self.store_id
+        )
         folder = self._dir(database)
+        body = {}
+        if key_id is not None:
+            body["jwt_key"] = self._sign().public_pem(database, key_id)
+        keyed: Info = {**info, **({"key_id": key_id} if key_id else {})}
         try:
             if folder is not None and folder.exists():
                 shutil.rmtree(folder)  # leftover of an interrupted create (no ns)
-            prepared = _prepared(snapshot)
+            prepared = prepared_log(snapshot.info if snapshot else None)
             if snapshot is None:
-                admin.create(database)
+                admin.create(database, body)
                 strategy = "fresh"
             elif folder is not None and prepared is not None:
                 # data + its replication log, as sqld left them: served at once.
                 folder.mkdir(parents=True)
-                for part in ("data", "wallog"):
-                    tmp = folder / f".tmp-{part}"
-                    method = clone_file(prepared / part, tmp)
-                    os.chmod(tmp, 0o644)
-                    os.rename(tmp, folder / part)
-                admin.create(database)
+                method = place_prepared(prepared, folder)
+                admin.create(database, body)
                 strategy = f"{method}+log"
-            elif (
-                folder is not None and _page_size(Path(snapshot.location)) == PAGE_SIZE
-            ):
+            elif folder is not None and page_size(Path(snapshot.location)) == PAGE_SIZE:
                 folder.mkdir(parents=True)
                 tmp = folder / f".tmp-data-{os.urandom(4).hex()}"
                 method = clone_file(Path(snapshot.location), tmp)
                 os.chmod(tmp, 0o644)
                 os.rename(tmp, folder / "data")
-                admin.create(database)  # sqld serves the file already there
+                admin.create(database, body)  # sqld serves the file already there
                 strategy = f"{method}+sqld"
             else:
-                admin.create(database)
-                self._load(database, Path(snapshot.location))
+                admin.create(database, body)
+                self._load(database, keyed, Path(snapshot.location))
                 strategy = "load"
         except BaseException:
             with contextlib.suppress(Exception):
                 admin.delete(database)
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
-            self._marker(database).unlink(missing_ok=True)
+            self.marks.path(database).unlink(missing_ok=True)
             raise
-        self._mark(database, branch, "ready")
-        token = info.get("auth_token") or self._sign().token(database)
-        return {
+        self.marks.mark(database, branch, "ready", key_id=key_id, store=self.store_id)
+        out: Info = {
             "url": self.public_url(database),
-            "auth_token": token,
             "namespace": database,
             "strategy": strategy,
+            **({"key_id": key_id} if key_id else {}),
         }
+        token = info.get("auth_token")
+        fresh = self._token_ok(database, key_id, token)
+        out["auth_token"] = token if fresh else self._token(database, key_id)
+        return out
 
-    def _load(self, database: str, source: Path) -> None:
+    # ------------------------------------------------------------- credentials
+    def _token(self, database: str, key_id: str | None) -> str:
+        return self._sign().token(
+            database, key_id=key_id, ttl=self.config.libsql.token_ttl
+        )
+
+    def _token_ok(self, database: str, key_id: str | None, token: object) -> bool:
+        """*token* is signed by the namespace's current key, with more than half
+        of its lifetime left, and as long-lived as ``token_ttl`` allows."""
+        if not isinstance(token, str) or stale(token):
+            return False
+        ttl = self.config.libsql.token_ttl
+        if ttl and not isinstance(claims(token).get("exp"), int):
+            return False  # made before token_ttl was set: give it an expiry
+        return self._sign().signed_by(token, database, key_id)
+
+    def credentials_stale(self, database: str, info: Info) -> bool:
+        """True if *info*'s token should be re-signed before it is handed out: less
+        than half its lifetime left, no ``exp`` although ``token_ttl`` asks for
+        one, or signed with a key that is no longer the daemon's. No I/O."""
+        key_id = self.key_id(database, info)
+        return not self._token_ok(database, key_id, info.get("auth_token"))
+
+    def refresh_credentials(self, database: str, info: Info) -> Info:
+        """*info* with a newly signed token (the engine calls this, under the
+        branch lock, when :meth:`credentials_stale`). A token still fresh but
+        signed with another key means the key file was replaced: the namespace
+        is first given its key derived from the new one, which revokes every
+        older token."""
+        key_id = self.key_id(database, info)
+        token = info.get("auth_token")
+        if (
+            isinstance(token, str)
+            and key_id
+            and not self._sign().signed_by(token, database, key_id)
+            and self.marks.mine(database)
+        ):
+            self._rekey(database, key_id)
+        return {**info, "auth_token": self._token(database, key_id)}
+
+    def _rekey(self, database: str, key_id: str) -> None:
+        self._admin().set_jwt_key(database, self._sign().public_pem(database, key_id))
+
+    def _load(self, database: str, info: Info, source: Path) -> None:
         """Replay *source*'s SQL into the (new, empty) namespace, in one
         transaction."""
         src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
         try:
-            with self.connect(database, {}) as db, db.transaction():
+            with self.connect(database, info) as db, db.transaction():
                 batch: list[str] = []
                 for stmt in src.iterdump():
                     if stmt in ("BEGIN TRANSACTION;", "COMMIT;"):
@@ -279,14 +311,14 @@ class SqldBackend:
         """Delete the namespace and branchdb's marker (idempotent). Raises Refused,
         deleting nothing, if the namespace exists without this project's marker
         or another state store made it."""
-        if not self._mine(database):
+        if not self.marks.mine(database):
             if self._admin().exists(database):
                 raise Refused(
                     f"sqld namespace {database} is not a branch database branchdb "
                     "made for this project (no marker); nothing was deleted"
                 )
             return
-        made_by = self._made_by(database)
+        made_by = self.marks.made_by(database)
         if made_by and self.store_id and made_by != self.store_id:
             raise Refused(
                 f"sqld namespace {database} was made by another branchdb state "
@@ -299,28 +331,35 @@ class SqldBackend:
             shutil.rmtree(folder, ignore_errors=True)
         (self.locks / database).unlink(missing_ok=True)
         Path(str(self.locks / database) + ".migrate-lock").unlink(missing_ok=True)
-        self._marker(database).unlink(missing_ok=True)
+        self.marks.path(database).unlink(missing_ok=True)
 
     def connect(self, database: str, info: Info) -> HranaSession:
+        """A session with a short-lived token of the namespace's own key. A
+        namespace of ours that refuses it was keyed with the daemon's previous
+        key file: it is given the current one (revoking every older token)."""
         self.locks.mkdir(parents=True, exist_ok=True)
-        return HranaSession(
-            self._ends()[0],
-            database,
-            self._sign().token(database),
-            str(info.get("url") or self.public_url(database)),
-            self.locks,
-        )
+        key_id = self.key_id(database, info)
+        url = str(info.get("url") or self.public_url(database))
+
+        def session() -> HranaSession:
+            token = self._sign().token(database, key_id=key_id, ttl=SESSION_TTL)
+            return HranaSession(self._ends()[0], database, token, url, self.locks)
+
+        try:
+            return session()
+        except Refused:
+            if key_id is None or self.marks.state(database) != "ready":
+                raise
+            self._rekey(database, key_id)
+            return session()
 
     def list_owned(self, store: str | None = None) -> list[str]:
         """Namespaces with this project's "ready" marker; with *store*, those that
         store made."""
-        if not self.owned.is_dir():
-            return []
-        names = sorted(p.stem for p in self.owned.glob("bdb-*.json"))
-        names = [n for n in names if self._state(n) == "ready"]
+        names = [n for n in self.marks.names() if self.marks.state(n) == "ready"]
         if store is None:
             return names
-        return [n for n in names if self._made_by(n) == store]
+        return [n for n in names if self.marks.made_by(n) == store]
 
     def size_bytes(self, database: str) -> int:
         folder = self._dir(database)
@@ -368,19 +407,18 @@ class SqldBackend:
                 except Refused:
                     out.busy.append(work.name)
         admin = self._admin()
-        names = sorted(p.stem for p in self.owned.glob("bdb-*.json"))
-        for database in names:
-            if self._state(database) != "creating":
+        for database in self.marks.names():
+            if self.marks.state(database) != "creating":
                 continue
             owner = ctx.store.branch_by_database(self.name, database)
-            branch = owner.branch if owner else _branch_of(self._marker(database))
+            branch = owner.branch if owner else self.marks.branch(database)
             try:
                 with ctx.lock(branch or database, timeout=0):
-                    if self._state(database) != "creating":
+                    if self.marks.state(database) != "creating":
                         continue  # finished meanwhile
                     admin.delete(database)  # if sqld got as far as making it
                     self.drop_leftovers(database, "", {})
-                    self._marker(database).unlink(missing_ok=True)
+                    self.marks.path(database).unlink(missing_ok=True)
                     out.dropped.append(database)
             except Refused:
                 out.busy.append(database)
@@ -406,37 +444,19 @@ class SqldBackend:
             allow_unreviewed=allow_unreviewed,
         )
         rec.backend = self.name
-        if self.db_path is not None and _page_size(Path(rec.location)) == PAGE_SIZE:
+        if self.db_path is not None and page_size(Path(rec.location)) == PAGE_SIZE:
             try:
                 find_binary()
             except ConfigError:
                 return rec  # no sqld here to prepare with: clones rebuild the log
             if progress:
                 progress(f"preparing sqld's replication log for {rec.ref}")
-            rec.info["sqld"] = str(self._prepare(rec))
+            rec.info["sqld"] = str(
+                prepare_snapshot(
+                    Path(rec.location), self.root / "prep" / f"{rec.name}-{rec.version}"
+                )
+            )
         return rec
-
-    def _prepare(self, rec: SnapshotRecord) -> Path:
-        """``snapshots/<name>/<version>.sqld/{data,wallog}``: the snapshot as sqld
-        serves it, built once (sealed last, read-only)."""
-        prep = self.root / "prep" / f"{rec.name}-{rec.version}-{os.urandom(4).hex()}"
-        prep.parent.mkdir(parents=True, exist_ok=True)
-        final = Path(rec.location).with_suffix(".sqld")
-        try:
-            folder = prebuild_log(Path(rec.location), prep)
-            ready = prep / "sealed"
-            ready.mkdir()
-            for part in ("data", "wallog"):
-                os.rename(folder / part, ready / part)
-                with open(ready / part, "rb+") as f:
-                    os.fsync(f.fileno())
-                os.chmod(ready / part, 0o444)
-            if final.exists():
-                shutil.rmtree(final)
-            os.rename(ready, final)
-        finally:
-            shutil.rmtree(prep, ignore_errors=True)
-        return final
 
     def snapshot_drop(self, snapshot: SnapshotRecord) -> None:
         prepared = Path(snapshot.location).with_suffix(".sqld")
@@ -448,27 +468,3 @@ class SqldBackend:
         """Stop a managed sqld (``branchdb serve`` calls this on shutdown)."""
         if self.managed is not None:
             self.managed.stop()
-
-
-def _prepared(snapshot: SnapshotRecord | None) -> Path | None:
-    where = snapshot.info.get("sqld") if snapshot is not None else None
-    if not where:
-        return None
-    folder = Path(where)
-    ok = (folder / "data").is_file() and (folder / "wallog").is_file()
-    return folder if ok else None
-
-
-def _page_size(path: Path) -> int:
-    with open(path, "rb") as f:
-        head = f.read(18)
-    size = int.from_bytes(head[16:18], "big")
-    return 65536 if size == 1 else size
-
-
-def _branch_of(marker: Path) -> str | None:
-    try:
-        branch = json.loads(marker.read_text()).get("branch")
-    except (OSError, ValueError):
-        return None
-    return branch if isinstance(branch, str) else None

@@ -28,7 +28,12 @@ import httpx
 
 from branchdb.daemon.backends.sqlite_session import migration_lock
 from branchdb.daemon.core.dbsession import Row
-from branchdb.daemon.core.errors import BackendError, DatabaseError, Refused
+from branchdb.daemon.core.errors import (
+    BackendError,
+    DatabaseError,
+    Refused,
+    ServerUnavailable,
+)
 
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 _shared: httpx.Client | None = None
@@ -46,8 +51,8 @@ def client() -> httpx.Client:
         return _shared
 
 
-def _unreachable(what: str, url: str, e: Exception) -> BackendError:
-    return BackendError(
+def _unreachable(what: str, url: str, e: Exception) -> ServerUnavailable:
+    return ServerUnavailable(
         f"sqld {what} at {url} is not reachable ({type(e).__name__}: {e}); is sqld "
         "running? (a managed one is started by the daemon; a team one by its team)"
     )
@@ -106,6 +111,20 @@ class Admin:
                 f"HTTP {r.status_code} {_error_text(r)}"
             )
 
+    def set_jwt_key(self, namespace: str, pem: str) -> None:
+        """Replace *namespace*'s own JWT key (its other settings kept): every token
+        signed with the old key is refused from now on."""
+        r = self._call("GET", f"/v1/namespaces/{namespace}/config")
+        if r.status_code == 200:
+            body = r.json()
+            body["jwt_key"] = pem
+            r = self._call("POST", f"/v1/namespaces/{namespace}/config", json=body)
+        if r.status_code != 200:
+            raise BackendError(
+                f"sqld admin API {self.url} refused to set the key of namespace "
+                f"{namespace}: HTTP {r.status_code} {_error_text(r)}"
+            )
+
     def stats(self, namespace: str) -> dict[str, Any]:
         r = self._call("GET", f"/v1/namespaces/{namespace}/stats")
         if r.status_code != 200:
@@ -158,6 +177,7 @@ class HranaSession:
     ) -> None:
         self.url = url
         self.namespace = namespace
+        self.auth_token = token  # for the team's migrate command (format "command")
         self._server = server.rstrip("/")
         self._lock_path = str(lock_dir / namespace)
         self._baton: str | None = None
@@ -184,8 +204,9 @@ class HranaSession:
         if r.status_code == 401:
             raise Refused(
                 f"sqld {self._server} refused branchdb's token for namespace "
-                f"{self.namespace}: {_error_text(r)} (is sqld's --auth-jwt-key-file "
-                "the public half of libsql.key_file?)"
+                f"{self.namespace}: {_error_text(r)} (the namespace's key, or for "
+                "one made before per-branch keys sqld's --auth-jwt-key-file, does "
+                "not come from libsql.key_file)"
             )
         if r.status_code == 404:
             raise BackendError(

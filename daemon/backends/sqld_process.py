@@ -34,9 +34,11 @@ from typing import Any
 import httpx
 
 from branchdb.daemon.backends.sqld_auth import ensure_keypair
-from branchdb.daemon.core.errors import BackendError, ConfigError
+from branchdb.daemon.core.errors import BackendError, ConfigError, ServerUnavailable
 
 READY_TIMEOUT = 15.0
+PAGE_SIZE = 4096  # sqld's replication log frames (LIBSQL_PAGE_SIZE)
+FRAME_SIZE = 24 + PAGE_SIZE  # a frame in its log: header + page (LogFile::FRAME_SIZE)
 
 
 def find_binary() -> str:
@@ -175,13 +177,13 @@ class ManagedSqld:
                 setsid=True,
             )
         except OSError as e:
-            raise BackendError(f"cannot start sqld ({cmd[0]}): {e}") from None
+            raise ServerUnavailable(f"cannot start sqld ({cmd[0]}): {e}") from None
         http = f"http://{host}:{http_port}"
         admin = f"http://127.0.0.1:{admin_port}"
         if not self._wait_ready(http, pid, child=True):
             self._kill(pid)
             tail = (self.root / "sqld.log").read_text(errors="replace")[-800:]
-            raise BackendError(
+            raise ServerUnavailable(
                 f"sqld did not start (see {self.root}/sqld.log):\n{tail}"
             )
         state = {
@@ -238,9 +240,17 @@ def prebuild_log(data_file: Path, work: Path) -> Path:
 
     sqld rebuilds that log whenever it finds a ``data`` file without one
     (``ReplicationLogger::recover``, ~70 MB/s here); doing it once per snapshot,
-    instead of once per branch, leaves a clone two file copies and no rebuild.
-    ``--max-log-size`` is raised so that the log is not compacted away into
-    ``snapshots/`` before it is taken; a clean shutdown leaves no ``.sentinel``.
+    instead of once per branch, leaves a clone a file copy and no rebuild.
+
+    ``--max-log-size 1`` (MB) has sqld compact that log at once: its frames move
+    into one immutable file under ``snapshots/`` (``<log id>-0-<last frame>.snap``,
+    written aside and renamed in, never changed after; a later merge writes a new
+    file and unlinks the old ones), leaving a 64-byte ``wallog`` that starts after
+    it. A clone then copies ``data``, copies the tiny ``wallog`` and *hard-links*
+    the snapshot file instead of copying a second database-sized file; sqld serves
+    that state as it does after its own restart, and replicas still get every
+    frame. Waits until ``to_compact/`` is empty (no compaction half done); a clean
+    shutdown leaves no ``.sentinel``.
     """
     from branchdb.daemon.backends.sqld_client import client
 
@@ -258,7 +268,7 @@ def prebuild_log(data_file: Path, work: Path) -> Path:
                 "--http-listen-addr",
                 f"127.0.0.1:{port}",
                 "--max-log-size",
-                "1000000",
+                "1",
                 "--no-welcome",
             ],
             stdin=subprocess.DEVNULL,
@@ -294,6 +304,12 @@ def prebuild_log(data_file: Path, work: Path) -> Path:
             if time.monotonic() > deadline:
                 raise BackendError(f"sqld did not serve {data_file} within 600 s")
             time.sleep(0.05)
+        # More pages than a 1 MB log holds: wait for the compaction to finish.
+        if (folder / "data").stat().st_size // PAGE_SIZE > 1_000_000 // FRAME_SIZE:
+            while not _compacted(folder):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise BackendError(f"sqld did not compact the log of {data_file}")
+                time.sleep(0.05)
     finally:
         proc.terminate()
         try:
@@ -301,6 +317,88 @@ def prebuild_log(data_file: Path, work: Path) -> Path:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    if (folder / ".sentinel").exists() or not (folder / "wallog").is_file():
+    if (
+        (folder / ".sentinel").exists()
+        or not (folder / "wallog").is_file()
+        or any((folder / "to_compact").glob("*"))
+    ):
         raise BackendError(f"sqld did not shut down cleanly preparing {data_file}")
     return folder
+
+
+def _compacted(folder: Path) -> bool:
+    return any((folder / "snapshots").glob("*.snap")) and not any(
+        (folder / "to_compact").glob("*")
+    )
+
+
+def prepare_snapshot(location: Path, work: Path) -> Path:
+    """``<location minus suffix>.sqld/{data,wallog}``: the snapshot file at
+    *location* as sqld serves it, built once in *work*-<random> (removed after;
+    recovery removes one left by a kill) and sealed last, read-only."""
+    prep = work.with_name(f"{work.name}-{os.urandom(4).hex()}")
+    prep.parent.mkdir(parents=True, exist_ok=True)
+    final = location.with_suffix(".sqld")
+    try:
+        folder = prebuild_log(location, prep)
+        ready = prep / "sealed"
+        (ready / "snapshots").mkdir(parents=True)
+        parts = ["data", "wallog"]
+        parts += [f"snapshots/{p.name}" for p in (folder / "snapshots").glob("*.snap")]
+        for part in parts:
+            os.rename(folder / part, ready / part)
+            with open(ready / part, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(ready / part, 0o444)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(ready, final)
+    finally:
+        shutil.rmtree(prep, ignore_errors=True)
+    return final
+
+
+def prepared_log(info: dict[str, Any] | None) -> Path | None:
+    """The prepared ``.sqld`` folder a snapshot's *info* names, if complete."""
+    where = info.get("sqld") if info is not None else None
+    if not where:
+        return None
+    folder = Path(where)
+    ok = (folder / "data").is_file() and (folder / "wallog").is_file()
+    return folder if ok else None
+
+
+def page_size(path: Path) -> int:
+    """The page size in the header of the SQLite file *path*."""
+    with open(path, "rb") as f:
+        head = f.read(18)
+    size = int.from_bytes(head[16:18], "big")
+    return 65536 if size == 1 else size
+
+
+def place_prepared(prepared: Path, folder: Path) -> str:
+    """Put a prepared snapshot (:func:`prepare_snapshot`) into the new namespace
+    directory *folder*: ``data`` and ``wallog`` copied (sqld writes both), the
+    compacted log's ``snapshots/*.snap`` hard-linked (sqld only reads those and
+    unlinks them; a copy where a link cannot be made, e.g. across file systems).
+    Returns how ``data`` was copied (``reflink``/``copy_file_range``/...)."""
+    from branchdb.daemon.backends.libsql_backend import clone_file
+
+    method = ""
+    for part in ("data", "wallog"):
+        tmp = folder / f".tmp-{part}"
+        got = clone_file(prepared / part, tmp)
+        method = method or got
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, folder / part)
+    snaps = sorted((prepared / "snapshots").glob("*.snap"))
+    if snaps:
+        (folder / "snapshots").mkdir()
+    for snap in snaps:
+        try:
+            os.link(snap, folder / "snapshots" / snap.name)
+        except OSError:
+            tmp = folder / "snapshots" / f".tmp-{snap.name}"
+            clone_file(snap, tmp)
+            os.rename(tmp, folder / "snapshots" / snap.name)
+    return method

@@ -25,6 +25,7 @@ BACKENDS = ("libsql", "postgres", "docker")
 #: "libsql"`` with ``[libsql] server = ...`` or ``[libsql] managed = true``.
 SQLD = "sqld"
 DEFAULT_TOKEN_ENV = ("DATABASE_AUTH_TOKEN", "TURSO_AUTH_TOKEN")
+DEFAULT_TOKEN_TTL = 30 * 86400
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -120,6 +121,9 @@ class LibsqlSection(NamedTuple):
     db_path: Path | None = None
     listen: str | None = None  # managed: "127.0.0.1:PORT" for Hrana (default: free)
     token_env: tuple[str, ...] = DEFAULT_TOKEN_ENV
+    #: Lifetime of a branch's token (its ``exp``); re-signed when handed out with
+    #: less than half of it left. 0: tokens without ``exp``.
+    token_ttl: int = DEFAULT_TOKEN_TTL
 
     @property
     def enabled(self) -> bool:
@@ -201,6 +205,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "db_path": str,
         "listen": str,
         "token_env": list,
+        "token_ttl": (str, int),
     },
     "docker": dict(DOCKER_SCHEMA),
     "server": {"url": str},
@@ -445,6 +450,15 @@ def _libsql(raw: Mapping[str, Any], root: Path, where: str) -> LibsqlSection:
         raise ConfigError(
             f"{where}: libsql.token_env must be environment variable names"
         )
+    ttl = raw.get("token_ttl", "30d")
+    if isinstance(ttl, int) and ttl != 0:
+        raise ConfigError(f'{where}: libsql.token_ttl must be a duration ("30d") or 0')
+    token_ttl = 0 if ttl in ("0", 0) else parse_duration(ttl, "libsql.token_ttl", where)
+    if 0 < token_ttl < 600:
+        raise ConfigError(
+            f'{where}: libsql.token_ttl must be at least 10m (or "0": no expiry); '
+            "a token is handed out with at least half of it left"
+        )
     return LibsqlSection(
         server=server.rstrip("/") if server else None,
         admin=admin.rstrip("/") if admin else None,
@@ -454,6 +468,7 @@ def _libsql(raw: Mapping[str, Any], root: Path, where: str) -> LibsqlSection:
         db_path=(root / raw["db_path"]).resolve() if raw.get("db_path") else None,
         listen=raw.get("listen"),
         token_env=tuple(token_env),
+        token_ttl=token_ttl,
     )
 
 

@@ -135,7 +135,7 @@ class Engine(ProjectContext):
             self.store.touch_branch(self.project, branch, now)
             rec.last_used_at = max(rec.last_used_at, now)
             self.wake(rec)
-            return UpResult(record=rec, up_to_date=True)
+            return UpResult(record=self._hand_out(rec), up_to_date=True)
 
         source = self.migration_source(files)
         evicted: list[str] = []  # by the quota admission of a create
@@ -183,7 +183,7 @@ class Engine(ProjectContext):
                     raise self._snapshot_ahead(rec, again) from None
                 self._audit_applied(branch, applied)
                 return UpResult(
-                    record=rec,
+                    record=self._hand_out(rec, locked=True),
                     created=created,
                     reset=True,
                     applied=tuple(applied),
@@ -193,7 +193,7 @@ class Engine(ProjectContext):
             self._audit_applied(branch, applied)
             self.wake(rec)
             return UpResult(
-                record=rec,
+                record=self._hand_out(rec, locked=True),
                 created=created,
                 applied=tuple(applied),
                 evicted=tuple(evicted),
@@ -400,7 +400,28 @@ class Engine(ProjectContext):
         self.store.touch_branch(self.project, branch, now)
         rec.last_used_at = max(rec.last_used_at, now)
         self.wake(rec)
-        return rec
+        return self._hand_out(rec)
+
+    def _hand_out(self, rec: BranchRecord, *, locked: bool = False) -> BranchRecord:
+        """*rec*, with credentials fit to be handed out: a backend whose tokens
+        expire (optional ``credentials_stale``/``refresh_credentials``) re-signs
+        one with less than half its lifetime left, and the record keeps it.
+        Without *locked* the branch lock is tried without waiting; whoever holds
+        it hands out fresh credentials itself, so a busy lock just returns
+        *rec*."""
+        stale = getattr(self.backend, "credentials_stale", None)
+        if stale is None or rec.status != "ready" or not stale(rec.database, rec.info):
+            return rec
+        if locked:
+            refresh = self.backend.refresh_credentials  # type: ignore[attr-defined]
+            rec.info = refresh(rec.database, rec.info)
+            self.store.put_branch(rec)
+            return rec
+        try:
+            with self.lock(rec.branch, timeout=0):
+                return self._hand_out(self.get(rec.branch), locked=True)
+        except Refused:
+            return rec
 
     def wake(self, rec: BranchRecord) -> None:
         """Start *rec*'s database if its backend stopped it for being idle
@@ -707,15 +728,15 @@ class Engine(ProjectContext):
 
             conn = connect(source, what="snapshot source")
             try:
-                findings, unreviewed = check.check_postgres(conn, rules)
+                findings, unreviewed, limits = check.check_postgres(conn, rules)
             finally:
                 conn.close()
         else:
             path = Path(source.removeprefix("file:")).expanduser()
             if not path.is_file():
                 raise NotFound(f"snapshot source {path} does not exist")
-            findings, unreviewed = check.check_sqlite(path, rules)
-        return SnapshotCheck(tuple(findings), tuple(unreviewed))
+            findings, unreviewed, limits = check.check_sqlite(path, rules)
+        return SnapshotCheck(tuple(findings), tuple(unreviewed), limits)
 
     def snapshot_list(self) -> list[SnapshotRecord]:
         return self.store.list_snapshots(self.project)

@@ -82,3 +82,5 @@ class SnapshotCheck:
 
     findings: tuple[Finding, ...]
     unreviewed: tuple[Finding, ...]
+    #: the bounds of the sample judged (rows, value size, time; tables given up)
+    limits: str = ""

@@ -141,12 +141,15 @@ def run(
         progress(f"running {config.migrations.command}")
         from branchdb.daemon.core.urlforms import convert
 
+        # A libsql server branch's URL opens nothing without its token.
+        token = getattr(session, "auth_token", None)
         output = fmt.run_command(  # type: ignore[attr-defined]
             config.migrations.command,
             convert(session.url, config.database.url_format),
             config.root,
             config.migrations.timeout,
             env_var=config.database.env_var,
+            secret_env={n: token for n in config.libsql.token_env} if token else None,
         )
         after = ledger.describe(session, tables, config.migrations.schema)
         if outcome is not None:

@@ -1,7 +1,9 @@
 """``branchdb snapshot check``: what the detector flags in a live source, read-only.
 
-Each entry point returns ``(findings, unreviewed)``: every column that looks personal
-or secret, and those of them the rules (if given) do not cover. Nothing is written.
+Each entry point returns ``(findings, unreviewed, limits)``: every column that looks
+personal or secret, those of them the rules (if given) do not cover, and the bounds of
+the sample the values were judged on (:meth:`detect.Samples.limits`). Nothing is
+written.
 """
 
 from __future__ import annotations
@@ -24,26 +26,30 @@ def check_postgres(
     conn: psycopg.Connection[Any],
     rules: Rules | None = None,
     sample: int = detect.SAMPLE,
-) -> tuple[list[Finding], list[Finding]]:
-    """(findings, unreviewed) for the live database behind *conn*.
+) -> tuple[list[Finding], list[Finding], str]:
+    """(findings, unreviewed, limits) for the live database behind *conn*.
 
     The session is made read-only first (``default_transaction_read_only``); the
     caller opens and closes the connection.
     """
     conn.execute("SET default_transaction_read_only = on")
     schema = pg_schema(conn)
-    findings = detect.detect(schema, sample_pg(conn, schema, sample), "postgres")
-    return findings, detect.unreviewed(findings, rules) if rules else findings
+    samples = sample_pg(conn, schema, sample)
+    findings = detect.detect(schema, samples, "postgres")
+    missing = detect.unreviewed(findings, rules) if rules else findings
+    return findings, missing, samples.limits()
 
 
 def check_sqlite(
     path: str | Path, rules: Rules | None = None, sample: int = detect.SAMPLE
-) -> tuple[list[Finding], list[Finding]]:
-    """(findings, unreviewed) for a SQLite file, opened read-only."""
+) -> tuple[list[Finding], list[Finding], str]:
+    """(findings, unreviewed, limits) for a SQLite file, opened read-only."""
     db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
     try:
         schema = sqlite_schema(db)
-        findings = detect.detect(schema, sample_sqlite(db, schema, sample), "sqlite")
+        samples = sample_sqlite(db, schema, sample)
+        findings = detect.detect(schema, samples, "sqlite")
     finally:
         db.close()
-    return findings, detect.unreviewed(findings, rules) if rules else findings
+    missing = detect.unreviewed(findings, rules) if rules else findings
+    return findings, missing, samples.limits()

@@ -2,7 +2,9 @@
 
 A verifier proves that no original value of a masked column survives anywhere in
 the snapshot. It searches every text-like column of every table for the originals
-of every column its rule replaces (:func:`original_sources`), three ways per column:
+of every column its rule replaces (:func:`original_sources`; texts inside arrays,
+JSON, bytes, XML, hstore and composites included), three ways per column (and per
+text inside a structured column):
 whole values (a hash join on the value), email addresses inside free text (each
 extracted address joined to the lower-cased originals), and the words of masked
 *names* inside free text (each word joined to the words of the original names,
@@ -73,7 +75,10 @@ def original_sources(
     schema: Schema, rules: Rules
 ) -> list[tuple[Table, Column, ColumnRule]]:
     """(table, column, rule) of every column whose originals the verifiers search
-    the snapshot for: a text-like column its rule replaces (``rules.REPLACING``)."""
+    the snapshot for: a column holding text its rule replaces (``rules.REPLACING``).
+    The originals of a structured column are the texts inside it: its array
+    elements, decoded bytes, JSON keys and scalars (for a ``json`` rule, the
+    scalars at and under its paths)."""
     out = []
     for key, trule in rules.tables.items():
         table = schema.tables.get(key)
@@ -84,7 +89,7 @@ def original_sources(
             if (
                 r.strategy in REPLACING
                 and col is not None
-                and col.kind in ("text", "inet", "json")
+                and (col.kind in ("text", "inet") or col.structured)
             ):
                 out.append((table, col, r))
     return out  # fmt: skip
@@ -105,5 +110,5 @@ def name_origins(schema: Schema, rules: Rules) -> list[str]:
     return [
         f"{t.key}.{c.name}"
         for t, c, r in original_sources(schema, rules)
-        if r.strategy == "name"
+        if r.strategy == "name" and not c.structured
     ]

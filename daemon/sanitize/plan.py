@@ -23,6 +23,8 @@ Progress = Callable[[str, str, int], None]
 _COLLIDING = {"fixed", "name", "phone", "address", "noise"}
 _TEXT_ONLY = {"email", "name", "phone", "address"}
 _HASHABLE = {"text", "int", "numeric", "uuid", "inet", "bytes"}
+#: Strategies an array column applies to each of its elements.
+ELEMENT_WISE = frozenset({"hash", "email", "name", "phone", "address", "json"})
 
 
 def no_progress(_table: str, _action: str, _rows: int) -> None:
@@ -44,6 +46,8 @@ class ApplyReport:
 
 
 def check_column(rule: ColumnRule, col: Column) -> None:
+    """RulesError when *rule* cannot hold on *col* (an array's element-wise
+    strategies are checked against its element)."""
     at = f"{rule.where} ({col.type})"
     s = rule.strategy
     if s == "null" and col.not_null:
@@ -55,12 +59,19 @@ def check_column(rule: ColumnRule, col: Column) -> None:
             f"{at}: strategy {s!r} would break the column's uniqueness; use "
             "hash or email (both derive each value from the unique original)"
         )
-    if s in _TEXT_ONLY and col.kind != "text":
+    # Arrays are masked element by element, with the element's kind.
+    kind = col.elem if col.kind == "array" and s in ELEMENT_WISE else col.kind
+    if s == "json" and kind not in ("json", "text"):
+        raise RulesError(
+            f"{at}: strategy 'json' needs a JSON column (or an array of JSON); "
+            f"this column is {col.kind}: use null, fixed or sql"
+        )
+    if s in _TEXT_ONLY and kind != "text":
         raise RulesError(
             f"{at}: strategy {s!r} writes text; this column is {col.kind}: use hash, "
             "fixed or sql"
         )
-    if s == "hash" and col.kind not in _HASHABLE:
+    if s == "hash" and kind not in _HASHABLE:
         raise RulesError(
             f"{at}: cannot hash a {col.kind} column and keep its type; use noise, "
             "fixed or sql"

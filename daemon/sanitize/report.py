@@ -21,6 +21,7 @@ class SanitizeReport:
     rows: int = 0  # rows left in the sanitized database
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    sampling: str = ""  # the detector's sample bounds (detect.Samples.limits)
 
     def info(self) -> dict[str, Any]:
         """JSON-able summary to record on the snapshot (SnapshotRecord.info)."""
@@ -35,6 +36,7 @@ class SanitizeReport:
             "columns_searched": self.verified.columns_searched,
             "changes": self.applied.tables,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "sampling": self.sampling,
         }
 
     def summary(self) -> str:

@@ -12,6 +12,11 @@
     [tables.users.columns]                               # or a sub-table
     ssn = { strategy = "hash", salt_key = "people" }
 
+    [tables.users.columns]
+    profile = { strategy = "json", paths = { "$.backup_email" = "email",
+                "$.contacts[*].phone" = "phone" } }           # inside JSON, by path
+    tags = "email"                                       # an array: element by element
+
     [tables.audit_log]
     truncate = true
 
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from branchdb.daemon.core.errors import ConfigError
+from branchdb.daemon.sanitize.values import PathError, Segment, parse_path
 
 
 class RulesError(ConfigError):
@@ -50,7 +56,11 @@ STRATEGIES: dict[str, frozenset[str]] = {
     "shuffle": frozenset(),
     "noise": frozenset({"range", "days"}),
     "sql": frozenset({"expr"}),
+    "json": frozenset({"paths"}),
 }
+#: Strategies a ``json`` rule may apply at a path (to the value found there).
+JSON_LEAF = frozenset({"keep", "null", "fixed", "hash", "email", "name", "phone",
+                       "address"})  # fmt: skip
 PARTS = {
     "name": ("full", "first", "last"),
     "address": ("full", "street", "city", "zip"),
@@ -58,7 +68,9 @@ PARTS = {
 #: Strategies that replace a value by one derived from it (or by a constant): the
 #: original must then appear nowhere in the snapshot (see verify.py). ``shuffle`` and
 #: ``noise`` keep (near-)original values by design and are not verified.
-REPLACING = frozenset({"null", "fixed", "hash", "email", "name", "phone", "address"})
+REPLACING = frozenset(
+    {"null", "fixed", "hash", "email", "name", "phone", "address", "json"}
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,8 @@ class ColumnRule:
     days: int | None = None  # noise, dates: +/- days
     expr: str = ""  # sql
     salt_key: str = ""  # columns sharing a salt_key (default "") hash alike
+    #: json: (segments, path as written, the rule applied to the value there)
+    paths: tuple[tuple[tuple[Segment, ...], str, ColumnRule], ...] = ()
 
     @property
     def where(self) -> str:
@@ -208,9 +222,35 @@ def _column(src: str, table: str, column: str, spec: Any) -> ColumnRule:
         days=spec.get("days"),
         expr=str(spec.get("expr", "")),
         salt_key=str(spec.get("salt_key", "")),
+        paths=_paths(src, table, column, spec) if strategy == "json" else (),
     )
     _check(src, rule, spec)
     return rule
+
+
+def _paths(
+    src: str, table: str, column: str, spec: dict[str, Any]
+) -> tuple[tuple[tuple[Segment, ...], str, ColumnRule], ...]:
+    raw = spec.get("paths")
+    at = f"{src}: {table}.{column}"
+    if not isinstance(raw, dict) or not raw:
+        raise RulesError(
+            f'{at}: strategy \'json\' needs paths = {{ "$.key" = "email", … }}'
+        )
+    out = []
+    for path, leaf in raw.items():
+        try:
+            segments = parse_path(path)
+        except PathError as e:
+            raise RulesError(f"{at}: {e}") from None
+        rule = _column(src, table, f"{column} {path}", leaf)
+        if rule.strategy not in JSON_LEAF:
+            raise RulesError(
+                f"{at}: path {path}: strategy {rule.strategy!r} cannot apply inside "
+                "JSON; use one of " + ", ".join(sorted(JSON_LEAF))
+            )
+        out.append((segments, path, rule))
+    return tuple(out)
 
 
 def _check(src: str, r: ColumnRule, spec: dict[str, Any]) -> None:

@@ -2,7 +2,8 @@
 
 Tables are keyed as rules name them: ``users`` for PostgreSQL's ``public`` schema (and
 SQLite's ``main``), ``schema.table`` otherwise (:func:`table_key`). Each column gets a
-coarse *kind* (text, int, numeric, date, timestamp, inet, uuid, bytes, json, other)
+coarse *kind* (text, int, numeric, date, timestamp, inet, uuid, bytes, json, array,
+xml, hstore, composite, other; a domain has its base type's kind, citext is text)
 that the compilers use to keep the column's type after masking. The dialects fill
 these in :mod:`pg.introspect` and :mod:`sqlite.introspect`.
 """
@@ -20,6 +21,22 @@ class Column:
     max_len: int | None
     not_null: bool
     unique: bool  # alone a primary key or unique index
+    elem: str = ""  # an array's element kind ("text", "json", "bytes", …)
+    elem_type: str = ""  # an array's element type, as format_type() names it
+    fields: int = 0  # a composite type's number of attributes
+
+    @property
+    def structured(self) -> bool:
+        """A value holding texts inside it (searched element by element)."""
+        return self.kind in STRUCTURED and (
+            self.kind != "array" or self.elem in CARRIERS
+        )
+
+
+#: Kinds whose values carry texts inside a structure (or inside bytes).
+STRUCTURED = frozenset({"json", "array", "bytes", "xml", "hstore", "composite"})
+#: Kinds of column (or array element) that can carry personal text.
+CARRIERS = frozenset({"text", *STRUCTURED})
 
 
 @dataclass
@@ -48,11 +65,21 @@ class Schema:
     fks: list[ForeignKey]
 
     def text_columns(self) -> list[tuple[Table, Column]]:
+        """Columns whose whole value is one text (text, inet)."""
         return [
             (t, c)
             for t in self.tables.values()
             for c in t.columns.values()
-            if c.kind in ("text", "json", "inet")
+            if c.kind in ("text", "inet")
+        ]
+
+    def structured_columns(self) -> list[tuple[Table, Column]]:
+        """Columns whose values hold texts inside (JSON, arrays, bytes, …)."""
+        return [
+            (t, c)
+            for t in self.tables.values()
+            for c in t.columns.values()
+            if c.structured
         ]
 
 

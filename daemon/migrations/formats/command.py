@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import unquote, urlsplit
@@ -30,10 +31,11 @@ def _secrets(url: str) -> list[str]:
     return [p for p in {password, unquote(password or "")} if p and len(p) >= 4]
 
 
-def scrub(text: str, url: str) -> str:
-    """Redact URL passwords, and the branch password wherever it appears alone."""
+def scrub(text: str, url: str, hidden: Sequence[str] = ()) -> str:
+    """Redact URL passwords, the branch password wherever it appears alone, and
+    each of *hidden*."""
     text = redact(text)
-    for secret in _secrets(url):
+    for secret in [*_secrets(url), *hidden]:
         text = text.replace(secret, "***")
     return text
 
@@ -73,14 +75,19 @@ class CommandFormat:
         timeout: int,
         *,
         env_var: str = "DATABASE_URL",
+        secret_env: Mapping[str, str] | None = None,
     ) -> str:
-        """Run *command* in a shell in *cwd* with the branch URL in the environment.
+        """Run *command* in a shell in *cwd* with the branch URL in the environment,
+        and *secret_env* too (a libsql server branch's auth token under each
+        ``[libsql] token_env`` name); those values are redacted from its output.
 
         Returns its combined output (redacted). Raises MigrationError with the last
         lines of output on a non-zero exit, or after *timeout* seconds, when the
         command and every process it started are killed.
         """
-        env = {**os.environ, "DATABASE_URL": url, env_var: url}
+        env = {**os.environ, "DATABASE_URL": url, env_var: url, **(secret_env or {})}
+        hidden = sorted({v for v in (secret_env or {}).values() if len(v) >= 8})
+
         try:
             proc = subprocess.Popen(
                 command,
@@ -106,13 +113,13 @@ class CommandFormat:
             raise MigrationError(
                 f"migration command `{scrub(command, url)}` did not finish within "
                 f"{timeout} s and was killed; raise [migrations] timeout if it needs "
-                f"longer. Last output:\n{tail(scrub(out or '', url))}"
+                f"longer. Last output:\n{tail(scrub(out or '', url, hidden))}"
             ) from None
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        text = scrub(out or "", url)
+        text = scrub(out or "", url, hidden)
         if proc.returncode != 0:
             raise MigrationError(
                 f"migration command `{scrub(command, url)}` failed with exit code "

@@ -5,17 +5,24 @@ of the original. Every fake is ``sha256(salt || value::text)`` sliced exactly as
 :mod:`fakes` does, so PostgreSQL and SQLite produce the same fake for the same text. The
 digest stays ``bytea``: the 7-hex-digit slices are read with ``get_byte`` and only the
 hex a fake shows is encoded (parsing hex through ``bit(28)`` costs more than the hash
-itself).
+itself). An array is masked element by element (``unnest … WITH ORDINALITY`` back into
+an ``ARRAY``), a JSON document by path: one pass over each level that a path goes
+through (``jsonb_each`` / ``jsonb_array_elements`` re-aggregated), the value at the
+path replaced by the fake of its text (``#>> '{}'``), exactly as the SQLite side's
+Python (:func:`values.mask_json`) does it.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon.sanitize import fakes
+from branchdb.daemon.sanitize import fakes, values
+from branchdb.daemon.sanitize.plan import ELEMENT_WISE
 from branchdb.daemon.sanitize.rules import ColumnRule
 from branchdb.daemon.sanitize.schema import Column
+from branchdb.daemon.sanitize.structured import element
 
 if TYPE_CHECKING:
     from psycopg import sql
@@ -144,16 +151,26 @@ DIGESTED = frozenset({"hash", "email", "name", "phone", "address", "noise"})
 
 
 def column_expr(
-    rule: ColumnRule, col: Column, salt: str, h: sql.Composable | None = None
+    rule: ColumnRule,
+    col: Column,
+    salt: str,
+    h: sql.Composable | None = None,
+    v: sql.Composable | None = None,
 ) -> sql.Composable:
     """The SQL expression that replaces *col* (NULL stays NULL except for fixed).
 
-    *h*, if given, names a column already holding ``digest_bytes(salt, col)``.
+    *h*, if given, names a column already holding ``digest_bytes(salt, col)``;
+    *v*, if given, is the value to mask (default: the column itself). An array is
+    masked element by element (:func:`_each`), JSON by path (:func:`_json`).
     """
     from psycopg import sql
 
-    v = sql.Identifier(col.name)
+    v = sql.Identifier(col.name) if v is None else v
     s = rule.strategy
+    if col.kind == "array" and s in ELEMENT_WISE:
+        return _each(rule, col, salt, v)
+    if s == "json":
+        return _json(rule, col, salt, v)
     h = digest_bytes(salt, v) if h is None else h
     if s == "null":
         return sql.SQL("NULL")
@@ -177,3 +194,104 @@ def column_expr(
             out = sql.SQL("round({})").format(out)
         return sql.SQL("({})::{}").format(out, sql.SQL(col.type))
     return _fake(rule, col, h)
+
+
+def _each(
+    rule: ColumnRule, col: Column, salt: str, v: sql.Composable
+) -> sql.Composable:
+    """Each element of array *v* masked as a value of the element's type (NULL
+    elements stay NULL; a multi-dimensional array comes back flat)."""
+    from psycopg import sql
+
+    inner = column_expr(rule, element(col), salt, v=sql.SQL("_bdb_e.e"))
+    return sql.SQL(
+        "(CASE WHEN {v} IS NOT NULL THEN ARRAY(SELECT {i} FROM unnest({v}) "
+        "WITH ORDINALITY AS _bdb_e(e, n) ORDER BY _bdb_e.n) END)::{t}"
+    ).format(v=v, i=inner, t=sql.SQL(col.type))
+
+
+#: A JSON value's text, as a text column would hold it (``#>>``: strings unquoted).
+_TEXT = "({} #>> '{{}}')"
+_PLAIN = Column("", "text", "text", None, False, False)
+
+
+def _json(
+    rule: ColumnRule, col: Column, salt: str, v: sql.Composable
+) -> sql.Composable:
+    """JSON *v* with the value at each of the rule's paths masked by that path's
+    rule, every other key and element kept (a json column comes back through
+    jsonb: key order and spacing normalized)."""
+    from psycopg import sql
+
+    tree: dict[Any, Any] = {}
+    for segments, _path, leaf in rule.paths:
+        node = tree
+        for seg in segments:
+            node = node.setdefault(seg, {})
+        node[None] = leaf  # a rule at this node (it wins over deeper ones)
+    doc = sql.SQL("({})::jsonb").format(v)
+    return sql.SQL("(CASE WHEN {} IS NOT NULL THEN {} END)::{}").format(
+        v, _node(doc, tree, salt, 0), sql.SQL(col.type)
+    )
+
+
+def _node(
+    x: sql.Composable, tree: dict[Any, Any], salt: str, depth: int
+) -> sql.Composable:
+    from psycopg import sql
+
+    if None in tree:
+        leaf: ColumnRule = tree[None]
+        return _leaf(x, leaf, salt)
+    keys = {k: t for k, t in tree.items() if isinstance(k, str) and k != values.STAR}
+    items = {k: t for k, t in tree.items() if k == values.STAR or isinstance(k, int)}
+    k, e, n = (sql.Identifier(f"_bdb_{c}{depth}") for c in "ken")
+    cases: list[sql.Composable] = []
+    if keys:
+        whens = sql.SQL(" ").join(
+            sql.SQL("WHEN {} THEN {}").format(
+                sql.Literal(values.STAR if key == f'"{values.STAR}"' else key),
+                _node(e, sub, salt, depth + 1),
+            )
+            for key, sub in keys.items()
+        )
+        cases.append(sql.SQL(
+            "WHEN 'object' THEN (SELECT coalesce(jsonb_object_agg({k}, CASE {k} {w} "
+            "ELSE {e} END), '{{}}'::jsonb) FROM jsonb_each({x}) AS _bdb_o({k}, {e}))"
+        ).format(k=k, e=e, w=whens, x=x))  # fmt: skip
+    if items:
+        whens = sql.SQL(" ").join(
+            sql.SQL("WHEN {} THEN {}").format(
+                sql.SQL("true") if i == values.STAR
+                else sql.SQL("{} = {}").format(n, sql.Literal(int(i) + 1)),
+                _node(e, sub, salt, depth + 1),
+            )
+            for i, sub in sorted(items.items(), key=lambda p: p[0] == values.STAR)
+        )  # fmt: skip
+        cases.append(sql.SQL(
+            "WHEN 'array' THEN (SELECT coalesce(jsonb_agg(CASE {w} ELSE {e} END "
+            "ORDER BY {n}), '[]'::jsonb) FROM jsonb_array_elements({x}) "
+            "WITH ORDINALITY AS _bdb_a({e}, {n}))"
+        ).format(w=whens, e=e, n=n, x=x))  # fmt: skip
+    return sql.SQL("CASE jsonb_typeof({}) {} ELSE {} END").format(
+        x, sql.SQL(" ").join(cases), x
+    )
+
+
+def _leaf(x: sql.Composable, leaf: ColumnRule, salt: str) -> sql.Composable:
+    """The JSON value *x* replaced by *leaf*'s fake of its text (null stays null)."""
+    from psycopg import sql
+
+    s = leaf.strategy
+    if s == "keep":
+        return x
+    if s == "null":
+        out: sql.Composable = sql.SQL("'null'::jsonb")
+    elif s == "fixed":
+        out = sql.SQL("{}::jsonb").format(sql.Literal(json.dumps(leaf.value)))
+    else:
+        text = sql.SQL(_TEXT).format(x)
+        out = sql.SQL("to_jsonb({})").format(column_expr(leaf, _PLAIN, salt, v=text))
+    return sql.SQL("CASE WHEN jsonb_typeof({}) = 'null' THEN {} ELSE {} END").format(
+        x, x, out
+    )

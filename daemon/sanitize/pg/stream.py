@@ -122,7 +122,8 @@ def build(
         row = src.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
         schema = pg_schema(src)
-        findings = detect.detect(schema, sample_pg(src, schema, sample), "postgres")
+        samples = sample_pg(src, schema, sample)
+        findings = detect.detect(schema, samples, "postgres")
         missing = detect.refuse_unreviewed(findings, rules, allow_unreviewed)
         pairs = {t.key: tr for tr, t in resolve(schema, rules)}
         lap("detect")
@@ -380,5 +381,5 @@ def build(
         loaded[key] = loaded.get(key, 0) - per.get("orphans deleted", 0)
     return SanitizeReport(
         findings, missing, applied, verified, len(schema.tables), sum(loaded.values()),
-        time.monotonic() - started, timings,
+        time.monotonic() - started, timings, samples.limits(),
     )  # fmt: skip

@@ -53,8 +53,11 @@ from branchdb.daemon.sanitize.leaks import (
 from branchdb.daemon.sanitize.pg import stream_sql
 from branchdb.daemon.sanitize.pg.background import pooled
 from branchdb.daemon.sanitize.pg.verify_sql import (
+    UTF8_FUNCTION,
     WORD_SPLIT,
+    at_paths,
     could_be,
+    expand,
     fill_words,
     long_enough,
     name_pieces,
@@ -62,6 +65,7 @@ from branchdb.daemon.sanitize.pg.verify_sql import (
     prefilter,
     texts,
 )
+from branchdb.daemon.sanitize.plan import ELEMENT_WISE
 from branchdb.daemon.sanitize.rules import Rules
 from branchdb.daemon.sanitize.schema import Schema
 
@@ -111,10 +115,23 @@ def verify(
         return report
     ambiguous: list[sql.Composable] = []
     by_table: dict[str, list[tuple[int, sql.Composable]]] = {}
+    # Structured columns: the texts inside (a subquery of v over the raw row).
+    inside: dict[str, list[tuple[int, sql.Composable]]] = {}
     for k, (table, col, r) in enumerate(sources):
-        by_table.setdefault(table.key, []).append(
-            (k, pg_text(sql.Identifier(col.name), col))
-        )
+        ident = sql.Identifier(col.name)
+        if r.strategy == "json":  # the values at its paths, not the document
+            inside.setdefault(table.key, []).append((k, at_paths(ident, col, r)))
+        elif not col.structured:
+            by_table.setdefault(table.key, []).append((k, pg_text(ident, col)))
+        else:
+            x = expand(ident, col, False)
+            if col.kind != "array" or r.strategy not in ELEMENT_WISE:
+                # Masked whole: a lone word inside (a label, an enum value) is no
+                # evidence of a copy; texts with a digit, space or @ are searched.
+                x = sql.SQL(
+                    "(SELECT v FROM {} AS _w WHERE v !~ '^[[:alpha:]]+$')"
+                ).format(x)
+            inside.setdefault(table.key, []).append((k, x))
         amb: list[sql.Composable] = [sql.SQL("false")]
         if r.strategy == "fixed":
             amb.append(sql.SQL("o.v = {}").format(sql.Literal(str(r.value))))
@@ -130,6 +147,14 @@ def verify(
         )
         for key, cols in by_table.items()
         for k, v in cols
+    ]
+    parts += [
+        sql.SQL(
+            "SELECT _x.v AS v, {k} AS k FROM {raw} CROSS JOIN LATERAL {x} AS _x(v) "
+            "WHERE {ok}"
+        ).format(k=sql.Literal(k), raw=raws[key], x=x, ok=long_enough(sql.SQL("_x.v")))
+        for key, cols in inside.items()
+        for k, x in cols
     ]
     originals = sql.SQL(" UNION ALL ").join(parts)
     is_amb = sql.SQL("CASE o.k {} ELSE false END").format(sql.SQL(" ").join(ambiguous))
@@ -148,7 +173,7 @@ def verify(
     shaped: list[sql.Composed] = []
     forms: list[tuple[Any, Any]] = []
     # Free text (not replaced by a generator): (table, text of a column, place).
-    free_of: list[tuple[sql.Composable, sql.Composable, int]] = []
+    free_of: list[tuple[sql.Composable, sql.Composable, int, Any]] = []
     places: list[str] = []
     column_rules = {
         f"{key}.{r.column}": r for key, tr in rules.tables.items()
@@ -176,8 +201,23 @@ def verify(
             shaped.append(part)
             forms.append((column_rules[where], col))
         if where not in report.generated and col.kind != "inet":
-            free_of.append((ident, v, len(places) - 1))
+            free_of.append((ident, v, len(places) - 1, None))
         report.columns_searched += 1
+
+    for table, col in schema.structured_columns():
+        ident = sql.Identifier(table.schema, table.name)
+        x = expand(sql.Identifier("_t", col.name), col)
+        j = len(places)
+        places.append(f"{table.key}.{col.name}")
+        values.append(texts(sql.SQL("_x.v"), j, ident, x))
+        free_of.append((ident, sql.SQL("_x.v"), j, x))
+        report.columns_searched += 1
+    if any(
+        c.kind == "bytes" or c.elem == "bytes" for _t, c in schema.structured_columns()
+    ):
+        for c in (conn, other):
+            if c is not None:
+                c.execute(UTF8_FUNCTION)
 
     def any_form(v: sql.Composable) -> sql.Composable:
         """*v* has the form of some generated column's values."""
@@ -215,6 +255,24 @@ def verify(
             ),
             raw=relation,
         )  # fmt: skip
+
+    def measure_inside(
+        cols: list[tuple[int, sql.Composable]], relation: sql.Composable
+    ) -> sql.Composed:
+        """measure_sql for the texts inside structured columns of *relation*."""
+        ok = long_enough(sql.SQL("_x.v"))
+        return sql.SQL(
+            "SELECT count(*), min(octet_length(o.v)), max(octet_length(o.v)), "
+            "count(*) FILTER (WHERE {f}) FROM ({u}) AS o"
+        ).format(
+            f=any_form(sql.SQL("o.v")),
+            u=sql.SQL(" UNION ALL ").join(
+                sql.SQL(
+                    "SELECT _x.v AS v FROM {} CROSS JOIN LATERAL {} AS _x(v) WHERE {}"
+                ).format(relation, x, ok)
+                for _k, x in cols
+            ),
+        )
 
     def measure(stmt: sql.Composed, c: psycopg.Connection[Any]) -> tuple[Any, ...]:
         row = c.execute(stmt).fetchone()
@@ -258,7 +316,7 @@ def verify(
             "JOIN (SELECT lower(v) AS lv, * FROM ({o}) AS o0 "
             "WHERE v LIKE '%@%') AS o ON o.lv = f.e"
         ).format(t=sql.SQL(" UNION ALL ").join(
-                     texts(v, j, ident) for ident, v, j in free_of),
+                     texts(v, j, ident, x) for ident, v, j, x in free_of),
                  re=sql.Literal(f"({EMAIL_TOKEN})"), o=originals))  # fmt: skip
 
     def by_value(
@@ -285,7 +343,7 @@ def verify(
         return [(str(o), places[j], "name in text") for o, j in c.execute(stmt)]
 
     conns = [conn] if other is None else [conn, other]
-    pieces = pieces or {key: [raws[key]] for key in by_table}
+    pieces = pieces or {key: [raws[key]] for key in (*by_table, *inside)}
     # First, on the raw tables only (while *settled* may still be working on the
     # masked ones): the originals measured and the original names split into
     # words, piece by piece, by whichever connection is free.
@@ -297,6 +355,10 @@ def verify(
     first = [
         functools.partial(measure, measure_sql(cols, piece))
         for key, cols in by_table.items()
+        for piece in pieces[key]
+    ] + [
+        functools.partial(measure, measure_inside(cols, piece))
+        for key, cols in inside.items()
         for piece in pieces[key]
     ]
     fills: list[Callable[[Any], Any]] = [
@@ -319,9 +381,9 @@ def verify(
         settled()
     checks: list[Callable[[Any], list[tuple[str, str, str]]]] = []
     if pre is not None:
-        for relation, v, j in free_of:
+        for relation, v, j, x in free_of:
             for piece in stream_sql.page_ranges(conn, relation, 8 if other else 1):
-                checks.append(functools.partial(by_name, texts(v, j, piece), pre))
+                checks.append(functools.partial(by_name, texts(v, j, piece, x), pre))
     checks.append(functools.partial(by_value, measured))
     if email_check is not None:
         checks.append(by_email)

@@ -14,6 +14,7 @@ from branchdb.daemon.sanitize import fakes
 from branchdb.daemon.sanitize.leaks import FAKE_WORDS, MIN_WORD
 from branchdb.daemon.sanitize.rules import ColumnRule
 from branchdb.daemon.sanitize.schema import Column, Table
+from branchdb.daemon.sanitize.values import jsonpath
 
 if TYPE_CHECKING:
     import psycopg
@@ -105,10 +106,21 @@ def could_be(
     return None
 
 
-def texts(v: sql.Composable, j: int, relation: sql.Composable) -> sql.Composed:
-    """The text values *v* of *relation* (as ``_t``), tagged with place *j*."""
+def texts(
+    v: sql.Composable,
+    j: int,
+    relation: sql.Composable,
+    lateral: sql.Composable | None = None,
+) -> sql.Composed:
+    """The text values *v* of *relation* (as ``_t``), tagged with place *j*; with
+    *lateral* (a subquery of ``v`` over ``_t``, :func:`expand`), the texts it
+    yields for each row instead."""
     from psycopg import sql
 
+    if lateral is not None:
+        return sql.SQL(
+            "SELECT _x.v AS v, {} AS j FROM {} AS _t CROSS JOIN LATERAL {} AS _x(v)"
+        ).format(sql.Literal(j), relation, lateral)
     return sql.SQL("SELECT {} AS v, {} AS j FROM {} AS _t").format(
         v, sql.Literal(j), relation
     )
@@ -177,3 +189,94 @@ def prefilter(
             sql.Literal("(" + "|".join(words) + ")")
         )
     return sql.SQL("true")
+
+
+#: A PL/pgSQL helper (a session's pg_temp): bytes as UTF-8 text, NULL when they
+#: are not UTF-8 (convert_from raises instead).
+UTF8_FUNCTION = """CREATE OR REPLACE FUNCTION pg_temp.bdb_utf8(b bytea) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+BEGIN RETURN convert_from(b, 'UTF8'); EXCEPTION WHEN others THEN RETURN NULL; END $$"""
+
+_XML_TEXT = (
+    "replace(replace(replace(replace(replace(btrim({}), '&lt;', '<'), '&gt;', '>'),"
+    " '&quot;', '\"'), '&apos;', ''''), '&amp;', '&')"
+)
+
+
+def json_texts(doc: sql.Composable, keys: bool = True) -> sql.Composed:
+    """Every key and scalar (as text) of the jsonb *doc*, as a subquery of ``v``
+    (without *keys*: its strings only)."""
+    from psycopg import sql
+
+    if not keys:
+        return sql.SQL(
+            "(SELECT _bdb_j #>> '{{}}' AS v FROM jsonb_path_query({}, "
+            "'strict $.** ? (@.type() == \"string\")') AS _bdb_q(_bdb_j))"
+        ).format(doc)
+    return sql.SQL(
+        "(SELECT coalesce(_bdb_jk, _bdb_j #>> '{{}}') AS v "
+        "FROM jsonb_path_query({}, 'strict $.**') AS _bdb_q(_bdb_j) "
+        "LEFT JOIN LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(_bdb_j) = "
+        "'object' THEN _bdb_j END) AS _bdb_kq(_bdb_jk) ON true "
+        "WHERE jsonb_typeof(_bdb_j) NOT IN ('array', 'null') "
+        "AND (jsonb_typeof(_bdb_j) <> 'object' OR _bdb_jk IS NOT NULL))"
+    ).format(doc)
+
+
+def expand(v: sql.Composable, col: Column, keys: bool = True) -> sql.Composed:
+    """The texts inside the structured value *v* of *col*, as a subquery of one
+    column ``v`` (for ``CROSS JOIN LATERAL … AS _x(v)``): JSON keys and scalars
+    (json, jsonb, hstore and composites through ``to_jsonb``), array elements,
+    bytes decoded as UTF-8 (``pg_temp.bdb_utf8``: :data:`UTF8_FUNCTION`), XML text
+    nodes and attribute values. Without *keys* (the originals of a masked
+    column), JSON keys and non-string scalars are left out."""
+    from psycopg import sql
+
+    if col.kind == "bytes":
+        return sql.SQL("(SELECT pg_temp.bdb_utf8({}) AS v)").format(v)
+    if col.kind == "array" and col.elem == "bytes":
+        return sql.SQL(
+            "(SELECT pg_temp.bdb_utf8(_bdb_u.e) AS v FROM unnest({}) AS _bdb_u(e))"
+        ).format(v)
+    if col.kind == "array" and col.elem == "xml":
+        return sql.SQL(
+            "(SELECT _bdb_u.e::text AS v FROM unnest({}) AS _bdb_u(e))"
+        ).format(v)
+    if col.kind == "xml":
+        x = sql.SQL("_bdb_x.t")
+        return sql.SQL(
+            "(SELECT {t} AS v FROM regexp_split_to_table(({v})::text, '<[^>]*>') "
+            "AS _bdb_x(t) WHERE _bdb_x.t ~ '\\S' UNION ALL SELECT {a} "
+            "FROM regexp_matches(({v})::text, '=\\s*\"([^\"]*)\"', 'g') AS _bdb_m(m))"
+        ).format(
+            t=sql.SQL(_XML_TEXT).format(x),
+            a=sql.SQL(_XML_TEXT).format(sql.SQL("_bdb_m.m[1]")),
+            v=v,
+        )
+    if col.kind == "json":
+        return json_texts(sql.SQL("({})::jsonb").format(v), keys)
+    return json_texts(sql.SQL("to_jsonb({})").format(v), keys)
+
+
+def at_paths(v: sql.Composable, col: Column, rule: ColumnRule) -> sql.Composed:
+    """The scalars (as text) at and under the paths of the ``json`` *rule* in *v*
+    (each element's, for an array of JSON), as a subquery of ``v``."""
+    from psycopg import sql
+
+    docs = (
+        sql.SQL("SELECT _bdb_u.e::jsonb AS d FROM unnest({}) AS _bdb_u(e)").format(v)
+        if col.kind == "array"
+        else sql.SQL("SELECT ({})::jsonb AS d").format(v)
+    )
+    paths = sql.Literal(
+        [
+            f"lax {jsonpath(segs)}.**"
+            for segs, _p, r in rule.paths
+            if r.strategy != "keep"
+        ]
+    )
+    return sql.SQL(
+        "(SELECT _bdb_j #>> '{{}}' AS v FROM ({}) AS _bdb_d, unnest({}::text[]) AS "
+        "_bdb_p(p), jsonb_path_query(_bdb_d.d, _bdb_p.p::jsonpath) AS _bdb_q(_bdb_j) "
+        "WHERE jsonb_typeof(_bdb_j) = 'string')"
+    ).format(docs, paths)

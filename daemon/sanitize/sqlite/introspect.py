@@ -7,9 +7,17 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from typing import Any
 
-from branchdb.daemon.sanitize.detect import SAMPLE, by_column, sampled_columns
+from branchdb.daemon.sanitize.detect import (
+    MAX_VALUE,
+    SAMPLE,
+    SECONDS,
+    Samples,
+    by_column,
+    sampled_columns,
+)
 from branchdb.daemon.sanitize.schema import Column, ForeignKey, Schema, Table, q
 
 
@@ -92,14 +100,46 @@ def sqlite_schema(db: sqlite3.Connection) -> Schema:
 
 
 def sample_sqlite(
-    db: sqlite3.Connection, schema: Schema, n: int = SAMPLE
-) -> dict[str, dict[str, list[str]]]:
-    """Up to *n* values of each text-like column, for :func:`detect.detect`."""
-    out: dict[str, dict[str, list[str]]] = {}
-    for t in schema.tables.values():
-        cols = sampled_columns(t)
-        if cols:
-            listing = ", ".join(f"CAST({q(c.name)} AS TEXT)" for c in cols)
-            rows = db.execute(f"SELECT {listing} FROM main.{q(t.name)} LIMIT {int(n)}")
-            out[t.key] = by_column(cols, rows.fetchall())
+    db: sqlite3.Connection,
+    schema: Schema,
+    n: int = SAMPLE,
+    seconds: float = SECONDS,
+) -> Samples:
+    """Up to *n* values of each column that can carry text (BLOBs included), for
+    :func:`detect.detect`; a table read taking over *seconds* is given up and
+    listed in ``timed_out``."""
+    out = Samples(rows=n, seconds=seconds)
+    factory = db.text_factory
+    # Text that is not UTF-8 is still judged (its readable parts), never an error.
+    db.text_factory = lambda b: b.decode("utf-8", "replace")
+    try:
+        for t in schema.tables.values():
+            cols = sampled_columns(t)
+            if not cols:
+                continue
+            listing = ", ".join(
+                f"CASE WHEN length(CAST({q(c.name)} AS BLOB)) <= {MAX_VALUE} "
+                f"THEN {q(c.name)} END"
+                for c in cols
+            )
+            deadline = time.monotonic() + seconds
+
+            def late(end: float = deadline) -> int:
+                return int(time.monotonic() > end)
+
+            db.set_progress_handler(late, 10_000)
+            try:
+                rows = db.execute(
+                    f"SELECT {listing} FROM main.{q(t.name)} LIMIT {int(n)}"
+                ).fetchall()
+            except sqlite3.OperationalError as e:
+                if "interrupted" not in str(e):
+                    raise
+                out.timed_out.append(t.key)
+                continue
+            finally:
+                db.set_progress_handler(None, 0)
+            out.values[t.key] = by_column(cols, rows)
+    finally:
+        db.text_factory = factory
     return out

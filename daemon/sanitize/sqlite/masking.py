@@ -13,11 +13,12 @@ Triggers are dropped for the duration and re-created, so none copies an original
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
 
-from branchdb.daemon.sanitize import fakes
+from branchdb.daemon.sanitize import fakes, values
 from branchdb.daemon.sanitize.plan import (
     ApplyReport,
     Progress,
@@ -61,6 +62,30 @@ def _fake(strategy: str, part: str, max_len: int, salt: str, v: object) -> str |
     return None if h is None else fakes.fake(strategy, h, part, max_len or None)
 
 
+def _json(spec: str, salt: str, v: object) -> str | None:
+    """JSON text *v* with the values at the paths of *spec* masked (see
+    :func:`values.mask_json`); text that is not JSON is an error (the rule fails)."""
+    if v is None:
+        return None
+    text = v.decode() if isinstance(v, bytes) else str(v)
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise ValueError(
+            "a value is not JSON: strategy 'json' cannot read it"
+        ) from None
+
+    def fake(strategy: str, part: str, leaf: str, value: object) -> object:
+        if strategy == "null":
+            return None
+        if strategy == "fixed":
+            return value
+        return fakes.fake(strategy, fakes.digest(salt, leaf) or "", part, None)
+
+    paths = [(tuple(p), s, part, value) for p, s, part, value in json.loads(spec)]
+    return json.dumps(values.mask_json(doc, paths, fake), ensure_ascii=False)
+
+
 def register(db: sqlite3.Connection) -> None:
     """Add the bdb_* functions the compiled SQL calls (idempotent)."""
     for name, n, fn in (
@@ -69,6 +94,7 @@ def register(db: sqlite3.Connection) -> None:
         ("bdb_bigint", 3, _bigint),
         ("bdb_sha256", 2, _bytes),
         ("bdb_fake", 5, _fake),
+        ("bdb_json", 3, _json),
     ):
         db.create_function(name, n, fn, deterministic=True)
 
@@ -91,6 +117,11 @@ def column_expr(rule: ColumnRule, col: Column, salt: str) -> str:
         return lit(rule.value)
     if s == "sql":
         return rule.expr
+    if s == "json":
+        spec = json.dumps(
+            [[list(p), r.strategy, r.part, r.value] for p, _path, r in rule.paths]
+        )
+        return f"bdb_json({lit(spec)}, {salt_sql}, {v})"
     if s == "hash":
         if col.kind == "text":
             n = min(fakes.HASH_HEX, col.max_len or fakes.HASH_HEX)

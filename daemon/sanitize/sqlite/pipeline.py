@@ -55,7 +55,8 @@ def sanitize_sqlite(
         raise BackendError(f"cannot open staging file {path}: {e}") from None
     try:
         schema = sqlite_schema(db)
-        findings = detect.detect(schema, sample_sqlite(db, schema, sample), "sqlite")
+        samples = sample_sqlite(db, schema, sample)
+        findings = detect.detect(schema, samples, "sqlite")
         missing = refuse_unreviewed(findings, rules, allow_unreviewed)
         originals = capture_sqlite(db, schema, rules)
         applied = masking.apply(db, schema, rules, progress)
@@ -76,5 +77,5 @@ def sanitize_sqlite(
         db.close()
     return SanitizeReport(
         findings, missing, applied, verified, len(schema.tables), rows,
-        time.monotonic() - started,
+        time.monotonic() - started, sampling=samples.limits(),
     )  # fmt: skip

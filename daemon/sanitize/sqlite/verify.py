@@ -15,7 +15,7 @@ import re
 import sqlite3
 import time
 
-from branchdb.daemon.sanitize import fakes
+from branchdb.daemon.sanitize import fakes, values
 from branchdb.daemon.sanitize.leaks import (
     EMAIL_TOKEN,
     FAKE_WORDS,
@@ -29,24 +29,65 @@ from branchdb.daemon.sanitize.leaks import (
 )
 from branchdb.daemon.sanitize.rules import Rules
 from branchdb.daemon.sanitize.schema import Schema, q
+from branchdb.daemon.sanitize.sqlite.masking import lit
 
 #: The TEMP table of captured originals.
 TEMP = "_bdb_originals"
 
 
-def _emails(text: object) -> str:
+def _text(v: object) -> str | None:
+    """A value as text: bytes decoded (unreadable bytes replaced), numbers too."""
+    if v is None:
+        return None
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def _emails(value: object) -> str:
+    text = _text(value)
     return json.dumps(
-        [] if text is None else [m.lower() for m in re.findall(EMAIL_TOKEN, str(text))]
+        [] if text is None else [m.lower() for m in re.findall(EMAIL_TOKEN, text)]
     )
+
+
+def _inside(value: object, keys: int) -> str:
+    """The texts inside a value (a JSON array): bytes decoded as UTF-8, and the
+    string scalars (and with *keys* the keys and every scalar) of a JSON document
+    held in text or bytes."""
+    if isinstance(value, bytes):
+        text = values.decode(value)
+        out = [] if text is None else [text]
+    elif isinstance(value, str):
+        text, out = value, []
+    else:
+        return "[]"
+    doc = values.as_json(text) if text is not None else None
+    if doc is not None:
+        out += [
+            t
+            for _p, kind, t in values.leaves(doc, strings=not keys)
+            # an original: a lone word (a label, an enum value) is no evidence
+            if keys or (kind == "value" and not t.isalpha())
+        ]
+    return json.dumps(out)
+
+
+def _at(spec: str, value: object) -> str:
+    """The scalars at and under the paths of *spec* in the JSON *value*."""
+    text = _text(value)
+    doc = values.as_json(text) if text is not None else None
+    if doc is None:
+        return "[]"
+    return json.dumps(values.at_paths(doc, [tuple(p) for p in json.loads(spec)]))
 
 
 _WORD_SPLIT = re.compile(r"[^\w'-]+|[\d_]+")
 
 
-def _words(text: object) -> str:
+def _words(value: object) -> str:
+    text = _text(value)
     if text is None:
         return "[]"
-    return json.dumps(sorted({w for w in _WORD_SPLIT.split(str(text).lower()) if w}))
+    return json.dumps(sorted({w for w in _WORD_SPLIT.split(text.lower()) if w}))
 
 
 def _matches(pattern: str, value: object) -> int:
@@ -62,15 +103,36 @@ def capture_sqlite(
     db.create_function("bdb_emails", 1, _emails, deterministic=True)
     db.create_function("bdb_matches", 2, _matches, deterministic=True)
     db.create_function("bdb_words", 1, _words, deterministic=True)
+    db.create_function("bdb_inside", 2, _inside, deterministic=True)
+    db.create_function("bdb_at", 2, _at, deterministic=True)
     db.execute(
         f"CREATE TEMP TABLE {TEMP} (v TEXT NOT NULL, lv TEXT, origin TEXT NOT NULL)"
     )
     report = VerifyReport()
     for table, col, r in original_sources(schema, rules):
         origin, v = f"{table.key}.{col.name}", f"CAST({q(col.name)} AS TEXT)"
+        if r.strategy != "json":  # a json rule replaces values inside, not the text
+            db.execute(
+                f"INSERT INTO temp.{TEMP} (v, origin) SELECT DISTINCT {v}, ? "
+                f"FROM main.{q(table.name)} WHERE {v} IS NOT NULL "
+                # bytes are originals only as UTF-8 text (below)
+                f"AND length({v}) >= ? AND typeof({q(col.name)}) <> 'blob'",
+                (origin, min_len),
+            )
+        # The texts inside: what a json rule's paths hold, or decoded bytes and
+        # the strings of JSON documents.
+        spec = json.dumps(
+            [list(p) for p, _w, leaf in r.paths if leaf.strategy != "keep"]
+        )
+        inner = (
+            f"bdb_at({lit(spec)}, {q(col.name)})"
+            if r.strategy == "json"
+            else f"bdb_inside({q(col.name)}, 0)"
+        )
         db.execute(
-            f"INSERT INTO temp.{TEMP} (v, origin) SELECT DISTINCT {v}, ? "
-            f"FROM main.{q(table.name)} WHERE {v} IS NOT NULL AND length({v}) >= ?",
+            f"INSERT INTO temp.{TEMP} (v, origin) SELECT DISTINCT m.value, ? "
+            f"FROM main.{q(table.name)} AS _t, json_each({inner}) AS m "
+            "WHERE length(m.value) >= ?",
             (origin, min_len),
         )
         fixed = str(r.value) if r.strategy == "fixed" else None
@@ -105,17 +167,28 @@ def verify_sqlite(
     """Search every text-like column for the captured originals; raise LeakFound."""
     started = time.monotonic()
     leaks: list[tuple[str, str, str]] = []
-    for table, col in schema.text_columns():
-        t, v = f"main.{q(table.name)}", f"CAST(_t.{q(col.name)} AS TEXT)"
+    # SQLite types values, not columns: every column that can hold text is read.
+    searched = [
+        (t, c) for t in schema.tables.values() for c in t.columns.values()
+        if c.kind not in ("int", "numeric")
+    ]  # fmt: skip
+    for table, col in searched:
+        t, raw = f"main.{q(table.name)}", f"_t.{q(col.name)}"
+        v = f"CAST({raw} AS TEXT)"
         checks = [
             ("whole value",
              f"SELECT o.origin FROM {t} AS _t "
              f"JOIN temp.{TEMP} AS o ON o.v = {v} LIMIT 1"),
+            ("inside a value",
+             f"SELECT o.origin FROM {t} AS _t, json_each(bdb_inside({raw}, 1)) AS m "
+             f"JOIN temp.{TEMP} AS o ON o.v = m.value "
+             f"WHERE typeof({raw}) = 'blob' OR {v} LIKE '{{%' OR {v} LIKE '[%' "
+             "LIMIT 1"),
             ("email in text",
-             f"SELECT o.origin FROM {t} AS _t, json_each(bdb_emails({v})) AS m "
+             f"SELECT o.origin FROM {t} AS _t, json_each(bdb_emails({raw})) AS m "
              f"JOIN temp.{TEMP} AS o ON o.lv = m.value WHERE {v} LIKE '%@%' LIMIT 1"),
             ("name in text",
-             f"SELECT o.origin FROM {t} AS _t, json_each(bdb_words({v})) AS m "
+             f"SELECT o.origin FROM {t} AS _t, json_each(bdb_words({raw})) AS m "
              f"JOIN temp.{WORDS} AS o ON o.w = m.value LIMIT 1"),
         ]  # fmt: skip
         for how, stmt in checks:
