@@ -148,7 +148,8 @@ class LocalClient:
         return views.branch_dict(self.engine.use(branch))
 
     def list_branches(self) -> list[wire.Branch]:
-        return [views.branch_dict(r) for r in self.engine.list_branches()]
+        running = self.engine.running
+        return [views.branch_dict(r, running(r)) for r in self.engine.list_branches()]
 
     def status(self, branch: str) -> wire.BranchStatus:
         from branchdb.daemon.gc.ttl import ttl_of

@@ -258,7 +258,7 @@ def cmd_ls(ctx: _Ctx) -> int:
     rows = [
         [
             r["branch"],
-            r["status"],
+            r["status"] + _running(r.get("running"), " (running)", " (stopped)"),
             r["source"],
             str(r["migrations_applied"]),
             r["last_used_at"],
@@ -272,6 +272,11 @@ def cmd_ls(ctx: _Ctx) -> int:
         )
     )
     return 0
+
+
+def _running(running: bool | None, yes: str, no: str) -> str:
+    """How a scale-to-zero branch's server state reads ('' when not known)."""
+    return "" if running is None else (yes if running else no)
 
 
 def cmd_status(ctx: _Ctx) -> int:
@@ -293,7 +298,8 @@ def cmd_status(ctx: _Ctx) -> int:
             else ""
         ),
         f"status:      {data['status']}"
-        + ("" if data["exists"] else " — database missing!"),
+        + ("" if data["exists"] else " — database missing!")
+        + _running(data.get("running"), ", running", ", stopped (scaled to zero)"),
         f"migrations:  applied by `{data['command']}` (its ledger below)"
         if data.get("command")
         else f"migrations:  {data['migrations_applied']} applied, "

@@ -30,7 +30,7 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-def branch_dict(rec: BranchRecord) -> wire.Branch:
+def branch_dict(rec: BranchRecord, running: bool | None = None) -> wire.Branch:
     return {
         "branch": rec.branch,
         "database": rec.database,
@@ -43,6 +43,7 @@ def branch_dict(rec: BranchRecord) -> wire.Branch:
         "migrations_applied": len(rec.applied),
         "strategy": rec.info.get("strategy"),
         "auth_token": rec.info.get("auth_token"),
+        "running": running,
     }
 
 
@@ -158,7 +159,7 @@ def status_dict(st: Status, *, protected: bool, ttl: Ttl) -> wire.BranchStatus:
     """``status --json``: the record plus live facts from :meth:`Engine.status`,
     with the branch's TTL (:func:`branchdb.daemon.gc.ttl.ttl_of`)."""
     return {
-        **branch_dict(st.record),
+        **branch_dict(st.record, st.running),
         "exists": st.exists,
         "size_bytes": st.size_bytes,
         "pending": list(st.pending),

@@ -38,6 +38,9 @@ class Branch(TypedDict):
     #: a libsql server (sqld) branch's JWT, opening that branch's database only;
     #: None on other backends (their credentials are in ``url``)
     auth_token: str | None
+    #: whether its server runs now, on a backend that stops idle branches
+    #: (``[docker] stop_after``); None: not asked, or the backend never stops one
+    running: bool | None
 
 
 class UpBranch(Branch):

@@ -18,6 +18,7 @@ per backend that tests/test_backend_contract.py runs its suite through.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -574,3 +575,161 @@ class SqldHarness(Harness):
             os.environ.pop("BRANCHDB_SQLD_BIN", None)
         else:
             os.environ["BRANCHDB_SQLD_BIN"] = self._saved_bin
+
+
+def _die_at_docker_seal() -> None:
+    from branchdb.daemon.backends import docker_backend
+
+    def seal(*a: Any, **kw: Any) -> None:
+        os._exit(KILLED)
+
+    docker_backend._seal = seal  # type: ignore[assignment]
+    docker_backend._seal_snapshot = seal  # type: ignore[assignment]
+
+
+class DockerHarness(Harness):
+    """One PostgreSQL container per branch on a btrfs clone: the outside view is
+    dockerd's containers and volumes with this project's label and the folders
+    under ``[docker] dir``; sources live on the session's PostgreSQL cluster."""
+
+    name = "docker"
+
+    def __init__(self, tmp_path: Path, cluster: Cluster) -> None:
+        from dockersupport import require_docker
+
+        from branchdb.daemon.backends.docker_backend import DockerBackend
+
+        super().__init__(tmp_path)
+        self.image, cow = require_docker()
+        self.dir = cow / "contract"  # shared: the empty cluster is built once
+        self.cluster = cluster
+        self.config = from_mapping(self.raw(), self.root, None)
+        self.docker = DockerBackend(self.config)
+        self.backend = self.docker
+        self.sources: list[str] = []
+
+    def raw(self) -> dict[str, Any]:
+        raw = super().raw()
+        raw["docker"] = {"image": self.image, "dir": str(self.dir)}
+        return raw
+
+    def _client(self) -> Any:
+        from branchdb.daemon.backends import docker_runtime
+
+        return docker_runtime.client()
+
+    def _containers(self) -> list[Any]:
+        flt = {"label": f"branchdb.project={self.project}"}
+        return list(self._client().containers.list(all=True, filters=flt))
+
+    def _volumes(self) -> list[Any]:
+        flt = {"label": f"branchdb.project={self.project}"}
+        return list(self._client().volumes.list(filters=flt))
+
+    def physical(self) -> set[str]:
+        out = {f"container:{c.name}" for c in self._containers()}
+        out |= {f"volume:{v.name}" for v in self._volumes()}
+        area = self.docker.area
+        for sub in ("branches", "snapshots/*"):
+            out |= {f"dir:{p.relative_to(area)}" for p in area.glob(f"{sub}/*")}
+        return out
+
+    def where(self, database: str) -> str:
+        return f"container:{database}"
+
+    def temps(self) -> set[str]:
+        every = self._containers()
+        used = {c.labels.get("branchdb.volume") for c in every}
+        out = {c.name for c in every if c.name.startswith("bdbt_")}
+        out |= {
+            "bdbt_" + v.name.removeprefix("bdbv_")
+            for v in self._volumes()
+            if v.name not in used
+        }
+        out |= {p.name for p in self.docker.snapshots.glob("*/.tmp-*")}
+        return out
+
+    def _rows(self, database: str, query: str) -> list[tuple[Any, ...]]:
+        from branchdb.daemon.backends import docker_runtime
+
+        c = self._client().containers.get(database)
+        run = Path(c.labels["branchdb.dir"]) / "run"
+        port = int(c.labels["branchdb.port"])
+        with psycopg.connect(
+            docker_runtime.admin_conninfo(run, port, "app"), autocommit=True
+        ) as conn:
+            return list(conn.execute(query).fetchall())
+
+    def tables(self, database: str) -> set[str]:
+        rows = self._rows(
+            database,
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'public'",
+        )
+        return {r[0] for r in rows}
+
+    def count(self, database: str, table: str) -> int:
+        return int(self._rows(database, f'SELECT count(*) FROM "{table}"')[0][0])
+
+    def marker(self, database: str) -> dict[str, Any] | None:
+        for c in self._containers():
+            if c.name == database:
+                return {
+                    k.removeprefix("branchdb."): v
+                    for k, v in c.labels.items()
+                    if k.startswith("branchdb.")
+                }
+        return None
+
+    def source(self) -> str:
+        return PostgresHarness.source(self)  # type: ignore[arg-type]
+
+    def _admin(self, database: str = "postgres") -> psycopg.Connection[Any]:
+        return psycopg.connect(self.cluster.url(database), autocommit=True)
+
+    def make_foreign(self) -> list[str]:
+        unmarked = self.backend.database_name("foreign")
+        other = self.backend.database_name("other-project")
+        client = self._client()
+        for name, labels in (
+            (unmarked, {}),
+            (other, {"branchdb.project": "other", "branchdb.kind": "branch",
+                     "branchdb.final": other}),
+        ):  # fmt: skip
+            # Created, never started: the name is what matters.
+            client.containers.create(
+                self.image, command=["true"], name=name, labels=labels,
+                network_mode="none",
+            )  # fmt: skip
+        self.foreign = [unmarked, other]
+        return [unmarked, other]
+
+    def kill_create(self, database: str, branch: str) -> None:
+        killed(
+            _die_at_docker_seal,
+            lambda: self.docker.create(database, branch=branch, snapshot=None, info={}),
+        )
+
+    def kill_snapshot(self, name: str, version: int, source: str) -> None:
+        killed(
+            _die_at_docker_seal,
+            lambda: self.docker.snapshot_create(name, version, source),
+        )
+
+    def kill_up(self, engine: Engine, branch: str) -> None:
+        config = engine.config
+        killed(_die_at_docker_seal, lambda: Engine(config).up(branch))
+
+    def cleanup(self) -> None:
+        import shutil
+
+        from dockersupport import remove_project
+
+        remove_project(self.project)
+        for name in getattr(self, "foreign", []):
+            with contextlib.suppress(Exception):
+                self._client().containers.get(name).remove(force=True)
+        shutil.rmtree(self.docker.area, ignore_errors=True)
+        with self._admin() as c:
+            for name in self.sources:
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,5 +1,5 @@
 """One contract every backend passes: the in-process fake, libsql, postgres and
-sqld (libsql through a libsql server).
+sqld (libsql through a libsql server), docker (a PostgreSQL container per branch).
 
 Each test runs once per backend, through a *harness* (tests/backendsupport.py) that
 sees what the backend made from outside it — files on disk, ``pg_database`` and
@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from backendsupport import (
+    DockerHarness,
     FakeHarness,
     Harness,
     LibsqlHarness,
@@ -52,6 +53,7 @@ HARNESSES = [
     "libsql",
     pytest.param("postgres", marks=pytest.mark.postgres),
     pytest.param("sqld", marks=pytest.mark.node),
+    pytest.param("docker", marks=[pytest.mark.postgres, pytest.mark.docker]),
 ]
 
 
@@ -67,6 +69,8 @@ def h(
         harness = LibsqlHarness(tmp_path)
     elif request.param == "sqld":
         harness = SqldHarness(tmp_path)
+    elif request.param == "docker":
+        harness = DockerHarness(tmp_path, request.getfixturevalue("pg_cluster"))
     else:
         harness = PostgresHarness(tmp_path, request.getfixturevalue("pg_cluster"))
     try:

@@ -6,7 +6,8 @@ and published: a deployment + deployment status and a PR comment on the GitHub
 stand-in (the URL with its password redacted), and a signed callback with the full URL;
 synchronize (a new migration pushed) → migrated at the new sha, the comment edited in
 place; closed (merged) → garbage collection deletes the database. Once on libsql
-(SQLite files) and once on PostgreSQL (a real cluster). Plus the GitLab equivalent.
+(SQLite files), once on PostgreSQL (a real cluster) and once on the docker backend
+(a container per branch). Plus the GitLab equivalent.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import hashlib
 import hmac
 import json
 import logging
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,6 +125,31 @@ def pg_world(
     yield from world(repo, tmp_path, stubs, monkeypatch)
 
 
+@pytest.fixture
+def docker_world(
+    repo: Path,
+    tmp_path: Path,
+    stubs: tuple[GitHubStub, CallbackReceiver],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[World]:
+    from dockersupport import remove_project, require_docker
+
+    image, cow = require_docker()
+    setup_project(repo)
+    (repo / "branchdb.toml").write_text(
+        '[project]\nname = "shop"\n\n[database]\nbackend = "docker"\n\n'
+        '[migrations]\ndir = "migrations"\nformat = "sql"\n\n'
+        '[branches]\ngrace = "0s"\n\n'
+        f'[docker]\nimage = "{image}"\ndir = "{cow / "contract"}"\n'
+    )
+    git(repo, "commit", "-qam", "docker")
+    try:
+        yield from world(repo, tmp_path, stubs, monkeypatch)
+    finally:
+        remove_project("shop")
+        shutil.rmtree(cow / "contract" / "shop", ignore_errors=True)
+
+
 def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
     if url.startswith("file:"):
         con = sqlite3.connect(f"{url}?mode=ro", uri=True)
@@ -134,9 +161,20 @@ def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
         return c.execute(sql).fetchall()
 
 
+DOCKER = "docker"  # exists(): a branch container, found by its port label
+
+
 def exists(url: str, admin_url: str | None) -> bool:
     if url.startswith("file:"):
         return Path(url.removeprefix("file:")).exists()
+    if admin_url == DOCKER:
+        from branchdb.daemon.backends import docker_runtime
+
+        port = str(psycopg.conninfo.conninfo_to_dict(url)["port"])
+        return any(
+            docker_runtime.label(c, "port") == port
+            for c in docker_runtime.containers("shop")
+        )
     assert admin_url is not None
     db = url.rsplit("/", 1)[1].split("?")[0]
     with psycopg.connect(admin_url) as c:
@@ -257,6 +295,12 @@ def test_pull_request_lifecycle_postgres(
         if json.loads(r["body"])["url"]
     ]
     assert passwords and all(p and p not in caplog.text for p in passwords)
+
+
+@pytest.mark.docker
+def test_pull_request_lifecycle_docker(docker_world: World) -> None:
+    # The same flow, each branch its own PostgreSQL container (same URL shape).
+    lifecycle(docker_world, DOCKER)
 
 
 def test_publishing_failure_never_fails_provisioning(libsql_world: World) -> None:

@@ -1,5 +1,7 @@
 #!/bin/sh
 # initdb on first start (UTF8, scram passwords), then exec the server with "$@".
+# An existing data directory (the docker backend's clones) is served as it is; later
+# options win, so `postgres -p PORT -c listen_addresses=ADDR` sets port and address.
 set -eu
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   pw=$(mktemp)

@@ -230,8 +230,11 @@ async def get_branch(
     summary="Every branch database of the project",
 )
 async def list_branches(token: ReadToken, project: ProjectDep) -> list[wire.Branch]:
-    recs = await run_in_threadpool(lambda: project.engine().list_branches())
-    return [views.branch_dict(r) for r in recs]
+    def work() -> list[wire.Branch]:
+        engine = project.engine()
+        return [views.branch_dict(r, engine.running(r)) for r in engine.list_branches()]
+
+    return await run_in_threadpool(work)
 
 
 @router.delete(

@@ -3,10 +3,10 @@
 :func:`recover_all` runs crash recovery (:mod:`branchdb.daemon.core.recovery`) for
 every project before the daemon serves; :func:`start_scheduler` starts APScheduler's
 jobs: garbage collection of every project (:func:`branchdb.daemon.gc.collector.collect`,
-the only collector among replicas sharing a store), scheduled snapshot refreshes, and
-the refill of the postgres warm pool (:func:`branchdb.daemon.core.spares.refill`) of
-each project with ``[postgres] spares``.
-Both are called from the application's lifespan (:mod:`.app`).
+the only collector among replicas sharing a store), scheduled snapshot refreshes, the
+refill of the postgres warm pool (:func:`branchdb.daemon.core.spares.refill`) of each
+project with ``[postgres] spares``, and stopping idle docker branches (``[docker]
+stop_after``). Both are called from the application's lifespan (:mod:`.app`).
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def start_scheduler(
 ) -> Any:
     """APScheduler jobs: every project's GC each *interval* seconds (0: off),
     each ``[snapshots.NAME]`` with a ``schedule`` refreshed that often, and the
-    warm pools of projects with ``[postgres] spares`` refilled every few seconds;
+    warm pools of projects with ``[postgres] spares`` refilled every few seconds,
+    idle docker branches stopped (``[docker] stop_after``);
     a round that comes before *started* is set (start-up recovery still running)
     is skipped.
 
@@ -148,6 +149,29 @@ def start_scheduler(
             max_instances=1,
             coalesce=True,
             id="spares",
+        )
+    for p in daemon.projects.values():
+        after = p.settings.config.docker.stop_after
+        if p.settings.config.database.backend != "docker" or after is None:
+            continue
+
+        def stop_idle(p: Any = p) -> None:
+            try:
+                with acting("scheduler", "scale to zero"):
+                    stopped = p.engine().stop_idle()
+                if stopped:
+                    log.info("stopped idle branches of %s: %s", p.name, stopped)
+            except Exception:
+                log.exception("stopping idle branches of %s failed", p.name)
+
+        # The idle clock starts at the first sample that sees a branch idle.
+        scheduler.add_job(
+            in_pool(stop_idle),
+            "interval",
+            seconds=max(5, min(60, after // 10)),
+            max_instances=1,
+            coalesce=True,
+            id=f"stop-idle:{p.name}",
         )
     if not scheduler.get_jobs():
         return None

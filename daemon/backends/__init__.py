@@ -23,6 +23,8 @@ REGISTRY: dict[str, str] = {
     "postgres": "branchdb.daemon.backends.postgres_backend:PostgresBackend",
     # [database] backend = "libsql" with a [libsql] server (or managed = true)
     "sqld": "branchdb.daemon.backends.sqld_backend:SqldBackend",
+    # one PostgreSQL container per branch on a copy-on-write clone ([docker])
+    "docker": "branchdb.daemon.backends.docker_backend:DockerBackend",
     "fake": "branchdb.daemon.backends.fake:FakeBackend",
 }
 

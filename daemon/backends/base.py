@@ -20,7 +20,10 @@ Capabilities are class attributes, never ``isinstance`` checks:
   :data:`~branchdb.daemon.backends.STAT_EXISTS` in step);
 - ``samples_activity``: ``activity()`` reports real connections (GC counts them as
   use, :mod:`branchdb.daemon.gc.activity`);
-- ``copy_on_write``: clones share unchanged blocks with their snapshot.
+- ``copy_on_write``: clones share unchanged blocks with their snapshot;
+- ``scales_to_zero``: idle branches are stopped and started again on use; the
+  backend is then also a :class:`Sleeper` (the engine wakes a branch before it
+  hands out its URL).
 
 A backend that can keep clones of a snapshot made ahead of time (the postgres
 backend's warm pool) also has a ``spare_pool`` attribute, a :class:`SparePool`; its
@@ -62,6 +65,7 @@ class Backend(Protocol):
     exists_is_stat: ClassVar[bool]
     samples_activity: ClassVar[bool]
     copy_on_write: ClassVar[bool]
+    scales_to_zero: ClassVar[bool]
     #: The state store this backend works for (None: not known, marks name none).
     store_id: str | None
 
@@ -177,4 +181,21 @@ class SparePool(Protocol):
 
     def prune(self, keep: list[SnapshotRecord]) -> list[str]:
         """Drop this store's spares of snapshot versions not in *keep*."""
+        ...
+
+
+class Sleeper(Protocol):
+    """What a backend with ``scales_to_zero`` adds."""
+
+    def state(self, database: str) -> str | None:
+        """``"running"`` or ``"stopped"``; None if there is no such database."""
+        ...
+
+    def wake(self, database: str, info: Info) -> bool:
+        """Start *database* if it is stopped; return once it takes connections.
+        True if it had to be started. Idempotent."""
+        ...
+
+    def stop_idle(self, idle_for: float, now: float | None = None) -> list[str]:
+        """Stop the running databases idle for *idle_for* seconds; their names."""
         ...

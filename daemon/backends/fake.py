@@ -139,6 +139,7 @@ class FakeBackend:
     exists_is_stat: ClassVar[bool] = False
     samples_activity: ClassVar[bool] = True  # sessions and transactions are counted
     copy_on_write: ClassVar[bool] = False
+    scales_to_zero: ClassVar[bool] = False
 
     def __init__(self, config: Config, *, store_id: str | None = None) -> None:
         if config.database.backend != self.name:

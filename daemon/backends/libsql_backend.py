@@ -89,6 +89,7 @@ class LibsqlBackend:
     exists_is_stat: ClassVar[bool] = True
     samples_activity: ClassVar[bool] = False
     copy_on_write: ClassVar[bool] = False  # a reflink when the file system has them
+    scales_to_zero: ClassVar[bool] = False
 
     def __init__(self, config: Config, *, store_id: str | None = None) -> None:
         self.config = config

@@ -76,6 +76,7 @@ class PostgresBackend:
     exists_is_stat: ClassVar[bool] = False
     samples_activity: ClassVar[bool] = True
     copy_on_write: ClassVar[bool] = False  # FILE_COPY+clone on PostgreSQL 18 only
+    scales_to_zero: ClassVar[bool] = False
 
     def __init__(self, config: Config, *, store_id: str | None = None) -> None:
         """*store_id*: the state store this backend works for; written into every

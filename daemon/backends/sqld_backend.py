@@ -89,6 +89,7 @@ class SqldBackend:
     exists_is_stat: ClassVar[bool] = False
     samples_activity: ClassVar[bool] = False
     copy_on_write: ClassVar[bool] = False
+    scales_to_zero: ClassVar[bool] = False
 
     def __init__(self, config: Config, *, store_id: str | None = None) -> None:
         self.config = config

@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from branchdb.daemon.config import env, locate
+from branchdb.daemon.config.docker_section import SCHEMA as DOCKER_SCHEMA
+from branchdb.daemon.config.docker_section import DockerSection
+from branchdb.daemon.config.docker_section import parse as parse_docker
 from branchdb.daemon.core.errors import ConfigError
 
 CONFIG_NAME = locate.CONFIG_NAME
 DEFAULT_DATA_DIR = locate.DEFAULT_DATA_DIR
-BACKENDS = ("libsql", "postgres")
+BACKENDS = ("libsql", "postgres", "docker")
 #: The libsql backend served through a libsql server (sqld): ``[database] backend =
 #: "libsql"`` with ``[libsql] server = ...`` or ``[libsql] managed = true``.
 SQLD = "sqld"
@@ -164,6 +167,7 @@ class Config(NamedTuple):
     state: StateSection = StateSection()
     libsql: LibsqlSection = LibsqlSection()
     postgres: PostgresSection = PostgresSection()
+    docker: DockerSection = DockerSection()
 
     @property
     def data_dir(self) -> Path:
@@ -215,6 +219,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "token_env": list,
         "token_ttl": (str, int),
     },
+    "docker": dict(DOCKER_SCHEMA),
     "server": {"url": str},
     "postgres": {"spares": int},
     "state": {"url": str, "schema": str},
@@ -375,6 +380,8 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
         )
     elif raw.get("libsql"):
         raise ConfigError(f'{where}: [libsql] needs database.backend = "libsql"')
+    if raw.get("docker") and backend != "docker":
+        raise ConfigError(f'{where}: [docker] needs database.backend = "docker"')
     return Config(
         root=root,
         path=path,
@@ -417,6 +424,7 @@ def from_mapping(raw: Mapping[str, Any], root: Path, path: Path | None) -> Confi
         state=state,
         libsql=libsql,
         postgres=_postgres(raw.get("postgres", {}), where),
+        docker=parse_docker(raw.get("docker", {}), root, where, parse_duration),
     )
 
 

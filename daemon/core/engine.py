@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from branchdb.daemon.backends import STAT_EXISTS
 from branchdb.daemon.core import branchname, naming, quota
@@ -41,6 +41,7 @@ from branchdb.daemon.migrations import project as project_migrations
 from branchdb.daemon.migrations.base import MigrationFiles
 
 if TYPE_CHECKING:
+    from branchdb.daemon.backends.base import Sleeper
     from branchdb.daemon.core.dbsession import DbSession
     from branchdb.daemon.sanitize.rules import Rules
 
@@ -134,6 +135,7 @@ class Engine(ProjectContext):
         ):
             self.store.touch_branch(self.project, branch, now)
             rec.last_used_at = max(rec.last_used_at, now)
+            self.wake(rec)
             return UpResult(record=self._hand_out(rec), up_to_date=True)
 
         source = self.migration_source(files)
@@ -190,6 +192,7 @@ class Engine(ProjectContext):
                     command=ran or None,
                 )
             self._audit_applied(branch, applied)
+            self.wake(rec)
             return UpResult(
                 record=self._hand_out(rec, locked=True),
                 created=created,
@@ -397,6 +400,7 @@ class Engine(ProjectContext):
         now = self.clock()
         self.store.touch_branch(self.project, branch, now)
         rec.last_used_at = max(rec.last_used_at, now)
+        self.wake(rec)
         return self._hand_out(rec)
 
     def _hand_out(self, rec: BranchRecord, *, locked: bool = False) -> BranchRecord:
@@ -419,6 +423,34 @@ class Engine(ProjectContext):
                 return self._hand_out(self.get(rec.branch), locked=True)
         except Refused:
             return rec
+
+    def wake(self, rec: BranchRecord) -> None:
+        """Start *rec*'s database if its backend stopped it for being idle
+        (``scales_to_zero``); returns once it takes connections."""
+        if self.backend.scales_to_zero and rec.status == "ready":
+            cast("Sleeper", self.backend).wake(rec.database, rec.info)
+
+    def stop_idle(self) -> list[str]:
+        """Stop the branches idle for ``[docker] stop_after`` (the scheduler runs
+        this); the branches stopped. Nothing on backends that never stop one."""
+        after = self.config.docker.stop_after
+        if not self.backend.scales_to_zero or after is None:
+            return []
+        stopped = cast("Sleeper", self.backend).stop_idle(after, self.clock())
+        out = []
+        for database in stopped:
+            rec = self.store.branch_by_database(self.backend.name, database)
+            branch = rec.branch if rec else database
+            self.audit("stop", branch, f"{database} idle for {after}s: stopped")
+            out.append(branch)
+        return out
+
+    def running(self, rec: BranchRecord) -> bool | None:
+        """Whether *rec*'s database is running now; None if its backend never
+        stops one (read-only)."""
+        if not self.backend.scales_to_zero:
+            return None
+        return cast("Sleeper", self.backend).state(rec.database) == "running"
 
     def pull_request_closed(self, branch: str, *, merged: bool, reference: str) -> None:
         """Record that *branch*'s pull request was closed (a hint for GC).
@@ -479,6 +511,17 @@ class Engine(ProjectContext):
         if not self.backend.exists(rec.database):
             return Status(record=rec, exists=False, command=command)
         size = self.backend.size_bytes(rec.database)
+        running = self.running(rec)
+        if running is False:  # read-only: status never starts a stopped branch
+            return Status(
+                rec,
+                exists=True,
+                size_bytes=size,
+                running=False,
+                problem="stopped while idle ([docker] stop_after); `branchdb up` "
+                "or `branchdb url` starts it",
+                command=command,
+            )
         try:
             session = self.backend.connect(rec.database, rec.info)
             try:
@@ -489,7 +532,12 @@ class Engine(ProjectContext):
                 session.close()
         except Exception as e:  # reported, not raised: status must always answer
             return Status(
-                rec, exists=True, size_bytes=size, problem=str(e), command=command
+                rec,
+                exists=True,
+                size_bytes=size,
+                problem=str(e),
+                command=command,
+                running=running,
             )
         # The tool's ledger is the truth: its team may have run the tool.
         return Status(
@@ -500,6 +548,7 @@ class Engine(ProjectContext):
             applied=None if applied is None else tuple(applied),
             ledger=ledger,
             command=command,
+            running=running,
         )
 
     def reset(

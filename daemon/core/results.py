@@ -71,6 +71,8 @@ class Status:
     ledger: str | None = None
     #: format "command": the command that migrates
     command: str | None = None
+    #: whether its server runs now (``scales_to_zero`` backends; else None)
+    running: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
