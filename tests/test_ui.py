@@ -284,3 +284,55 @@ def test_the_branch_page_shows_its_schema_diff_against_the_default_branch(
         # The default branch against itself: said in place, not an error page.
         same = read.get("/ui/p/shop/diff", params={"branch": "main"})
         assert same.status_code == 200 and "No schema review" in same.text
+
+
+def test_the_branch_table_loads_pending_migrations_per_row(
+    daemon: Daemon, repo: Path
+) -> None:
+    api = {"Authorization": f"Bearer {daemon.tokens['ci']}"}
+    commit_on_branch(
+        repo,
+        "feature/p",
+        {"migrations/003_col.sql": "ALTER TABLE users ADD COLUMN nickname TEXT;\n"},
+        new=True,
+    )
+    r = httpx.put(f"{daemon.base}/v1/projects/shop/branches/feature/p", headers=api)
+    assert r.status_code == 201, r.text
+    # A commit after the database was made: one migration pending on the branch.
+    commit_on_branch(
+        repo,
+        "feature/p",
+        {"migrations/004_more.sql": "ALTER TABLE users ADD COLUMN bio TEXT;\n"},
+        new=False,
+    )
+    with sign_in(daemon.base, daemon.tokens["read"]) as read:
+        page = read.get("/ui/p/shop")
+        assert page.status_code == 200
+        rows = re.findall(r'hx-get="(/ui/p/shop/facts\?[^"]+)"', page.text)
+        assert len(rows) == page.text.count("<tr>") - 1  # one per branch row
+        # The libsql file backend's size is already in the table: no size asked.
+        assert not any("size=1" in u for u in rows)
+        url = next(u for u in rows if "branch=feature/p&" in u).replace("&amp;", "&")
+        frag = read.get(url, headers={"HX-Request": "true"})
+        assert frag.status_code == 200 and "<html" not in frag.text
+        assert "+1 pending" in frag.text and "004_more.sql" in frag.text
+        assert re.search(r'id="mig-\d+" title="3 applied, 1 pending', frag.text)
+        # With size asked (a server backend's row): the size comes out of band.
+        frag = read.get(
+            "/ui/p/shop/facts",
+            params={"branch": "feature/p", "i": 7, "size": 1},
+            headers={"HX-Request": "true"},
+        )
+        assert 'id="size-7" hx-swap-oob="true" title="' in frag.text
+        # A record whose git branch is gone says so in its cell, not as an error.
+        frag = read.get("/ui/p/shop/facts", params={"branch": "feature/pg", "i": 2})
+        assert frag.status_code == 200 and 'id="mig-2" class="error"' in frag.text
+        # An unknown branch is a 404, a bad index a 4xx: never a 500.
+        assert (
+            read.get("/ui/p/shop/facts", params={"branch": "nope", "i": 1}).status_code
+            == 404
+        )
+        assert (
+            read.get("/ui/p/shop/facts", params={"branch": "main", "i": 0}).status_code
+            == 422
+        )

@@ -177,6 +177,12 @@ def test_sign_in_and_see_the_branches_made_through_the_api(
     first = driver.find_element(By.CSS_SELECTOR, "table tbody tr th").text
     assert first == "feature/b"
     driver.get(f"{served.base}/ui/p/shop")
+    # Each row's pending count is loaded as the row comes into view (htmx).
+    wait_for(
+        driver,
+        lambda d: "applied, 0 pending"
+        in (d.find_element(By.ID, "mig-1").get_attribute("title") or ""),
+    )
     shot(driver, "branches")
     # Exact times on hover.
     stamp = driver.find_element(By.CSS_SELECTOR, "table tbody time")

@@ -181,6 +181,33 @@ async def branch_status(
     )
 
 
+@router.get("/p/{project}/facts")
+async def branch_facts(
+    request: Request,
+    viewer: ViewerDep,
+    project: ProjectDep,
+    branch: str = Query(..., max_length=1024),
+    i: int = Query(..., ge=1, le=1_000_000),
+    size: bool = Query(False),
+) -> HTMLResponse:
+    """One row's live facts for the branch table: migrations applied/pending and,
+    with *size*, the size a server backend only tells per database. htmx loads it
+    when the row scrolls into view, so a table of 1,000 branches asks only for
+    the rows someone looks at."""
+    name = branchname.validate(branch)
+    await run_in_threadpool(project.engine().get, name)  # NotFound: a 404
+    try:
+        st = await run_in_threadpool(data.branch_status, project, name)
+        problem = None
+    except BranchdbError as e:  # e.g. its git branch is gone: said in the cell
+        st, problem = None, str(e)
+    return _r(request).page(
+        request,
+        "_facts.html",
+        {"st": st, "problem": problem, "i": i, "size": size},
+    )
+
+
 @router.get("/p/{project}/diff")
 async def branch_diff(
     request: Request,
