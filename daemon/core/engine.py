@@ -136,7 +136,9 @@ class Engine(ProjectContext):
             self.store.touch_branch(self.project, branch, now)
             rec.last_used_at = max(rec.last_used_at, now)
             self.wake(rec)
-            return UpResult(record=self._hand_out(rec), up_to_date=True)
+            return UpResult(
+                record=self._hand_out(rec), up_to_date=True, running=self._awake()
+            )
 
         source = self.migration_source(files)
         evicted: list[str] = []  # by the quota admission of a create
@@ -190,6 +192,7 @@ class Engine(ProjectContext):
                     applied=tuple(applied),
                     evicted=tuple(evicted),
                     command=ran or None,
+                    running=self._awake(),
                 )
             self._audit_applied(branch, applied)
             self.wake(rec)
@@ -199,7 +202,13 @@ class Engine(ProjectContext):
                 applied=tuple(applied),
                 evicted=tuple(evicted),
                 command=ran or None,
+                running=self._awake(),
             )
+
+    def _awake(self) -> bool | None:
+        """``UpResult.running`` after an up or reset (which start a stopped
+        database): True where the backend scales to zero, else None."""
+        return True if self.backend.scales_to_zero else None
 
     def _abandon_create(self, rec: BranchRecord, error: BaseException) -> None:
         """Undo a create whose first migration run failed, then say why.
@@ -579,7 +588,9 @@ class Engine(ProjectContext):
                 rec, source, self.fingerprint(files), progress
             )
             self._audit_applied(branch, applied)
-        return UpResult(record=rec, reset=True, applied=tuple(applied))
+        return UpResult(
+            record=rec, reset=True, applied=tuple(applied), running=self._awake()
+        )
 
     def _reset_locked(
         self, rec: BranchRecord, snapshot: SnapshotRecord | None, progress: Progress
