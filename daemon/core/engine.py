@@ -412,6 +412,12 @@ class Engine(ProjectContext):
         self.wake(rec)
         return self._hand_out(rec)
 
+    def listed(self) -> list[BranchRecord]:
+        """Every branch, as a list hands them out (``ls``, ``GET …/branches``):
+        with credentials re-signed where they are past half their lifetime, so a
+        script reading tokens from the list gets working ones. Not a use."""
+        return [self._hand_out(rec) for rec in self.list_branches()]
+
     def _hand_out(self, rec: BranchRecord, *, locked: bool = False) -> BranchRecord:
         """*rec*, with credentials fit to be handed out: a backend whose tokens
         expire (optional ``credentials_stale``/``refresh_credentials``) re-signs
