@@ -156,6 +156,19 @@ def branch_status(project: ProjectRuntime, branch: str) -> dict[str, Any]:
     return dict(views.status_dict(st, protected=False, ttl=ttl_of(engine, branch)))
 
 
+def row_facts(
+    project: ProjectRuntime, branch: str
+) -> tuple[dict[str, Any] | None, str | None]:
+    """:func:`branch_status` for one row of the branch table: (facts, None), or
+    (None, why) when they cannot be read (e.g. its git branch is gone). Raises
+    NotFound only when the branch has no record."""
+    project.engine().get(branch)
+    try:
+        return branch_status(project, branch), None
+    except BranchdbError as e:
+        return None, str(e)
+
+
 def branch_review(project: ProjectRuntime, branch: str) -> dict[str, Any]:
     """The schema review of *branch* against the default branch's database, as
     ``GET …/diff?format=text`` renders it (schema only, never data). Raises

@@ -195,12 +195,7 @@ async def branch_facts(
     when the row scrolls into view, so a table of 1,000 branches asks only for
     the rows someone looks at."""
     name = branchname.validate(branch)
-    await run_in_threadpool(project.engine().get, name)  # NotFound: a 404
-    try:
-        st = await run_in_threadpool(data.branch_status, project, name)
-        problem = None
-    except BranchdbError as e:  # e.g. its git branch is gone: said in the cell
-        st, problem = None, str(e)
+    st, problem = await run_in_threadpool(data.row_facts, project, name)
     return _r(request).page(
         request,
         "_facts.html",
