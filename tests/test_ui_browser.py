@@ -180,8 +180,10 @@ def test_sign_in_and_see_the_branches_made_through_the_api(
     # Each row's pending count is loaded as the row comes into view (htmx).
     wait_for(
         driver,
-        lambda d: "applied, 0 pending"
-        in (d.find_element(By.ID, "mig-1").get_attribute("title") or ""),
+        lambda d: (
+            "applied, 0 pending"
+            in (d.find_element(By.ID, "mig-1").get_attribute("title") or "")
+        ),
     )
     shot(driver, "branches")
     # Exact times on hover.
