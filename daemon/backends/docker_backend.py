@@ -386,6 +386,7 @@ class DockerBackend:
         return docker_snapshots.create(
             self, name, version, source, progress=progress, rules=rules,
             allow_unreviewed=allow_unreviewed,
+            seals=(_seal_snapshot, _commit_snapshot),
         )  # fmt: skip
 
     def snapshot_drop(self, snapshot: SnapshotRecord) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,8 +73,11 @@ def create(
     progress: Progress | None,
     rules: Rules | None,
     allow_unreviewed: bool,
+    seals: tuple[Callable[[Path, Path], None], Callable[..., None]],
 ) -> SnapshotRecord:
-    from branchdb.daemon.backends import docker_backend, pg_copy
+    """Build and seal version *version* of snapshot *name* from *source*; *seals*:
+    the directory rename and the image commit (the backend's kill points)."""
+    from branchdb.daemon.backends import pg_copy
 
     say = progress if callable(progress) else (lambda _m: None)
     extra: dict[str, Any] = {}
@@ -112,7 +116,7 @@ def create(
         )  # fmt: skip
         try:
             img = docker_layers.build_snapshot(
-                base, ref, tmp, marks, owner, fill, docker_backend._commit_snapshot
+                base, ref, tmp, marks, owner, fill, seals[1]
             )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -127,7 +131,7 @@ def create(
                           dir=tmp)  # fmt: skip
         try:
             data = docker_cluster.build_snapshot(image, backend.root, tmp, marks, fill)
-            docker_backend._seal_snapshot(data, final)
+            seals[0](data, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         location, size = str(final), cow.tree_bytes(final)
