@@ -63,7 +63,7 @@ COST = (
 # The empty cluster, made inside the build container: initdb, then the server on
 # its socket only (exec: it gets the stop signal). $1: the pg_hba line added.
 _INIT = (
-    'initdb -D "$PGDATA" -U postgres -E UTF8 --locale=C.UTF-8 --auth-local=trust '
+    'initdb -D "$PGDATA" -U {superuser} -E UTF8 --locale=C.UTF-8 --auth-local=trust '
     '--auth-host=scram-sha-256 >/dev/null && echo "$1" >> "$PGDATA/pg_hba.conf" && '
     'exec postgres -D "$PGDATA" -p {port} -c listen_addresses='
 )
@@ -94,14 +94,19 @@ def ensure_base(image: str, root: Path) -> str:
 
     img = rt.ensure_image(image)
     ref = f"{BASE_REPO}:{str(img.id).split(':')[-1][:16]}"
-    if find_image(ref) is not None:
+
+    def sealed() -> bool:  # an image of that name without our label is not ours
+        found = find_image(ref)
+        return found is not None and rt.label(found, "kind") == "base"
+
+    if sealed():
         return ref
     folder = root / "base"
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # one build per root, other callers wait
-        if find_image(ref) is not None:
+        if sealed():
             return ref
         docker_cluster.remove_base_builds(folder)  # a build killed earlier
         check_image(image)
@@ -152,7 +157,8 @@ def build(
     rt.make_run_dir(tmp / "run", *owner)
     name = rt.TMP + secrets.token_hex(6)
     port = docker_cluster.BUILD_PORT
-    init_cmd = ["sh", "-c", _INIT.format(port=port), "init", _HBA] if init else None
+    script = _INIT.format(port=port, superuser=rt.SUPERUSER)
+    init_cmd = ["sh", "-c", script, "init", _HBA] if init else None
     container = rt.create_postgres(
         image, name, marks, data=None, run_dir=tmp / "run",
         user=f"{owner[0]}:{owner[1]}", port=port, listen="", settings=settings,
