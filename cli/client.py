@@ -149,7 +149,7 @@ class LocalClient:
 
     def list_branches(self) -> list[wire.Branch]:
         running = self.engine.running
-        return [views.branch_dict(r, running(r)) for r in self.engine.list_branches()]
+        return [views.branch_dict(r, running(r)) for r in self.engine.listed()]
 
     def status(self, branch: str) -> wire.BranchStatus:
         from branchdb.daemon.gc.ttl import ttl_of

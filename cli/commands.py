@@ -494,8 +494,6 @@ def _snapshot_warm(ctx: _Ctx) -> int:
     from branchdb.daemon.config.project import MAX_SPARES
 
     a = ctx.args
-    if a.json:
-        raise UsageError("snapshot warm has no --json output")
     if ctx.config.server.url:
         raise Refused(
             "snapshot warm makes spares on the database server from this machine; "
@@ -506,6 +504,13 @@ def _snapshot_warm(ctx: _Ctx) -> int:
     if not 0 <= count <= MAX_SPARES:
         raise UsageError(f"--spares must be from 0 to {MAX_SPARES}")
     warmed = ctx.engine.snapshot_warm(a.name, count, progress=ctx.progress)
+    if a.json:
+        from branchdb.cli.output import emit_json
+
+        emit_json(
+            {"snapshot": warmed.snapshot, "ready": warmed.ready, "built": warmed.built}
+        )
+        return 0
     _print(
         f"snapshot {warmed.snapshot}: {warmed.ready} spares ready "
         f"({warmed.built} made now)"

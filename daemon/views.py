@@ -49,7 +49,7 @@ def branch_dict(rec: BranchRecord, running: bool | None = None) -> wire.Branch:
 
 def up_dict(res: UpResult) -> wire.UpBranch:
     return {
-        **branch_dict(res.record),
+        **branch_dict(res.record, res.running),
         "created": res.created,
         "reset": res.reset,
         "up_to_date": res.up_to_date,
@@ -74,7 +74,7 @@ def up_to_date_dict(rec: BranchRecord) -> wire.UpBranch:
 
 
 def reset_dict(res: UpResult) -> wire.ResetBranch:
-    return {**branch_dict(res.record), "applied": list(res.applied)}
+    return {**branch_dict(res.record, res.running), "applied": list(res.applied)}
 
 
 def dropped_dict(rec: BranchRecord) -> wire.DroppedBranch:

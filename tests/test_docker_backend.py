@@ -99,6 +99,19 @@ def test_scale_to_zero_and_back(engine: Engine) -> None:
     assert query(url, "SELECT count(*) FROM orders") == [(1,)]
 
 
+def test_handing_the_url_out_restarts_the_idle_clock(engine: Engine) -> None:
+    b = backend(engine)
+    rec = engine.up("feature/clock").record
+    t0 = time.time()
+    assert b.stop_idle(3600, t0 - 3700) == []  # idle since over an hour ago
+    engine.url("feature/clock")  # a client is about to connect
+    assert b.stop_idle(3600, t0 + 10) == []
+    assert b.state(rec.database) == "running"
+    # Without a hand-out, the same hour of idleness stops it.
+    assert b.stop_idle(3600, t0 + 3700) == [rec.database]
+    assert b.state(rec.database) == "stopped"
+
+
 def test_the_url_is_an_owner_not_a_superuser_and_survives_resets(
     engine: Engine,
 ) -> None:

@@ -100,6 +100,8 @@ def test_same_output_embedded_and_remote(
     first = dict((o[0], o) for o in reversed(outputs["remote"]))
     assert first["up"][1] == 0 and "2 migrations" in first["up"][2]
     assert json.loads(raw["up --json"])["up_to_date"] is True
+    assert json.loads(raw["up --json"])["running"] is True
+    assert json.loads(raw["reset --json"])["running"] is True
     assert "running" in first["status"][2] and "(running)" in first["ls"][2]
     assert json.loads(raw["status --json"])["running"] is True
     assert first["status"][1] == 0 and outputs["remote"][-1][1] != 0  # after down

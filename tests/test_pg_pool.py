@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -246,6 +247,9 @@ def test_cli_snapshot_warm(project: tuple[Path, str, str], pg_cluster: Cluster) 
     r = run(repo, "snapshot", "warm", "prod", "--spares", "2", env=env)
     assert r.code == 0, r.err
     assert r.out.strip() == "snapshot prod@1: 2 spares ready (2 made now)"
+    r = run(repo, "snapshot", "warm", "prod", "--spares", "3", "--json", env=env)
+    assert r.code == 0, r.err
+    assert json.loads(r.out) == {"snapshot": "prod@1", "ready": 3, "built": 1}
     r = run(repo, "snapshot", "warm", "prod", "--spares", "1000", env=env)
     assert r.code == 2 and "Traceback" not in r.err
     r = run(repo, "snapshot", "warm", "missing", env=env)

@@ -52,19 +52,28 @@ def _config(name: str, backend: str) -> str:
     )
 
 
-def _branch(repo: Path, backend: str, env: dict[str, str]) -> None:
-    """main with the init migration, then branch feature with the feature one."""
+def _branch(
+    repo: Path,
+    backend: str,
+    env: dict[str, str],
+    init: str | None = None,
+    feature: str | None = None,
+) -> None:
+    """main with the init migration, then branch feature with the feature one
+    (by default the module's, for *backend*)."""
     name = "p" + repo.parent.name[-10:].replace("_", "").lower()
     (repo / "branchdb.toml").write_text(_config(name, backend))
     mig = repo / "db" / "migrations"
     mig.mkdir(parents=True)
     pg = backend == "postgres"
-    (mig / "0001_init.sql").write_text(PG_INIT if pg else SQLITE_INIT)
+    (mig / "0001_init.sql").write_text(init or (PG_INIT if pg else SQLITE_INIT))
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "init")
     assert run(repo, "up", "-q", env=env).code == 0
     git(repo, "checkout", "-q", "-b", "feature")
-    (mig / "0002_feature.sql").write_text(PG_FEATURE if pg else SQLITE_FEATURE)
+    (mig / "0002_feature.sql").write_text(
+        feature or (PG_FEATURE if pg else SQLITE_FEATURE)
+    )
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "feature")
     r = run(repo, "up", "-q", env=env)
@@ -227,3 +236,56 @@ def test_sqlite_ignore_comment_and_bad_input(repo: Path) -> None:
     assert "Traceback" not in r.err
     r = run(repo, "diff", "--against", "main", "--drift")
     assert r.code == 2 and "Traceback" not in r.err
+
+
+SQLITE_CHECKS_INIT = """\
+CREATE TABLE items (
+  id INTEGER PRIMARY KEY,
+  price INTEGER CHECK (price > 0), -- a comment, with (parentheses
+  note TEXT DEFAULT 'a, (b' NOT NULL,
+  CONSTRAINT cheap CHECK (price < 1000)
+);
+"""
+SQLITE_CHECKS_FEATURE = """\
+CREATE TABLE items_new (
+  id INTEGER PRIMARY KEY,
+  price INTEGER CHECK (price >= 0),
+  note TEXT DEFAULT 'a, (b' NOT NULL,
+  "the note" TEXT CONSTRAINT "has note" CHECK ("the note" <> 'x)')
+);
+INSERT INTO items_new (id, price, note) SELECT id, price, note FROM items;
+DROP TABLE items;
+ALTER TABLE items_new RENAME TO items;
+"""
+
+
+def test_sqlite_check_constraints_are_compared(repo: Path) -> None:
+    _branch(repo, "libsql", {}, SQLITE_CHECKS_INIT, SQLITE_CHECKS_FEATURE)
+    review = _json(repo, {})
+    assert review["diff"]["ignored"] == []
+    assert _changes(review) == {
+        ("column", "added", "items.the note"),
+        ("check", "removed", "items price: (price > 0)"),
+        ("check", "added", "items price: (price >= 0)"),
+        ("check", "removed", "items CONSTRAINT cheap"),
+        ("check", "added", "items CONSTRAINT has note"),
+    }
+    by_name = {c["name"]: c for c in review["diff"]["changes"]}
+    assert by_name["items CONSTRAINT has note"]["after"] == (
+        """CONSTRAINT has note CHECK ("the note" <> 'x)')"""
+    )
+    # A change of CHECKs alone rebuilds the table in the SQL, which makes main's
+    # database equal to the branch's (and enforces the new checks).
+    sql = run(repo, "diff", "--sql")
+    assert sql.code == 0 and "RENAME TO" in sql.out, sql.out
+    main_db = run(repo, "url", "main").out.strip().removeprefix("file:")
+    with sqlite3.connect(main_db) as c:
+        c.execute("INSERT INTO items (id, price, note) VALUES (1, 5, 'n')")
+        c.commit()
+        c.executescript(sql.out)
+        c.execute("INSERT INTO items (id, price, note) VALUES (2, 0, 'n')")
+        with pytest.raises(sqlite3.IntegrityError, match="has note"):
+            c.execute(
+                """INSERT INTO items (id, price, note, "the note") VALUES (3, 1, 'n', 'x)')"""
+            )
+    assert _json(repo, {})["diff"]["changes"] == []

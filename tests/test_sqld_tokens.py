@@ -126,6 +126,13 @@ def test_tokens_expire_refresh_and_die_with_their_branch(
     renewed = _env_token(repo, "feature/a")
     assert renewed != old and claims(renewed)["exp"] >= now + 86400
     assert renewed == _info(repo, "feature/a")["auth_token"]
+    # And by the list a script reads (`ls --json`, GET …/branches).
+    _set_token(repo, "feature/a", old)
+    r = run(repo, "ls", "--json")
+    assert r.code == 0, r.err
+    listed = {b["branch"]: b for b in json.loads(r.out)}["feature/a"]["auth_token"]
+    assert listed != old and claims(listed)["exp"] >= now + 86400
+    assert listed == _info(repo, "feature/a")["auth_token"]
     # A fresh one is handed out as it is, and the older tokens keep working.
     assert py_client(url, old, "read", "SELECT 1 AS one")["rows"] == [{"one": 1}]
 

@@ -256,20 +256,30 @@ def test_a_token_limited_to_other_projects_sees_none_of_this_one(
             assert r.status_code == 403 and "limited to project" in r.text, path
 
 
-def test_the_branch_page_shows_its_schema_diff_against_the_default_branch(
-    daemon: Daemon, repo: Path
-) -> None:
-    api = {"Authorization": f"Bearer {daemon.tokens['ci']}"}
-    r = httpx.put(f"{daemon.base}/v1/projects/shop/branches/main", headers=api)
+def _put(daemon: Daemon, branch: str) -> None:
+    r = httpx.put(
+        f"{daemon.base}/v1/projects/shop/branches/{branch}",
+        headers={"Authorization": f"Bearer {daemon.tokens['ci']}"},
+    )
     assert r.status_code == 201, r.text
+
+
+def _branch_adding_a_column(daemon: Daemon, repo: Path, branch: str) -> None:
+    """A new git branch with one migration more than main, and its database."""
     commit_on_branch(
         repo,
-        "feature/col",
+        branch,
         {"migrations/003_col.sql": "ALTER TABLE users ADD COLUMN nickname TEXT;\n"},
         new=True,
     )
-    r = httpx.put(f"{daemon.base}/v1/projects/shop/branches/feature/col", headers=api)
-    assert r.status_code == 201, r.text
+    _put(daemon, branch)
+
+
+def test_the_branch_page_shows_its_schema_diff_against_the_default_branch(
+    daemon: Daemon, repo: Path
+) -> None:
+    _put(daemon, "main")
+    _branch_adding_a_column(daemon, repo, "feature/col")
     with sign_in(daemon.base, daemon.tokens["read"]) as read:
         page = read.get("/ui/p/shop/b/feature/col")
         assert 'hx-get="/ui/p/shop/diff?branch=feature/col"' in page.text
@@ -289,15 +299,7 @@ def test_the_branch_page_shows_its_schema_diff_against_the_default_branch(
 def test_the_branch_table_loads_pending_migrations_per_row(
     daemon: Daemon, repo: Path
 ) -> None:
-    api = {"Authorization": f"Bearer {daemon.tokens['ci']}"}
-    commit_on_branch(
-        repo,
-        "feature/p",
-        {"migrations/003_col.sql": "ALTER TABLE users ADD COLUMN nickname TEXT;\n"},
-        new=True,
-    )
-    r = httpx.put(f"{daemon.base}/v1/projects/shop/branches/feature/p", headers=api)
-    assert r.status_code == 201, r.text
+    _branch_adding_a_column(daemon, repo, "feature/p")
     # A commit after the database was made: one migration pending on the branch.
     commit_on_branch(
         repo,

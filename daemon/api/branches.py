@@ -232,7 +232,7 @@ async def get_branch(
 async def list_branches(token: ReadToken, project: ProjectDep) -> list[wire.Branch]:
     def work() -> list[wire.Branch]:
         engine = project.engine()
-        return [views.branch_dict(r, engine.running(r)) for r in engine.list_branches()]
+        return [views.branch_dict(r, engine.running(r)) for r in engine.listed()]
 
     return await run_in_threadpool(work)
 

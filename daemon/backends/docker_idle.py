@@ -13,14 +13,23 @@ sessions open now. Per branch folder::
 A stop is PostgreSQL's fast shutdown (the container's stop signal is SIGINT): the
 container, its volume and its data stay; :func:`wake` starts the same container,
 with the same port, and returns once the server takes connections.
+
+Handing a URL out (``up``, ``url``, ``env``, the API) calls :func:`wake` even for a
+running branch: it restarts the idle clock, since a client is about to connect.
+Wake and stop take the branch folder's ``wake.lock`` (``flock``, so the daemon
+and an embedded CLI exclude each other too) and a stop re-reads the clock under
+it: a URL handed out while a stop was deciding is never left pointing at a
+stopped server.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,16 +60,31 @@ def activity(
     return out
 
 
+@contextlib.contextmanager
+def _guard(folder: Path) -> Iterator[None]:
+    """Hold the branch's ``wake.lock`` (waits; released when the block ends)."""
+    with (folder / "wake.lock").open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def wake(backend: DockerBackend, database: str) -> bool:
     c = rt.find(database)
     if c is None or not backend._mine(c):
         return False
     folder = backend._folder(c)
-    if c.status == "running" or folder is None:
+    if folder is None:
         return False
-    c.start()
-    rt.wait_ready(folder / "run", _port(c), c).close()
-    _write(folder / "idle.json", {"counter": _saved(folder), "since": time.time()})
+    with _guard(folder):
+        c.reload()
+        if c.status == "running":  # a hand-out: the idle clock starts again
+            seen = _read(folder / "idle.json")
+            if "counter" in seen:
+                _write(folder / "idle.json", {**seen, "since": time.time()})
+            return False
+        c.start()
+        rt.wait_ready(folder / "run", _port(c), c).close()
+        _write(folder / "idle.json", {"counter": _saved(folder), "since": time.time()})
     return True
 
 
@@ -83,10 +107,16 @@ def stop_idle(
         if open_now or seen.get("counter") != counter:
             _write(folder / "idle.json", {"counter": counter, "since": now})
             continue
-        if now - float(seen.get("since", now)) >= idle_for:
+        if now - float(seen.get("since", now)) < idle_for:
+            continue
+        with _guard(folder):
+            # A URL handed out since the sample restarted the clock: not idle.
+            since = float(_read(folder / "idle.json").get("since", now))
+            if now - since < idle_for:
+                continue
             _write(folder / "activity.json", {"counter": counter})
             rt.stop(c)
-            stopped.append(rt.name_of(c))
+        stopped.append(rt.name_of(c))
     return stopped
 
 

@@ -136,7 +136,9 @@ class Engine(ProjectContext):
             self.store.touch_branch(self.project, branch, now)
             rec.last_used_at = max(rec.last_used_at, now)
             self.wake(rec)
-            return UpResult(record=self._hand_out(rec), up_to_date=True)
+            return UpResult(
+                record=self._hand_out(rec), up_to_date=True, running=self._awake()
+            )
 
         source = self.migration_source(files)
         evicted: list[str] = []  # by the quota admission of a create
@@ -190,6 +192,7 @@ class Engine(ProjectContext):
                     applied=tuple(applied),
                     evicted=tuple(evicted),
                     command=ran or None,
+                    running=self._awake(),
                 )
             self._audit_applied(branch, applied)
             self.wake(rec)
@@ -199,7 +202,13 @@ class Engine(ProjectContext):
                 applied=tuple(applied),
                 evicted=tuple(evicted),
                 command=ran or None,
+                running=self._awake(),
             )
+
+    def _awake(self) -> bool | None:
+        """``UpResult.running`` after an up or reset (which start a stopped
+        database): True where the backend scales to zero, else None."""
+        return True if self.backend.scales_to_zero else None
 
     def _abandon_create(self, rec: BranchRecord, error: BaseException) -> None:
         """Undo a create whose first migration run failed, then say why.
@@ -403,6 +412,12 @@ class Engine(ProjectContext):
         self.wake(rec)
         return self._hand_out(rec)
 
+    def listed(self) -> list[BranchRecord]:
+        """Every branch, as a list hands them out (``ls``, ``GET …/branches``):
+        with credentials re-signed where they are past half their lifetime, so a
+        script reading tokens from the list gets working ones. Not a use."""
+        return [self._hand_out(rec) for rec in self.list_branches()]
+
     def _hand_out(self, rec: BranchRecord, *, locked: bool = False) -> BranchRecord:
         """*rec*, with credentials fit to be handed out: a backend whose tokens
         expire (optional ``credentials_stale``/``refresh_credentials``) re-signs
@@ -579,7 +594,9 @@ class Engine(ProjectContext):
                 rec, source, self.fingerprint(files), progress
             )
             self._audit_applied(branch, applied)
-        return UpResult(record=rec, reset=True, applied=tuple(applied))
+        return UpResult(
+            record=rec, reset=True, applied=tuple(applied), running=self._awake()
+        )
 
     def _reset_locked(
         self, rec: BranchRecord, snapshot: SnapshotRecord | None, progress: Progress

@@ -41,6 +41,9 @@ class UpResult:
     evicted: tuple[str, ...] = ()
     #: format "command": the command that ran and the tool's ledger before/after
     command: dict[str, Any] | None = None
+    #: True on a backend that scales to zero (up and reset leave it running);
+    #: None on the others, which never stop a database
+    running: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

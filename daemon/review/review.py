@@ -188,7 +188,7 @@ def _compare(
 
         changes = sqlite_schema.changes(base, head)
         sql = sqlite_schema.sql(base, head) if changes else ""
-        ignored, dialect = sqlite_schema.IGNORED, "sqlite"
+        ignored, dialect = (), "sqlite"
     return SchemaDiff(
         dialect=dialect,
         base=base_label,

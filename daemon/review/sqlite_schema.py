@@ -5,9 +5,9 @@ Compared: tables, their columns (declared type, NOT NULL, default, primary-key
 position, generated/hidden), their primary-key and UNIQUE constraints
 (``pragma_index_list`` origins ``pk``/``u``), foreign keys
 (``pragma_foreign_key_list``; SQLite's are unnamed, so one is named by its
-columns), indexes, views and triggers (their SQL, whitespace normalised). CHECK
-constraints live only in a table's SQL text and are not compared (said in the
-diff's ``ignored``). Only the schema is read: never a row.
+columns), CHECK constraints (read from the table's SQL text, the only place
+SQLite keeps them: :mod:`.sqlite_checks`), indexes, views and triggers (their
+SQL, whitespace normalised). Only the schema is read: never a row.
 
 The SQL (:func:`sql`) adds a nullable or defaulted column with ``ALTER TABLE …
 ADD COLUMN``; every other table change uses SQLite's documented rebuild
@@ -24,8 +24,7 @@ from typing import Any
 
 from branchdb.daemon.core.dbsession import Executor
 from branchdb.daemon.review.model import Change
-
-IGNORED = ("CHECK constraints (SQLite keeps them only in the table's SQL text)",)
+from branchdb.daemon.review.sqlite_checks import checks as read_checks
 
 
 @dataclass
@@ -35,6 +34,7 @@ class Table:
     columns: dict[str, dict[str, Any]] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)  # "pk"/"unique (a, b)" → text
     fks: dict[str, str] = field(default_factory=dict)  # "(a) -> t(b)" → text
+    checks: dict[str, str] = field(default_factory=dict)  # sqlite_checks.checks
 
 
 @dataclass
@@ -73,7 +73,7 @@ def read(db: Executor) -> Schema:
 
 
 def _table(db: Executor, name: str, text: str) -> Table:
-    t = Table(name, text)
+    t = Table(name, text, checks=read_checks(text))
     pk: list[tuple[int, str]] = []
     for cid, col, typ, notnull, dflt, pkpos, hidden in db.execute(
         'SELECT cid, name, type, "notnull", dflt_value, pk, hidden '
@@ -164,6 +164,10 @@ def changes(base: Schema, head: Schema) -> list[Change]:
             out += _side(
                 "foreign key", f"{name} {key}", ta.fks.get(key), tb.fks.get(key)
             )
+        for key in sorted(set(ta.checks) | set(tb.checks)):
+            out += _side(
+                "check", f"{name} {key}", ta.checks.get(key), tb.checks.get(key)
+            )
     for name in sorted(set(base.indexes) | set(head.indexes)):
         ia, ib = base.indexes.get(name), head.indexes.get(name)
         out += _side("index", name, ia and ia[1], ib and ib[1])
@@ -215,7 +219,12 @@ def sql(base: Schema, head: Schema) -> str:
         out.append(head.tables[name].sql.rstrip(";") + ";")
     for name in sorted(set(base.tables) & set(head.tables)):
         ta, tb = base.tables[name], head.tables[name]
-        if (ta.columns, ta.keys, ta.fks) == (tb.columns, tb.keys, tb.fks):
+        if (ta.columns, ta.keys, ta.fks, ta.checks) == (
+            tb.columns,
+            tb.keys,
+            tb.fks,
+            tb.checks,
+        ):
             continue
         added = [c for c in tb.columns if c not in ta.columns]
         same = all(
@@ -228,6 +237,7 @@ def sql(base: Schema, head: Schema) -> str:
             and set(ta.columns) <= set(tb.columns)
             and ta.keys == tb.keys
             and ta.fks == tb.fks
+            and ta.checks == tb.checks
             and all(_addable(tb.columns[c]) for c in added)
         ):
             for c in added:
