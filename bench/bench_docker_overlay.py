@@ -13,8 +13,12 @@ Starts a throwaway PostgreSQL 15 cluster holding a ``pgbench -i -s SCALE`` sourc
 - a branch from the snapshot until its URL answers ``SELECT count(*) FROM
   pgbench_branches`` (what ``branchdb up --from`` of a new branch waits for), with
   the backend's breakdown;
-- the first write to the big table (one-row ``UPDATE`` of ``pgbench_accounts``; on
-  layers it copies that row's whole segment file up), then a second one;
+- the first write to the big table (one-row ``UPDATE`` of ``pgbench_accounts``),
+  then a second one; and on a second branch, a one-row read of it first. On layers
+  the first statement that touches the table copies *all* its files up (index and
+  every 1 GiB segment): PostgreSQL opens relation files read-write even to read,
+  and overlay2 copies a file up when it is opened for writing; the planner opens
+  every segment to size the table;
 - what the branch then holds on its own: the container's ``SizeRw`` (layers) or
   the clone's exclusive bytes (``btrfs filesystem du``; reflink);
 - cold start: the branch stopped, then ``wake`` until its URL answers.
@@ -43,12 +47,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import psycopg
 from bench_docker import answer, df_used, first_write, sql
 from pgcluster import PG_BIN, Cluster, start_cluster
 
 from branchdb.daemon.backends import docker_runtime
 from branchdb.daemon.backends.docker_backend import DockerBackend
 from branchdb.daemon.config.project import from_mapping
+
+READ = "SELECT abalance FROM pgbench_accounts WHERE aid = %s"
 
 
 def exclusive_bytes(folder: Path) -> int:
@@ -79,10 +86,23 @@ def make_backend(project: str, image: str, folder: Path, clone: str) -> DockerBa
     return DockerBackend(from_mapping(raw, Path("/tmp"), None))
 
 
+def first_read(url: str, aid: int) -> float:
+    """Seconds of one primary-key lookup in the big table, on a new connection."""
+    with psycopg.connect(url, autocommit=True) as c:
+        t = time.perf_counter()
+        c.execute(READ, (aid,)).fetchall()
+        return time.perf_counter() - t
+
+
 def measure(
-    b: DockerBackend, snap: Any, aid: int, i: int, out: dict[str, list[float]]
+    b: DockerBackend,
+    snap: Any,
+    aid: int,
+    i: int,
+    out: dict[str, list[float]],
+    read_first: bool,
 ) -> None:
-    branch = f"b{i}"
+    branch = f"b{i}{'r' if read_first else 'w'}"
     db = b.database_name(branch)
     t = time.perf_counter()
     info = b.create(db, branch=branch, snapshot=snap, info={})
@@ -90,6 +110,13 @@ def measure(
     out.setdefault("branch until its URL answers", []).append(time.perf_counter() - t)
     for step, secs in b.timings.items():
         out.setdefault(f"  {step}", []).append(secs)
+    if read_first:
+        out.setdefault("first read of pgbench_accounts (1 row)", []).append(
+            first_read(info["url"], aid)
+        )
+        out.setdefault("MiB the branch holds after it", []).append(
+            own_bytes(b, db) / 2**20
+        )
     out.setdefault("first write to pgbench_accounts", []).append(
         first_write(info["url"], aid)
     )
@@ -203,14 +230,23 @@ def run(
             flush=True,
         )
     aid = args.scale * 100_000 // 2
-    results: dict[str, dict[str, list[float]]] = {m: {} for m in modes}
-    for i in range(args.reps):  # modes alternate: the machine's drift hits both
-        for mode in modes:
-            measure(backends[mode], snaps[mode], aid + 10 * i, i, results[mode])
+    results: dict[str, dict[str, list[float]]] = {
+        m + extra: {} for extra in ("", ", read first") for m in modes
+    }
+    # Modes alternate (the machine's drift hits both); each repetition makes two
+    # branches per mode: one written first, one read first (PostgreSQL opens a
+    # table's files read-write even to read them, which is what overlay2 copies
+    # up on).
+    for i in range(args.reps):
+        for read_first in (False, True):
+            for mode in modes:
+                measure(backends[mode], snaps[mode], aid + 10 * i, i,
+                        results[mode if not read_first else f"{mode}, read first"],
+                        read_first)  # fmt: skip
     med = {
         m: {k: statistics.median(v) for k, v in r.items()} for m, r in results.items()
     }
-    for mode in modes:
+    for mode in results:
         print(f"\n{mode}, {size / 2**30:.2f} GiB, median of {args.reps} [runs]:")
         for k, v in med[mode].items():
             runs = ", ".join(f"{x:.3f}" for x in results[mode][k])
@@ -220,12 +256,14 @@ def run(
         print("\noverlay2 / reflink (medians):")
         for k in (
             "branch until its URL answers",
+            "first read of pgbench_accounts (1 row)",
             "first write to pgbench_accounts",
             "second write (another row)",
             "MiB the branch holds after them",
             "cold start until its URL answers",
         ):
-            a, r = med["overlay2"][k], med["reflink"][k]
+            mode = ", read first" if k.startswith("first read") else ""
+            a, r = med["overlay2" + mode][k], med["reflink" + mode][k]
             print(
                 f"  {k:40s} {a:9.3f} / {r:9.3f} = {a / r if r else float('inf'):.1f}x"
             )
