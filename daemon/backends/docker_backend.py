@@ -9,9 +9,11 @@ copies only the blocks it touches.
 Where ``[docker] dir`` has no reflinks, ``[docker] clone`` (``auto`` by default)
 falls back to Docker's own layers (:mod:`.docker_layers`): a snapshot is an image
 and a branch a container of it, its data in the container's writable layer. That
-also copies no data on create, but overlay2 copies a whole file (a table's 1 GiB
-segment) up on its first write: see the README. Branches are always cloned the way
-their snapshot was made (:mod:`.docker_snapshots`).
+also copies no data on create, but overlay2 copies a whole file up when it is
+first opened for writing, and PostgreSQL opens a table's files read-write even to
+read: the first query touching a table copies all of it (see the README).
+Branches are always cloned the way their snapshot was made
+(:mod:`.docker_snapshots`).
 
 Names and marks (:mod:`.docker_runtime` for the labels)::
 

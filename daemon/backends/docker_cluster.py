@@ -228,8 +228,7 @@ def fill_and_freeze(conn: Any, run_dir: Path, fill: Callable[[str, str], None]) 
     db = rt.admin_conninfo(run_dir, BUILD_PORT, DATABASE)
     with psycopg.connect(db, autocommit=True) as inner:
         # Frozen, analysed pages: branches never rewrite hint bits (every such
-        # write would unshare a block of a reflink clone, or copy a whole
-        # segment file up through overlay2).
+        # write would unshare a block of a reflink clone).
         inner.execute("VACUUM (FREEZE, ANALYZE)")
     conn.execute("CHECKPOINT")
     conn.execute("SELECT pg_switch_wal()")

@@ -5,11 +5,13 @@ A snapshot version is an **image**: a build container from the empty cluster's
 image, holding its data directory in its own writable layer (:data:`PGDATA`, never
 a volume or a bind), is filled, shut down cleanly and committed. A branch is a
 container created from that image; its data directory is in the container's
-writable layer, so creating one copies no data. What it costs: Docker's graph
-driver (overlay2 here) copies a *whole file* up on its first write, and PostgreSQL
-keeps a table in segment files of up to 1 GiB: the first write to a big table
-stalls while its segment is copied (2.4 s for 1 GiB measured with dockerd 20.10),
-and the branch keeps that copy (see the README's Benchmarks).
+writable layer, so creating one copies no data. What it costs: overlay2 copies a
+*whole file* up into the container's layer when it is first opened for writing,
+and PostgreSQL opens a table's files read-write even to read them (and the planner
+opens every 1 GiB segment to size the table): the first statement that touches a
+table, a one-row read included, copies all of its files (about 0.65 s for a 1 GiB
+table, about 4 s for 4 GiB, here), and the branch keeps that copy (the README's
+Benchmarks, bench/bench_docker_overlay.py).
 
 Names (labels as in :mod:`.docker_runtime`; images keep the labels they were
 committed with, and a container made from one inherits those it does not set)::
@@ -55,10 +57,10 @@ BASE_REPO = "branchdb-base"
 #: What the fallback costs, said once per process and folder.
 COST = (
     "[docker] dir {dir} is not on btrfs/XFS: branches use Docker's image layers "
-    "(clone = overlay2), where the first write to a table copies its whole "
-    "segment file (up to 1 GiB, ~2.4 s) into the branch, which keeps that copy; "
-    'put dir on btrfs/XFS for reflink clones, or set clone = "overlay2" to '
-    "silence this"
+    "(clone = overlay2), where the first query touching a table, even a read, "
+    "copies all of its files into the branch (about 1 s and 1 GiB per GiB of "
+    "table), which keeps that copy; put dir on btrfs/XFS for reflink clones, or "
+    'set clone = "overlay2" to silence this'
 )
 # The empty cluster, made inside the build container: initdb, then the server on
 # its socket only (exec: it gets the stop signal). $1: the pg_hba line added.
