@@ -262,3 +262,38 @@ def test_reflink_on_a_folder_without_reflinks_is_refused(tmp_path: Path) -> None
         with pytest.raises(ConfigError, match="copy-on-write") as e:
             attempt()
         assert "\n" not in str(e.value)
+
+
+def test_a_killed_build_of_the_empty_cluster_is_removed_at_start(
+    engine: Engine,
+) -> None:
+    """What a base build killed mid-way leaves (its labelled build container and
+    folder under ``base/``) goes at the next start's recovery, unless a build
+    holds ``base/.lock``."""
+    import fcntl
+    import os
+
+    b = backend(engine)
+    base = b.root / "base"
+    base.mkdir(parents=True, exist_ok=True)
+    folder = base / f".tmp-{uuid.uuid4().hex[:12]}"
+    (folder / "run").mkdir(parents=True)
+    marks = docker_runtime.labels("-", "base", "x", dir=str(folder))
+    c = docker_runtime.client().containers.create(
+        engine.config.docker.image, command=["true"], labels=marks,
+        name=docker_runtime.TMP + uuid.uuid4().hex[:12], network_mode="none",
+    )  # fmt: skip
+    try:
+        fd = os.open(base / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:  # a build runs: nothing of it is touched
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            recovery.recover(engine)
+            assert folder.is_dir()
+            c.reload()
+        finally:
+            os.close(fd)
+        recovery.recover(engine)
+        assert not folder.exists()
+        assert docker_runtime.find(str(c.name)) is None
+    finally:
+        docker_runtime.remove(c)

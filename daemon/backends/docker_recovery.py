@@ -8,6 +8,8 @@ last. So everything a kill can leave is one of:
 
 - a container named ``bdbt_*`` with this project's labels (a create or build);
 - a volume no container uses (killed before its container existed);
+- a build of the empty cluster under ``base/`` (its labelled container and
+  folder), removed when no build holds ``base/.lock``;
 - a ``.tmp-*`` folder under ``snapshots/<name>/`` (a build), and with layered
   clones its stopped build container ``bdbt_*``, whose ``dir`` label names the
   folder (the pair is one temp, reported by the container's name);
@@ -28,7 +30,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from branchdb.daemon.backends import cow, docker_layers
+from branchdb.daemon.backends import cow, docker_cluster, docker_layers
 from branchdb.daemon.backends import docker_runtime as rt
 from branchdb.daemon.backends.base import Recovered
 from branchdb.daemon.core.errors import Refused
@@ -92,7 +94,28 @@ def recover(backend: DockerBackend, ctx: ProjectContext) -> Recovered:
                 out.busy.append(folder.name)
     _unrecorded_images(backend, ctx, out)
     docker_layers.sweep(backend.project)
+    _base_builds(backend.root / "base")
     return out
+
+
+def _base_builds(folder: Path) -> None:
+    """Remove what a killed build of an empty cluster (directory or image) left,
+    if no build holds ``base/.lock`` now (shared by every project on this
+    ``dir``: not reported as this project's temps)."""
+    import fcntl
+    import os
+
+    if not folder.is_dir():
+        return
+    fd = os.open(folder / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # a build runs: it cleans up after itself
+        docker_cluster.remove_base_builds(folder)
+    finally:
+        os.close(fd)
 
 
 def _build_folder(backend: DockerBackend, c: Any) -> Path | None:
