@@ -585,6 +585,7 @@ def _die_at_docker_seal() -> None:
 
     docker_backend._seal = seal  # type: ignore[assignment]
     docker_backend._seal_snapshot = seal  # type: ignore[assignment]
+    docker_backend._commit_snapshot = seal  # type: ignore[assignment]
 
 
 class DockerHarness(Harness):
@@ -594,13 +595,15 @@ class DockerHarness(Harness):
 
     name = "docker"
 
+    layered = False
+
     def __init__(self, tmp_path: Path, cluster: Cluster) -> None:
         from dockersupport import require_docker
 
         from branchdb.daemon.backends.docker_backend import DockerBackend
 
         super().__init__(tmp_path)
-        self.image, cow = require_docker()
+        self.image, cow = require_docker(cow_dir=not self.layered)
         self.dir = cow / "contract"  # shared: the empty cluster is built once
         self.cluster = cluster
         self.config = from_mapping(self.raw(), self.root, None)
@@ -733,3 +736,35 @@ class DockerHarness(Harness):
         with self._admin() as c:
             for name in self.sources:
                 c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class DockerOverlayHarness(DockerHarness):
+    """The docker backend with layered clones (``clone = "overlay2"``) on a plain
+    folder: snapshots are images, branches containers of them. The outside view
+    adds this project's labelled images; a layered snapshot build's temp is its
+    container (its socket folder goes with it)."""
+
+    layered = True
+
+    def raw(self) -> dict[str, Any]:
+        raw = super().raw()
+        raw["docker"]["clone"] = "overlay2"
+        return raw
+
+    def physical(self) -> set[str]:
+        flt = {"label": f"branchdb.project={self.project}"}
+        images = self._client().images.list(filters=flt)
+        return super().physical() | {
+            f"image:{','.join(sorted(i.tags)) or i.id}" for i in images
+        }
+
+    def temps(self) -> set[str]:
+        every = self._containers()
+        claimed = {c.labels.get("branchdb.dir") for c in every}
+        out = {t for t in super().temps() if not t.startswith(".tmp-")}
+        out |= {
+            p.name
+            for p in self.docker.snapshots.glob("*/.tmp-*")
+            if str(p) not in claimed
+        }
+        return out

@@ -5,8 +5,10 @@ copy-on-write file system (``BRANCHDB_TEST_COW_DIR``, made by .ci/cowfs). Under
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,10 @@ def _missing(why: str) -> Any:
     pytest.skip(f"needs {why}")
 
 
-def require_docker() -> tuple[str, Path]:
-    """(image, a folder on a copy-on-write file system) for the docker backend."""
-    cow = os.environ.get("BRANCHDB_TEST_COW_DIR")
+def require_docker(cow_dir: bool = True) -> tuple[str, Path]:
+    """(image, a folder on a copy-on-write file system) for the docker backend;
+    without *cow_dir*, the folder is :func:`plain_dir` (layered clones)."""
+    cow = os.environ.get("BRANCHDB_TEST_COW_DIR") if cow_dir else str(plain_dir())
     if not cow or not Path(cow).is_dir():
         _missing("BRANCHDB_TEST_COW_DIR (a btrfs/XFS mount: .ci/cowfs)")
     if os.geteuid() != 0 or not shutil.which("cp"):
@@ -43,8 +46,18 @@ def require_docker() -> tuple[str, Path]:
     return IMAGE, Path(str(cow))
 
 
+def plain_dir() -> Path:
+    """A folder on the machine's ordinary file system (ext4 here, no reflinks) for
+    the docker backend's layered clones; shared, like the CoW one's, so that the
+    empty cluster's image is built once."""
+    folder = Path(tempfile.gettempdir()) / "branchdb-test-overlay"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def remove_project(project: str) -> None:
-    """Remove every container and volume labelled with *project* (test cleanup)."""
+    """Remove every container, volume and image labelled with *project* (test
+    cleanup)."""
     import docker
 
     client = docker.from_env(timeout=60)
@@ -54,5 +67,8 @@ def remove_project(project: str) -> None:
             c.remove(force=True)
         for v in client.volumes.list(filters=flt):
             v.remove(force=True)
+        for i in client.images.list(filters=flt):
+            with contextlib.suppress(docker.errors.NotFound):
+                client.images.remove(i.id, force=True)
     finally:
         client.close()

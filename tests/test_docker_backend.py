@@ -236,18 +236,6 @@ def test_docker_settings_are_checked(tmp_path: Path) -> None:
         parse({"stop_after": "1m"}, backend="postgres")
 
 
-def test_a_directory_without_reflinks_is_refused(tmp_path: Path) -> None:
-    image, _ = require_docker()
-    raw = {
-        "project": {"name": "p"},
-        "database": {"backend": "docker"},
-        "docker": {"image": image, "dir": str(tmp_path / "plain")},
-    }
-    b = DockerBackend(from_mapping(raw, tmp_path, None))
-    with pytest.raises(ConfigError, match="copy-on-write"):
-        b.create(b.database_name("x"), branch="x", snapshot=None, info={})
-
-
 def test_quota_evicts_a_container(tmp_path: Path) -> None:
     image, cow = require_docker()
     project = f"q{uuid.uuid4().hex[:10]}"

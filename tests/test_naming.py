@@ -96,3 +96,29 @@ def test_snapshot_names_validated() -> None:
             naming.snapshot_key(bad)
     snap = naming.pg_snapshot_database("shop" * 10, "s" * 40, 123456)
     assert len(snap) <= naming.PG_MAX_IDENT
+
+
+def test_docker_snapshot_images_follow_dockers_grammar() -> None:
+    # Docker: lowercase path components joined by one of . _ __ -+ (none at either
+    # end); a tag of word characters. Snapshot names may end in "_" or hold "___".
+    component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    grammar = rf"{component}(?:/{component})*:[\w][\w.-]{{0,127}}"
+    refs = set()
+    for project, snap in [
+        ("shop", "prod"),
+        ("Shop.Web", "a_"),
+        ("shop", "a___b"),
+        ("x" * 63, "s" * 40),
+        ("ünï", "0"),
+    ]:
+        ref = naming.docker_snapshot_image(project, snap, 12)
+        assert re.fullmatch(grammar, ref) and len(ref) <= 255, ref
+        assert ref.startswith("branchdb-snap/") and ref.endswith(":v12")
+        refs.add(ref)
+    assert len(refs) == 5
+    assert naming.docker_snapshot_image("shop", "a_", 1) != (
+        naming.docker_snapshot_image("shop", "a-", 1)
+    )
+    assert naming.docker_snapshot_image("shop", "prod", 3) == (
+        naming.docker_snapshot_image("shop", "prod", 3)
+    )

@@ -44,8 +44,9 @@ def require_reflink(folder: Path) -> None:
     if not supports_reflink(folder):
         raise ConfigError(
             f"{folder} is not on a copy-on-write file system (btrfs or XFS with "
-            "reflink=1): the docker backend clones data directories there. Point "
-            "[docker] dir (or $BRANCHDB_DOCKER_DIR) at a btrfs or XFS mount"
+            'reflink=1), and [docker] clone = "reflink" clones data directories '
+            "there. Point [docker] dir (or $BRANCHDB_DOCKER_DIR) at a btrfs or XFS "
+            'mount, or set clone = "auto" to fall back to Docker\'s image layers'
         )
 
 

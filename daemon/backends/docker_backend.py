@@ -4,8 +4,16 @@ A branch is a container of ``[docker] image`` whose data directory is a reflink
 clone (btrfs, XFS) of a sealed, cleanly shut down data directory — a snapshot, or
 the empty cluster of the image for a fresh branch (:mod:`.docker_cluster`). Creating
 one copies no data, so it takes the same time at 1 GiB as at 4 GiB; a write later
-copies only the blocks it touches. Docker's own layers (overlay2) would copy a
-whole 1 GiB segment file on the first write to a table: see the README.
+copies only the blocks it touches.
+
+Where ``[docker] dir`` has no reflinks, ``[docker] clone`` (``auto`` by default)
+falls back to Docker's own layers (:mod:`.docker_layers`): a snapshot is an image
+and a branch a container of it, its data in the container's writable layer. That
+also copies no data on create, but overlay2 copies a whole file up when it is
+first opened for writing, and PostgreSQL opens a table's files read-write even to
+read: the first query touching a table copies all of it (see the README).
+Branches are always cloned the way their snapshot was made
+(:mod:`.docker_snapshots`).
 
 Names and marks (:mod:`.docker_runtime` for the labels)::
 
@@ -14,7 +22,8 @@ Names and marks (:mod:`.docker_runtime` for the labels)::
                                seal: a container is a branch only once renamed
                                from its temp name to <database>
     container bdbt_<hex>       one being built (a temp; recovery removes it)
-    volume bdbv_<hex>          its data directory (labelled, a bind of the dir)
+    volume bdbv_<hex>          its data directory (labelled, a bind of the dir);
+                               layered: its socket directory (``run``)
     <dir>/<project>/branches/<hex>/data   the clone;  .../run  its socket dir
 
 The URL is for role ``app`` (not a superuser) on database ``app``; the superuser
@@ -34,17 +43,22 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from branchdb.daemon.backends import cow, docker_cluster, docker_idle, docker_ports
+from branchdb.daemon.backends import (
+    cow,
+    docker_cluster,
+    docker_idle,
+    docker_layers,
+    docker_ports,
+    docker_snapshots,
+)
 from branchdb.daemon.backends import docker_runtime as rt
 from branchdb.daemon.backends.base import Info, Progress, Recovered
 from branchdb.daemon.config.project import Config
 from branchdb.daemon.core import naming
-from branchdb.daemon.core.errors import NotFound, Refused, redact
+from branchdb.daemon.core.errors import NotFound, Refused
 from branchdb.daemon.core.models import SnapshotRecord
 
 if TYPE_CHECKING:
@@ -65,6 +79,13 @@ def _seal(container: Container, final: str) -> None:
 
 def _seal_snapshot(data: Path, final: Path) -> None:
     os.rename(data, final)
+
+
+def _commit_snapshot(
+    container: Container, ref: str, base: dict[str, Any], marks: dict[str, str]
+) -> None:
+    """Commit a layered snapshot's build container as its image (the seal)."""
+    docker_layers.commit(container, ref, base, marks)
 
 
 class DockerBackend:
@@ -91,6 +112,23 @@ class DockerBackend:
         #: with the clone running beside it, the rest of the clone, start, ready,
         #: seal): bench/bench_docker.py prints them.
         self.timings: dict[str, float] = {}
+        self._clone: str | None = None
+
+    def clone_mode(self) -> str:
+        """``reflink`` or ``overlay2``, how new snapshots and fresh branches are
+        made: ``[docker] clone``, with ``auto`` decided by probing ``dir`` once (a
+        one-line warning says what the fallback costs). Raises ConfigError for
+        ``reflink`` on a folder without reflinks."""
+        if self._clone is None:
+            want = self.settings.clone
+            if want == "reflink":
+                cow.require_reflink(self.root)
+            elif want == "auto":
+                want = "reflink" if cow.supports_reflink(self.root) else "overlay2"
+                if want == "overlay2":
+                    docker_layers.warn_fallback(self.root)
+            self._clone = want
+        return self._clone
 
     # -------------------------------------------------------------- plumbing
     def _mine(self, c: Container | None) -> bool:
@@ -144,18 +182,10 @@ class DockerBackend:
                 "for this project; branchdb never touches it"
             )
         self.drop_leftovers(database, branch, info)
-        if snapshot is None:
-            cow.require_reflink(self.root)
-            source = docker_cluster.ensure_base(self.settings.image, self.root)
-            strategy = "fresh"
-        else:
-            source = Path(snapshot.location)
-            if not (source / "PG_VERSION").is_file():
-                raise NotFound(
-                    f"snapshot {snapshot.ref} ({source}) is missing; recreate it "
-                    f"with `branchdb snapshot create {snapshot.name}`"
-                )
-            strategy = "reflink"
+        source, strategy = docker_snapshots.source_of(self, snapshot)
+        layered = strategy == "overlay2" or (
+            strategy == "fresh" and self.clone_mode() == "overlay2"
+        )
         password = str(info.get("password") or secrets.token_urlsafe(24))
         superuser = str(info.get("superuser_password") or secrets.token_urlsafe(24))
         key = secrets.token_hex(6)
@@ -168,26 +198,40 @@ class DockerBackend:
             # Held until a container carries the port in its labels.
             with self.ports.lock():
                 port = self.ports.allocate(info.get("port"))
+                # store: always set, never inherited from a snapshot image's.
                 marks = rt.labels(
                     self.project, "branch", database, branch=branch,
-                    store=self.store_id, port=port, dir=folder, volume=volume,
+                    store=self.store_id or "", port=port, dir=folder,
+                    volume=volume, clone="overlay2" if layered else "reflink",
                 )  # fmt: skip
-                rt.create_volume(volume, folder / "data", marks)
-                folder.mkdir(parents=True)
-                st = os.stat(source)  # cp -a keeps the image's postgres uid
-                rt.make_run_dir(folder / "run", st.st_uid, st.st_gid)
+                how: dict[str, Any] = {"port": port, "listen": self.settings.listen}
+                if layered:  # the volume is the socket folder; data: the layer
+                    uid, gid = docker_layers.owner_of(str(source))
+                    rt.create_volume(volume, folder / "run", marks)
+                    folder.mkdir(parents=True)
+                    rt.make_run_dir(folder / "run", uid, gid)
+                    run = {"source": volume, "type": "volume"}
+                    how |= {"data": None, "run_dir": run}
+                    how["pgdata"] = docker_layers.PGDATA
+                else:
+                    rt.create_volume(volume, folder / "data", marks)
+                    folder.mkdir(parents=True)
+                    st = os.stat(source)  # cp -a keeps the image's postgres uid
+                    uid, gid = st.st_uid, st.st_gid
+                    rt.make_run_dir(folder / "run", uid, gid)
+                    how |= {"data": {"source": volume, "type": "volume"},
+                            "run_dir": folder / "run"}  # fmt: skip
                 lap("prepare")
-                # The clone runs while dockerd creates the container.
-                clone = cow.Clone(source, folder / "data")
+                if not layered:  # the clone runs while dockerd creates the container
+                    clone = cow.Clone(Path(source), folder / "data")
                 container = rt.create_postgres(
-                    self.settings.image, tmp, marks,
-                    data={"source": volume, "type": "volume"},
-                    run_dir=folder / "run", user=f"{st.st_uid}:{st.st_gid}",
-                    port=port, listen=self.settings.listen,
+                    str(source) if layered else self.settings.image, tmp, marks,
+                    user=f"{uid}:{gid}", **how,
                 )  # fmt: skip
-                lap("container create (clone running)")
-            clone.wait()
-            lap("clone (rest of it)")
+                lap("container create" + ("" if layered else " (clone running)"))
+            if clone is not None:
+                clone.wait()
+                lap("clone (rest of it)")
             container.start()
             lap("start")
             with rt.wait_ready(folder / "run", port, container) as conn:
@@ -241,6 +285,8 @@ class DockerBackend:
             rt.remove_volume(volume)
         if folder is not None:
             cow.remove_tree(folder)
+        if rt.label(c, "clone") == "overlay2":
+            docker_layers.sweep(self.project)  # its image, if `snapshot rm` untagged it
 
     def connect(self, database: str, info: Info) -> PgSession:
         """A session as the branch's owner role; a stopped branch is started."""
@@ -260,8 +306,14 @@ class DockerBackend:
         )
 
     def size_bytes(self, database: str) -> int:
+        """Bytes the branch holds: its clone's apparent size (reflink), or its
+        container's writable layer (overlay2: what it wrote or copied up)."""
         c = rt.find(database)
-        folder = self._folder(c) if self._mine(c) else None
+        if c is None or not self._mine(c):
+            return 0
+        if rt.label(c, "clone") == "overlay2":
+            return docker_layers.size_rw(c)
+        folder = self._folder(c)
         return 0 if folder is None else cow.tree_bytes(folder / "data")
 
     def activity(
@@ -330,61 +382,18 @@ class DockerBackend:
     ) -> SnapshotRecord:
         """Restore *source* (a PostgreSQL URL; read-only, one consistent
         ``pg_dump``) into a cluster in a container, shut it down cleanly and seal
-        its data directory as ``snapshots/<name>/v<version>``."""
-        from branchdb.daemon.backends import pg_copy
-
-        cow.require_reflink(self.root)
-        final = self.snapshots / name / f"v{version}"
-        if final.exists():
-            raise Refused(f"snapshot {name}@{version} already exists at {final}")
-        for old in final.parent.glob(f".tmp-v{version}-*"):  # we hold its lock
-            shutil.rmtree(old, ignore_errors=True)
-        tmp = final.parent / f".tmp-v{version}-{secrets.token_hex(6)}"
-        say = progress if callable(progress) else (lambda _m: None)
-        extra: dict[str, Any] = {}
-
-        def fill(admin: str, database: str) -> None:
-            from psycopg.conninfo import make_conninfo
-
-            bindir = pg_copy.find_bin(15)
-            owner = docker_cluster.OWNER
-            if rules is None:
-                target = make_conninfo(admin, dbname=database)
-                pg_copy.copy(source, target, owner, bindir, progress)
-                return
-            from branchdb.daemon.sanitize.pg import stream
-            from branchdb.daemon.sanitize.report import line_progress
-
-            report = stream.build(
-                pg_copy.Client(bindir, owner), source, admin, database, rules,
-                allow_unreviewed=allow_unreviewed, progress=line_progress(progress),
-                say=say,
-            )  # fmt: skip
-            extra["sanitize"] = report.info()
-
-        marks = rt.labels(self.project, "snapshot", str(final), snapshot=name, dir=tmp)
-        try:
-            data = docker_cluster.build_snapshot(
-                self.settings.image, self.root, tmp, marks, fill
-            )
-            _seal_snapshot(data, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return SnapshotRecord(
-            project=self.project,
-            name=name,
-            version=version,
-            backend=self.name,
-            location=str(final),
-            created_at=time.time(),
-            source=redact(source),
-            size_bytes=cow.tree_bytes(final),
-            info={"image": self.settings.image, **extra},
-        )
+        it: as the directory ``snapshots/<name>/v<version>`` (reflink) or the
+        image ``branchdb-snap/<project>/<name>:v<version>`` (overlay2); see
+        :mod:`.docker_snapshots`."""
+        return docker_snapshots.create(
+            self, name, version, source, progress=progress, rules=rules,
+            allow_unreviewed=allow_unreviewed,
+            seals=(_seal_snapshot, _commit_snapshot),
+        )  # fmt: skip
 
     def snapshot_drop(self, snapshot: SnapshotRecord) -> None:
         """Remove the sealed directory (branches cloned from it keep their data:
-        a reflink clone shares blocks, not files)."""
-        where = Path(snapshot.location)
-        if where.parent.parent == self.snapshots and where.is_dir():
-            shutil.rmtree(where)
+        a reflink clone shares blocks, not files), or untag the image: Docker
+        keeps its layers while a branch container uses them, and a dangling image
+        goes with the last such container (:func:`.docker_layers.sweep`)."""
+        docker_snapshots.drop(self, snapshot)

@@ -15,7 +15,7 @@ branch's URL only differs in port and passwords)::
     pg_hba.conf     local: trust (the socket directory is root's and the
                     cluster user's only); host: scram-sha-256
 
-Layout under ``[docker] dir``::
+Layout under ``[docker] dir`` (layered clones: :mod:`.docker_layers`)::
 
     base/<image digest>/                 the empty cluster per image
     <project>/snapshots/<name>/v<N>/     a sealed snapshot (its data directory)
@@ -111,16 +111,7 @@ def ensure_base(image: str, root: Path) -> Path:
         fcntl.flock(fd, fcntl.LOCK_EX)  # one build per image, other callers wait
         if (final / "PG_VERSION").is_file():
             return final
-        # A build killed earlier: its containers (labelled with their folder)
-        # and folders. Only this lock's holder builds here.
-        every = rt.client().containers.list(
-            all=True, filters={"label": f"{rt.LABEL}kind=base"}
-        )
-        for c in every:
-            if Path(rt.label(c, "dir") or "/").parent == final.parent:
-                rt.remove(c)
-        for old in final.parent.glob(".tmp-*"):
-            shutil.rmtree(old, ignore_errors=True)
+        remove_base_builds(final.parent)
         tmp = final.parent / f".tmp-{secrets.token_hex(6)}"
         try:
             _build_base(image, img.id, tmp, root)
@@ -130,6 +121,20 @@ def ensure_base(image: str, root: Path) -> Path:
     finally:
         os.close(fd)
     return final
+
+
+def remove_base_builds(folder: Path) -> None:
+    """Remove what a killed build of an empty cluster left in *folder* (``base/``):
+    its containers (labelled with their folder) and folders. Only the holder of
+    ``base/.lock`` builds there, so only it may call this."""
+    every = rt.client().containers.list(
+        all=True, filters={"label": f"{rt.LABEL}kind=base"}
+    )
+    for c in every:
+        if Path(rt.label(c, "dir") or "/").parent == folder:
+            rt.remove(c)
+    for old in folder.glob(".tmp-*"):
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _build_base(image: str, image_id: str, tmp: Path, root: Path) -> None:
@@ -165,15 +170,21 @@ def _build_base(image: str, image_id: str, tmp: Path, root: Path) -> None:
         f.write("host all all all scram-sha-256\n")
     rt.make_run_dir(tmp / "run", uid, gid)
     with serving(image, data, tmp / "run", marks, user) as conn:
-        for stmt in _SETUP:
-            conn.execute(_identifiers(stmt))
-        db = rt.admin_conninfo(tmp / "run", BUILD_PORT, DATABASE)
-        import psycopg
+        setup(conn, tmp / "run")
 
-        with psycopg.connect(db, autocommit=True) as inner:
-            inner.execute(_identifiers("ALTER SCHEMA public OWNER TO {owner}"))
-            inner.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
-        conn.execute("CHECKPOINT")
+
+def setup(conn: Any, run_dir: Path) -> None:
+    """Make role and database ``app`` in a new cluster served on *run_dir*
+    (*conn*: its superuser), then checkpoint."""
+    import psycopg
+
+    for stmt in _SETUP:
+        conn.execute(_identifiers(stmt))
+    db = rt.admin_conninfo(run_dir, BUILD_PORT, DATABASE)
+    with psycopg.connect(db, autocommit=True) as inner:
+        inner.execute(_identifiers("ALTER SCHEMA public OWNER TO {owner}"))
+        inner.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+    conn.execute("CHECKPOINT")
 
 
 def _bind(source: Path, target: str) -> Any:
@@ -202,20 +213,26 @@ def build_snapshot(
     rt.make_run_dir(tmp / "run", st.st_uid, st.st_gid)
     user = f"{st.st_uid}:{st.st_gid}"
     with serving(image, data, tmp / "run", marks, user) as conn:
-        fill(rt.admin_conninfo(tmp / "run", BUILD_PORT), DATABASE)
-        import psycopg
-
-        db = rt.admin_conninfo(tmp / "run", BUILD_PORT, DATABASE)
-        with psycopg.connect(db, autocommit=True) as inner:
-            # Frozen, analysed pages: branches never rewrite hint bits (every
-            # such write would unshare a block of the clone).
-            inner.execute("VACUUM (FREEZE, ANALYZE)")
-        conn.execute("CHECKPOINT")
-        conn.execute("SELECT pg_switch_wal()")
-        conn.execute("CHECKPOINT")  # the segments before it go
+        fill_and_freeze(conn, tmp / "run", fill)
     shutil.rmtree(tmp / "run", ignore_errors=True)
     os.sync()  # sealed means on disk
     return data
+
+
+def fill_and_freeze(conn: Any, run_dir: Path, fill: Callable[[str, str], None]) -> None:
+    """Let *fill* restore into database ``app`` of the cluster served on *run_dir*
+    (*conn*: its superuser), then freeze, analyse and checkpoint it."""
+    import psycopg
+
+    fill(rt.admin_conninfo(run_dir, BUILD_PORT), DATABASE)
+    db = rt.admin_conninfo(run_dir, BUILD_PORT, DATABASE)
+    with psycopg.connect(db, autocommit=True) as inner:
+        # Frozen, analysed pages: branches never rewrite hint bits (every such
+        # write would unshare a block of a reflink clone).
+        inner.execute("VACUUM (FREEZE, ANALYZE)")
+    conn.execute("CHECKPOINT")
+    conn.execute("SELECT pg_switch_wal()")
+    conn.execute("CHECKPOINT")  # the segments before it go
 
 
 def set_passwords(conn: Any, superuser: str, password: str) -> None:

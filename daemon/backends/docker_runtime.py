@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,7 @@ SUPERUSER = "postgres"
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 60
 
+_CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 _client: docker.DockerClient | None = None
 _client_pid = 0
 _users: dict[str, tuple[int, int]] = {}
@@ -83,6 +85,8 @@ def find(name: str) -> Container | None:
     """The container called exactly *name*, or None."""
     import docker
 
+    if not _CONTAINER_NAME.fullmatch(name):
+        return None  # e.g. an image reference: no container can have it
     try:
         found = client().containers.get(name)
     except docker.errors.NotFound:
@@ -149,19 +153,11 @@ def run_postgres(
     name: str,
     marks: dict[str, str],
     *,
-    data: dict[str, Any],
-    run_dir: Path,
-    user: str,
-    port: int,
-    listen: str,
-    settings: tuple[str, ...] = (),
     lap: Callable[[str], None] = lambda _step: None,
+    **how: Any,
 ) -> Container:
-    """:func:`create_postgres` and start it."""
-    container = create_postgres(
-        image, name, marks, data=data, run_dir=run_dir, user=user, port=port,
-        listen=listen, settings=settings,
-    )  # fmt: skip
+    """:func:`create_postgres` (*how*: its keywords) and start it."""
+    container = create_postgres(image, name, marks, **how)
     lap("create")
     container.start()
     lap("start")
@@ -173,28 +169,39 @@ def create_postgres(
     name: str,
     marks: dict[str, str],
     *,
-    data: dict[str, Any],
-    run_dir: Path,
+    data: dict[str, Any] | None,
+    run_dir: Path | dict[str, Any],
     user: str,
     port: int,
     listen: str,
     settings: tuple[str, ...] = (),
+    pgdata: str = PGDATA,
+    network: str = "host",
+    entrypoint: list[str] | None = None,
 ) -> Container:
     """Create (not start) a PostgreSQL container on host networking; *data* is
     the mount for its data directory (a labelled volume, or a bind of a build
-    dir), which need not exist before the start. ``listen=""``: socket only;
-    *settings*: more ``name=value`` for this run of the server only."""
+    dir), which need not exist before the start; None: the data directory
+    *pgdata* lives in the container's own writable layer (layered clones).
+    *run_dir*: the host folder for its socket, or a mount (a labelled volume).
+    ``listen=""``: socket only; *settings*: more ``name=value`` for this run of
+    the server only; *entrypoint*: instead of the image's."""
     from docker.types import Mount
 
     api = client().api
-    if data.get("type") == "volume":
-        # Never copy the image's folder into the volume (Docker does, into an
-        # empty one): the clone is still being made while dockerd creates this.
-        data = {**data, "no_copy": True}
-    mounts = [
-        Mount(PGDATA, **data),
-        Mount(SOCKET_DIR, str(run_dir), type="bind"),
-    ]
+
+    def mount(target: str, spec: dict[str, Any]) -> Mount:
+        if spec.get("type") == "volume":
+            # Never copy the image's folder into the volume (Docker does, into
+            # an empty one): a clone is still being made while dockerd creates
+            # this, and a socket folder starts empty.
+            spec = {**spec, "no_copy": True}
+        return Mount(target, **spec)
+
+    run = run_dir if isinstance(run_dir, dict) else {"source": str(run_dir)}
+    mounts = [mount(SOCKET_DIR, {"type": "bind", **run})]
+    if data is not None:
+        mounts.insert(0, mount(pgdata, data))
     command = ["postgres", "-p", str(port), "-c", f"listen_addresses={listen}"]
     for setting in settings:
         command += ["-c", setting]
@@ -206,9 +213,10 @@ def create_postgres(
         name=name,
         labels=marks,
         user=user,
-        environment={"PGDATA": PGDATA},
+        environment={"PGDATA": pgdata},
+        entrypoint=entrypoint,
         stop_signal="SIGINT",  # PostgreSQL's fast shutdown: clean, and quick
-        host_config=api.create_host_config(network_mode="host", mounts=mounts),
+        host_config=api.create_host_config(network_mode=network, mounts=mounts),
     )
     container: Container = client().containers.prepare_model(
         {"Id": made["Id"], "Name": "/" + name}

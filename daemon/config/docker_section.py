@@ -1,11 +1,12 @@
 """``[docker]``: the docker backend's settings (``[database] backend = "docker"``).
 
 Every key has a default, so ``backend = "docker"`` alone works on a host whose data
-directory is on btrfs or XFS::
+directory is on btrfs or XFS (and, more slowly, on any other: ``clone``)::
 
     [docker]
     image = "postgres:15"          # $BRANCHDB_DOCKER_IMAGE wins
     dir = ".branchdb/docker"       # on btrfs/XFS ($BRANCHDB_DOCKER_DIR wins)
+    clone = "auto"                 # reflink | overlay2 | auto ($BRANCHDB_DOCKER_CLONE)
     listen = "127.0.0.1"           # the address every branch's PostgreSQL binds
     host = "127.0.0.1"             # the host name put in URLs (default: listen)
     ports = "55000-55999"          # host ports handed to branches (one each)
@@ -24,9 +25,14 @@ from branchdb.daemon.config import env
 from branchdb.daemon.core.errors import ConfigError
 
 DEFAULT_IMAGE = "postgres:15"
+#: How a branch gets its data: a reflink clone of a data directory on ``dir``
+#: (btrfs/XFS), Docker's own image layers (overlay2, or whatever graph driver the
+#: daemon has), or ``auto``: reflink where ``dir`` supports it, else layers.
+CLONES = ("auto", "reflink", "overlay2")
 SCHEMA: dict[str, type] = {
     "image": str,
     "dir": str,
+    "clone": str,
     "listen": str,
     "host": str,
     "ports": str,
@@ -43,6 +49,7 @@ class DockerSection(NamedTuple):
     host: str | None = None  # None: listen (127.0.0.1 when listen is 0.0.0.0)
     ports: tuple[int, int] = (55000, 55999)
     stop_after: int | None = None  # seconds; None: never
+    clone: str = "auto"  # one of CLONES
 
     @property
     def url_host(self) -> str:
@@ -81,6 +88,12 @@ def parse(
         )
     folder = env.get("BRANCHDB_DOCKER_DIR") or raw.get("dir")
     stop = raw.get("stop_after")
+    clone = env.get("BRANCHDB_DOCKER_CLONE") or raw.get("clone", "auto")
+    if clone not in CLONES:
+        raise ConfigError(
+            f"{where}: docker.clone {clone!r} must be one of {', '.join(CLONES)} "
+            "(or set BRANCHDB_DOCKER_CLONE to one)"
+        )
     return DockerSection(
         image=image,
         dir=(root / folder).resolve() if folder else None,
@@ -88,4 +101,5 @@ def parse(
         host=host,
         ports=(int(m[1]), int(m[2])),
         stop_after=duration(stop, "docker.stop_after", where) if stop else None,
+        clone=clone,
     )

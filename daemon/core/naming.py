@@ -72,6 +72,15 @@ def pg_snapshot_database(project: str, snapshot: str, version: int) -> str:
     return _pg_name(PREFIX + "s", project, snapshot, f"_v{version}")
 
 
+def docker_snapshot_image(project: str, snapshot: str, version: int) -> str:
+    """Image reference of version *version* of *snapshot* on the docker backend's
+    layered clones: ``branchdb-snap/<project slug>-<hash>/<snapshot slug>-<hash>:vN``
+    (Docker's grammar: lowercase path components, no trailing separator)."""
+    project_part = f"{_slug(project, 40)}-{_digest(project)}"
+    snapshot_part = f"{_slug(snapshot, 40)}-{_digest(project, snapshot)}"
+    return f"branchdb-snap/{project_part}/{snapshot_part}:v{int(version)}"
+
+
 def sqld_namespace(project: str, branch: str) -> str:
     """sqld namespace for *branch* of *project*: a DNS label (``[a-z0-9-]``, at most
     63 characters), because clients choose a namespace by the first label of the
