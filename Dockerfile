@@ -29,6 +29,14 @@ RUN if [ -d /src/build/image/wheels ]; then \
       setuptools pip 2>/dev/null; \
     find /opt/branchdb -name '__pycache__' -prune -exec rm -rf {} + && \
     /opt/branchdb/bin/python -m compileall -q /opt/branchdb/lib
+# Wheels' extension modules ship their symbol tables (pglast's parser 28 MB, of
+# which 3.7 MB is code; uvloop 14 MB, 1.6 MB): stripped, ~40 MB less. Only the
+# modules themselves: the libraries auditwheel vendored (*.libs) stay as built.
+RUN apt-get update -qq && \
+    apt-get install -y -qq --no-install-recommends binutils >/dev/null && \
+    rm -rf /var/lib/apt/lists/* && \
+    find /opt/branchdb/lib -name '*.so' ! -path '*.libs/*' \
+      -exec strip --strip-unneeded {} +
 
 FROM ${BASE}
 ARG VERSION=0.1.0
