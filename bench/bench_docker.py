@@ -41,7 +41,7 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from pgcluster import PG_BIN, Cluster, start_cluster
+from pgcluster import Cluster, start_cluster
 
 from branchdb.daemon.backends import cow, docker_runtime
 from branchdb.daemon.backends.docker_backend import DockerBackend
@@ -205,17 +205,8 @@ def run(cluster: Cluster, args: argparse.Namespace, project: str, folder: Path) 
     psnaps: dict[int, Any] = {}
     for scale in scales:  # every snapshot first: the timed runs then interleave
         source = f"prod{scale}"
-        sql(cluster, f"CREATE DATABASE {source}")
         t = time.perf_counter()
-        subprocess.run(
-            [
-                *(f"{PG_BIN}/pgbench", "-q", "-i", "-s", str(scale), "-h", "127.0.0.1"),
-                *("-p", str(cluster.port), "-U", "postgres", source),
-            ],
-            check=True,
-            capture_output=True,
-        )
-        size = int(sql(cluster, f"SELECT pg_database_size('{source}')")[0][0])
+        size = cluster.pgbench(source, scale)
         sizes[scale] = size / 2**30
         print(
             f"source {source}: pgbench -s {scale}, {size / 2**30:.2f} GiB "

@@ -48,8 +48,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import psycopg
-from bench_docker import answer, df_used, first_write, sql
-from pgcluster import PG_BIN, Cluster, start_cluster
+from bench_docker import answer, df_used, first_write
+from pgcluster import Cluster, start_cluster
 
 from branchdb.daemon.backends import docker_runtime
 from branchdb.daemon.backends.docker_backend import DockerBackend
@@ -200,17 +200,8 @@ def run(
     cluster: Cluster, args: argparse.Namespace, project: str, modes: dict[str, Path]
 ) -> None:
     source = "prod"
-    sql(cluster, f"CREATE DATABASE {source}")
     t = time.perf_counter()
-    subprocess.run(
-        [
-            *(f"{PG_BIN}/pgbench", "-q", "-i", "-s", str(args.scale)),
-            *("-h", "127.0.0.1", "-p", str(cluster.port), "-U", "postgres", source),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    size = int(sql(cluster, f"SELECT pg_database_size('{source}')")[0][0])
+    size = cluster.pgbench(source, args.scale)
     print(
         f"source: pgbench -s {args.scale}, {size / 2**30:.2f} GiB "
         f"({time.perf_counter() - t:.0f} s)",

@@ -37,7 +37,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from pgcluster import PG_BIN, Cluster, start_cluster
+from pgcluster import Cluster, start_cluster
 
 from branchdb.daemon.config.project import load
 from branchdb.daemon.core.engine import Engine
@@ -97,16 +97,8 @@ def main() -> None:
 
 
 def run(cluster: Cluster, repo: Path, scale: int, reps: int) -> None:
-    sql(cluster, "CREATE DATABASE prod")
     t = time.perf_counter()
-    subprocess.run(
-        [
-            *(f"{PG_BIN}/pgbench", "-q", "-i", "-s", str(scale), "-h", "127.0.0.1"),
-            *("-p", str(cluster.port), "-U", "postgres", "prod"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cluster.pgbench("prod", scale)
     print(f"source: pgbench -s {scale}, built in {time.perf_counter() - t:.1f} s")
     engine = Engine(load(cwd=repo))
     t = time.perf_counter()

@@ -98,6 +98,19 @@ class Cluster:
             ]
         )
 
+    def pgbench(self, dbname: str, scale: int) -> int:
+        """Create *dbname* filled by ``pgbench -i -s scale`` (scale 70: ~1 GiB,
+        for the benchmarks); its size in bytes."""
+        _run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+              "-U", "postgres", dbname])  # fmt: skip
+        _run([str(PG_BIN / "pgbench"), "-q", "-i", "-s", str(scale), "-h",
+              "127.0.0.1", "-p", str(self.port), "-U", "postgres", dbname])  # fmt: skip
+        import psycopg
+
+        with psycopg.connect(self.url(dbname)) as c:
+            row = c.execute("SELECT pg_database_size(current_database())").fetchone()
+        return int(row[0]) if row else 0
+
     def stop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
             _run(
