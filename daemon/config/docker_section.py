@@ -88,12 +88,13 @@ def parse(
         )
     folder = env.get("BRANCHDB_DOCKER_DIR") or raw.get("dir")
     stop = raw.get("stop_after")
-    clone = env.get("BRANCHDB_DOCKER_CLONE") or raw.get("clone", "auto")
+    from_env = env.get("BRANCHDB_DOCKER_CLONE")
+    clone = from_env or raw.get("clone", "auto")
     if clone not in CLONES:
-        raise ConfigError(
-            f"{where}: docker.clone {clone!r} must be one of {', '.join(CLONES)} "
-            "(or set BRANCHDB_DOCKER_CLONE to one)"
-        )
+        said = (
+            "BRANCHDB_DOCKER_CLONE" if from_env else f"{where}: docker.clone"
+        )  # the value is wrong where it was written
+        raise ConfigError(f"{said} {clone!r} must be one of {', '.join(CLONES)}")
     return DockerSection(
         image=image,
         dir=(root / folder).resolve() if folder else None,
